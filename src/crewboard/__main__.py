@@ -1,0 +1,3 @@
+from crewboard.cli import main
+
+raise SystemExit(main())

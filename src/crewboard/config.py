@@ -1,0 +1,195 @@
+"""Configuration: command-line flag > environment > ``crewboard.toml`` in the home
+(keys named as the environment variables) > built-in default.
+
+Secrets live here only as values; ``Config.__repr__`` never prints them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from crewboard.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """A named OpenAI-compatible endpoint from ``[providers.NAME]`` in the toml."""
+
+    name: str
+    base_url: str
+    api_key_env: str | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def _secret() -> Any:
+    return field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Config:
+    home: Path = Path(".crewboard")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str | None = None
+    concurrency: int = 4
+    workflows: tuple[Path, ...] = ()
+    agents: tuple[Path, ...] = ()
+    admin_email: str | None = None
+    admin_password: str | None = _secret()
+    allow_shell: bool = False
+    http_allow: tuple[str, ...] = ()
+    openai_api_key: str | None = _secret()
+    openai_base_url: str = "https://api.openai.com/v1"
+    lmstudio_base_url: str = "http://127.0.0.1:1234/v1"
+    google_client_id: str | None = None
+    google_client_secret: str | None = _secret()
+    google_allowed_domains: tuple[str, ...] = ()
+    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    database_url: str | None = _secret()
+    providers: Mapping[str, ProviderEndpoint] = field(default_factory=dict)
+    # Password hashing (argon2id). Tests lower these to hash cheaply.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    # Timings of the supervisor; tests shorten them.
+    heartbeat_s: float = 2.0
+    poll_s: float = 1.0
+    drain_s: float = 10.0
+    grace_s: float = 5.0
+    # Web limits.
+    max_body_bytes: int = 1 << 20
+    login_attempts: int = 5
+    login_window_s: float = 60.0
+
+    @property
+    def board_path(self) -> Path:
+        return self.home / "board.db"
+
+    @property
+    def google_enabled(self) -> bool:
+        return bool(self.google_client_id and self.google_client_secret)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.base_url) and urlsplit(self.base_url or "").scheme == "https"
+
+    @property
+    def origin(self) -> str | None:
+        """The scheme://host[:port] of the base URL, if one is configured."""
+        if not self.base_url:
+            return None
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @classmethod
+    def load(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        flags: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Config:
+        """Resolve the configuration. ``flags`` are command-line values by field
+        name (None means not given)."""
+        environ = os.environ if environ is None else environ
+        flags = {k: v for k, v in (flags or {}).items() if v is not None}
+        home_path = Path(home or environ.get("CREWBOARD_HOME") or ".crewboard").expanduser()
+        toml = _read_toml(home_path / "crewboard.toml")
+        values: dict[str, Any] = {"home": home_path.resolve()}
+        for f in fields(cls):
+            if f.name in ("home", "providers"):
+                continue
+            key = _env_name(f.name)
+            raw: Any = None
+            if f.name in flags:
+                raw = flags[f.name]
+            elif key in environ:
+                raw = environ[key]
+            elif key in toml:
+                raw = toml[key]
+            if raw is None:
+                continue
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{key}: {exc}") from exc
+        values["providers"] = _providers(toml.get("providers", {}))
+        return cls(**values)
+
+
+# Field name -> variable name, where the variable is not CREWBOARD_<FIELD>.
+_ENV_NAMES = {
+    "openai_api_key": "OPENAI_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "lmstudio_base_url": "LMSTUDIO_BASE_URL",
+    "google_client_id": "GOOGLE_CLIENT_ID",
+    "google_client_secret": "GOOGLE_CLIENT_SECRET",
+    "google_allowed_domains": "GOOGLE_ALLOWED_DOMAINS",
+    "google_discovery_url": "GOOGLE_DISCOVERY_URL",
+}
+
+
+def _env_name(name: str) -> str:
+    return _ENV_NAMES.get(name, "CREWBOARD_" + name.upper())
+
+
+def _coerce(type_: Any, raw: Any) -> Any:
+    t = str(type_)
+    if t.startswith("tuple[Path"):
+        parts = raw if isinstance(raw, list) else str(raw).split(":")
+        return tuple(Path(p).expanduser() for p in parts if p)
+    if t.startswith("tuple[str"):
+        parts = raw if isinstance(raw, list) else str(raw).replace(",", " ").split()
+        return tuple(str(p).strip().lower() for p in parts if str(p).strip())
+    if t == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if t == "int":
+        value = int(raw)
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if t == "float":
+        value = float(raw)
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if t in ("str | None", "str"):
+        return str(raw) or None if t == "str | None" else str(raw)
+    raise TypeError(f"unsupported setting type {t}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _providers(table: Any) -> dict[str, ProviderEndpoint]:
+    if not isinstance(table, dict):
+        raise ConfigError("crewboard.toml: [providers] must be a table of tables")
+    result = {}
+    for name, entry in table.items():
+        if name in ("openai", "lmstudio", "offline"):
+            raise ConfigError(f"crewboard.toml: [providers.{name}] shadows a built-in provider")
+        if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
+            raise ConfigError(f"crewboard.toml: [providers.{name}] needs base_url = \"...\"")
+        result[name] = ProviderEndpoint(name, entry["base_url"].rstrip("/"), entry.get("api_key_env"))
+    return result
