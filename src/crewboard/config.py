@@ -190,6 +190,8 @@ def _providers(table: Any) -> dict[str, ProviderEndpoint]:
         if name in ("openai", "lmstudio", "offline"):
             raise ConfigError(f"crewboard.toml: [providers.{name}] shadows a built-in provider")
         if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
-            raise ConfigError(f"crewboard.toml: [providers.{name}] needs base_url = \"...\"")
-        result[name] = ProviderEndpoint(name, entry["base_url"].rstrip("/"), entry.get("api_key_env"))
+            raise ConfigError(f'crewboard.toml: [providers.{name}] needs base_url = "..."')
+        result[name] = ProviderEndpoint(
+            name, entry["base_url"].rstrip("/"), entry.get("api_key_env")
+        )
     return result

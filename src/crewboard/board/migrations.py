@@ -1,0 +1,53 @@
+"""Schema versions of board.db, applied in order at start.
+
+Each migration is a function of the database, run inside one write
+transaction together with the version bump, so two processes starting at once
+(``crewboard serve`` starts two) apply it exactly once. Add a migration by
+appending a function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import peewee
+
+from crewboard.board import models
+
+log = logging.getLogger(__name__)
+
+
+def _v1_initial(db: peewee.Database) -> None:
+    db.create_tables(models.ALL_MODELS, safe=True)
+
+
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(db: peewee.Database) -> int:
+    if not db.table_exists(models.Meta._meta.table_name):
+        return 0
+    row = models.Meta.get_or_none(models.Meta.key == "schema_version")
+    return int(row.value) if row else 0
+
+
+def migrate(db: peewee.Database) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version."""
+    with db.atomic():
+        if isinstance(db, peewee.PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(4242)")
+        version = current_version(db)
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"board.db has schema version {version}, newer than this crewboard "
+                f"understands ({SCHEMA_VERSION}); upgrade crewboard"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            log.info("applying board migration %d", number)
+            MIGRATIONS[number - 1](db)
+            models.Meta.insert(key="schema_version", value=str(number)).on_conflict(
+                conflict_target=[models.Meta.key], update={models.Meta.value: str(number)}
+            ).execute()
+    return SCHEMA_VERSION

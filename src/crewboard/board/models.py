@@ -1,0 +1,286 @@
+"""The board's tables: every row the product keeps, with the indexes its list
+queries need. Only ``crewboard.board`` touches these; other layers call the
+named functions in the board's other modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import peewee
+
+from crewboard.board.db import database
+
+
+class UTCDateTimeField(peewee.Field):
+    """An aware UTC datetime, stored as fixed-width text on SQLite (so text
+    order is time order) and as a timestamp on PostgreSQL."""
+
+    field_type = "DATETIME"
+
+    def db_value(self, value: Any) -> Any:
+        if value is None or isinstance(value, peewee.Node):
+            return value
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def python_value(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class JobStatus(StrEnum):
+    WAITING = "waiting"  # parents not done, or scheduledAt not reached
+    READY = "ready"  # may be claimed by the dispatcher (once available_at passes)
+    RUNNING = "running"  # a run is live
+    BLOCKED = "blocked"  # needs a person: failed out, blocked by the agent, or cancelled
+    DONE = "done"  # finished with a result
+    ARCHIVED = "archived"  # soft-deleted, kept for the record
+
+
+class RunOutcome(StrEnum):
+    RUNNING = "running"  # the runner is live
+    SUCCEEDED = "succeeded"  # ended with a final_result
+    BLOCKED = "blocked"  # the agent's block tool ended it
+    CANCELLED = "cancelled"  # a user cancelled it
+    FAILED = "failed"  # ended with an error record; uses a retry
+    CRASHED = "crashed"  # killed, or exited non-zero with no terminal record; uses a retry
+    TIMED_OUT = "timed_out"  # exceeded the job's timeout; uses a retry
+    INTERRUPTED = "interrupted"  # the supervisor's shutdown or death stopped it; requeued free
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Key/value facts about the board itself, such as the schema version."""
+
+    key = peewee.CharField(primary_key=True, max_length=64)
+    value = peewee.TextField()
+
+
+class User(BaseModel):
+    email = peewee.CharField(max_length=320, unique=True)
+    name = peewee.CharField(max_length=200, default="")
+    password_hash = peewee.TextField(null=True)
+    is_admin = peewee.BooleanField(default=False)
+    auth_method = peewee.CharField(max_length=16, default="local")  # local | google
+    google_sub = peewee.CharField(max_length=255, null=True, unique=True)
+    disabled = peewee.BooleanField(default=False)
+    created_at = UTCDateTimeField()
+
+
+class AuthSession(BaseModel):
+    """A browser login. The cookie holds a random token; the row keeps only its
+    SHA-256, so a copy of the board cannot be replayed as cookies."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    user = peewee.ForeignKeyField(User, backref="auth_sessions", on_delete="CASCADE")
+    auth_method = peewee.CharField(max_length=16, default="local")
+    created_at = UTCDateTimeField()
+    last_seen_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField(index=True)
+
+
+class ApiToken(BaseModel):
+    user = peewee.ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+    name = peewee.CharField(max_length=100)
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    created_at = UTCDateTimeField()
+    last_used_at = UTCDateTimeField(null=True)
+
+
+class ChatSession(BaseModel):
+    owner = peewee.ForeignKeyField(User, backref="chat_sessions", on_delete="CASCADE", index=False)
+    session_name = peewee.CharField(max_length=200)
+    agent = peewee.CharField(max_length=64)
+    model_spec = peewee.CharField(max_length=200)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("owner", "session_name"), True), (("owner", "updated_at"), False))
+
+
+class Schedule(BaseModel):
+    owner = peewee.ForeignKeyField(User, backref="schedules", on_delete="CASCADE", index=False)
+    name = peewee.CharField(max_length=200)
+    template_id = peewee.CharField(max_length=100)
+    inputs = peewee.JSONField(default=dict)
+    rule = peewee.CharField(max_length=200)
+    timezone = peewee.CharField(max_length=64)
+    enabled = peewee.BooleanField(default=True)
+    overlap = peewee.CharField(max_length=8, default="skip")  # skip | allow
+    next_run_at = UTCDateTimeField(null=True, index=True)
+    last_run_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("owner", "id"), False),)
+
+
+class Crew(BaseModel):
+    """The jobs instantiated together from one template."""
+
+    template_id = peewee.CharField(max_length=100)
+    title = peewee.CharField(max_length=300)
+    inputs = peewee.JSONField(default=dict)
+    owner = peewee.ForeignKeyField(User, backref="crews", on_delete="CASCADE")
+    schedule = peewee.ForeignKeyField(Schedule, null=True, backref="crews", on_delete="SET NULL")
+    created_at = UTCDateTimeField()
+
+
+class Job(BaseModel):
+    crew = peewee.ForeignKeyField(Crew, backref="jobs", on_delete="CASCADE", index=False)
+    owner = peewee.ForeignKeyField(User, backref="jobs", on_delete="CASCADE", index=False)
+    schedule = peewee.ForeignKeyField(
+        Schedule, null=True, backref="jobs", on_delete="SET NULL", index=False
+    )
+    key = peewee.CharField(max_length=100)
+    title = peewee.CharField(max_length=300)
+    agent = peewee.CharField(max_length=64)
+    prompt = peewee.TextField()
+    artifact_name = peewee.CharField(max_length=200, null=True)
+    status = peewee.CharField(max_length=16, default=JobStatus.WAITING)
+    scheduled_at = UTCDateTimeField(null=True)
+    # When the dispatcher may next claim it: scheduledAt, or a retry's backoff.
+    available_at = UTCDateTimeField()
+    timeout_s = peewee.IntegerField(default=600)
+    max_retries = peewee.IntegerField(default=0)
+    attempts = peewee.IntegerField(default=0)  # attempts that used up a retry
+    interruptions = peewee.IntegerField(default=0)  # interrupted runs in a row
+    feedback = peewee.TextField(null=True)
+    result = peewee.TextField(null=True)
+    blocked_reason = peewee.TextField(null=True)
+    cancel_requested = peewee.BooleanField(default=False)
+    status_before_archive = peewee.CharField(max_length=16, null=True)
+    created_at = UTCDateTimeField()
+    updated_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = (
+            (("status", "available_at", "id"), False),
+            (("owner", "status", "id"), False),
+            (("status", "id"), False),
+            (("crew", "id"), False),
+            (("schedule", "id"), False),
+        )
+
+
+class JobEdge(BaseModel):
+    """``child`` needs ``parent``: it waits for the parent's result."""
+
+    parent = peewee.ForeignKeyField(Job, backref="child_edges", on_delete="CASCADE", index=False)
+    child = peewee.ForeignKeyField(Job, backref="parent_edges", on_delete="CASCADE", index=False)
+
+    class Meta:
+        indexes = ((("parent", "child"), True), (("child",), False))
+
+
+class Heartbeat(BaseModel):
+    """One row per supervisor process, rewritten every heartbeat interval.
+    Liveness is the age of ``beat_at`` and nothing else."""
+
+    supervisor_id = peewee.CharField(max_length=100, unique=True)
+    pid = peewee.IntegerField()
+    host = peewee.CharField(max_length=255)
+    version = peewee.CharField(max_length=32)
+    started_at = UTCDateTimeField()
+    beat_at = UTCDateTimeField(index=True)
+    interval_s = peewee.FloatField(default=2.0)
+    running = peewee.IntegerField(default=0)
+    capacity = peewee.IntegerField(default=0)
+    stopped_at = UTCDateTimeField(null=True)
+
+
+class Run(BaseModel):
+    """One attempt of a job, in its own runner process."""
+
+    job = peewee.ForeignKeyField(Job, backref="runs", on_delete="CASCADE", index=False)
+    attempt = peewee.IntegerField(default=1)
+    outcome = peewee.CharField(max_length=16, default=RunOutcome.RUNNING)
+    supervisor_id = peewee.CharField(max_length=100)
+    pid = peewee.IntegerField(null=True)
+    exit_code = peewee.IntegerField(null=True)
+    started_at = UTCDateTimeField()
+    ended_at = UTCDateTimeField(null=True)
+    duration_s = peewee.FloatField(null=True)
+    log_path = peewee.TextField(null=True)
+    artifact = peewee.CharField(max_length=200, null=True)
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        indexes = ((("job", "id"), False), (("outcome", "supervisor_id"), False))
+
+
+class Event(BaseModel):
+    """Something that happened to a job (or a schedule), with who did it.
+    ``owner`` is denormalised so the change feed scopes like the job list."""
+
+    job = peewee.ForeignKeyField(Job, null=True, backref="events", on_delete="CASCADE", index=False)
+    schedule = peewee.ForeignKeyField(
+        Schedule, null=True, backref="events", on_delete="CASCADE", index=False
+    )
+    owner = peewee.ForeignKeyField(User, null=True, on_delete="CASCADE", index=False)
+    kind = peewee.CharField(max_length=32)
+    actor = peewee.CharField(max_length=100)
+    message = peewee.TextField(default="")
+    data = peewee.JSONField(default=dict)
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("job", "id"), False), (("owner", "id"), False), (("schedule", "id"), False))
+
+
+class Comment(BaseModel):
+    job = peewee.ForeignKeyField(Job, backref="comments", on_delete="CASCADE", index=False)
+    author = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    text = peewee.TextField()
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("job", "id"), False),)
+
+
+class ScheduleFire(BaseModel):
+    """A fire time a schedule has dealt with. The unique key is what makes a
+    fire spawn at most one crew, across restarts and supervisors."""
+
+    schedule = peewee.ForeignKeyField(Schedule, backref="fires", on_delete="CASCADE", index=False)
+    fire_at = UTCDateTimeField()
+    outcome = peewee.CharField(max_length=16)  # spawned | skipped
+    missed = peewee.IntegerField(default=0)
+    crew = peewee.ForeignKeyField(Crew, null=True, on_delete="SET NULL")
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("schedule", "fire_at"), True),)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    Meta,
+    User,
+    AuthSession,
+    ApiToken,
+    ChatSession,
+    Schedule,
+    Crew,
+    Job,
+    JobEdge,
+    Heartbeat,
+    Run,
+    Event,
+    Comment,
+    ScheduleFire,
+]
