@@ -1,0 +1,1 @@
+"""The supervisor: dispatcher, launcher, heartbeat, scheduler and reaper."""

@@ -1,0 +1,299 @@
+"""Accounts, browser sessions and personal API tokens.
+
+Session cookies and API tokens are random secrets handed to the user once;
+the board keeps only their SHA-256, so reading board.db does not yield
+credentials. Both are revocable by deleting their row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from crewboard.board.db import write
+from crewboard.board.models import ApiToken, AuthSession, User
+from crewboard.clock import iso, utcnow
+from crewboard.errors import Conflict, NotFound
+
+SESSION_TTL = timedelta(days=14)
+# Sliding expiry and last-used times are written at most this often, so a busy
+# client does not turn every read into a write.
+TOUCH_EVERY = timedelta(minutes=1)
+TOKEN_PREFIX = "cb_"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as, and how they proved it."""
+
+    user_id: int
+    email: str
+    name: str
+    is_admin: bool
+    auth_method: str  # local | google | token
+
+    def profile(self) -> dict[str, object]:
+        return {
+            "id": self.user_id,
+            "email": self.email,
+            "name": self.name,
+            "isAdmin": self.is_admin,
+            "authMethod": self.auth_method,
+        }
+
+
+def _principal(user: User, method: str) -> Principal:
+    return Principal(user.id, user.email, user.name, user.is_admin, method)
+
+
+def user_public(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "isAdmin": user.is_admin,
+        "authMethod": user.auth_method,
+        "disabled": user.disabled,
+        "createdAt": iso(user.created_at),
+    }
+
+
+# --- accounts -----------------------------------------------------------------
+
+
+def count_users() -> int:
+    return User.select().count()
+
+
+def get_user_by_email(email: str) -> User | None:
+    return User.get_or_none(User.email == normalize_email(email))
+
+
+def get_user(user_id: int) -> User | None:
+    return User.get_or_none(User.id == user_id)
+
+
+def list_users() -> list[User]:
+    return list(User.select().order_by(User.id))
+
+
+@write
+def create_user(
+    email: str,
+    password_hash: str | None,
+    *,
+    name: str = "",
+    is_admin: bool = False,
+    auth_method: str = "local",
+    google_sub: str | None = None,
+) -> User:
+    email = normalize_email(email)
+    if User.select().where(User.email == email).exists():
+        raise Conflict(f"a user with email {email} already exists")
+    return User.create(
+        email=email,
+        name=name or email.split("@")[0],
+        password_hash=password_hash,
+        is_admin=is_admin,
+        auth_method=auth_method,
+        google_sub=google_sub,
+        created_at=utcnow(),
+    )
+
+
+@write
+def create_first_admin(email: str, password_hash: str) -> User | None:
+    """Create the first admin if and only if the board has no users yet (two
+    processes starting at once create one admin between them)."""
+    if User.select().exists():
+        return None
+    email = normalize_email(email)
+    return User.create(
+        email=email,
+        name="Administrator",
+        password_hash=password_hash,
+        is_admin=True,
+        auth_method="local",
+        created_at=utcnow(),
+    )
+
+
+@write
+def set_password(email: str, password_hash: str) -> User:
+    user = get_user_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with email {normalize_email(email)}")
+    user.password_hash = password_hash
+    user.save()
+    AuthSession.delete().where(AuthSession.user == user).execute()
+    return user
+
+
+@write
+def promote(email: str) -> User:
+    user = get_user_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with email {normalize_email(email)}")
+    user.is_admin = True
+    user.save()
+    return user
+
+
+@write
+def remove_user(email: str, *, purge: bool = False) -> User:
+    """Disable login and revoke every session and token; ``purge`` deletes the
+    account and everything it owns instead."""
+    user = get_user_by_email(email)
+    if user is None:
+        raise NotFound(f"no user with email {normalize_email(email)}")
+    AuthSession.delete().where(AuthSession.user == user).execute()
+    ApiToken.delete().where(ApiToken.user == user).execute()
+    if purge:
+        user.delete_instance()
+    else:
+        user.disabled = True
+        user.save()
+    return user
+
+
+@write
+def provision_google_user(sub: str, email: str, name: str) -> User:
+    """The account of a Google identity: found by subject, else linked by a
+    verified email, else created on first login."""
+    user = User.get_or_none(User.google_sub == sub)
+    if user is None:
+        user = get_user_by_email(email)
+        if user is not None:
+            user.google_sub = sub
+            user.save()
+        else:
+            user = User.create(
+                email=normalize_email(email),
+                name=name or email.split("@")[0],
+                password_hash=None,
+                is_admin=False,
+                auth_method="google",
+                google_sub=sub,
+                created_at=utcnow(),
+            )
+    return user
+
+
+# --- browser sessions ---------------------------------------------------------
+
+
+@write
+def create_session(user_id: int, auth_method: str = "local") -> str:
+    """Start a browser session; returns the cookie secret (shown only here)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    AuthSession.create(
+        token_hash=_digest(token),
+        user=user_id,
+        auth_method=auth_method,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + SESSION_TTL,
+    )
+    return token
+
+
+def session_principal(token: str, now: datetime | None = None) -> Principal | None:
+    """The user behind a session cookie, or None if it is unknown, expired,
+    revoked or its user is disabled. Extends the session as it is used."""
+    if not token or len(token) > 200:
+        return None
+    now = now or utcnow()
+    row = (
+        AuthSession.select(AuthSession, User)
+        .join(User)
+        .where(AuthSession.token_hash == _digest(token))
+        .first()
+    )
+    if row is None or row.expires_at <= now or row.user.disabled:
+        return None
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        _touch_session(row.id, now)
+    return _principal(row.user, row.auth_method)
+
+
+@write
+def _touch_session(session_id: int, now: datetime) -> None:
+    AuthSession.update(last_seen_at=now, expires_at=now + SESSION_TTL).where(
+        AuthSession.id == session_id
+    ).execute()
+
+
+@write
+def revoke_session(token: str) -> bool:
+    return AuthSession.delete().where(AuthSession.token_hash == _digest(token)).execute() > 0
+
+
+@write
+def purge_expired_sessions(now: datetime | None = None) -> int:
+    return AuthSession.delete().where(AuthSession.expires_at <= (now or utcnow())).execute()
+
+
+# --- API tokens ---------------------------------------------------------------
+
+
+def token_public(token: ApiToken) -> dict[str, object]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "createdAt": iso(token.created_at),
+        "lastUsedAt": iso(token.last_used_at),
+    }
+
+
+@write
+def create_token(user_id: int, name: str) -> tuple[ApiToken, str]:
+    """Make a personal API token; returns the row and the secret (shown once)."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken.create(user=user_id, name=name, token_hash=_digest(secret), created_at=utcnow())
+    return row, secret
+
+
+def list_tokens(user_id: int) -> list[ApiToken]:
+    return list(ApiToken.select().where(ApiToken.user == user_id).order_by(ApiToken.id))
+
+
+@write
+def revoke_token(user_id: int, token_id: int) -> bool:
+    """Delete one of the user's own tokens; False if they have no such token."""
+    return (
+        ApiToken.delete().where((ApiToken.id == token_id) & (ApiToken.user == user_id)).execute()
+        > 0
+    )
+
+
+def token_principal(secret: str, now: datetime | None = None) -> Principal | None:
+    if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+        return None
+    now = now or utcnow()
+    row = (
+        ApiToken.select(ApiToken, User)
+        .join(User)
+        .where(ApiToken.token_hash == _digest(secret))
+        .first()
+    )
+    if row is None or row.user.disabled:
+        return None
+    if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
+        _touch_token(row.id, now)
+    return _principal(row.user, "token")
+
+
+@write
+def _touch_token(token_id: int, now: datetime) -> None:
+    ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()

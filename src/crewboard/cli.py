@@ -1,0 +1,194 @@
+"""The ``crewboard`` command: run the services, and manage users and tokens.
+
+crewboard serve      [--home DIR] [--host H] [--port P]
+crewboard web        [--home DIR] [--host H] [--port P]
+crewboard supervisor [--home DIR]
+crewboard user add EMAIL [--name NAME] [--admin] [--password-stdin]
+crewboard user list | passwd EMAIL [--password-stdin] | promote EMAIL
+crewboard user remove EMAIL [--purge]
+crewboard token create EMAIL [--name NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from crewboard import __version__
+from crewboard.config import Config
+from crewboard.errors import CrewboardError
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("CREWBOARD_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    return Config.load(args.home, flags)
+
+
+def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
+    from crewboard.passwords import check_new_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != password:
+            raise CrewboardError("the passwords do not match")
+    if problem := check_new_password(password):
+        raise CrewboardError(f"the password {problem}")
+    return password
+
+
+def _passwords(config: Config):
+    from crewboard.passwords import Passwords
+
+    return Passwords(config.argon2_time_cost, config.argon2_memory_kib)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from crewboard.serve import run_serve
+
+    config = _load(args)
+    return trio.run(run_serve, config, args.home)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import trio
+
+    from crewboard.web.server import serve_web
+
+    trio.run(serve_web, _load(args))
+    return 0
+
+
+def cmd_supervisor(args: argparse.Namespace) -> int:
+    import trio
+
+    from crewboard.supervisor.main import run_supervisor
+
+    trio.run(run_supervisor, _load(args))
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from crewboard.board import users
+    from crewboard.bootstrap import open_home
+
+    config = _load(args)
+    open_home(config)
+    if args.user_command == "add":
+        password = _read_password(args)
+        user = users.create_user(
+            args.email,
+            _passwords(config).hash(password),
+            name=args.name or "",
+            is_admin=args.admin,
+        )
+        print(f"Added {'administrator' if user.is_admin else 'user'} {user.email}")
+    elif args.user_command == "list":
+        for user in users.list_users():
+            flags = [f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on]
+            print(f"{user.id}\t{user.email}\t{user.name}\t{user.auth_method}\t{','.join(flags)}")
+    elif args.user_command == "passwd":
+        if users.get_user_by_email(args.email) is None:
+            raise CrewboardError(f"no user with email {args.email}")
+        password = _read_password(args, "New password: ")
+        users.set_password(args.email, _passwords(config).hash(password))
+        print(f"Changed the password of {args.email}; their sessions were signed out")
+    elif args.user_command == "promote":
+        user = users.promote(args.email)
+        print(f"{user.email} is now an administrator")
+    elif args.user_command == "remove":
+        user = users.remove_user(args.email, purge=args.purge)
+        print(f"{'Deleted' if args.purge else 'Disabled'} {user.email}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from crewboard.board import users
+    from crewboard.bootstrap import open_home
+
+    config = _load(args)
+    open_home(config)
+    user = users.get_user_by_email(args.email)
+    if user is None:
+        raise CrewboardError(f"no user with email {args.email}")
+    _, secret = users.create_token(user.id, args.name)
+    print(secret)
+    print(f"API token {args.name!r} for {user.email}; it is shown only once.", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crewboard", description="Run LLM agents: chat sessions and crews of jobs."
+    )
+    parser.add_argument("--version", action="version", version=f"crewboard {__version__}")
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", help="data home (default: $CREWBOARD_HOME or ./.crewboard)")
+    net = argparse.ArgumentParser(add_help=False)
+    net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    net.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser(
+        "serve", parents=[home, net], help="run the web server and the supervisor together"
+    ).set_defaults(fn=cmd_serve)
+    sub.add_parser("web", parents=[home, net], help="run the web server").set_defaults(fn=cmd_web)
+    sub.add_parser("supervisor", parents=[home], help="run the job supervisor").set_defaults(
+        fn=cmd_supervisor
+    )
+
+    user = sub.add_parser("user", help="manage accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", parents=[home], help="add a local account")
+    add.add_argument("email")
+    add.add_argument("--name")
+    add.add_argument("--admin", action="store_true", help="make an administrator")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user_sub.add_parser("list", parents=[home], help="list accounts")
+    passwd = user_sub.add_parser("passwd", parents=[home], help="set a password")
+    passwd.add_argument("email")
+    passwd.add_argument("--password-stdin", action="store_true")
+    promote = user_sub.add_parser("promote", parents=[home], help="make an administrator")
+    promote.add_argument("email")
+    remove = user_sub.add_parser(
+        "remove", parents=[home], help="disable login and revoke sessions and tokens"
+    )
+    remove.add_argument("email")
+    remove.add_argument("--purge", action="store_true", help="also delete their data")
+    user.set_defaults(fn=cmd_user)
+
+    token = sub.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", parents=[home], help="create a personal API token")
+    create.add_argument("email")
+    create.add_argument("--name", default="cli")
+    token.set_defaults(fn=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging()
+    try:
+        return args.fn(args)
+    except CrewboardError as exc:
+        print(f"crewboard: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

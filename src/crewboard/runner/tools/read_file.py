@@ -1,0 +1,38 @@
+"""Tool ``read_file``: read a text file from the run's workspace."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, params
+from crewboard.runner.tools.workspace import confine
+
+
+def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
+    relative = arg_str(args, "path")
+    path = confine(ctx.workspace, relative)
+    limit = ctx.limits.tool_output_bytes
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError as exc:
+        raise ToolError(f"{relative!r} does not exist") from exc
+    except OSError as exc:
+        raise ToolError(f"cannot open {relative!r}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o170000 != 0o100000:
+            raise ToolError(f"{relative!r} is not a regular file")
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(limit)
+    text = data.decode(errors="replace")
+    if size > limit:
+        text += f"\n[file cut: {size} bytes, the first {limit} shown]"
+    return text
+
+
+TOOL = Tool(
+    name="read_file",
+    description="Read a text file from your workspace. Paths are relative to the workspace.",
+    parameters=params(["path"], path={"type": "string", "description": "Relative path of the file"}),
+    run=read_file,
+)

@@ -1,0 +1,120 @@
+"""``crewboard serve``: the one-command start. Runs ``crewboard web`` and
+``crewboard supervisor`` as two child processes, prints the URL, restarts a
+child that dies unexpectedly (with backoff, saying why), and on Ctrl-C or
+SIGTERM stops both within 5 s."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import trio
+
+from crewboard.bootstrap import ensure_first_admin, open_home
+from crewboard.config import Config
+from crewboard.processes import describe_exit
+
+log = logging.getLogger("crewboard.serve")
+
+STOP_WITHIN_S = 4.5
+STABLE_AFTER_S = 60.0
+MAX_BACKOFF_S = 30.0
+URL_FILE = "web.json"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if `crewboard serve` itself dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: trio.Process | None = None
+    restarts: int = 0
+
+
+async def _supervise_child(child: Child, stopping: trio.Event) -> None:
+    backoff_s = 1.0
+    while not stopping.is_set():
+        started = trio.current_time()
+        child.process = await trio.lowlevel.open_process(
+            child.argv, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL
+        )
+        code = await child.process.wait()
+        if stopping.is_set():
+            return
+        if trio.current_time() - started > STABLE_AFTER_S:
+            backoff_s = 1.0
+        child.restarts += 1
+        log.warning(
+            "%s %s unexpectedly; restarting in %.0f s", child.name, describe_exit(code), backoff_s
+        )
+        with trio.move_on_after(backoff_s):
+            await stopping.wait()
+        backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+
+
+async def _announce_url(config: Config, url_file: os.PathLike[str] | str) -> None:
+    with trio.move_on_after(30):
+        while True:
+            try:
+                with open(url_file) as f:
+                    url = json.load(f)["url"]
+                break
+            except (FileNotFoundError, ValueError, KeyError):
+                await trio.sleep(0.05)
+        print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
+
+
+async def _stop_children(children: list[Child]) -> None:
+    for child in children:
+        if child.process is not None and child.process.returncode is None:
+            child.process.send_signal(signal.SIGTERM)
+    with trio.move_on_after(STOP_WITHIN_S):
+        for child in children:
+            if child.process is not None:
+                await child.process.wait()
+    for child in children:
+        if child.process is not None and child.process.returncode is None:
+            log.warning("%s did not stop in time; killing it", child.name)
+            child.process.kill()
+            await child.process.wait()
+
+
+async def run_serve(config: Config, home_arg: str | None = None) -> int:
+    await trio.to_thread.run_sync(open_home, config)
+    await trio.to_thread.run_sync(ensure_first_admin, config)
+    url_file = config.home / "run" / URL_FILE
+    url_file.unlink(missing_ok=True)
+    base = [sys.executable, "-m", "crewboard"]
+    home = ["--home", str(config.home)]
+    children = [
+        Child("web", [*base, "web", *home, "--host", config.host, "--port", str(config.port)]),
+        Child("supervisor", [*base, "supervisor", *home]),
+    ]
+    stopping = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            for child in children:
+                nursery.start_soon(_supervise_child, child, stopping)
+            nursery.start_soon(_announce_url, config, url_file)
+            async for signum in signals:
+                log.info("%s received; stopping", signal.Signals(signum).name)
+                break
+            stopping.set()
+            with trio.CancelScope(shield=True):
+                await _stop_children(children)
+            nursery.cancel_scope.cancel()
+    return 0

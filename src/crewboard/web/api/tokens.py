@@ -1,0 +1,47 @@
+"""Personal API tokens: ``/api/tokens``. A token is shown once, at creation;
+the board keeps only its hash."""
+
+from __future__ import annotations
+
+from quart import Blueprint, jsonify
+
+from crewboard.board import db
+from crewboard.board import users as board_users
+from crewboard.web.auth.guards import login_required, require_principal
+from crewboard.web.errors import ResourceNotFound
+from crewboard.web.validate import Fields, json_object
+
+bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
+
+MAX_TOKENS_PER_USER = 100
+
+
+@bp.get("")
+@login_required
+async def list_tokens():
+    who = require_principal()
+    rows = await db.call(board_users.list_tokens, who.user_id)
+    return jsonify([board_users.token_public(t) for t in rows])
+
+
+@bp.post("")
+@login_required
+async def create_token():
+    who = require_principal()
+    body = await json_object()
+    fields = Fields(body, allowed={"name"})
+    name = fields.string("name", max_length=100)
+    if len(await db.call(board_users.list_tokens, who.user_id)) >= MAX_TOKENS_PER_USER:
+        fields.fail("name", f"you already have {MAX_TOKENS_PER_USER} tokens; revoke some first")
+    fields.done()
+    row, secret = await db.call(board_users.create_token, who.user_id, name)
+    return jsonify({**board_users.token_public(row), "token": secret}), 201
+
+
+@bp.delete("/<id:token_id>")
+@login_required
+async def revoke_token(token_id: int):
+    who = require_principal()
+    if not await db.call(board_users.revoke_token, who.user_id, token_id):
+        raise ResourceNotFound("no such token")
+    return "", 204

@@ -1,0 +1,101 @@
+"""``create_app``: wires the web process together — state, auth, error
+handling, request logs and one blueprint per resource. Routes live in their
+blueprints, not here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+
+from quart import Quart, g, request
+from quart_trio import QuartTrio
+from werkzeug.routing import BaseConverter
+
+from crewboard.config import Config
+from crewboard.home import Home
+from crewboard.passwords import Passwords
+from crewboard.web.auth.guards import authenticate
+from crewboard.web.auth.ratelimit import LoginLimiter
+from crewboard.web.errors import register_error_handlers
+from crewboard.web.state import WebState
+
+access_log = logging.getLogger("crewboard.access")
+
+
+class IdConverter(BaseConverter):
+    """A board id: digits that fit in a 64-bit integer, so no id in a URL can
+    overflow a query."""
+
+    regex = r"[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: object) -> str:
+        return str(value)
+
+
+def create_app(config: Config, home: Home | None = None) -> Quart:
+    home = home or Home(config.home)
+    app = QuartTrio("crewboard.web", static_folder=None)
+    app.url_map.converters["id"] = IdConverter
+    app.url_map.strict_slashes = False
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        SESSION_COOKIE_NAME="crewboard_flow",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.secret_key = home.secret_key()
+    app.extensions["crewboard"] = WebState(
+        config=config,
+        home=home,
+        passwords=Passwords(config.argon2_time_cost, config.argon2_memory_kib),
+        login_limiter=LoginLimiter(config.login_attempts, config.login_window_s),
+    )
+    register_error_handlers(app)
+
+    @app.before_request
+    async def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.started = time.perf_counter()
+        g.principal = None
+        await authenticate()
+
+    @app.after_request
+    async def _finish(response):
+        response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        who = getattr(g, "principal", None)
+        started = getattr(g, "started", None)
+        access_log.info(
+            json.dumps(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "durationMs": round((time.perf_counter() - started) * 1000, 1)
+                    if started
+                    else None,
+                    "userId": who.user_id if who else None,
+                    "requestId": getattr(g, "request_id", None),
+                },
+                separators=(",", ":"),
+            )
+        )
+        return response
+
+    from crewboard.web import openapi, pages
+    from crewboard.web.api import tokens
+    from crewboard.web.auth import routes as auth_routes
+
+    for blueprint in (auth_routes.bp, tokens.bp, openapi.bp, pages.bp):
+        app.register_blueprint(blueprint)
+    return app

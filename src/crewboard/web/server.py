@@ -1,0 +1,78 @@
+"""``crewboard web``: the web app served by Hypercorn's trio worker until
+SIGINT/SIGTERM, then a graceful stop (open streams end within a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from crewboard.bootstrap import ensure_first_admin, open_home
+from crewboard.config import Config
+from crewboard.home import Home
+from crewboard.systemd import Notifier
+from crewboard.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_S = 3.0
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hc.bind = [f"{host}:{config.port}"]
+    hc.accesslog = None  # crewboard logs each request itself, as JSON
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.graceful_timeout = GRACEFUL_S
+    hc.include_server_header = False
+    return hc
+
+
+async def serve_web(
+    config: Config,
+    *,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set (or a signal arrives when none is given).
+    Reports the bound URLs through ``task_status``."""
+    home = await trio.to_thread.run_sync(open_home, config)
+    await trio.to_thread.run_sync(ensure_first_admin, config)
+    app = create_app(config, home)
+    notifier = Notifier()
+    stop = shutdown or trio.Event()
+    async with trio.open_nursery() as nursery:
+        if shutdown is None:
+            nursery.start_soon(_stop_on_signal, stop, notifier)
+        binds = await nursery.start(
+            partial(serve, app, hypercorn_config(config), shutdown_trigger=stop.wait)
+        )
+        _write_url_file(home, binds)
+        notifier.notify(READY=1, STATUS=f"serving {binds[0]}")
+        log.info("crewboard web serving on %s", ", ".join(binds))
+        task_status.started(binds)
+        await stop.wait()
+        notifier.notify(STOPPING=1)
+        nursery.cancel_scope.deadline = trio.current_time() + GRACEFUL_S + 1.0
+
+
+def _write_url_file(home: Home, binds: list[str]) -> None:
+    """Leave the bound URL in the home, for `crewboard serve` to print."""
+    url = binds[0].replace("://0.0.0.0:", "://127.0.0.1:") + "/"
+    tmp = home.run_dir / "web.json.tmp"
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.replace(home.run_dir / "web.json")
+
+
+async def _stop_on_signal(stop: trio.Event, notifier: Notifier) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            stop.set()
+            return

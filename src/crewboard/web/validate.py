@@ -1,0 +1,136 @@
+"""Reading request bodies and checking their fields. A body that is not JSON,
+or not an object, is a 400; wrong fields are one 422 naming every bad field."""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from typing import Any
+
+from quart import request
+
+from crewboard.errors import ValidationFailed
+from crewboard.web.errors import BadRequest
+
+
+async def json_object(*, allow_form: bool = False, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object (or a form, when allowed)."""
+    content_type = (request.mimetype or "").lower()
+    if allow_form and content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.form
+        return {k: form.get(k) for k in form}
+    raw = await request.get_data(cache=True)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("the request needs a JSON object body")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    for ch in text:
+        if allow_newlines and ch in "\n\r\t":
+            continue
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            return True
+    return False
+
+
+class Fields:
+    """Collects field errors while reading values, then raises them together.
+
+    >>> f = Fields(body); name = f.string("name", max_length=100); f.done()
+    """
+
+    def __init__(self, body: dict[str, Any], *, allowed: set[str] | None = None) -> None:
+        self.body = body
+        self.errors: dict[str, str] = {}
+        if allowed is not None:
+            for key in body:
+                if key not in allowed:
+                    self.errors[str(key)[:100]] = "unknown field"
+
+    def string(
+        self,
+        key: str,
+        *,
+        required: bool = True,
+        max_length: int = 1000,
+        min_length: int = 1,
+        multiline: bool = False,
+        default: str | None = None,
+    ) -> str | None:
+        value = self.body.get(key)
+        if value is None:
+            if required:
+                self.errors[key] = "is required"
+            return default
+        if not isinstance(value, str):
+            self.errors[key] = "must be a string"
+            return default
+        if not multiline:
+            value = value.strip()
+        if len(value) < min_length:
+            self.errors[key] = (
+                "must not be empty"
+                if min_length == 1
+                else (f"must be at least {min_length} characters")
+            )
+        elif len(value) > max_length:
+            self.errors[key] = f"must be at most {max_length} characters"
+        elif has_control_chars(value, allow_newlines=multiline):
+            self.errors[key] = "must not contain control characters"
+        return value
+
+    def boolean(self, key: str, *, default: bool | None = None) -> bool | None:
+        value = self.body.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.errors[key] = "must be true or false"
+            return default
+        return value
+
+    def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None):
+        value = self.body.get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
+        ):
+            self.errors[key] = "must be an integer"
+            return None
+        value = int(value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.errors[key] = f"must be between {minimum} and {maximum}"
+        return value
+
+    def obj(self, key: str, *, required: bool = True) -> dict[str, Any] | None:
+        value = self.body.get(key)
+        if value is None:
+            if required:
+                self.errors[key] = "is required"
+            return {} if not required else None
+        if not isinstance(value, dict):
+            self.errors[key] = "must be an object"
+            return None
+        return value
+
+    def fail(self, key: str, message: str) -> None:
+        self.errors.setdefault(key, message)
+
+    def done(self, message: str = "some fields are invalid") -> None:
+        if self.errors:
+            raise ValidationFailed(message, self.errors)
