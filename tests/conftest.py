@@ -1,0 +1,132 @@
+"""The test harness every tier reuses: a temp data home, its board, the web
+app on a live loopback port, a user of each role and a client signed in as
+each."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from crewboard.board import db
+from crewboard.board import users as board_users
+from crewboard.bootstrap import open_home
+from crewboard.config import Config
+from crewboard.home import Home
+from crewboard.passwords import Passwords
+
+PASSWORD = "correct horse battery"
+
+# Cheap hashes, short intervals: the same code paths, at test speed.
+TEST_SETTINGS = {
+    "CREWBOARD_ARGON2_TIME_COST": "1",
+    "CREWBOARD_ARGON2_MEMORY_KIB": "64",
+    "CREWBOARD_HEARTBEAT_S": "0.2",
+    "CREWBOARD_POLL_S": "0.2",
+    "CREWBOARD_DRAIN_S": "2",
+    "CREWBOARD_GRACE_S": "1",
+    "CREWBOARD_PORT": "0",
+}
+
+
+def make_config(home: Path, **overrides: object) -> Config:
+    config = Config.load(home, environ=TEST_SETTINGS)
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path / "home")
+
+
+@pytest.fixture
+def home(config: Config) -> Home:
+    home = open_home(config)
+    yield home
+    db.close()
+
+
+@dataclasses.dataclass
+class Account:
+    id: int
+    email: str
+    password: str
+    is_admin: bool
+
+
+def add_user(config: Config, email: str, *, admin: bool = False) -> Account:
+    passwords = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
+    user = board_users.create_user(email, passwords.hash(PASSWORD), is_admin=admin)
+    return Account(user.id, user.email, PASSWORD, admin)
+
+
+@pytest.fixture
+def admin(config: Config, home: Home) -> Account:
+    return add_user(config, "admin@example.test", admin=True)
+
+
+@pytest.fixture
+def alice(config: Config, home: Home, admin: Account) -> Account:
+    return add_user(config, "alice@example.test")
+
+
+@pytest.fixture
+def bob(config: Config, home: Home, admin: Account) -> Account:
+    return add_user(config, "bob@example.test")
+
+
+@pytest.fixture
+async def server(config: Config, home: Home, admin: Account, nursery) -> AsyncIterator[str]:
+    """The web app on a live loopback port; yields its base URL."""
+    from crewboard.web.server import serve_web
+
+    stop = trio.Event()
+    binds = await nursery.start(
+        lambda task_status: serve_web(config, shutdown=stop, task_status=task_status)
+    )
+    yield binds[0]
+    stop.set()
+
+
+def client_for(base_url: str, **kwargs: object) -> httpx.AsyncClient:
+    """A client that behaves like a same-origin browser page."""
+    headers = {"Origin": base_url}
+    headers.update(kwargs.pop("headers", {}))  # type: ignore[arg-type]
+    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30, **kwargs)
+
+
+async def signed_in(base_url: str, account: Account) -> httpx.AsyncClient:
+    client = client_for(base_url)
+    response = await client.post(
+        "/auth/login", json={"email": account.email, "password": account.password}
+    )
+    assert response.status_code == 200, response.text
+    return client
+
+
+@pytest.fixture
+async def anon(server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(server) as client:
+        yield client
+
+
+@pytest.fixture
+async def as_admin(server: str, admin: Account) -> AsyncIterator[httpx.AsyncClient]:
+    async with await signed_in(server, admin) as client:
+        yield client
+
+
+@pytest.fixture
+async def as_alice(server: str, alice: Account) -> AsyncIterator[httpx.AsyncClient]:
+    async with await signed_in(server, alice) as client:
+        yield client
+
+
+@pytest.fixture
+async def as_bob(server: str, bob: Account) -> AsyncIterator[httpx.AsyncClient]:
+    async with await signed_in(server, bob) as client:
+        yield client
