@@ -117,7 +117,9 @@ def parse_spec(raw: Any) -> RunSpec:
     for agent in agents.values():
         for target in agent.handoffs:
             if target not in agents:
-                raise SpecError(f"agents.{agent.id}.handoffs: {target!r} is not among the spec's agents")
+                raise SpecError(
+                    f"agents.{agent.id}.handoffs: {target!r} is not among the spec's agents"
+                )
     kind = raw.get("kind", "job")
     if kind not in ("job", "chat"):
         raise SpecError("kind: must be 'job' or 'chat'")
@@ -142,7 +144,9 @@ def parse_spec(raw: Any) -> RunSpec:
     )
 
 
-def _text(raw: dict[str, Any], key: str, default: str | None = None, *, allow_empty: bool = False) -> str:
+def _text(
+    raw: dict[str, Any], key: str, default: str | None = None, *, allow_empty: bool = False
+) -> str:
     value = raw.get(key, default)
     if not isinstance(value, str) or (not value and not allow_empty):
         raise SpecError(f"{key}: must be a non-empty string")

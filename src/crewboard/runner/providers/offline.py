@@ -79,7 +79,13 @@ def parse_directives(text: str) -> tuple[list[Step], list[str]]:
         nonlocal artifact
         if artifact is not None:
             name, lines = artifact
-            add(Step(calls=[("save_artifact", json.dumps({"name": name, "content": "\n".join(lines)}))]))
+            add(
+                Step(
+                    calls=[
+                        ("save_artifact", json.dumps({"name": name, "content": "\n".join(lines)}))
+                    ]
+                )
+            )
             artifact = None
 
     for line in text.splitlines():
@@ -191,12 +197,18 @@ class OfflineTransport:
 
     def _tool_chunks(self, calls: list[tuple[str, str]], step_no: int) -> Iterator[dict[str, Any]]:
         for index, (name, arguments) in enumerate(calls):
-            head = {"index": index, "id": f"call_{step_no}_{index}", "type": "function",
-                    "function": {"name": name, "arguments": ""}}
+            head = {
+                "index": index,
+                "id": f"call_{step_no}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
             yield self._chunk({"tool_calls": [head]})
             for start in range(0, len(arguments), _ARG_PIECE):
                 piece = arguments[start : start + _ARG_PIECE]
-                yield self._chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                yield self._chunk(
+                    {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                )
 
     @staticmethod
     def _answer(plain: list[str], tool_messages: list[dict[str, Any]]) -> str:

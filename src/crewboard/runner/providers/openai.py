@@ -89,7 +89,10 @@ class OpenAITransport:
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
                 # Nothing was streamed yet (mid-stream failures are raised as
                 # ProviderError by _events), so trying again is safe.
-                wait, failure = backoff_s(attempt, None), f"cannot reach the model ({_describe(exc)})"
+                wait, failure = (
+                    backoff_s(attempt, None),
+                    f"cannot reach the model ({_describe(exc)})",
+                )
             except httpx.TransportError as exc:
                 raise ProviderError(self._scrub(f"{self.provider}: {_describe(exc)}")) from exc
             if failure is None:
@@ -127,7 +130,9 @@ class OpenAITransport:
                     chunk = json.loads(data)
                 except ValueError as exc:
                     raise ProviderError(
-                        self._scrub(f"{self.provider}: malformed chunk in the stream: {data[:200]!r}")
+                        self._scrub(
+                            f"{self.provider}: malformed chunk in the stream: {data[:200]!r}"
+                        )
                     ) from exc
                 yield chunk
         except httpx.ReadTimeout as exc:

@@ -103,7 +103,9 @@ def params(required: list[str], **properties: dict[str, Any]) -> dict[str, Any]:
 def arg_str(args: dict[str, Any], key: str, default: str | None = None) -> str:
     value = args.get(key, default)
     if not isinstance(value, str):
-        raise ToolError(f"argument {key!r} must be a string" if key in args else f"missing argument {key!r}")
+        raise ToolError(
+            f"argument {key!r} must be a string" if key in args else f"missing argument {key!r}"
+        )
     return value
 
 

@@ -33,6 +33,8 @@ def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
 TOOL = Tool(
     name="read_file",
     description="Read a text file from your workspace. Paths are relative to the workspace.",
-    parameters=params(["path"], path={"type": "string", "description": "Relative path of the file"}),
+    parameters=params(
+        ["path"], path={"type": "string", "description": "Relative path of the file"}
+    ),
     run=read_file,
 )

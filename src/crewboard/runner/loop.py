@@ -1,0 +1,262 @@
+"""The agent loop: call the model, run the tool calls it asks for, feed the
+results back, and repeat until it answers without tools.
+
+One step is one streamed model call. Its text deltas are logged as they
+arrive; its tool calls run concurrently in threads, each logged as
+``agent_tool_start``/``agent_tool_end``, and their results (errors included)
+go back to the model as ``tool`` messages. Handoffs are tools named
+``transfer_to_<agent>``: calling one makes that agent the active one (its
+instructions become the system prompt) for the next step. The loop ends with
+exactly one terminal record: ``final_result``, ``blocked`` (the block tool) or
+``error`` (the provider failed, or the step limit was reached).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from crewboard.runner.providers import ProviderError, Transport
+from crewboard.runner.session_log import RunLog, scrub
+from crewboard.runner.spec import AgentDef, RunSpec
+from crewboard.runner.stream import ModelTurn, ToolCall, assemble
+from crewboard.runner.tools.base import ToolContext, ToolError, clip
+
+HANDOFF_PREFIX = "transfer_to_"
+MAX_PARALLEL_TOOLS = 8
+# A tool that overruns its own limit by this much is abandoned (its thread is
+# left behind; the shell tool kills its process group at its own timeout).
+TOOL_GRACE_S = 5.0
+
+EXIT_OK, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
+
+
+class AgentLoop:
+    def __init__(self, spec: RunSpec, log: RunLog, transport: Transport, ctx: ToolContext) -> None:
+        self.spec = spec
+        self.log = log
+        self.transport = transport
+        self.ctx = ctx
+        self.agent = spec.agents[spec.agent_id]
+        self.history: list[dict[str, Any]] = [dict(m) for m in spec.messages]
+        self.history.append({"role": "user", "content": spec.prompt})
+        self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(self) -> int:
+        """Run to a terminal record; returns the runner's exit code."""
+        self.log.append("agent_start", agentName=self.agent.id)
+        try:
+            for _ in range(self.spec.limits.max_steps):
+                turn = self._call_model()
+                if not turn.tool_calls:
+                    return self._finish(turn.text)
+                self.history.append(turn.message())
+                handoff = self._run_calls(turn.tool_calls)
+                if self.ctx.block_reason is not None:
+                    self.log.append("agent_end", agentName=self.agent.id)
+                    self.log.finish(
+                        "blocked", reason=self.ctx.block_reason, agentName=self.agent.id
+                    )
+                    return EXIT_BLOCKED
+                if handoff is not None:
+                    self._switch_to(handoff)
+            self.log.finish(
+                "error",
+                message=f"the agent did not finish within {self.spec.limits.max_steps} steps "
+                "(limits.maxSteps)",
+            )
+            return EXIT_ERROR
+        except ProviderError as exc:
+            self.log.finish("error", message=str(exc), agentName=self.agent.id)
+            return EXIT_ERROR
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _call_model(self) -> ModelTurn:
+        request: dict[str, Any] = {
+            "model": self.spec.model.name,
+            "messages": [{"role": "system", "content": self._system_prompt()}, *self.history],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        tools = self._tool_schemas()
+        if tools:
+            request["tools"] = tools
+        agent_name = self.agent.id
+
+        def on_text(delta: str) -> None:
+            self.log.append("text", agentName=agent_name, text=delta)
+
+        turn = assemble(self.transport.stream(request), on_text)
+        self.usage["requests"] += 1
+        for ours, theirs in (
+            ("inputTokens", "prompt_tokens"),
+            ("outputTokens", "completion_tokens"),
+            ("totalTokens", "total_tokens"),
+        ):
+            self.usage[ours] += turn.usage.get(theirs, 0)
+        return turn
+
+    def _system_prompt(self) -> str:
+        prompt = self.agent.instructions
+        if self.spec.artifact:
+            prompt += (
+                f"\n\nThis job's deliverable is the file {self.spec.artifact!r}. Save it with "
+                "save_artifact if you can; otherwise your final answer is saved under that name."
+            )
+        return prompt
+
+    def _tool_schemas(self) -> list[dict[str, Any]]:
+        from crewboard.runner.tools import TOOL_NAMES, load_tool
+
+        schemas = []
+        for name in self.agent.tools:
+            if name not in TOOL_NAMES or (name == "shell" and not self.spec.limits.allow_shell):
+                continue
+            schemas.append(load_tool(name).schema())
+        for target_id in self.agent.handoffs:
+            target = self.spec.agents[target_id]
+            schemas.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": HANDOFF_PREFIX + target_id,
+                        "description": f"Hand the conversation over to {target.name}. "
+                        + target.description,
+                        "parameters": {
+                            "type": "object",
+                            "properties": {},
+                            "additionalProperties": False,
+                        },
+                    },
+                }
+            )
+        return schemas
+
+    def _run_calls(self, calls: list[ToolCall]) -> AgentDef | None:
+        """Run one step's tool calls; append their results to the history in
+        call order. Returns the agent to hand off to, if one was asked for."""
+        results: dict[str, str] = {}
+        handoff: AgentDef | None = None
+        work: list[ToolCall] = []
+        for call in calls:
+            if call.name.startswith(HANDOFF_PREFIX):
+                target_id = call.name[len(HANDOFF_PREFIX) :]
+                if target_id not in self.agent.handoffs:
+                    can = ", ".join(self.agent.handoffs) or "nobody"
+                    results[call.id] = (
+                        f"error: you cannot hand off to {target_id!r} (you can: {can})"
+                    )
+                elif handoff is not None:
+                    results[call.id] = "error: only one handoff per step; this one was ignored"
+                else:
+                    handoff = self.spec.agents[target_id]
+                    results[call.id] = json.dumps({"assistant": handoff.id})
+                continue
+            work.append(call)
+        for call in work:
+            self.log.append(
+                "agent_tool_start",
+                agentName=self.agent.id,
+                toolName=call.name,
+                toolArgumentsStr=call.arguments,
+                callId=call.id,
+            )
+        results.update(self._execute(work))
+        for call in calls:
+            self.history.append(
+                {"role": "tool", "tool_call_id": call.id, "content": results[call.id]}
+            )
+        return handoff
+
+    def _execute(self, calls: list[ToolCall]) -> dict[str, str]:
+        if not calls:
+            return {}
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(MAX_PARALLEL_TOOLS, thread_name_prefix="tool")
+        futures: dict[Future[tuple[str, bool]], ToolCall] = {
+            self._pool.submit(self._call_tool, call): call for call in calls
+        }
+        results: dict[str, str] = {}
+        pending = set(futures)
+        timeout_s = self.spec.limits.tool_timeout_s + TOOL_GRACE_S
+        while pending:
+            done, pending = wait(pending, timeout=timeout_s, return_when=FIRST_COMPLETED)
+            if not done:
+                for future in pending:
+                    self._end_call(
+                        futures[future],
+                        results,
+                        f"error: the tool did not finish "
+                        f"within {self.spec.limits.tool_timeout_s:g} s",
+                        True,
+                    )
+                break
+            for future in done:
+                text, failed = future.result()
+                self._end_call(futures[future], results, text, failed)
+        return results
+
+    def _end_call(self, call: ToolCall, results: dict[str, str], text: str, failed: bool) -> None:
+        results[call.id] = text
+        fields: dict[str, Any] = {"isError": True} if failed else {}
+        self.log.append(
+            "agent_tool_end",
+            agentName=self.agent.id,
+            toolName=call.name,
+            result=text,
+            callId=call.id,
+            **fields,
+        )
+
+    def _call_tool(self, call: ToolCall) -> tuple[str, bool]:
+        """One tool call, never raising: refusals and failures become the
+        result the model reads."""
+        from crewboard.runner.tools import TOOL_NAMES, load_tool
+
+        try:
+            if call.name not in self.agent.tools or call.name not in TOOL_NAMES:
+                have = ", ".join(self.agent.tools) or "none"
+                raise ToolError(f"{call.name!r} is not one of your tools (you have: {have})")
+            try:
+                args = json.loads(call.arguments or "{}")
+            except ValueError as exc:
+                raise ToolError(
+                    f"the arguments are not valid JSON ({exc}): {call.arguments[:200]!r}"
+                ) from exc
+            if not isinstance(args, dict):
+                raise ToolError("the arguments must be a JSON object")
+            text, failed = load_tool(call.name).run(args, self.ctx), False
+        except ToolError as exc:
+            text, failed = f"error: {exc}", True
+        except Exception as exc:
+            text, failed = f"error: {call.name} failed: {type(exc).__name__}: {exc}", True
+        return clip(scrub(text, self.ctx.secrets), self.spec.limits.tool_output_bytes), failed
+
+    def _switch_to(self, target: AgentDef) -> None:
+        self.log.append("handoff", agentName=self.agent.id, toAgentName=target.id)
+        self.log.append("agent_end", agentName=self.agent.id)
+        self.agent = target
+        self.log.append("agent_start", agentName=target.id)
+
+    def _finish(self, text: str) -> int:
+        self.log.append("agent_end", agentName=self.agent.id)
+        fields: dict[str, Any] = {"text": text, "agentName": self.agent.id, "usage": self.usage}
+        if self.spec.artifact and self.spec.artifact not in self.ctx.saved_artifacts:
+            from crewboard.runner.tools.save_artifact import write_artifact
+
+            try:
+                write_artifact(self.spec.artifact_dir, self.spec.artifact, text)
+                self.ctx.saved_artifacts.append(self.spec.artifact)
+            except (ToolError, OSError) as exc:
+                self.log.finish(
+                    "error", message=f"cannot save the artifact {self.spec.artifact!r}: {exc}"
+                )
+                return EXIT_ERROR
+        if self.ctx.saved_artifacts:
+            fields["artifacts"] = list(self.ctx.saved_artifacts)
+        self.log.finish("final_result", **fields)
+        return EXIT_OK

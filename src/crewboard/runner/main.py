@@ -1,0 +1,174 @@
+"""The runner process: read the spec, run the agent loop, exit with a code that
+says how the run ended. Owns the process-level contract a launcher relies on.
+
+Exit codes, each after its terminal record in the log:
+
+====  ==============================================================
+0     ``final_result``
+1     ``error`` (the provider failed, the step limit, a crash, or the
+      parent went away: EOF on stdin)
+2     the spec was malformed (an ``error`` record if it named a logPath)
+3     ``blocked``
+143   SIGTERM: ``error {"message": "run cancelled (SIGTERM)", "cancelled": true}``
+====  ==============================================================
+
+A control thread watches stdin (EOF means the parent died) and the signals, so
+the runner stops at once whatever the main thread is blocked in. The process is
+made non-dumpable before the spec (and its API key) is read, which closes
+``/proc/<runner>/environ`` and ``/proc/<runner>/mem`` to its tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import sys
+import threading
+import traceback
+from typing import Any, NoReturn
+
+from crewboard.runner.session_log import RunLog
+from crewboard.runner.spec import RunSpec, SpecError, find_log_path, parse_spec
+
+EXIT_ERROR, EXIT_BAD_SPEC, EXIT_BLOCKED, EXIT_SIGTERM, EXIT_SIGINT = 1, 2, 3, 143, 130
+_EXIT_BY_TERMINAL = {"final_result": 0, "blocked": EXIT_BLOCKED, "error": EXIT_ERROR}
+_PR_SET_DUMPABLE = 4
+
+
+def make_non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0): no core dumps, and only root with
+    CAP_SYS_PTRACE may read this process's memory or environment."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def read_spec_line(fd: int = 0) -> bytes:
+    """The first line of stdin (the spec), without reading past it more than
+    one buffer's worth; what follows is never needed."""
+    parts: list[bytes] = []
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        newline = data.find(b"\n")
+        if newline >= 0:
+            parts.append(data[:newline])
+            break
+        parts.append(data)
+    return b"".join(parts)
+
+
+class Control:
+    """The control thread: ends the run at once when the parent goes away
+    (EOF on stdin) or a SIGTERM/SIGINT arrives, with the right terminal record."""
+
+    def __init__(self, log: RunLog, on_exit: Any = None) -> None:
+        self.log = log
+        self.on_exit = on_exit
+        self._wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(wakeup_w, False)
+        # Python's C-level handler writes the signal number to this pipe the
+        # moment the signal lands, whatever the main thread is doing.
+        signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+
+    def start(self) -> None:
+        threading.Thread(target=self._serve, name="control", daemon=True).start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(0, selectors.EVENT_READ, "stdin")
+            selector.register(self._wakeup_r, selectors.EVENT_READ, "signal")
+            while True:
+                for key, _ in selector.select():
+                    if key.data == "signal":
+                        signums = os.read(self._wakeup_r, 64)
+                        if signal.SIGTERM in signums:
+                            self.stop("run cancelled (SIGTERM)", EXIT_SIGTERM, cancelled=True)
+                        if signal.SIGINT in signums:
+                            self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
+                    elif not os.read(0, 1 << 16):
+                        self.stop("parent went away (stdin closed)", EXIT_ERROR)
+
+    def stop(self, message: str, code: int, **fields: Any) -> NoReturn:
+        if not self.log.finish("error", message=message, **fields):
+            code = exit_code(self.log.terminal)  # the run had just ended on its own
+        if self.on_exit is not None:
+            self.on_exit()
+        os._exit(code)
+
+
+def exit_code(terminal: dict[str, Any] | None) -> int:
+    if terminal is None:
+        return EXIT_ERROR
+    return _EXIT_BY_TERMINAL.get(str(terminal.get("type")), EXIT_ERROR)
+
+
+def _bad_spec(message: str, raw: Any) -> NoReturn:
+    print(f"crewboard runner: {message}", file=sys.stderr, flush=True)
+    log_path = find_log_path(raw)
+    if log_path is not None:
+        try:
+            RunLog(log_path).finish("error", message=message)
+        except OSError:
+            pass
+    os._exit(EXIT_BAD_SPEC)
+
+
+def load_spec() -> RunSpec:
+    line = read_spec_line()
+    if not line.strip():
+        _bad_spec("no spec on stdin (expected one line of JSON)", None)
+    try:
+        raw = json.loads(line)
+    except ValueError as exc:
+        _bad_spec(f"the spec is not valid JSON: {exc}", None)
+    try:
+        return parse_spec(raw)
+    except SpecError as exc:
+        _bad_spec(f"bad runner spec: {exc}", raw)
+
+
+def main() -> NoReturn:
+    make_non_dumpable()
+    spec = load_spec()
+    secrets = (spec.model.api_key,) if spec.model.api_key else ()
+    log = RunLog(spec.log_path, secrets=secrets)
+
+    from crewboard.runner.tools.base import ToolContext
+
+    ctx = ToolContext(
+        workspace=spec.workspace,
+        artifact_dir=spec.artifact_dir,
+        limits=spec.limits,
+        secrets=secrets,
+    )
+    Control(log, on_exit=ctx.kill_children).start()
+    log.append("user_message", text=spec.prompt)
+    try:
+        spec.workspace.mkdir(parents=True, exist_ok=True)
+        from crewboard.runner.loop import AgentLoop
+        from crewboard.runner.providers import ProviderError, open_transport
+
+        try:
+            transport = open_transport(spec.model)
+        except ProviderError as exc:
+            log.finish("error", message=str(exc))
+            code = EXIT_ERROR
+        else:
+            code = AgentLoop(spec, log, transport, ctx).run()
+    except BaseException as exc:
+        traceback.print_exc()
+        log.finish("error", message=f"the runner failed: {type(exc).__name__}: {exc}")
+        code = exit_code(log.terminal)
+    ctx.kill_children()
+    sys.stderr.flush()
+    os._exit(code)

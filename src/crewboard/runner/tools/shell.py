@@ -1,0 +1,130 @@
+"""Tool ``shell``: run a command with ``/bin/sh`` in the run's workspace.
+
+Off unless the operator sets ``CREWBOARD_ALLOW_SHELL=1`` (``limits.allowShell``).
+The command gets a timeout, an output cap, hard resource limits, a scrubbed
+environment and its own process group, killed whole on timeout; where bubblewrap
+exists it runs inside it (see :mod:`.sandbox` for what it can reach).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import time
+from typing import Any
+
+from crewboard.runner.tools import sandbox
+from crewboard.runner.tools.base import (
+    Tool,
+    ToolContext,
+    ToolError,
+    arg_number,
+    arg_str,
+    clip,
+    params,
+)
+
+DISABLED = (
+    "the shell tool is disabled on this server "
+    "(the operator enables it with CREWBOARD_ALLOW_SHELL=1)"
+)
+
+
+def shell(args: dict[str, Any], ctx: ToolContext) -> str:
+    if not ctx.limits.allow_shell:
+        raise ToolError(DISABLED)
+    command = arg_str(args, "command")
+    timeout_s = min(
+        arg_number(args, "timeout_s", ctx.limits.tool_timeout_s), ctx.limits.tool_timeout_s
+    )
+    ctx.workspace.mkdir(parents=True, exist_ok=True)
+    hidden = [ctx.artifact_dir.parent, ctx.workspace.parent]
+    wrapper = sandbox.sandbox_argv(ctx.workspace, hidden)
+    sandboxed = bool(wrapper)
+    if not wrapper:
+        wrapper = sandbox.unprivileged_argv()
+    argv = [*wrapper, "/bin/sh", "-c", sandbox.ulimit_prelude(ctx.limits) + command]
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=ctx.workspace,
+            env=sandbox.tool_env(ctx.workspace, sandboxed=sandboxed),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise ToolError(f"cannot start the shell: {exc}") from exc
+    ctx.add_child(proc.pid)
+    try:
+        output, timed_out = _collect(proc, timeout_s, ctx.limits.tool_output_bytes)
+    finally:
+        _kill_group(proc.pid)
+        proc.wait()
+        ctx.discard_child(proc.pid)
+    text = output.decode(errors="replace")
+    elapsed = time.monotonic() - started
+    if timed_out:
+        status = f"killed after the {timeout_s:g} s timeout"
+    elif proc.returncode < 0:
+        status = f"killed by {signal.Signals(-proc.returncode).name}"
+    else:
+        status = f"exit status {proc.returncode}"
+    return clip(f"[{status}, {elapsed:.1f} s]\n{text}", ctx.limits.tool_output_bytes)
+
+
+def _collect(proc: subprocess.Popen[bytes], timeout_s: float, cap: int) -> tuple[bytes, bool]:
+    """Read the output until EOF or the timeout, keeping the first ``cap`` bytes
+    and draining the rest so the command never blocks on a full pipe."""
+    assert proc.stdout is not None
+    kept = bytearray()
+    dropped = 0
+    deadline = time.monotonic() + timeout_s
+    fd = proc.stdout.fileno()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(kept), True
+            if not selector.select(min(left, 0.2)):
+                if proc.poll() is not None:
+                    break  # it ended; a background child still holding the pipe is not waited for
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            room = cap - len(kept)
+            kept += data[:room]
+            dropped += max(0, len(data) - room)
+    if dropped:
+        kept += f"\n[output cut: {dropped} more bytes not shown]".encode()
+    return bytes(kept), False
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+TOOL = Tool(
+    name="shell",
+    description=(
+        "Run a shell command (/bin/sh) in your workspace and get its exit status and output "
+        "(stdout and stderr together). It runs with a timeout and capped output, in a "
+        "sandbox with no network where the server has one."
+    ),
+    parameters=params(
+        ["command"],
+        command={"type": "string", "description": "The command line to run"},
+        timeout_s={"type": "number", "description": "Seconds before it is killed (capped)"},
+    ),
+    run=shell,
+)
