@@ -1,0 +1,201 @@
+"""The command line as an operator uses it: users, tokens, and `serve`."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support.procs import crewboard_env, run_cli, serve, served_url, wait_until
+
+PASSWORD = "s3cret pass phrase"
+
+
+def login(url: str, email: str, password: str) -> httpx.Response:
+    return httpx.post(f"{url}auth/login", json={"email": email, "password": password}, timeout=10)
+
+
+def test_user_add_list_passwd_promote_remove(tmp_path):
+    home = tmp_path / "home"
+    added = run_cli(
+        "user", "add", "ann@example.test", "--password-stdin", home=home, stdin=PASSWORD + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    assert "Added user ann@example.test" in added.stdout
+    again = run_cli(
+        "user", "add", "ANN@example.test", "--password-stdin", home=home, stdin=PASSWORD + "\n"
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = run_cli("user", "add", "b@example.test", "--password-stdin", home=home, stdin="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+
+    listed = run_cli("user", "list", home=home)
+    assert re.search(r"ann@example\.test\s+ann\s+local", listed.stdout)
+
+    assert run_cli("user", "promote", "ann@example.test", home=home).returncode == 0
+    assert "admin" in run_cli("user", "list", home=home).stdout
+    changed = run_cli(
+        "user",
+        "passwd",
+        "ann@example.test",
+        "--password-stdin",
+        home=home,
+        stdin="another long password\n",
+    )
+    assert changed.returncode == 0, changed.stderr
+    removed = run_cli("user", "remove", "ann@example.test", home=home)
+    assert removed.returncode == 0 and "Disabled" in removed.stdout
+    assert "disabled" in run_cli("user", "list", home=home).stdout
+    purged = run_cli("user", "remove", "ann@example.test", "--purge", home=home)
+    assert purged.returncode == 0
+    assert "ann@example.test" not in run_cli("user", "list", home=home).stdout
+    missing = run_cli("user", "promote", "ghost@example.test", home=home)
+    assert missing.returncode == 1 and "no user" in missing.stderr
+
+
+def test_user_add_prompts_for_the_password_without_echo(tmp_path):
+    home = tmp_path / "home"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a user at a terminal
+        os.environ.clear()
+        os.environ.update(crewboard_env())
+        os.execv(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "crewboard",
+                "user",
+                "add",
+                "tty@example.test",
+                "--home",
+                str(home),
+            ],
+        )
+    seen = b""
+    deadline = time.monotonic() + 30
+    answered = 0
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        prompts = seen.count(b"Password: ") + seen.count(b"Again: ")
+        if prompts > answered:
+            os.write(fd, PASSWORD.encode() + b"\n")
+            answered += 1
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"Added user tty@example.test" in seen
+    assert PASSWORD.encode() not in seen  # typed, never echoed
+
+
+def test_token_create_prints_a_working_token(tmp_path):
+    home = tmp_path / "home"
+    run_cli("user", "add", "tok@example.test", "--password-stdin", home=home, stdin=PASSWORD + "\n")
+    created = run_cli("token", "create", "tok@example.test", "--name", "laptop", home=home)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("cb_") and "shown only once" in created.stderr
+    with serve(home) as proc:
+        url = served_url(proc)
+        me = httpx.get(f"{url}auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["email"] == "tok@example.test"
+        assert me.json()["authMethod"] == "token"
+        bad = httpx.get(f"{url}api/tokens", headers={"Authorization": "Bearer cb_nope"})
+        assert bad.status_code == 401
+        assert proc.stop() == 0
+
+
+def test_first_start_creates_an_admin_and_prints_the_password_once(tmp_path):
+    home = tmp_path / "home"
+    with serve(home) as proc:
+        proc.wait_for_line(lambda line: "running at" in line)
+        out = proc.output()
+        password = re.search(r"password: (\S+)", out).group(1)
+        url = re.search(r"running at (\S+)", out).group(1)
+        assert login(url, "admin@localhost", password).json()["isAdmin"] is True
+        assert proc.stop() == 0
+    with serve(home) as proc:
+        proc.wait_for_line(lambda line: "running at" in line)
+        assert "password:" not in proc.output()
+        proc.stop()
+
+
+def test_first_admin_from_the_environment(tmp_path):
+    home = tmp_path / "home"
+    env = {"CREWBOARD_ADMIN_EMAIL": "Boss@Example.test", "CREWBOARD_ADMIN_PASSWORD": PASSWORD}
+    with serve(home, env) as proc:
+        url = served_url(proc)
+        assert PASSWORD not in proc.output()
+        assert login(url, "boss@example.test", PASSWORD).status_code == 200
+        proc.stop()
+
+
+def _children(pid: int) -> dict[str, int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    found = {}
+    for line in out.splitlines():
+        child_pid, args = line.strip().split(" ", 1)
+        for name in ("web", "supervisor"):
+            if f"crewboard {name}" in args:
+                found[name] = int(child_pid)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is dead for our purposes.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
+    home = tmp_path / "home"
+    with serve(home) as proc:
+        url = served_url(proc)
+        children = wait_until(
+            lambda: len(_children(proc.popen.pid)) == 2 and _children(proc.popen.pid),
+            what="two children",
+        )
+        os.kill(children["supervisor"], signal.SIGKILL)
+        proc.wait_for_line(
+            lambda line: "supervisor killed by SIGKILL" in line and "restarting" in line
+        )
+        restarted = wait_until(
+            lambda: (
+                (c := _children(proc.popen.pid)).get("supervisor")
+                not in (None, children["supervisor"])
+                and c
+            ),
+            timeout_s=15,
+            what="a new supervisor",
+        )
+        assert restarted["web"] == children["web"]
+        assert httpx.get(f"{url}auth/me").status_code == 200
+
+        started = time.monotonic()
+        proc.popen.send_signal(sig)
+        assert proc.popen.wait(10) == 0
+        assert time.monotonic() - started < 5
+        assert not any(_alive(pid) for pid in restarted.values())

@@ -1,0 +1,93 @@
+"""board.db under concurrent writers: processes queue for the write lock
+instead of failing, and async callers never block their event loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import trio
+
+from crewboard.board import db
+from crewboard.board.models import ApiToken, User
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from crewboard.board import db, users
+    from crewboard.board.db import write
+    from crewboard.board.models import User
+    import time
+
+    db.connect(sys.argv[1])
+    owner = users.get_user_by_email("owner@example.test")
+
+    @write
+    def slow_write(i):
+        # Read, then write: the pattern a deferred transaction cannot upgrade safely.
+        users.list_tokens(owner.id)
+        users.create_token.__wrapped__(owner.id, f"{sys.argv[2]}-{i}")
+        time.sleep(0.002)  # hold the write lock a little, as real transactions do
+
+    for i in range(int(sys.argv[3])):
+        slow_write(i)
+    print("ok")
+    """
+)
+
+
+def test_two_processes_writing_at_once_never_see_a_locked_database(home, config):
+    from crewboard.board import users
+
+    users.create_user("owner@example.test", None)
+    n = 150
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(config.board_path), name, str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b", "c")
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err
+        assert "locked" not in err
+        assert out.strip() == "ok"
+    assert ApiToken.select().count() == 3 * n
+
+
+async def test_board_calls_do_not_block_the_event_loop(home):
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.sleep(0.01)
+
+    def slow_query():
+        time.sleep(0.3)
+        return User.select().count()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        assert await db.call(slow_query) == 0
+        nursery.cancel_scope.cancel()
+    assert ticks >= 10  # the loop kept running while the query held its thread
+
+
+def test_schema_version_is_recorded_and_reopening_is_idempotent(home, config):
+    from crewboard.board.migrations import SCHEMA_VERSION, current_version
+
+    assert current_version(db.database.obj) == SCHEMA_VERSION
+    db.connect(config.board_path)
+    assert current_version(db.database.obj) == SCHEMA_VERSION
+    pragmas = {
+        name: db.database.execute_sql(f"PRAGMA {name}").fetchone()[0]
+        for name in ("journal_mode", "foreign_keys", "busy_timeout")
+    }
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 15000}

@@ -1,0 +1,132 @@
+"""Running crewboard commands as a user would, as real processes, with
+deadlines on everything we wait for."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from tests.conftest import TEST_SETTINGS
+
+
+def crewboard_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
+    env.update(TEST_SETTINGS)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str, home: Path, stdin: str = "", env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crewboard", *args, "--home", str(home)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=crewboard_env(env),
+    )
+
+
+class Proc:
+    """A long-running process whose output lines we can wait for."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=crewboard_env(env),
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout_s: float = 20) -> str:
+        deadline = time.monotonic() + timeout_s
+        for line in self.lines:
+            if predicate(line):
+                return line
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no such line in time; output:\n" + self.output())
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError("process ended first; output:\n" + self.output())
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def output(self) -> str:
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return "\n".join(self.lines)
+
+    def stop(self, timeout_s: float = 10) -> int:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait()
+        self._pump_thread.join(5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 10, what: str = "") -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def serve(home: Path, env: Mapping[str, str] | None = None) -> Proc:
+    return Proc(
+        [sys.executable, "-m", "crewboard", "serve", "--home", str(home), "--port", "0"], env
+    )
+
+
+def served_url(proc: Proc) -> str:
+    """Wait for `crewboard serve` to say where it runs; returns that URL."""
+    line = proc.wait_for_line(lambda text: "running at" in text)
+    return line.split("running at ", 1)[1].split()[0]
