@@ -25,7 +25,7 @@ async def run_supervisor(config: Config, *, stop: trio.Event | None = None) -> N
     await trio.to_thread.run_sync(open_home, config)
     identity = Identity()
     notifier = Notifier()
-    stop = stop or trio.Event()
+    stop = stop if stop is not None else trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_set_on_signal, signals, stop)

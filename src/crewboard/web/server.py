@@ -47,7 +47,7 @@ async def serve_web(
     await trio.to_thread.run_sync(ensure_first_admin, config)
     app = create_app(config, home)
     notifier = Notifier()
-    stop = shutdown or trio.Event()
+    stop = shutdown if shutdown is not None else trio.Event()
     async with trio.open_nursery() as nursery:
         if shutdown is None:
             nursery.start_soon(_stop_on_signal, stop, notifier)
