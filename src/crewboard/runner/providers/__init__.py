@@ -29,6 +29,10 @@ class Transport(Protocol):
         """Send one Chat Completions request and yield its chunks."""
         ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
 
 def open_transport(model: ModelDef) -> Transport:
     if model.provider == "offline":

@@ -149,6 +149,9 @@ class OfflineTransport:
     def __init__(self, sleep: Any = time.sleep) -> None:
         self._sleep = sleep
 
+    def close(self) -> None:
+        pass
+
     def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         messages: list[dict[str, Any]] = request.get("messages", [])
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)

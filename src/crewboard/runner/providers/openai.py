@@ -77,6 +77,15 @@ class OpenAITransport:
             trust_env=False,
         )
 
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> OpenAITransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 

@@ -1,0 +1,92 @@
+"""The runner's spec: defaults for optional keys, and errors naming the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crewboard.runner.spec import Limits, SpecError, find_log_path, parse_spec
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "runId": "42",
+        "agentId": "assistant",
+        "agents": {"assistant": {"id": "assistant", "name": "Assistant", "instructions": "Help."}},
+        "model": {"spec": "offline:scripted", "provider": "offline", "name": "scripted"},
+        "prompt": "hi",
+        "logPath": "/tmp/run-42.jsonl",
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_a_minimal_spec_gets_defaults() -> None:
+    spec = parse_spec(minimal())
+    assert spec.kind == "job"
+    assert spec.messages == ()
+    assert spec.artifact is None
+    assert spec.limits == Limits()
+    assert spec.limits.allow_shell is False
+    assert spec.workspace.is_absolute() and spec.artifact_dir.is_absolute()
+    assert spec.log_path == Path("/tmp/run-42.jsonl")
+    assert spec.model.api_key is None
+
+
+def test_limits_and_messages_are_read() -> None:
+    spec = parse_spec(
+        minimal(
+            kind="chat",
+            runId=7,
+            messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            limits={"maxSteps": 3, "allowShell": True, "httpAllow": ["10.0.0.0/8"]},
+        )
+    )
+    assert spec.run_id == "7"
+    assert spec.kind == "chat"
+    assert len(spec.messages) == 2
+    assert spec.limits.max_steps == 3
+    assert spec.limits.allow_shell is True
+    assert spec.limits.http_allow == ("10.0.0.0/8",)
+
+
+def test_the_api_key_never_shows_in_the_spec_repr() -> None:
+    model = {"spec": "openai:x", "provider": "openai", "name": "x", "apiKey": "sk-very-secret"}
+    spec = parse_spec(minimal(model=model))
+    assert spec.model.api_key == "sk-very-secret"
+    assert "sk-very-secret" not in repr(spec)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"runId": None}, "runId"),
+        ({"logPath": "relative.jsonl"}, "logPath"),
+        ({"agentId": "ghost"}, "agentId"),
+        ({"agents": {}}, "agents"),
+        ({"model": {"provider": "offline"}}, "model.spec"),
+        ({"prompt": 5}, "prompt"),
+        ({"kind": "batch"}, "kind"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0]"),
+        ({"limits": {"maxSteps": 0}}, "limits.maxSteps"),
+        ({"limits": {"allowShell": "yes"}}, "limits.allowShell"),
+        ({"workspace": "ws"}, "workspace"),
+    ],
+)
+def test_a_bad_spec_names_the_bad_key(overrides: dict[str, Any], key: str) -> None:
+    with pytest.raises(SpecError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        parse_spec(minimal(**overrides))
+
+
+def test_a_handoff_target_must_be_in_the_spec() -> None:
+    agents = {"a": {"name": "A", "instructions": "x", "handoffs": ["b"]}}
+    with pytest.raises(SpecError, match=r"agents\.a\.handoffs"):
+        parse_spec(minimal(agentId="a", agents=agents))
+
+
+def test_the_log_path_is_found_in_an_otherwise_broken_spec() -> None:
+    assert find_log_path({"logPath": "/x/y.jsonl", "agents": 3}) == Path("/x/y.jsonl")
+    assert find_log_path({"logPath": "rel"}) is None
+    assert find_log_path([1, 2]) is None
