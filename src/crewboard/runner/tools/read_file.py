@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, params
@@ -14,16 +15,20 @@ def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
     path = confine(ctx.workspace, relative)
     limit = ctx.limits.tool_output_bytes
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted in the workspace must not hang the call.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError as exc:
         raise ToolError(f"{relative!r} does not exist") from exc
     except OSError as exc:
         raise ToolError(f"cannot open {relative!r}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as f:
-        if os.fstat(f.fileno()).st_mode & 0o170000 != 0o100000:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise ToolError(f"{relative!r} is not a regular file")
-        size = os.fstat(f.fileno()).st_size
-        data = f.read(limit)
+        data = os.read(fd, limit)
+    finally:
+        os.close(fd)
+    size = st.st_size
     text = data.decode(errors="replace")
     if size > limit:
         text += f"\n[file cut: {size} bytes, the first {limit} shown]"

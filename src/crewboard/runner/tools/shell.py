@@ -67,6 +67,8 @@ def shell(args: dict[str, Any], ctx: ToolContext) -> str:
         _kill_group(proc.pid)
         proc.wait()
         ctx.discard_child(proc.pid)
+        if proc.stdout is not None:
+            proc.stdout.close()
     text = output.decode(errors="replace")
     elapsed = time.monotonic() - started
     if timed_out:

@@ -1,0 +1,107 @@
+"""Tool shell: off unless allowed; in the workspace with a timeout, an output
+cap, hard limits, a scrubbed environment and a process-group kill; inside
+bubblewrap where it exists."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from crewboard.runner.tools.base import ToolContext, ToolError
+from crewboard.runner.tools.shell import DISABLED, TOOL
+from tests.support import need
+from tests.support.runner import tool_context
+
+
+def shell_context(tmp_path: Path, **limits: object) -> ToolContext:
+    return tool_context(tmp_path, allow_shell=True, **{"tool_timeout_s": 10.0, **limits})
+
+
+def sh(ctx: ToolContext, command: str, **args: object) -> str:
+    return TOOL.run({"command": command, **args}, ctx)
+
+
+def test_it_is_off_unless_the_operator_allows_it(tmp_path: Path) -> None:
+    with pytest.raises(ToolError) as caught:
+        TOOL.run({"command": "echo hi"}, tool_context(tmp_path))
+    assert str(caught.value) == DISABLED
+
+
+def test_runs_in_the_workspace_and_reports_status_and_both_streams(tmp_path: Path) -> None:
+    ctx = shell_context(tmp_path)
+    out = sh(ctx, "pwd; echo made > made.txt; echo oops >&2; exit 3")
+    assert out.startswith("[exit status 3,")
+    assert str(ctx.workspace.resolve()) in out and "oops" in out
+    assert (ctx.workspace / "made.txt").read_text() == "made\n"
+
+
+def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    ctx = shell_context(tmp_path)
+    started = time.monotonic()
+    out = sh(ctx, "(while true; do echo . >> tick; sleep 0.05; done) & sleep 30", timeout_s=0.5)
+    assert "killed after the 0.5 s timeout" in out
+    assert time.monotonic() - started < 5
+    size = (ctx.workspace / "tick").stat().st_size
+    time.sleep(0.3)
+    assert (ctx.workspace / "tick").stat().st_size == size, "the background loop died too"
+    assert ctx.children == set()
+
+
+def test_a_background_child_does_not_hold_the_call(tmp_path: Path) -> None:
+    started = time.monotonic()
+    out = sh(shell_context(tmp_path), "sleep 20 & echo quick")
+    assert "quick" in out and time.monotonic() - started < 3
+
+
+def test_output_is_capped_and_drained(tmp_path: Path) -> None:
+    ctx = shell_context(tmp_path, tool_output_bytes=1000)
+    out = sh(ctx, "head -c 300000 /dev/zero | tr '\\0' x; echo; echo end")
+    assert len(out.encode()) < 1200
+    assert "output cut" in out
+
+
+def test_the_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+    monkeypatch.setenv("CREWBOARD_ADMIN_PASSWORD", "hunter2")
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    ctx = shell_context(tmp_path)
+    out = sh(ctx, "env")
+    for leaked in ("sk-should-not-leak", "hunter2", "NOTIFY_SOCKET", "CREWBOARD_"):
+        assert leaked not in out
+    assert f"HOME={ctx.workspace}" in out
+
+
+def test_hard_resource_limits_apply(tmp_path: Path) -> None:
+    out = sh(
+        shell_context(tmp_path, tool_timeout_s=7.0), "ulimit -t; ulimit -c; ulimit -n; ulimit -H -v"
+    )
+    assert out.split("\n", 1)[1].split() == ["12", "0", "1024", "8388608"]
+
+
+def test_inside_bubblewrap_only_the_workspace_is_there_and_writable(tmp_path: Path) -> None:
+    need(shutil.which("bwrap"), "bubblewrap (bwrap) is not installed")
+    ctx = shell_context(tmp_path)
+    (tmp_path / "board.db").write_text("rows")
+    (tmp_path / "secret_key").write_text("key")
+    other = tmp_path / "workspaces" / "2"
+    other.mkdir()
+    (other / "theirs.txt").write_text("private")
+    out = sh(
+        ctx,
+        f"cat {tmp_path}/board.db {tmp_path}/secret_key {other}/theirs.txt; "
+        "touch /usr/evil 2>&1 && echo wrote-usr; "
+        "touch ok.txt && echo wrote-workspace; "
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '; "
+        "grep CapEff /proc/self/status",
+    )
+    assert "rows" not in out and "private" not in out and "key\n" not in out
+    assert "wrote-usr" not in out and "wrote-workspace" in out
+    assert (ctx.workspace / "ok.txt").exists()
+    interfaces = [line for line in out.splitlines() if line and ":" not in line and " " not in line]
+    assert "lo" in interfaces and "eth0" not in interfaces, "no network but loopback"
+    assert "CapEff:\t0000000000000000" in out
+    assert not os.path.exists("/usr/evil")
