@@ -51,7 +51,8 @@ PREVIEW_MAX = 100
 
 _MAX_RULE_CHARS = 200
 # The longest a valid rule can go without firing is a Feb 29 that must also
-# fall on a given weekday: about 40 years. Searching further means a bug.
+# fall on a given weekday: about 40 years. A search that finds no matching
+# day for this long has found a rule that never fires.
 _HORIZON_DAYS = 366 * 100
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -288,32 +289,40 @@ def _day_start_bound(day: date, tz: ZoneInfo) -> datetime:
     return (midnight - max(o for o in offsets if o is not None)).replace(tzinfo=UTC)
 
 
+def _horizon(day: date) -> date:
+    try:
+        return day + timedelta(days=_HORIZON_DAYS)
+    except OverflowError:
+        return date.max
+
+
 def _iter_fires(rule: CronRule, tz: ZoneInfo, after: datetime) -> Iterator[datetime]:
     """Fire instants strictly after ``after`` (UTC), increasing, no duplicates."""
     # Start a day early: a shifted or repeated wall time can cross midnight.
     day = after.astimezone(tz).date() - timedelta(days=1)
-    horizon = day + timedelta(days=_HORIZON_DAYS)
+    give_up = _horizon(day)
     pending: list[datetime] = []
     last = after
-    while day < horizon:
-        if rule.matches_date(day):
-            for hour in rule.hours:
-                for minute in rule.minutes:
-                    wall = datetime(day.year, day.month, day.day, hour, minute)
-                    for instant in _instants(wall, tz, rule.every_hour):
-                        heapq.heappush(pending, instant)
-        try:
+    try:
+        while day < give_up:
+            if rule.matches_date(day):
+                give_up = _horizon(day)
+                for hour in rule.hours:
+                    for minute in rule.minutes:
+                        wall = datetime(day.year, day.month, day.day, hour, minute)
+                        for instant in _instants(wall, tz, rule.every_hour):
+                            heapq.heappush(pending, instant)
             day += timedelta(days=1)
-        except OverflowError:
-            break
-        # Wall times are produced day by day, but a shifted one can land
-        # after the next day's first; hold each until no later day can undercut it.
-        bound = _day_start_bound(day, tz)
-        while pending and pending[0] < bound:
-            instant = heapq.heappop(pending)
-            if instant > last:
-                last = instant
-                yield instant
+            # Wall times are produced day by day, but a shifted one can land after
+            # the next day's first; hold each until no later day can undercut it.
+            bound = _day_start_bound(day, tz)
+            while pending and pending[0] < bound:
+                instant = heapq.heappop(pending)
+                if instant > last:
+                    last = instant
+                    yield instant
+    except OverflowError:  # the end of the calendar, year 9999
+        pass
     while pending:
         instant = heapq.heappop(pending)
         if instant > last:
@@ -338,7 +347,7 @@ def next_fire(rule: str, tz: ZoneInfo | str, after: datetime) -> datetime:
     """The first fire time strictly after ``after``, in UTC."""
     times = fire_times(rule, tz, after, 1)
     if not times:
-        raise _rule_error("never fires")
+        raise _rule_error("never fires after that time")
     return times[0]
 
 
