@@ -139,17 +139,20 @@ async def _fetch_models(
 
 
 class ModelCatalog:
-    """The model list, cached for ``ttl_s`` per configuration. ``clock`` and
-    ``transport`` are parameters so tests run in virtual time, offline."""
+    """The model list, cached for ``ttl_s`` per configuration; each endpoint
+    gets ``timeout_s`` to answer. ``clock`` and ``transport`` are parameters
+    so tests control time and the network."""
 
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
         ttl_s: float = CACHE_TTL_S,
         transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = LIST_TIMEOUT_S,
     ) -> None:
         self.clock = clock
         self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
         self.transport = transport
         self._cache: dict[tuple[Any, ...], tuple[float, list[dict[str, str]]]] = {}
 
@@ -174,11 +177,11 @@ class ModelCatalog:
         endpoints = _endpoints(config, warn=True)
         found: list[list[dict[str, str]]] = [[] for _ in endpoints]
         async with httpx.AsyncClient(
-            timeout=LIST_TIMEOUT_S, transport=self.transport, trust_env=False
+            timeout=self.timeout_s, transport=self.transport, trust_env=False
         ) as client:
 
             async def fetch(i: int, provider: str, base_url: str, key: str | None) -> None:
-                with trio.move_on_after(LIST_TIMEOUT_S + 0.5) as scope:
+                with trio.move_on_after(self.timeout_s + 0.5) as scope:
                     found[i] = await _fetch_models(client, provider, base_url, key)
                 if scope.cancelled_caught:
                     log.warning(

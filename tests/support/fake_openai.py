@@ -64,7 +64,7 @@ class Reply:
     events: list[Any] = field(default_factory=list)
     done: bool = True  # send "data: [DONE]" at the end
     cut: bool = False  # drop the connection after the events, mid chunked body
-    delay_s: float = 0.0  # pause before each event
+    delay_s: float = 0.0  # pause before each event (or before a JSON body)
 
     @classmethod
     def text(cls, text: str, pieces: int = 3, usage: tuple[int, int] = (10, 5)) -> Reply:
@@ -168,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _play(self, reply: Reply) -> None:
         if reply.body is not None or not reply.events:
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
             data = json.dumps(reply.body if reply.body is not None else {}).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
