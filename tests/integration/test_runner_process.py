@@ -1,0 +1,257 @@
+"""Real runner subprocesses on the offline model (and on a fake OpenAI server
+on loopback), launched the way the supervisor and the web process launch them:
+exit codes, terminal records, signals, a vanished parent, and a killed runner
+whose log the reaper closes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crewboard.processes import runner_env, start_runner, stop_process
+from crewboard.sessionlog import ensure_terminal, is_terminal, read_records
+from tests.support.fake_openai import Reply, fake_openai
+from tests.support.runner import offline_spec
+
+
+async def wait_for(path: Path, type_: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    with trio.fail_after(timeout_s):
+        while True:
+            for record in read_records(path):
+                if record["type"] == type_:
+                    return record
+            await trio.sleep(0.02)
+
+
+async def run_to_end(
+    spec: dict[str, Any], tmp_path: Path, timeout_s: float = 15.0
+) -> tuple[int, list[dict[str, Any]]]:
+    stderr = tmp_path / "stderr.txt"
+    proc = await start_runner(spec, stderr_path=stderr)
+    try:
+        with trio.fail_after(timeout_s):
+            code = await proc.wait()
+    finally:
+        await stop_process(proc, 1.0)
+        assert proc.stdin is not None
+        await proc.stdin.aclose()
+    records = read_records(spec["logPath"])
+    assert records, f"no log; stderr:\n{stderr.read_text() if stderr.exists() else ''}"
+    return code, records
+
+
+def kinds(records: list[dict[str, Any]]) -> list[str]:
+    return [r["type"] for r in records if r["type"] != "text"]
+
+
+async def test_success_exits_0_after_final_result(tmp_path: Path) -> None:
+    code, records = await run_to_end(offline_spec(tmp_path, "Summarise the plan"), tmp_path)
+    assert code == 0
+    assert records[0] == {
+        **records[0],
+        "seq": 1,
+        "type": "user_message",
+        "text": "Summarise the plan",
+    }
+    assert kinds(records) == ["user_message", "agent_start", "agent_end", "final_result"]
+    assert any(r["type"] == "text" for r in records)
+    assert "> Summarise the plan" in records[-1]["text"]
+
+
+async def test_a_provider_failure_exits_1_after_an_error(tmp_path: Path) -> None:
+    code, records = await run_to_end(offline_spec(tmp_path, "/fail upstream exploded"), tmp_path)
+    assert code == 1
+    assert records[-1]["type"] == "error"
+    assert records[-1]["message"] == "offline model: upstream exploded"
+
+
+async def test_block_exits_3(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, "/block which customer?", agentId="triage")
+    code, records = await run_to_end(spec, tmp_path)
+    assert code == 3
+    assert records[-1]["type"] == "blocked" and records[-1]["reason"] == "which customer?"
+
+
+async def test_handoff_and_parallel_tools(tmp_path: Path) -> None:
+    prompt = "\n".join(
+        [
+            "Write two files",
+            "/handoff writer",
+            '/tool write_file {"path": "one.txt", "content": "1"}',
+            '/tool write_file {"path": "two.txt", "content": "2"}',
+            "/artifact summary.md",
+            "Two files written.",
+        ]
+    )
+    spec = offline_spec(tmp_path, prompt, agentId="triage")
+    code, records = await run_to_end(spec, tmp_path)
+    assert code == 0
+    assert kinds(records)[:5] == [
+        "user_message",
+        "agent_start",
+        "handoff",
+        "agent_end",
+        "agent_start",
+    ]
+    starts = [r for r in records if r["type"] == "agent_tool_start"]
+    assert [s["toolName"] for s in starts] == ["write_file", "write_file", "save_artifact"]
+    assert starts[0]["seq"] + 1 == starts[1]["seq"], (
+        "both calls of the step start before either ends"
+    )
+    assert (tmp_path / "workspaces" / "1" / "two.txt").read_text() == "2"
+    assert (tmp_path / "artifacts" / "1" / "summary.md").read_text() == "Two files written."
+    assert records[-1]["type"] == "final_result" and records[-1]["agentName"] == "writer"
+
+
+async def test_the_step_limit_exits_1(tmp_path: Path) -> None:
+    prompt = "\n".join(["/tool list_files {}", "/sleep 0"] * 4)
+    spec = offline_spec(tmp_path, prompt, limits={"maxSteps": 2})
+    code, records = await run_to_end(spec, tmp_path)
+    assert code == 1
+    assert "within 2 steps" in records[-1]["message"]
+
+
+async def test_sigterm_cancels_with_a_record_and_exit_143(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, "/sleep 30\nslow please")
+    proc = await start_runner(spec)
+    try:
+        await wait_for(Path(spec["logPath"]), "agent_start")
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(5):
+            code = await proc.wait()
+    finally:
+        await stop_process(proc, 1.0)
+        await proc.stdin.aclose()  # type: ignore[union-attr]
+    assert code == 143
+    last = read_records(spec["logPath"])[-1]
+    assert last["type"] == "error"
+    assert last["message"] == "run cancelled (SIGTERM)" and last["cancelled"] is True
+
+
+async def test_stdin_eof_means_the_parent_died_and_the_runner_stops_at_once(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, "/sleep 30\nslow please")
+    proc = await start_runner(spec)
+    try:
+        await wait_for(Path(spec["logPath"]), "agent_start")
+        await proc.stdin.aclose()  # type: ignore[union-attr]
+        with trio.fail_after(3):
+            code = await proc.wait()
+    finally:
+        await stop_process(proc, 1.0)
+    assert code == 1
+    last = read_records(spec["logPath"])[-1]
+    assert last["type"] == "error" and "parent went away" in last["message"]
+
+
+async def test_kill_9_leaves_the_reaper_to_close_the_log(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, "/sleep 30")
+    proc = await start_runner(spec)
+    try:
+        await wait_for(Path(spec["logPath"]), "agent_start")
+        proc.send_signal(signal.SIGKILL)
+        with trio.fail_after(5):
+            code = await proc.wait()
+    finally:
+        await stop_process(proc, 1.0)
+        await proc.stdin.aclose()  # type: ignore[union-attr]
+    assert code == -signal.SIGKILL
+    assert not is_terminal(read_records(spec["logPath"])[-1])
+    written = ensure_terminal(spec["logPath"], "the runner was killed by SIGKILL")
+    assert written is not None
+    records = read_records(spec["logPath"])
+    assert records[-1]["type"] == "error" and records[-1]["seq"] == records[-2]["seq"] + 1
+    assert ensure_terminal(spec["logPath"], "again") is None
+
+
+async def test_a_malformed_spec_exits_2_with_an_error_in_its_log(tmp_path: Path) -> None:
+    log_path = tmp_path / "bad.jsonl"
+    code, records = await run_to_end(
+        {"logPath": str(log_path), "agents": 5, "runId": "9"}, tmp_path
+    )
+    assert code == 2
+    assert records[-1]["type"] == "error" and "bad runner spec: agents" in records[-1]["message"]
+
+
+def test_a_spec_that_is_not_json_exits_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "crewboard.runner"],
+        input=b"{nope\n",
+        capture_output=True,
+        timeout=20,
+        env=runner_env(),
+    )
+    assert done.returncode == 2
+    assert b"not valid JSON" in done.stderr
+
+
+async def test_an_openai_compatible_provider_end_to_end(tmp_path: Path) -> None:
+    key = "sk-live-" + "0123456789abcdef"
+    with fake_openai() as server:
+        server.script(
+            Reply.tools([("write_file", '{"path": "out.txt", "content": "from the model"}')]),
+            Reply.text("All done."),
+        )
+        model = {
+            "spec": "fake:m",
+            "provider": "fake",
+            "name": "m",
+            "baseUrl": server.base_url,
+            "apiKey": key,
+        }
+        code, records = await run_to_end(offline_spec(tmp_path, "go", model=model), tmp_path)
+        assert server.requests[1]["body"]["messages"][-1]["role"] == "tool"
+    assert code == 0
+    assert records[-1]["text"] == "All done."
+    assert records[-1]["usage"]["requests"] == 2
+    assert (tmp_path / "workspaces" / "1" / "out.txt").read_text() == "from the model"
+
+
+async def test_a_provider_refusal_is_the_error_record_without_the_key(tmp_path: Path) -> None:
+    key = "sk-live-" + "fedcba9876543210"
+    with fake_openai() as server:
+        server.script(Reply.error(401, f"Incorrect API key provided: {key}"))
+        model = {
+            "spec": "fake:m",
+            "provider": "fake",
+            "name": "m",
+            "baseUrl": server.base_url,
+            "apiKey": key,
+        }
+        spec = offline_spec(tmp_path, "go", model=model)
+        code, records = await run_to_end(spec, tmp_path)
+    assert code == 1
+    assert "HTTP 401: Incorrect API key provided" in records[-1]["message"]
+    assert key not in Path(spec["logPath"]).read_text()
+    assert key not in (tmp_path / "stderr.txt").read_text()
+
+
+def test_the_offline_path_imports_nothing_heavy(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, '/tool write_file {"path": "a", "content": "b"}\nhello')
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "crewboard.runner"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=runner_env(),
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    proc.stdin.write(json.dumps(spec).encode() + b"\n")
+    proc.stdin.flush()
+    try:
+        stderr = proc.stderr.read().decode()  # until the runner exits (stdin stays open)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.stdin.close()
+        proc.stderr.close()
+    imported = {
+        line.split("|")[-1].strip().split(".")[0] for line in stderr.splitlines() if "|" in line
+    }
+    assert "crewboard" in imported
+    assert not imported & {"trio", "httpx", "yaml", "peewee", "jinja2", "quart", "anyio"}
+    assert os.path.exists(spec["logPath"])
