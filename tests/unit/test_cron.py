@@ -479,8 +479,10 @@ def test_preview_lists_local_and_utc_times():
     ]
 
 
-@pytest.mark.parametrize(("count", "shown"), [(0, 1), (-5, 1), (1, 1), (7, 7), (100, 100),
-                                              (101, 100), (10**9, 100), ("3", 3)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(0, 1), (-5, 1), (1, 1), (7, 7), (100, 100), (101, 100), (10**9, 100), ("3", 3)],
+)
 def test_preview_count_is_clamped(count, shown):
     assert len(cron.preview("* * * * *", "UTC", count, utc(2026, 1, 1))) == shown
 
@@ -574,9 +576,14 @@ def test_a_simulated_scheduler_loses_and_doubles_no_fire(rule, tz, start):
 
 @pytest.mark.parametrize(
     ("overlap", "active", "skip"),
-    [("skip", 0, False), ("skip", 1, True), ("skip", 7, True), ("allow", 0, False),
-     ("allow", 3, False)],
-)  # fmt: skip
+    [
+        ("skip", 0, False),
+        ("skip", 1, True),
+        ("skip", 7, True),
+        ("allow", 0, False),
+        ("allow", 3, False),
+    ],
+)
 def test_overlap(overlap, active, skip):
     assert cron.should_skip_for_overlap(overlap, active) is skip
 

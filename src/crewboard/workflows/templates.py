@@ -364,10 +364,12 @@ def parse_template(
     }
 
     jobs: dict[str, JobSpec] = {}
-    raw_jobs = _mapping(doc.get("jobs", {}), "jobs", None, problems)
-    if not raw_jobs:
+    raw_jobs = {}
+    if doc.get("jobs") in (None, {}):
         problems.add("jobs", "a template needs at least one job")
-    elif len(raw_jobs) > MAX_JOBS:
+    else:
+        raw_jobs = _mapping(doc["jobs"], "jobs", None, problems)
+    if len(raw_jobs) > MAX_JOBS:
         problems.add("jobs", f"at most {MAX_JOBS} jobs")
         raw_jobs = {}
     for key, entry in raw_jobs.items():
