@@ -305,14 +305,19 @@ def _iter_fires(rule: CronRule, tz: ZoneInfo, after: datetime) -> Iterator[datet
     last = after
     try:
         while day < give_up:
-            if rule.matches_date(day):
-                give_up = _horizon(day)
-                for hour in rule.hours:
-                    for minute in rule.minutes:
-                        wall = datetime(day.year, day.month, day.day, hour, minute)
-                        for instant in _instants(wall, tz, rule.every_hour):
-                            heapq.heappush(pending, instant)
-            day += timedelta(days=1)
+            if day.month not in rule.months:
+                day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+            else:
+                if rule.matches_date(day):
+                    give_up = _horizon(day)
+                    for hour in rule.hours:
+                        for minute in rule.minutes:
+                            wall = datetime(day.year, day.month, day.day, hour, minute)
+                            for instant in _instants(wall, tz, rule.every_hour):
+                                heapq.heappush(pending, instant)
+                day += timedelta(days=1)
+            if not pending:
+                continue
             # Wall times are produced day by day, but a shifted one can land after
             # the next day's first; hold each until no later day can undercut it.
             bound = _day_start_bound(day, tz)
