@@ -166,7 +166,7 @@ def _parse_field(text: str, field: _Field) -> tuple[frozenset[int], bool]:
         step = 1
         if slash:
             # Day-of-week counts 0-7 but has seven distinct days.
-            span = min(field.high - field.low + 1, 7 if field.names == _DAYS else 60)
+            span = 7 if field.names == _DAYS else field.high - field.low + 1
             if not step_text.isdigit() or len(step_text) > 4 or not 1 <= int(step_text) <= span:
                 raise _rule_error(f"{field.name}: step {step_text!r} must be a number 1-{span}")
             step = int(step_text)

@@ -133,7 +133,9 @@ def parse_input(name: str, entry: Any, problems: Problems) -> InputSpec | None:
     spec = InputSpec(name, type_)
     description = entry.get("description", "")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
-        problems.add(f"{where}.description", f"must be text of at most {MAX_DESCRIPTION_CHARS}")
+        problems.add(
+            f"{where}.description", f"must be text of at most {MAX_DESCRIPTION_CHARS} characters"
+        )
     required = entry.get("required", False)
     if not isinstance(required, bool):
         problems.add(f"{where}.required", "must be true or false")
