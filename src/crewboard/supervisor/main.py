@@ -1,55 +1,93 @@
 """``crewboard supervisor``: the actor that owns the run state of jobs.
 
-``run_supervisor`` reads top to bottom: boot, start the heartbeat in a
-nursery, tell systemd it is ready, wait for a signal, then stop.
+``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
+socket), recover the runs of supervisors that died, start the heartbeat, take
+work (wake socket, reaper and dispatcher in one nursery), tell systemd it is
+ready, wait for a signal, then stop taking work and drain the running runs.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import AsyncIterator, Callable
 
 import trio
 
 from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home
 from crewboard.config import Config
+from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
 from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
+from crewboard.supervisor.launcher import Launcher, open_launcher
+from crewboard.supervisor.reaper import run_recovery, serve_reaper
+from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
 from crewboard.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
 
-async def run_supervisor(config: Config, *, stop: trio.Event | None = None) -> None:
+async def run_supervisor(
+    config: Config,
+    *,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[Identity] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Supervise job runs until SIGTERM/SIGINT (or ``stop`` is set), then
+    drain. ``task_status`` gets this supervisor's identity once it is ready."""
     # Boot.
-    await trio.to_thread.run_sync(open_home, config)
+    home = await trio.to_thread.run_sync(open_home, config)
     identity = Identity()
     notifier = Notifier()
+    wakeup = Wakeup()
     stop = stop if stop is not None else trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_set_on_signal, signals, stop)
-            # Start the heartbeat.
-            await nursery.start(
-                serve_heartbeat,
-                identity,
-                config.heartbeat_s,
-                lambda: (0, config.concurrency, 0),
-                notifier,
-            )
-            notifier.notify(READY=1, STATUS="supervising")
-            log.info("supervisor %s ready", identity.supervisor_id)
-            # Wait for a signal.
-            await stop.wait()
-            notifier.notify(STOPPING=1)
-            nursery.cancel_scope.cancel()
+        async with open_wake_socket(home.wake_socket) as wake_socket:
+            # Recover the runs that dead supervisors left behind.
+            await run_recovery(identity)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_set_on_signal, signals, stop)
+                async with open_launcher(config, home, on_finished=wakeup.set) as launcher:
+                    dispatcher = Dispatcher(identity.supervisor_id, home, launcher, config.poll_s)
+                    # Start the heartbeat; it beats on through the drain.
+                    await nursery.start(
+                        serve_heartbeat,
+                        identity,
+                        config.heartbeat_s,
+                        _load(config, launcher, dispatcher),
+                        notifier,
+                    )
+                    # Take work.
+                    async with trio.open_nursery() as intake:
+                        await intake.start(serve_wake_socket, wake_socket, wakeup)
+                        await intake.start(serve_reaper, identity, config.heartbeat_s, wakeup.set)
+                        await intake.start(serve_dispatcher, dispatcher, wakeup)
+                        notifier.notify(READY=1, STATUS=f"ready: 0/{config.concurrency} running")
+                        log.info("supervisor %s ready", identity.supervisor_id)
+                        task_status.started(identity)
+                        # Wait for a signal.
+                        await stop.wait()
+                        notifier.notify(STOPPING=1, STATUS="stopping: draining running jobs")
+                        log.info("supervisor %s stopping", identity.supervisor_id)
+                        intake.cancel_scope.cancel()
+                    # Drain: let running runs finish within drain_s, then interrupt them.
+                    await launcher.drain(config.drain_s)
+                nursery.cancel_scope.cancel()
     # Stopped: say so, so status turns "down" at once.
     with trio.CancelScope(shield=True):
         await db.call(heartbeats.mark_stopped, identity.supervisor_id)
+    notifier.close()
     log.info("supervisor %s stopped", identity.supervisor_id)
 
 
-async def _set_on_signal(signals, stop: trio.Event) -> None:
+def _load(
+    config: Config, launcher: Launcher, dispatcher: Dispatcher
+) -> Callable[[], tuple[int, int, int]]:
+    """(running, capacity, ready) for the heartbeat row and systemd's STATUS."""
+    return lambda: (launcher.running, config.concurrency, dispatcher.outlook.ready)
+
+
+async def _set_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
         stop.set()
         return

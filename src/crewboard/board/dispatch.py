@@ -1,0 +1,676 @@
+"""The run lifecycle of jobs: claiming, starting, finishing, retrying and
+recovering runs. Only the supervisor calls these; the web process writes user
+intent (new jobs, cancel requests…) through :mod:`crewboard.board.jobs`.
+
+Every change of state is one named function doing one short write transaction
+(``BEGIN IMMEDIATE`` on SQLite) with a guarded ``UPDATE … WHERE status = …``,
+so a lost race is a no-op rather than a corruption, and it records its events
+in the same transaction. The failure policy of a finished run (product spec
+§8) lives in :func:`finish_run`; the backoff between retries is the pure
+function :func:`retry_delay_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import peewee
+
+from crewboard import sessionlog
+from crewboard.board.db import is_sqlite, write
+from crewboard.board.events import SUPERVISOR, record_event
+from crewboard.board.heartbeats import is_alive
+from crewboard.board.models import (
+    Comment,
+    Event,
+    Heartbeat,
+    Job,
+    JobEdge,
+    JobStatus,
+    Run,
+    RunOutcome,
+    User,
+)
+from crewboard.clock import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+# The backoff before retry n (1-based) is 2**n seconds, capped.
+RETRY_BASE_S = 2.0
+RETRY_CAP_S = 600.0
+# An interrupted run requeues its job for free this many times in a row; one
+# more and the job is blocked as a likely crash loop.
+MAX_INTERRUPTIONS = 3
+
+# Outcomes that use up one of the job's retries.
+RETRYABLE = frozenset({RunOutcome.FAILED, RunOutcome.CRASHED, RunOutcome.TIMED_OUT})
+
+
+class EventKind:
+    """The kinds of event the supervisor records on a job's timeline."""
+
+    READY = "ready"  # its parents are done (and its scheduled time reached)
+    DISPATCHED = "dispatched"  # claimed by a supervisor; a run was created
+    RUN_STARTED = "run_started"  # the runner process is up
+    RUN_ENDED = "run_ended"  # the run ended, with its outcome
+    DONE = "done"  # the job finished with a result
+    RETRY = "retry"  # a failed run will be retried after a backoff
+    REQUEUED = "requeued"  # an interrupted run: back to ready, no retry used
+    BLOCKED = "blocked"  # the job needs a person
+    RECOVERED = "recovered"  # a dead supervisor's run was closed at recovery
+
+
+def retry_delay_s(failures: int, base_s: float = RETRY_BASE_S, cap_s: float = RETRY_CAP_S) -> float:
+    """Seconds to wait before the retry that follows the ``failures``-th
+    failed attempt: 2, 4, 8, … capped at ``cap_s``."""
+    if failures < 1:
+        return 0.0
+    # Cap the exponent first so a huge count cannot overflow a float.
+    return min(cap_s, base_s ** min(failures, 64))
+
+
+@dataclass(frozen=True)
+class ParentResult:
+    job_id: int
+    key: str
+    title: str
+    status: str
+    result: str | None
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """What a job's runner is told: its own prompt, what its parents found,
+    what people commented, and the feedback of a redo."""
+
+    prompt: str
+    parents: tuple[ParentResult, ...] = ()
+    comments: tuple[tuple[str, str], ...] = ()  # (author, text), oldest first
+    feedback: str | None = None
+
+
+def compose_prompt(parts: PromptParts) -> str:
+    """The full prompt of a run: the job's rendered prompt, then each parent's
+    final result, the comments and the redo feedback, in that order."""
+    sections = [parts.prompt.rstrip()]
+    if parts.parents:
+        lines = ["## Results of the jobs this one needs"]
+        for parent in parts.parents:
+            lines.append(f"\n### {parent.title} ({parent.key})\n")
+            lines.append((parent.result or "(no result)").rstrip())
+        sections.append("\n".join(lines))
+    if parts.comments:
+        lines = ["## Comments on this job"]
+        lines += [f"- {author}: {text.strip()}" for author, text in parts.comments]
+        sections.append("\n".join(lines))
+    if parts.feedback:
+        sections.append("## Feedback on the previous result\n\n" + parts.feedback.strip())
+    return "\n\n".join(sections) + "\n"
+
+
+def parent_results(job_id: int) -> list[ParentResult]:
+    """Each parent of the job with its final result (None until it has one),
+    in the order the parents were created."""
+    parent = Job.alias()
+    rows = (
+        parent.select(parent.id, parent.key, parent.title, parent.status, parent.result)
+        .join(JobEdge, on=(JobEdge.parent == parent.id))
+        .where(JobEdge.child == job_id)
+        .order_by(parent.id)
+    )
+    return [ParentResult(p.id, p.key, p.title, p.status, p.result) for p in rows]
+
+
+def prompt_parts(job: Job) -> PromptParts:
+    """Everything :func:`compose_prompt` needs for this job, read from the board."""
+    comments = (
+        Comment.select(Comment.text, User.name, User.email)
+        .join(User)
+        .where(Comment.job == job.id)
+        .order_by(Comment.id)
+    )
+    return PromptParts(
+        prompt=job.prompt,
+        parents=tuple(parent_results(job.id)),
+        comments=tuple((c.author.name or c.author.email, c.text) for c in comments),
+        feedback=job.feedback,
+    )
+
+
+# -- Claiming ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a supervisor has just claimed, with what its launcher needs."""
+
+    run_id: int
+    job_id: int
+    attempt: int
+    agent: str
+    prompt: str
+    artifact: str | None
+    timeout_s: float
+    log_path: Path
+
+
+@write
+def claim_ready_job(
+    supervisor_id: str, now: datetime, log_path: Callable[[int], Path]
+) -> Claim | None:
+    """Claim the oldest ready job whose time has come: the job goes
+    ``running`` and gets a new Run owned by ``supervisor_id`` with its log at
+    ``log_path(run_id)``. None when nothing is ready. The guarded update means
+    two supervisors racing for one job give it one run, never two."""
+    query = (
+        Job.select()
+        .where(
+            (Job.status == JobStatus.READY)
+            & (Job.available_at <= now)
+            & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
+        )
+        .order_by(Job.id)
+        .limit(1)
+    )
+    if not is_sqlite():
+        # Supervisors on PostgreSQL pass over each other's rows instead of queueing.
+        query = query.for_update(skip_locked=True)
+    job = query.first()
+    if job is None:
+        return None
+    taken = (
+        Job.update(status=JobStatus.RUNNING, updated_at=now)
+        .where((Job.id == job.id) & (Job.status == JobStatus.READY))
+        .execute()
+    )
+    if not taken:
+        return None  # another supervisor got there first; the next poll looks again
+    attempt = Run.select().where(Run.job == job.id).count() + 1
+    run = Run.create(
+        job=job.id,
+        attempt=attempt,
+        outcome=RunOutcome.RUNNING,
+        supervisor_id=supervisor_id,
+        started_at=now,
+        artifact=job.artifact_name,
+    )
+    path = log_path(run.id)
+    run.log_path = str(path)
+    run.save(only=[Run.log_path])
+    job.status = JobStatus.RUNNING
+    record_event(
+        EventKind.DISPATCHED,
+        job=job,
+        actor=SUPERVISOR,
+        message=f"run {run.id} (attempt {attempt}) dispatched",
+        data={"runId": run.id, "attempt": attempt, "supervisorId": supervisor_id},
+    )
+    return Claim(
+        run_id=run.id,
+        job_id=job.id,
+        attempt=attempt,
+        agent=job.agent,
+        prompt=compose_prompt(prompt_parts(job)),
+        artifact=job.artifact_name,
+        timeout_s=float(job.timeout_s),
+        log_path=path,
+    )
+
+
+@write
+def set_run_pid(run_id: int, pid: int) -> bool:
+    """Record the runner's pid once its process is up. False if the run is
+    no longer live (a recovery closed it meanwhile)."""
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None:
+        return False
+    updated = (
+        Run.update(pid=pid)
+        .where((Run.id == run_id) & (Run.outcome == RunOutcome.RUNNING))
+        .execute()
+    )
+    if updated:
+        record_event(
+            EventKind.RUN_STARTED,
+            job=run.job,
+            actor=SUPERVISOR,
+            message=f"run {run_id} started (pid {pid})",
+            data={"runId": run_id, "pid": pid},
+        )
+    return bool(updated)
+
+
+# -- Waiting → ready -------------------------------------------------------------
+
+
+def _parents_all_done() -> peewee.Expression:
+    parent = Job.alias()
+    unfinished = (
+        JobEdge.select(JobEdge.id)
+        .join(parent, on=(JobEdge.parent == parent.id))
+        .where(
+            (JobEdge.child == Job.id)
+            & (parent.status != JobStatus.DONE)
+            & ~(
+                (parent.status == JobStatus.ARCHIVED)
+                & (parent.status_before_archive == JobStatus.DONE)
+            )
+        )
+    )
+    return ~peewee.fn.EXISTS(unfinished)
+
+
+def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
+    """Make waiting jobs ready whose parents are all done and whose scheduled
+    time has come; returns their ids."""
+    where = (
+        (Job.status == JobStatus.WAITING)
+        & ((Job.scheduled_at.is_null()) | (Job.scheduled_at <= now))
+        & _parents_all_done()
+    )
+    if only is not None:
+        ids = list(only)
+        if not ids:
+            return []
+        where &= Job.id.in_(ids)
+    promoted = []
+    for job in Job.select().where(where).order_by(Job.id):
+        updated = (
+            Job.update(status=JobStatus.READY, updated_at=now)
+            .where((Job.id == job.id) & (Job.status == JobStatus.WAITING))
+            .execute()
+        )
+        if updated:
+            record_event(EventKind.READY, job=job, actor=SUPERVISOR, message="ready to run")
+            promoted.append(job.id)
+    return promoted
+
+
+@write
+def promote_waiting(now: datetime) -> list[int]:
+    """Waiting → ready for every job whose parents are all done and whose
+    ``scheduled_at`` has come. Returns the ids promoted."""
+    return _promote(now)
+
+
+# -- Finishing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What became of a run's job after :func:`finish_run`."""
+
+    job_id: int
+    job_status: str
+    available_at: datetime | None = None
+    promoted: tuple[int, ...] = field(default=())
+
+
+def _cancelled_by(job: Job) -> str:
+    """Who asked to cancel the job, from the latest cancel event on it."""
+    event = (
+        Event.select(Event.actor)
+        .where(
+            (Event.job == job.id) & (Event.kind.startswith("cancel")) & (Event.actor != SUPERVISOR)
+        )
+        .order_by(Event.id.desc())
+        .first()
+    )
+    if event is None:
+        return "a user"
+    if event.actor.startswith("user:") and event.actor[5:].isdigit():
+        user = User.get_or_none(User.id == int(event.actor[5:]))
+        if user is not None:
+            return user.email
+    return event.actor
+
+
+def _close_run(
+    run: Run,
+    outcome: RunOutcome,
+    *,
+    exit_code: int | None,
+    error: str | None,
+    artifact: str | None,
+    now: datetime,
+    guard: peewee.Expression | None = None,
+) -> bool:
+    where = (Run.id == run.id) & (Run.outcome == RunOutcome.RUNNING)
+    if guard is not None:
+        where &= guard
+    return bool(
+        Run.update(
+            outcome=outcome,
+            exit_code=exit_code,
+            error=error,
+            artifact=artifact,
+            ended_at=now,
+            duration_s=max(0.0, (now - run.started_at).total_seconds()),
+        )
+        .where(where)
+        .execute()
+    )
+
+
+def _settle_job(
+    run: Run,
+    outcome: RunOutcome,
+    *,
+    error: str | None,
+    result: str | None,
+    now: datetime,
+) -> Finished:
+    """Apply the failure policy to the run's job (which must be running)."""
+    job = Job.get_by_id(run.job_id)
+    if job.status != JobStatus.RUNNING:
+        # Someone moved it already (an operator's cleanup): leave it be.
+        return Finished(job.id, job.status)
+    values: dict[str, object] = {"updated_at": now, "cancel_requested": False}
+    if outcome != RunOutcome.INTERRUPTED:
+        values["interruptions"] = 0
+    status: str
+    available_at: datetime | None = None
+    kind, message = EventKind.BLOCKED, ""
+    if outcome == RunOutcome.SUCCEEDED:
+        status = JobStatus.DONE
+        values.update(result=result or "", blocked_reason=None)
+        kind, message = EventKind.DONE, "done"
+    elif outcome == RunOutcome.BLOCKED:
+        status = JobStatus.BLOCKED
+        message = f"blocked by the agent: {error or 'no reason given'}"
+    elif outcome == RunOutcome.CANCELLED or job.cancel_requested:
+        # A cancel request wins over whatever else stopped the run.
+        status = JobStatus.BLOCKED
+        message = f"cancelled by {_cancelled_by(job)}"
+    elif outcome == RunOutcome.INTERRUPTED:
+        interruptions = job.interruptions + 1
+        values["interruptions"] = interruptions
+        if interruptions > MAX_INTERRUPTIONS:
+            status = JobStatus.BLOCKED
+            message = (
+                f"interrupted {interruptions} times in a row (a likely crash loop): "
+                f"{error or 'the supervisor stopped'}"
+            )
+        else:
+            status, available_at = JobStatus.READY, now
+            kind = EventKind.REQUEUED
+            message = f"interrupted ({error or 'the supervisor stopped'}); back in the queue"
+    else:
+        failures = job.attempts + 1
+        values["attempts"] = failures
+        what = f"{outcome.value.replace('_', ' ')}: {error or 'no reason given'}"
+        if failures <= job.max_retries:
+            delay_s = retry_delay_s(failures)
+            status, available_at = JobStatus.READY, now + timedelta(seconds=delay_s)
+            kind = EventKind.RETRY
+            message = f"{what}; retry {failures} of {job.max_retries} in {delay_s:g} s"
+        else:
+            status = JobStatus.BLOCKED
+            tries = "no retries" if job.max_retries == 0 else f"{job.max_retries} retries"
+            message = f"{what} (after {tries})"
+    values["status"] = status
+    if available_at is not None:
+        values["available_at"] = available_at
+    if status == JobStatus.BLOCKED:
+        values["blocked_reason"] = message
+    Job.update(**values).where((Job.id == job.id) & (Job.status == JobStatus.RUNNING)).execute()
+    data: dict[str, object] = {"runId": run.id, "outcome": outcome.value}
+    if available_at is not None and status == JobStatus.READY:
+        data["availableAt"] = iso(available_at)
+    record_event(kind, job=job, actor=SUPERVISOR, message=message, data=data)
+    promoted: list[int] = []
+    if status == JobStatus.DONE:
+        children = [
+            e.child_id for e in JobEdge.select(JobEdge.child).where(JobEdge.parent == job.id)
+        ]
+        promoted = _promote(now, only=children)
+    return Finished(job.id, status, available_at, tuple(promoted))
+
+
+def _finish(
+    run: Run,
+    outcome: RunOutcome,
+    *,
+    exit_code: int | None,
+    error: str | None,
+    result: str | None,
+    artifact: str | None,
+    now: datetime,
+    guard: peewee.Expression | None = None,
+    how: str = "",
+) -> Finished | None:
+    if not _close_run(
+        run, outcome, exit_code=exit_code, error=error, artifact=artifact, now=now, guard=guard
+    ):
+        return None
+    duration_s = max(0.0, (now - run.started_at).total_seconds())
+    record_event(
+        EventKind.RUN_ENDED,
+        job=run.job,
+        actor=SUPERVISOR,
+        message=f"run {run.id} {outcome.value}{how}" + (f": {error}" if error else ""),
+        data={
+            "runId": run.id,
+            "outcome": outcome.value,
+            "exitCode": exit_code,
+            "durationS": round(duration_s, 3),
+        },
+    )
+    return _settle_job(run, outcome, error=error, result=result, now=now)
+
+
+@write
+def finish_run(
+    run_id: int,
+    outcome: RunOutcome,
+    *,
+    exit_code: int | None = None,
+    error: str | None = None,
+    result: str | None = None,
+    artifact: str | None = None,
+    now: datetime | None = None,
+) -> Finished | None:
+    """Close a live run with its outcome and move its job on (§8):
+
+    - ``succeeded`` → job ``done`` with ``result``; children whose parents are
+      now all done become ``ready`` in the same transaction;
+    - ``blocked`` → job ``blocked`` with the agent's reason (``error``);
+    - ``cancelled`` → job ``blocked`` ("cancelled by …");
+    - ``failed``/``crashed``/``timed_out`` → ``ready`` after a backoff while
+      retries are left, else ``blocked`` with the reason;
+    - ``interrupted`` → ``ready`` at once, no retry used, unless it is the
+      fourth interruption in a row (then ``blocked``).
+
+    A pending cancel request turns any unsuccessful end into a cancel. Returns
+    None, changing nothing, if the run was no longer live."""
+    now = now or utcnow()
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None or run.outcome != RunOutcome.RUNNING:
+        return None
+    return _finish(
+        run,
+        RunOutcome(outcome),
+        exit_code=exit_code,
+        error=error,
+        result=result,
+        artifact=artifact,
+        now=now,
+    )
+
+
+# -- What the dispatcher looks at ------------------------------------------------
+
+
+def runs_to_cancel(supervisor_id: str) -> list[int]:
+    """Live runs of this supervisor whose job a user asked to cancel."""
+    rows = (
+        Run.select(Run.id)
+        .join(Job, on=(Run.job == Job.id))
+        .where(
+            (Run.outcome == RunOutcome.RUNNING)
+            & (Run.supervisor_id == supervisor_id)
+            & (Job.cancel_requested == True)  # noqa: E712 - peewee expression
+        )
+    )
+    return [row.id for row in rows]
+
+
+def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
+    """Of the runs this supervisor believes it is running, those the board no
+    longer shows as its live runs (another supervisor's recovery closed them
+    while this one was unresponsive): their runners must stop."""
+    ids = list(run_ids)
+    if not ids:
+        return []
+    live = {
+        row.id
+        for row in Run.select(Run.id).where(
+            Run.id.in_(ids)
+            & (Run.outcome == RunOutcome.RUNNING)
+            & (Run.supervisor_id == supervisor_id)
+        )
+    }
+    return [run_id for run_id in ids if run_id not in live]
+
+
+def count_ready(now: datetime) -> int:
+    """Jobs a dispatcher could claim right now."""
+    return (
+        Job.select()
+        .where(
+            (Job.status == JobStatus.READY)
+            & (Job.available_at <= now)
+            & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
+        )
+        .count()
+    )
+
+
+def next_due_at(now: datetime) -> datetime | None:
+    """The earliest future moment a job becomes claimable (a retry's backoff
+    ending, a scheduled time arriving), so the dispatcher wakes for it."""
+    ready = (
+        Job.select(peewee.fn.MIN(Job.available_at))
+        .where((Job.status == JobStatus.READY) & (Job.available_at > now))
+        .scalar()
+    )
+    scheduled = (
+        Job.select(peewee.fn.MIN(Job.scheduled_at))
+        .where((Job.status == JobStatus.WAITING) & (Job.scheduled_at > now))
+        .scalar()
+    )
+    times = [Job.available_at.python_value(t) for t in (ready, scheduled) if t is not None]
+    return min(times) if times else None
+
+
+# -- Recovery ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recovered:
+    run_id: int
+    job_id: int
+    supervisor_id: str
+    outcome: RunOutcome
+    job_status: str
+
+
+def dead_supervisors(
+    now: datetime, this_supervisor_id: str, this_host: str, pid_alive: Callable[[int], bool]
+) -> set[str]:
+    """Supervisors owning live runs that are not themselves alive: their
+    heartbeat is stale or stopped (or missing), or they ran on this host and
+    their pid is gone (or is now this very process)."""
+    owners = {
+        row.supervisor_id
+        for row in Run.select(Run.supervisor_id).where(Run.outcome == RunOutcome.RUNNING).distinct()
+    }
+    owners.discard(this_supervisor_id)
+    if not owners:
+        return set()
+    beats = {
+        row.supervisor_id: row
+        for row in Heartbeat.select().where(Heartbeat.supervisor_id.in_(owners))
+    }
+    dead = set()
+    for owner in owners:
+        beat = beats.get(owner)
+        if (
+            beat is None
+            or not is_alive(beat, now)
+            or (beat.host == this_host and (beat.pid == os.getpid() or not pid_alive(beat.pid)))
+        ):
+            dead.add(owner)
+    return dead
+
+
+def _orphan_outcome(log_path: str | None) -> tuple[RunOutcome, str | None, str | None]:
+    """How an orphaned run ended, from the last record of its log."""
+    last = sessionlog.last_record(log_path) if log_path else None
+    if last is not None and last.get("type") == "final_result":
+        return RunOutcome.SUCCEEDED, None, str(last.get("text") or "")
+    if last is not None and last.get("type") == "blocked":
+        return RunOutcome.BLOCKED, str(last.get("reason") or "") or None, None
+    return RunOutcome.INTERRUPTED, "its supervisor went away", None
+
+
+@write
+def _recover_run(run_id: int, owner: str, now: datetime) -> Recovered | None:
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
+        return None
+    outcome, error, result = _orphan_outcome(run.log_path)
+    if run.log_path and outcome == RunOutcome.INTERRUPTED:
+        sessionlog.ensure_terminal(run.log_path, "run interrupted: its supervisor went away")
+    finished = _finish(
+        run,
+        outcome,
+        exit_code=None,
+        error=error,
+        result=result,
+        artifact=run.artifact,
+        now=now,
+        guard=(Run.supervisor_id == owner),
+        how=f" (recovered from supervisor {owner})",
+    )
+    if finished is None:
+        return None
+    return Recovered(run.id, run.job_id, owner, outcome, finished.job_status)
+
+
+def recover_orphans(
+    this_supervisor_id: str,
+    this_host: str,
+    pid_alive: Callable[[int], bool],
+    now: datetime | None = None,
+) -> list[Recovered]:
+    """Close every run left ``running`` by a supervisor that is not alive
+    (see :func:`dead_supervisors`): ``succeeded`` if its log ends in a
+    ``final_result``, ``blocked`` if in the agent's block, else
+    ``interrupted``; and move its job on as :func:`finish_run` does. Never
+    touches a run whose supervisor is alive. One transaction per run."""
+    now = now or utcnow()
+    dead = dead_supervisors(now, this_supervisor_id, this_host, pid_alive)
+    if not dead:
+        return []
+    orphans = Run.select(Run.id, Run.supervisor_id).where(
+        (Run.outcome == RunOutcome.RUNNING) & Run.supervisor_id.in_(dead)
+    )
+    recovered = []
+    for orphan in list(orphans):
+        closed = _recover_run(orphan.id, orphan.supervisor_id, now)
+        if closed is not None:
+            log.info(
+                "recovered run %s of job %s from supervisor %s: %s",
+                closed.run_id,
+                closed.job_id,
+                closed.supervisor_id,
+                closed.outcome.value,
+            )
+            recovered.append(closed)
+    return recovered

@@ -1,0 +1,105 @@
+"""The dispatcher: the supervisor's poller of the board. Each round it makes
+waiting jobs ready, stops the runs users cancelled, claims ready jobs up to the
+free runner slots and hands them to the launcher; then it sleeps until the
+next poll (``poll_s``), the next job coming due (a retry's backoff, a
+scheduled time), or a wake-up (the web process's datagram, a run ending),
+whichever is first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import trio
+
+from crewboard.board import db, dispatch
+from crewboard.board.models import RunOutcome
+from crewboard.clock import utcnow
+from crewboard.home import Home
+from crewboard.supervisor.launcher import Launcher
+from crewboard.supervisor.wake import Wakeup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outlook:
+    """What the board looked like at the end of the last round."""
+
+    ready: int = 0  # jobs claimable now but left waiting for a free slot
+    next_due_at: datetime | None = None  # the next moment a job becomes claimable
+
+
+def next_delay_s(poll_s: float, now: datetime, due_at: datetime | None) -> float:
+    """How long to sleep before the next round: the poll interval, or less if
+    a job comes due sooner."""
+    if due_at is None:
+        return poll_s
+    return max(0.0, min(poll_s, (due_at - now).total_seconds()))
+
+
+def _outlook(now: datetime) -> Outlook:
+    return Outlook(dispatch.count_ready(now), dispatch.next_due_at(now))
+
+
+class Dispatcher:
+    def __init__(self, supervisor_id: str, home: Home, launcher: Launcher, poll_s: float) -> None:
+        self.supervisor_id = supervisor_id
+        self.home = home
+        self.launcher = launcher
+        self.poll_s = poll_s
+        self.outlook = Outlook()
+
+    async def run_round(self) -> float:
+        """One look at the board; returns the delay until the next."""
+        await db.call(dispatch.promote_waiting, utcnow())
+        await self._stop_cancelled()
+        while self.launcher.free_slots > 0:
+            claim = await db.call(
+                dispatch.claim_ready_job, self.supervisor_id, utcnow(), self.home.run_log
+            )
+            if claim is None:
+                break
+            log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
+            await self.launcher.launch(claim)
+        now = utcnow()
+        self.outlook = await db.call(_outlook, now)
+        return next_delay_s(self.poll_s, now, self.outlook.next_due_at)
+
+    async def _stop_cancelled(self) -> None:
+        for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
+            self.launcher.stop(run_id, RunOutcome.CANCELLED)
+        if self.launcher.active:
+            # Runs another supervisor's recovery closed while this one stalled.
+            lost = await db.call(
+                dispatch.runs_not_live, self.supervisor_id, list(self.launcher.active)
+            )
+            for run_id in lost:
+                log.warning("run %s is no longer ours on the board; stopping its runner", run_id)
+                self.launcher.stop(run_id, RunOutcome.INTERRUPTED)
+
+
+async def serve_dispatcher(
+    dispatcher: Dispatcher,
+    wakeup: Wakeup,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run dispatch rounds until cancelled, woken early by ``wakeup``. Ready
+    once the first round has looked at the board."""
+    started = False
+    while True:
+        wakeup.clear()
+        try:
+            delay_s = await dispatcher.run_round()
+        except Exception:
+            # The board may be briefly unavailable; the next round retries.
+            log.exception("dispatch round failed")
+            delay_s = dispatcher.poll_s
+        if not started:
+            task_status.started()
+            started = True
+        with trio.move_on_after(delay_s):
+            await wakeup.wait()

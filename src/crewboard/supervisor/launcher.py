@@ -1,0 +1,349 @@
+"""The launcher: one runner process per claimed run, from spawn to reap.
+
+For each run it builds the runner's spec (the agent's presets, the resolved
+model, the composed prompt, the run's workspace, log and artifact folder),
+starts ``python -m crewboard.runner`` in its own process group, records its
+pid, and awaits the process (so a runner killed with ``kill -9`` is seen the
+moment it dies, not at a poll). A run is stopped — SIGTERM to its group, the
+grace period, SIGKILL — when its job's timeout passes (``timed_out``), a user
+cancels it (``cancelled``) or the supervisor drains (``interrupted``). After
+the reap the log is closed with a terminal record if the runner left none,
+and :func:`crewboard.board.dispatch.finish_run` applies the failure policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crewboard import sessionlog
+from crewboard.agents import Preset, load_presets, run_agents, shipped_agents_dir
+from crewboard.board import db
+from crewboard.board.dispatch import Claim, finish_run, set_run_pid
+from crewboard.board.models import RunOutcome
+from crewboard.config import Config
+from crewboard.errors import CrewboardError
+from crewboard.home import Home
+from crewboard.processes import describe_exit, runner_env, start_runner, stop_process
+from crewboard.providers import DEFAULT_MODEL, resolve_model
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS = 25
+# The runner's exit codes for its own error record, and for a spec it refused.
+_RUNNER_ERROR_EXITS = frozenset({1, 2})
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended, as the board records it."""
+
+    outcome: RunOutcome
+    error: str | None = None
+    result: str | None = None
+
+
+def classify(
+    last: sessionlog.Record | None,
+    returncode: int,
+    stopped_as: RunOutcome | None,
+    timeout_s: float,
+) -> Ending:
+    """Decide a reaped run's outcome from its log's last record, its exit code
+    and why the supervisor stopped it (None if it was not stopped)."""
+    kind = last.get("type") if last else None
+    if kind == "final_result":
+        # Whatever happened after, the run produced its answer.
+        assert last is not None
+        return Ending(RunOutcome.SUCCEEDED, result=str(last.get("text") or ""))
+    if stopped_as == RunOutcome.TIMED_OUT:
+        return Ending(stopped_as, f"timed out after {timeout_s:g} s")
+    if stopped_as == RunOutcome.CANCELLED:
+        return Ending(stopped_as, "cancelled")
+    if stopped_as == RunOutcome.INTERRUPTED:
+        return Ending(stopped_as, "the supervisor stopped it")
+    if stopped_as is not None:
+        return Ending(stopped_as, "stopped by the supervisor")
+    if kind == "blocked":
+        assert last is not None
+        return Ending(RunOutcome.BLOCKED, str(last.get("reason") or "") or None)
+    if kind == "error" and returncode in _RUNNER_ERROR_EXITS:
+        assert last is not None
+        return Ending(RunOutcome.FAILED, str(last.get("message") or "the run failed"))
+    how = f"the runner {describe_exit(returncode)}"
+    if kind == "error" and last is not None and last.get("message"):
+        how += f" ({last['message']})"
+    else:
+        how += " without a result"
+    return Ending(RunOutcome.CRASHED, how)
+
+
+class PresetCache:
+    """The agent presets, re-read only when a preset file changes (a stat of
+    each file per run instead of parsing YAML per run)."""
+
+    def __init__(self, dirs: tuple[Path, ...]) -> None:
+        self.folders = (shipped_agents_dir(), *dirs)
+        self._signature: tuple[Any, ...] | None = None
+        self._presets: dict[str, Preset] = {}
+
+    def _stat(self) -> tuple[Any, ...]:
+        seen: list[Any] = []
+        for folder in self.folders:
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".agent.yaml"):
+                            st = entry.stat()
+                            seen.append((entry.path, st.st_mtime_ns, st.st_size))
+            except OSError:
+                seen.append((str(folder), None, None))
+        return tuple(sorted(seen, key=repr))
+
+    def get(self) -> dict[str, Preset]:
+        signature = self._stat()
+        if signature != self._signature:
+            presets, errors = load_presets(self.folders[1:])
+            for error in errors:
+                log.warning("agent preset left out: %s", error)
+            self._presets, self._signature = presets, signature
+        return self._presets
+
+
+def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> dict:
+    """The runner's spec for a claimed run. CrewboardError (the operator's or
+    the template's to fix) if the agent or its model cannot be used."""
+    if claim.agent not in presets:
+        raise CrewboardError(f"no agent preset {claim.agent!r} is loaded")
+    preset = presets[claim.agent]
+    model = resolve_model(preset.model or DEFAULT_MODEL, config)
+    return {
+        "runId": str(claim.run_id),
+        "kind": "job",
+        "agentId": claim.agent,
+        "agents": run_agents(presets, claim.agent),
+        "model": model,
+        "messages": [],
+        "prompt": claim.prompt,
+        "workspace": str(home.workspace(claim.run_id)),
+        "logPath": str(claim.log_path),
+        "artifactDir": str(home.artifact_dir(claim.run_id)),
+        "artifact": claim.artifact,
+        "limits": {
+            "maxSteps": MAX_STEPS,
+            "allowShell": config.allow_shell,
+            "httpAllow": list(config.http_allow),
+        },
+    }
+
+
+def _stderr_path(log_path: Path) -> Path:
+    """Where a runner's stderr goes (kept only if it wrote something)."""
+    return log_path.with_suffix(".stderr")
+
+
+def _prepare(claim: Claim, spec: dict) -> None:
+    for key in ("workspace", "artifactDir"):
+        os.makedirs(spec[key], mode=0o700, exist_ok=True)
+    claim.log_path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
+    folder = home.artifact_dir(claim.run_id)
+    if claim.artifact and (folder / claim.artifact).is_file():
+        return claim.artifact
+    saved = last.get("artifacts") if last else None
+    if isinstance(saved, list) and saved and isinstance(saved[0], str):
+        return saved[0]
+    return None
+
+
+def _close_log(claim: Claim, home: Home, ending: Ending) -> str | None:
+    """After the reap: end the log with a terminal record if the runner left
+    none, drop an empty stderr file, and name the artifact the run saved."""
+    if ending.outcome != RunOutcome.SUCCEEDED:
+        sessionlog.ensure_terminal(claim.log_path, ending.error or ending.outcome.value)
+    stderr = _stderr_path(claim.log_path)
+    with contextlib.suppress(OSError):
+        if stderr.stat().st_size == 0:
+            stderr.unlink()
+    return _saved_artifact(claim, home, sessionlog.last_record(claim.log_path))
+
+
+@dataclass
+class ActiveRun:
+    claim: Claim
+    scope: trio.CancelScope
+    stopped_as: RunOutcome | None = None
+    pid: int | None = None
+    started_at: float = field(default_factory=trio.current_time)
+
+
+class Launcher:
+    """Runs claimed jobs, each in its own task of the launcher's nursery."""
+
+    def __init__(
+        self,
+        config: Config,
+        home: Home,
+        nursery: trio.Nursery,
+        on_finished: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.home = home
+        self.presets = PresetCache(config.agents)
+        self._nursery = nursery
+        self._on_finished = on_finished
+        self.active: dict[int, ActiveRun] = {}
+        self._idle = trio.Event()
+        self._idle.set()
+
+    @property
+    def running(self) -> int:
+        return len(self.active)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.config.concurrency - len(self.active))
+
+    async def launch(self, claim: Claim) -> None:
+        """Start the claimed run's runner; returns once it is spawned (or once
+        the run has been closed as failed, if it could not be)."""
+        await self._nursery.start(self._run, claim)
+
+    def stop(self, run_id: int, outcome: RunOutcome) -> bool:
+        """Stop a run's runner (SIGTERM, grace, SIGKILL); its run ends with
+        ``outcome``. False if this launcher has no such run."""
+        active = self.active.get(run_id)
+        if active is None:
+            return False
+        if active.stopped_as is None:
+            active.stopped_as = outcome
+            log.info("stopping run %s of job %s (%s)", run_id, active.claim.job_id, outcome)
+        active.scope.cancel()
+        return True
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def drain(self, drain_s: float) -> None:
+        """Give running runs ``drain_s`` to finish, then stop the rest; their
+        runs end ``interrupted`` and their jobs go back to ready."""
+        if self.active:
+            log.info("draining %d run(s) for up to %g s", len(self.active), drain_s)
+        with trio.move_on_after(drain_s):
+            await self.wait_idle()
+        for run_id in list(self.active):
+            self.stop(run_id, RunOutcome.INTERRUPTED)
+        await self.wait_idle()
+
+    async def _run(self, claim: Claim, *, task_status: trio.TaskStatus[None]) -> None:
+        deadline = trio.current_time() + claim.timeout_s if claim.timeout_s > 0 else math.inf
+        active = ActiveRun(claim, trio.CancelScope(deadline=deadline))
+        self.active[claim.run_id] = active
+        self._idle = trio.Event()
+        try:
+            await self._supervise(active, task_status)
+        finally:
+            del self.active[claim.run_id]
+            if not self.active:
+                self._idle.set()
+            self._on_finished()
+
+    async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
+        claim = active.claim
+        try:
+            spec = build_spec(claim, self.config, self.home, self.presets.get())
+            await trio.to_thread.run_sync(_prepare, claim, spec)
+            proc = await start_runner(
+                spec,
+                env=runner_env(),
+                stderr_path=_stderr_path(claim.log_path),
+            )
+        except (CrewboardError, OSError) as exc:
+            task_status.started()
+            await self._finish_unlaunched(claim, exc)
+            return
+        active.pid = proc.pid
+        task_status.started()
+        try:
+            await db.call(set_run_pid, claim.run_id, proc.pid)
+            with active.scope:
+                await proc.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                stopped_as = active.stopped_as
+                if proc.returncode is None:
+                    # The timeout passed, someone stopped it, or the supervisor
+                    # itself is being torn down: stop it either way.
+                    if stopped_as is None:
+                        stopped_as = (
+                            RunOutcome.TIMED_OUT
+                            if active.scope.cancelled_caught
+                            else RunOutcome.INTERRUPTED
+                        )
+                    await stop_process(proc, self.config.grace_s)
+                if proc.stdin is not None:
+                    await proc.stdin.aclose()
+                await self._finish(active, proc.returncode, stopped_as)
+
+    async def _finish(
+        self, active: ActiveRun, returncode: int | None, stopped_as: RunOutcome | None
+    ) -> None:
+        claim = active.claim
+        code = returncode if returncode is not None else -9
+        try:
+            last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
+            ending = classify(last, code, stopped_as, claim.timeout_s)
+            artifact = await trio.to_thread.run_sync(_close_log, claim, self.home, ending)
+            await db.call(
+                finish_run,
+                claim.run_id,
+                ending.outcome,
+                exit_code=code,
+                error=ending.error,
+                result=ending.result,
+                artifact=artifact,
+            )
+        except Exception:
+            # The run stays "running" on the board; the next supervisor to
+            # start (or this one's reaper, once restarted) closes it.
+            log.exception("could not record the end of run %s", claim.run_id)
+            return
+        log.info(
+            "run %s of job %s: %s (%s, %.2f s)%s",
+            claim.run_id,
+            claim.job_id,
+            ending.outcome.value,
+            describe_exit(code),
+            trio.current_time() - active.started_at,
+            f": {ending.error}" if ending.error else "",
+        )
+
+    async def _finish_unlaunched(self, claim: Claim, exc: Exception) -> None:
+        message = f"could not start the run: {exc}"
+        log.warning("run %s of job %s: %s", claim.run_id, claim.job_id, message)
+        with trio.CancelScope(shield=True):
+            try:
+                await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
+                await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message)
+            except Exception:
+                log.exception("could not record the failed start of run %s", claim.run_id)
+
+
+@contextlib.asynccontextmanager
+async def open_launcher(
+    config: Config, home: Home, on_finished: Callable[[], None]
+) -> AsyncIterator[Launcher]:
+    """A launcher whose runs live in this block. Leaving it waits for them;
+    cancelling it stops them and closes their runs ``interrupted``."""
+    async with trio.open_nursery() as nursery:
+        yield Launcher(config, home, nursery, on_finished)

@@ -1,0 +1,91 @@
+"""The supervisor's wake-up: a unix datagram socket in the home that the web
+process nudges after writing user intent (see :mod:`crewboard.wakeup`), and
+the in-process :class:`Wakeup` the dispatcher waits on between polls. Finished
+runs and recovered orphans set the same :class:`Wakeup`, since each may free
+a slot or make a job ready."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+class Wakeup:
+    """A level-triggered nudge: :meth:`set` any number of times, and the next
+    :meth:`wait` after it returns at once. The waiter :meth:`clear`\\ s it just
+    before looking at the board, so a nudge that lands while it looks is kept
+    for the next round rather than lost."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = trio.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+@contextlib.asynccontextmanager
+async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType | None]:
+    """Bind the wake socket at ``path``, replacing a stale one left by a
+    supervisor that died; removed again on exit. Yields None (polling still
+    works) if the socket cannot be bound, e.g. a path too long for AF_UNIX."""
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    identity: tuple[int, int] | None = None
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            # Only the owner (and so the web process, running as the same user) may write.
+            old_umask = os.umask(0o177)
+            try:
+                await sock.bind(str(path))
+            finally:
+                os.umask(old_umask)
+        except OSError as exc:
+            log.warning("cannot bind the wake socket %s (%s); relying on polling", path, exc)
+            sock.close()
+            yield None
+            return
+        st = os.stat(path)
+        identity = (st.st_dev, st.st_ino)
+        yield sock
+    finally:
+        sock.close()
+        if identity is not None:
+            # Remove it only if it is still ours, not a successor's.
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == identity:
+                    os.unlink(path)
+
+
+async def serve_wake_socket(
+    sock: trio.socket.SocketType | None,
+    wakeup: Wakeup,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Turn every datagram on the wake socket into a :meth:`Wakeup.set`."""
+    task_status.started()
+    if sock is None:
+        await trio.sleep_forever()
+    while True:
+        await sock.recv(64)
+        wakeup.set()

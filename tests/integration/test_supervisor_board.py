@@ -1,0 +1,223 @@
+"""The supervisor's board transitions on a real board.db: racing claims,
+the failure policy, child promotion and orphan recovery."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from crewboard import sessionlog
+from crewboard.board import dispatch
+from crewboard.board.heartbeats import beat
+from crewboard.board.models import Job, JobStatus, Run, RunOutcome
+from crewboard.clock import utcnow
+from crewboard.home import Home
+from tests.support import crews
+from tests.support.crews import JobDef
+
+HOST = socket.gethostname()
+
+
+def claim(home: Home, supervisor_id: str = "sup-a", now=None) -> dispatch.Claim | None:
+    return dispatch.claim_ready_job(supervisor_id, now or utcnow(), home.run_log)
+
+
+def write_log(path: Path, *records: tuple[str, dict]) -> None:
+    with sessionlog.LogWriter(path) as writer:
+        for kind, fields in records:
+            writer.append(kind, **fields)
+
+
+def test_two_supervisors_racing_never_give_a_job_two_runs(home: Home) -> None:
+    ids = crews.add_crew({f"j{i}": JobDef() for i in range(40)})
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+
+    def race(name: str) -> None:
+        barrier.wait()
+        while (got := claim(home, f"sup-{name}")) is not None:
+            claimed[name].append(got.job_id)
+            time.sleep(0.002)  # a dispatcher hands each claim to its launcher
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    everything = claimed["a"] + claimed["b"]
+    assert sorted(everything) == sorted(ids.values())  # each job claimed exactly once
+    assert claimed["a"] and claimed["b"]  # both really raced
+    for job_id in ids.values():
+        assert len(crews.runs(job_id)) == 1
+        assert crews.job(job_id).status == JobStatus.RUNNING
+
+
+def test_claims_go_oldest_first_and_skip_jobs_not_yet_due(home: Home) -> None:
+    later = crews.add_job("later", extra={"available_at": utcnow() + timedelta(minutes=5)})
+    first, second = crews.add_job("first"), crews.add_job("second")
+    now = utcnow()
+    assert claim(home, now=now).job_id == first
+    assert claim(home, now=now).job_id == second
+    assert claim(home, now=now) is None
+    assert dispatch.next_due_at(now) == crews.job(later).available_at
+    assert claim(home, now=now + timedelta(minutes=6)).job_id == later
+
+
+def test_a_claim_composes_the_prompt_and_names_the_log(home: Home) -> None:
+    ids = crews.add_crew({"a": JobDef("Find facts."), "b": JobDef("Use them.", needs=["a"])})
+    run_a = claim(home)
+    dispatch.finish_run(run_a.run_id, RunOutcome.SUCCEEDED, exit_code=0, result="FACT: 42")
+    assert crews.job(ids["b"]).status == JobStatus.READY  # promoted in the same transaction
+    run_b = claim(home)
+    assert run_b.job_id == ids["b"] and run_b.attempt == 1
+    assert run_b.prompt.startswith("Use them.") and "FACT: 42" in run_b.prompt
+    assert run_b.log_path == home.run_log(run_b.run_id)
+    assert Run.get_by_id(run_b.run_id).log_path == str(run_b.log_path)
+
+
+def test_a_child_waits_for_all_parents_and_its_scheduled_time(home: Home) -> None:
+    soon = utcnow() + timedelta(minutes=10)
+    ids = crews.add_crew(
+        {
+            "a": JobDef(),
+            "b": JobDef(),
+            "c": JobDef(needs=["a", "b"]),
+            "d": JobDef(needs=["a"], scheduled_at=soon),
+        }
+    )
+    first = claim(home)
+    dispatch.finish_run(first.run_id, RunOutcome.SUCCEEDED, result="a's result")
+    assert crews.job(ids["c"]).status == JobStatus.WAITING  # b is not done yet
+    assert crews.job(ids["d"]).status == JobStatus.WAITING  # not its time yet
+    second = claim(home)
+    finished = dispatch.finish_run(second.run_id, RunOutcome.SUCCEEDED, result="b's result")
+    assert finished.promoted == (ids["c"],)
+    assert dispatch.promote_waiting(utcnow()) == []
+    assert dispatch.promote_waiting(soon) == [ids["d"]]
+
+
+def test_a_lost_race_to_finish_is_a_no_op(home: Home) -> None:
+    crews.add_job()
+    got = claim(home)
+    assert dispatch.finish_run(got.run_id, RunOutcome.SUCCEEDED, result="once") is not None
+    assert dispatch.finish_run(got.run_id, RunOutcome.FAILED, error="twice") is None
+    run = Run.get_by_id(got.run_id)
+    assert run.outcome == RunOutcome.SUCCEEDED and run.error is None
+
+
+def test_interruptions_requeue_for_free_three_times_then_block(home: Home) -> None:
+    job_id = crews.add_job(retries=0)
+    for n in (1, 2, 3):
+        got = claim(home)
+        finished = dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED, error="drained")
+        assert finished.job_status == JobStatus.READY
+        assert crews.job(job_id).interruptions == n and crews.job(job_id).attempts == 0
+    got = claim(home)
+    finished = dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED, error="drained")
+    assert finished.job_status == JobStatus.BLOCKED
+    assert "crash loop" in crews.job(job_id).blocked_reason
+
+
+def test_a_run_that_ends_otherwise_resets_the_interruption_count(home: Home) -> None:
+    job_id = crews.add_job(retries=2)
+    dispatch.finish_run(claim(home).run_id, RunOutcome.INTERRUPTED)
+    dispatch.finish_run(claim(home).run_id, RunOutcome.CRASHED, error="boom")
+    assert crews.job(job_id).interruptions == 0
+
+
+def test_a_failure_with_a_pending_cancel_blocks_as_cancelled(home: Home) -> None:
+    job_id = crews.add_job(retries=5)
+    got = claim(home)
+    crews.request_cancel(job_id)
+    assert dispatch.runs_to_cancel("sup-a") == [got.run_id]
+    assert dispatch.runs_to_cancel("sup-b") == []
+    dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED)
+    job = crews.job(job_id)
+    assert job.status == JobStatus.BLOCKED and job.blocked_reason.startswith("cancelled")
+    assert not job.cancel_requested
+
+
+def _orphan(home: Home, supervisor_id: str, *records: tuple[str, dict]) -> dispatch.Claim:
+    crews.add_job()
+    got = claim(home, supervisor_id)
+    write_log(got.log_path, ("user_message", {"text": "hi"}), *records)
+    return got
+
+
+def _beat(supervisor_id: str, *, host: str = "elsewhere", pid: int = 1, age_s: float = 0) -> None:
+    now = utcnow()
+    beat(
+        supervisor_id,
+        pid=pid,
+        host=host,
+        version="test",
+        started_at=now - timedelta(minutes=1),
+        interval_s=0.2,
+        running=1,
+        capacity=4,
+        now=now - timedelta(seconds=age_s),
+    )
+
+
+def test_recovery_closes_a_dead_supervisors_runs_by_their_logs(home: Home) -> None:
+    _beat("dead", age_s=60)
+    answered = _orphan(home, "dead", ("final_result", {"text": "made it", "agentName": "x"}))
+    halfway = _orphan(home, "dead", ("text", {"text": "half"}))
+    recovered = dispatch.recover_orphans("me", HOST, lambda pid: True)
+    assert {r.run_id: r.outcome for r in recovered} == {
+        answered.run_id: RunOutcome.SUCCEEDED,
+        halfway.run_id: RunOutcome.INTERRUPTED,
+    }
+    assert crews.job(answered.job_id).status == JobStatus.DONE
+    assert crews.job(answered.job_id).result == "made it"
+    assert crews.job(halfway.job_id).status == JobStatus.READY  # requeued, no retry used
+    assert crews.job(halfway.job_id).attempts == 0
+    # Its log now ends, so anyone following it stops.
+    assert sessionlog.last_record(halfway.log_path)["type"] == "error"
+
+
+def test_recovery_never_touches_a_live_supervisors_run(home: Home) -> None:
+    _beat("alive-elsewhere", host="elsewhere", pid=1)
+    _beat("alive-here", host=HOST, pid=os.getppid())
+    mine = [_orphan(home, "alive-elsewhere"), _orphan(home, "alive-here")]
+    assert dispatch.recover_orphans("me", HOST, lambda pid: pid == os.getppid()) == []
+    assert all(Run.get_by_id(c.run_id).outcome == RunOutcome.RUNNING for c in mine)
+
+
+def test_recovery_on_the_same_host_does_not_wait_for_a_stale_heartbeat(home: Home) -> None:
+    _beat("died-just-now", host=HOST, pid=999_999)
+    got = _orphan(home, "died-just-now")
+    (recovered,) = dispatch.recover_orphans("me", HOST, lambda pid: pid != 999_999)
+    assert recovered.run_id == got.run_id and recovered.outcome == RunOutcome.INTERRUPTED
+
+
+def test_a_run_closed_under_a_stalled_supervisor_is_reported_lost(home: Home) -> None:
+    _beat("stalled", age_s=60)
+    got = _orphan(home, "stalled")
+    dispatch.recover_orphans("me", HOST, lambda pid: True)
+    assert dispatch.runs_not_live("stalled", [got.run_id]) == [got.run_id]
+    assert dispatch.set_run_pid(got.run_id, 1234) is False
+
+
+@pytest.mark.parametrize("outcome", [RunOutcome.FAILED, RunOutcome.CRASHED, RunOutcome.TIMED_OUT])
+def test_failures_back_off_then_block(home: Home, outcome: RunOutcome) -> None:
+    job_id = crews.add_job(retries=2)
+    for failures in (1, 2):
+        now = utcnow()
+        got = claim(home, now=now)
+        finished = dispatch.finish_run(got.run_id, outcome, error="nope", now=now)
+        assert finished.job_status == JobStatus.READY
+        assert finished.available_at == now + timedelta(seconds=2**failures)
+        assert claim(home, now=now) is None  # not before the backoff ends
+        # Let the backoff pass.
+        Job.update(available_at=now).where(Job.id == job_id).execute()
+    got = claim(home)
+    finished = dispatch.finish_run(got.run_id, outcome, error="nope")
+    assert finished.job_status == JobStatus.BLOCKED
+    assert "nope" in crews.job(job_id).blocked_reason

@@ -1,0 +1,207 @@
+"""A real supervisor in the test's nursery running real runner processes on
+the offline model: crews flowing to done, retries, timeouts, cancels,
+crashes, the concurrency cap and wake-ups."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import trio
+
+from crewboard import sessionlog
+from crewboard.board.events import SUPERVISOR
+from crewboard.board.models import Event, JobStatus, RunOutcome
+from crewboard.bootstrap import open_home
+from crewboard.config import Config
+from crewboard.home import Home
+from crewboard.wakeup import wake_supervisor
+from tests.conftest import make_config
+from tests.support import crews
+from tests.support.crews import JobDef
+from tests.support.supervisor import supervising, wait_for
+
+
+@pytest.fixture
+def board(tmp_path: Path):
+    """Open a home for a config built by the test; yields a function that
+    takes the config's overrides and returns (config, home)."""
+    from crewboard.board import db
+
+    def make(**overrides: object) -> tuple[Config, Home]:
+        config = make_config(tmp_path / "home", **overrides)
+        return config, open_home(config)
+
+    yield make
+    db.close()
+
+
+def job_status(job_id: int, status: str):
+    return lambda: crews.job(job_id).status == status
+
+
+def live_run(job_id: int):
+    def probe():
+        return next((r for r in crews.runs(job_id) if r.outcome == RunOutcome.RUNNING), None)
+
+    return probe
+
+
+def events(job_id: int) -> list[Event]:
+    return list(Event.select().where(Event.job == job_id).order_by(Event.id))
+
+
+async def test_a_crew_flows_to_done_passing_results_down(board) -> None:
+    config, _ = board()
+    ids = crews.add_crew(
+        {
+            "research": JobDef("Research the migration of swallows."),
+            "draft": JobDef("Draft a note from the research.", needs=["research"]),
+            "review": JobDef("Review the draft.", needs=["draft"], artifact="review.md"),
+        }
+    )
+    async with supervising(config):
+        await wait_for(job_status(ids["review"], JobStatus.DONE), what="the last job done")
+    research, draft, review = (crews.job(ids[k]) for k in ("research", "draft", "review"))
+    assert all(j.status == JobStatus.DONE for j in (research, draft, review))
+    assert "migration of swallows" in research.result
+    # Each child was told its parent's result, and its own result quotes it.
+    (draft_run,) = crews.runs(draft.id)
+    prompt = sessionlog.read_records(draft_run.log_path)[0]
+    assert prompt["type"] == "user_message"
+    assert research.result.splitlines()[0] in prompt["text"]
+    assert "migration of swallows" in review.result
+    (review_run,) = crews.runs(review.id)
+    assert review_run.outcome == RunOutcome.SUCCEEDED and review_run.exit_code == 0
+    assert review_run.artifact == "review.md"
+    assert Path(config.home, "artifacts", str(review_run.id), "review.md").read_text()
+    assert review_run.duration_s is not None and review_run.ended_at is not None
+    kinds = [e.kind for e in events(draft.id) if e.actor == SUPERVISOR]
+    assert kinds == ["ready", "dispatched", "run_started", "run_ended", "done"]
+
+
+async def test_a_failing_job_is_retried_then_blocked_with_the_reason(board) -> None:
+    config, _ = board()
+    job_id = crews.add_job("/fail the provider exploded", retries=1)
+    async with supervising(config):
+        await wait_for(job_status(job_id, JobStatus.BLOCKED), what="blocked")
+    runs = crews.runs(job_id)
+    assert [r.outcome for r in runs] == [RunOutcome.FAILED, RunOutcome.FAILED]
+    assert all("the provider exploded" in (r.error or "") for r in runs)
+    # The retry waited out its backoff (2 s after the first failure).
+    gap_s = (runs[1].started_at - runs[0].ended_at).total_seconds()
+    assert 1.9 <= gap_s < 4
+    job = crews.job(job_id)
+    assert "the provider exploded" in job.blocked_reason and job.attempts == 2
+    assert "retry" in [e.kind for e in events(job_id)]
+    assert sessionlog.last_record(runs[-1].log_path)["type"] == "error"
+
+
+async def test_a_job_past_its_timeout_is_stopped_retried_then_blocked(board) -> None:
+    config, _ = board(grace_s=1.0)
+    job_id = crews.add_job("/sleep 30\nThen answer.", timeout_s=1, retries=1)
+    with trio.fail_after(15):
+        async with supervising(config):
+            await wait_for(job_status(job_id, JobStatus.BLOCKED), what="blocked")
+    runs = crews.runs(job_id)
+    assert [r.outcome for r in runs] == [RunOutcome.TIMED_OUT] * 2
+    for run in runs:
+        assert 1.0 <= run.duration_s < 1.0 + config.grace_s + 1
+        assert "timed out after 1 s" in run.error
+        assert sessionlog.is_terminal(sessionlog.last_record(run.log_path))
+    assert "timed out" in crews.job(job_id).blocked_reason
+
+
+async def test_cancelling_a_running_job_stops_its_runner_and_blocks_it(board) -> None:
+    config, home = board(poll_s=5.0)
+    job_id = crews.add_job("/sleep 30\nThen answer.", retries=3)
+    async with supervising(config):
+        run = await wait_for(live_run(job_id), what="the run to start")
+        await wait_for(lambda: crews.runs(job_id)[0].pid, what="its pid")
+        pid = crews.runs(job_id)[0].pid
+        started = trio.current_time()
+        crews.request_cancel(job_id)
+        assert wake_supervisor(home)
+        await wait_for(job_status(job_id, JobStatus.BLOCKED), timeout_s=5, what="blocked")
+        assert trio.current_time() - started < 2  # woken, not polled (poll_s is 5)
+    (run,) = crews.runs(job_id)
+    assert run.outcome == RunOutcome.CANCELLED
+    job = crews.job(job_id)
+    assert job.blocked_reason.startswith("cancelled") and not job.cancel_requested
+    assert job.attempts == 0  # a cancel is not a failure
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_a_runner_killed_with_sigkill_is_seen_at_once_as_crashed(board) -> None:
+    config, _ = board(poll_s=5.0)
+    job_id = crews.add_job("/sleep 30\nThen answer.")
+    async with supervising(config):
+        await wait_for(lambda: (crews.runs(job_id) or [None])[0], what="a run")
+        pid = await wait_for(lambda: crews.runs(job_id)[0].pid, what="its pid")
+        os.kill(pid, signal.SIGKILL)
+        killed = trio.current_time()
+        await wait_for(job_status(job_id, JobStatus.BLOCKED), timeout_s=5, what="blocked")
+        assert trio.current_time() - killed < 1
+    (run,) = crews.runs(job_id)
+    assert run.outcome == RunOutcome.CRASHED and run.exit_code == -signal.SIGKILL
+    assert "killed by SIGKILL" in run.error
+    assert sessionlog.last_record(run.log_path)["type"] == "error"
+
+
+async def test_never_more_runs_at_once_than_the_concurrency(board) -> None:
+    config, _ = board(concurrency=2)
+    ids = crews.add_crew({f"j{i}": JobDef("/sleep 0.4\nDone.") for i in range(6)})
+    most = 0
+    async with supervising(config):
+        with trio.fail_after(20):
+            while True:
+                live = len(await trio.to_thread.run_sync(crews.live_runs))
+                most = max(most, live)
+                assert live <= 2
+                statuses = {crews.job(i).status for i in ids.values()}
+                if statuses == {JobStatus.DONE}:
+                    break
+                await trio.sleep(0.02)
+    assert most == 2
+
+
+async def test_a_wake_up_dispatches_at_once_without_waiting_for_the_poll(board) -> None:
+    config, home = board(poll_s=5.0)
+    async with supervising(config):
+        job_id = crews.add_job("Quick one.")
+        # Unwoken, the new job waits for the next poll...
+        await trio.sleep(0.5)
+        assert crews.runs(job_id) == []
+        # ...and a wake-up starts it at once.
+        created = trio.current_time()
+        assert wake_supervisor(home)
+        await wait_for(lambda: crews.runs(job_id), timeout_s=4, what="a run")
+        assert trio.current_time() - created < 1.0
+        await wait_for(job_status(job_id, JobStatus.DONE), what="done")
+
+
+async def test_a_job_whose_agent_is_gone_fails_without_a_runner(board) -> None:
+    config, _ = board()
+    job_id = crews.add_job("Hello.", agent="nobody-by-this-name")
+    async with supervising(config):
+        await wait_for(job_status(job_id, JobStatus.BLOCKED), what="blocked")
+    (run,) = crews.runs(job_id)
+    assert run.outcome == RunOutcome.FAILED and run.pid is None
+    assert "nobody-by-this-name" in run.error
+    assert sessionlog.last_record(run.log_path)["type"] == "error"
+
+
+async def test_a_stop_drains_then_interrupts_a_long_run_and_requeues_it(board) -> None:
+    config, _ = board(drain_s=0.5, grace_s=1.0)
+    job_id = crews.add_job("/sleep 30\nThen answer.")
+    async with supervising(config):
+        await wait_for(lambda: (crews.runs(job_id) or [None])[0], what="a run")
+        stopping = trio.current_time()
+    assert trio.current_time() - stopping < config.drain_s + config.grace_s + 1
+    (run,) = crews.runs(job_id)
+    assert run.outcome == RunOutcome.INTERRUPTED
+    job = crews.job(job_id)
+    assert job.status == JobStatus.READY and job.attempts == 0 and job.interruptions == 1

@@ -1,0 +1,68 @@
+"""Running a real supervisor for tests: in the test's own trio nursery, or as
+a ``crewboard supervisor`` process where process death matters; and waiting
+for the board to show something, with a deadline."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from crewboard.board import db
+from crewboard.config import Config
+from crewboard.supervisor.heartbeat import Identity
+from crewboard.supervisor.main import run_supervisor
+from tests.support.procs import Proc
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def supervising(config: Config) -> AsyncIterator[Identity]:
+    """A supervisor running in this trio run for the block; stopped (and
+    drained) on the way out, within a deadline."""
+    stop = trio.Event()
+    stopped = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[Identity]) -> None:
+        try:
+            await run_supervisor(config, stop=stop, task_status=task_status)
+        finally:
+            stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        identity = await nursery.start(run)
+        try:
+            yield identity
+        finally:
+            stop.set()
+            # A stop must drain and return in time, never hang a test.
+            with trio.fail_after(config.drain_s + config.grace_s + 5):
+                await stopped.wait()
+
+
+async def wait_for(
+    probe: Callable[[], T], timeout_s: float = 15, what: str = "the condition", every_s=0.02
+) -> T:
+    """Run ``probe`` (a board read, on a worker thread) until it returns a
+    truthy value; fail after ``timeout_s``."""
+    last: T | None = None
+    try:
+        with trio.fail_after(timeout_s):
+            while True:
+                last = await db.call(probe)
+                if last:
+                    return last
+                await trio.sleep(every_s)
+    except trio.TooSlowError as exc:
+        message = f"timed out after {timeout_s} s waiting for {what}; last saw {last!r}"
+        raise AssertionError(message) from exc
+
+
+def supervisor_process(home: Path, env: Mapping[str, str] | None = None) -> Proc:
+    """``crewboard supervisor --home HOME`` with the test settings."""
+    return Proc([sys.executable, "-m", "crewboard", "supervisor", "--home", str(home)], env)
