@@ -14,7 +14,9 @@ exactly one terminal record: ``final_result``, ``blocked`` (the block tool) or
 from __future__ import annotations
 
 import json
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import queue
+import threading
+import time
 from typing import Any
 
 from crewboard.runner.providers import ProviderError, Transport
@@ -42,7 +44,7 @@ class AgentLoop:
         self.history: list[dict[str, Any]] = [dict(m) for m in spec.messages]
         self.history.append({"role": "user", "content": spec.prompt})
         self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
-        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(MAX_PARALLEL_TOOLS)
 
     def run(self) -> int:
         """Run to a terminal record; returns the runner's exit code."""
@@ -71,9 +73,6 @@ class AgentLoop:
         except ProviderError as exc:
             self.log.finish("error", message=str(exc), agentName=self.agent.id)
             return EXIT_ERROR
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _call_model(self) -> ModelTurn:
         request: dict[str, Any] = {
@@ -173,31 +172,32 @@ class AgentLoop:
         return handoff
 
     def _execute(self, calls: list[ToolCall]) -> dict[str, str]:
-        if not calls:
-            return {}
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(MAX_PARALLEL_TOOLS, thread_name_prefix="tool")
-        futures: dict[Future[tuple[str, bool]], ToolCall] = {
-            self._pool.submit(self._call_tool, call): call for call in calls
-        }
+        """Run calls concurrently, one daemon thread each (at most
+        ``MAX_PARALLEL_TOOLS`` at a time), logging each end as it comes."""
+        finished: queue.SimpleQueue[tuple[ToolCall, str, bool]] = queue.SimpleQueue()
+
+        def work(call: ToolCall) -> None:
+            with self._slots:
+                finished.put((call, *self._call_tool(call)))
+
+        for call in calls:
+            threading.Thread(
+                target=work, args=(call,), name=f"tool {call.name}", daemon=True
+            ).start()
         results: dict[str, str] = {}
-        pending = set(futures)
-        timeout_s = self.spec.limits.tool_timeout_s + TOOL_GRACE_S
-        while pending:
-            done, pending = wait(pending, timeout=timeout_s, return_when=FIRST_COMPLETED)
-            if not done:
-                for future in pending:
-                    self._end_call(
-                        futures[future],
-                        results,
-                        f"error: the tool did not finish "
-                        f"within {self.spec.limits.tool_timeout_s:g} s",
-                        True,
-                    )
+        deadline = time.monotonic() + self.spec.limits.tool_timeout_s + TOOL_GRACE_S
+        for _ in calls:
+            try:
+                call, text, failed = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 break
-            for future in done:
-                text, failed = future.result()
-                self._end_call(futures[future], results, text, failed)
+            self._end_call(call, results, text, failed)
+        limit = self.spec.limits.tool_timeout_s
+        for call in calls:
+            if call.id not in results:
+                self._end_call(
+                    call, results, f"error: the tool did not finish within {limit:g} s", True
+                )
         return results
 
     def _end_call(self, call: ToolCall, results: dict[str, str], text: str, failed: bool) -> None:

@@ -26,7 +26,7 @@ import selectors
 import signal
 import sys
 import threading
-import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from crewboard.runner.session_log import RunLog
@@ -69,7 +69,7 @@ class Control:
     """The control thread: ends the run at once when the parent goes away
     (EOF on stdin) or a SIGTERM/SIGINT arrives, with the right terminal record."""
 
-    def __init__(self, log: RunLog, on_exit: Any = None) -> None:
+    def __init__(self, log: RunLog, on_exit: Callable[[], None] | None = None) -> None:
         self.log = log
         self.on_exit = on_exit
         self._wakeup_r, wakeup_w = os.pipe()
@@ -142,17 +142,16 @@ def main() -> NoReturn:
     spec = load_spec()
     secrets = (spec.model.api_key,) if spec.model.api_key else ()
     log = RunLog(spec.log_path, secrets=secrets)
+    control = Control(log)
+    control.start()
+    # The first line goes out before the rest of the runner is imported: it is
+    # what tells a follower the run has started.
+    log.append("user_message", text=spec.prompt)
 
     from crewboard.runner.tools.base import ToolContext
 
-    ctx = ToolContext(
-        workspace=spec.workspace,
-        artifact_dir=spec.artifact_dir,
-        limits=spec.limits,
-        secrets=secrets,
-    )
-    Control(log, on_exit=ctx.kill_children).start()
-    log.append("user_message", text=spec.prompt)
+    ctx = ToolContext(spec.workspace, spec.artifact_dir, spec.limits, secrets=secrets)
+    control.on_exit = ctx.kill_children
     try:
         spec.workspace.mkdir(parents=True, exist_ok=True)
         from crewboard.runner.loop import AgentLoop
@@ -166,6 +165,8 @@ def main() -> NoReturn:
         else:
             code = AgentLoop(spec, log, transport, ctx).run()
     except BaseException as exc:
+        import traceback
+
         traceback.print_exc()
         log.finish("error", message=f"the runner failed: {type(exc).__name__}: {exc}")
         code = exit_code(log.terminal)

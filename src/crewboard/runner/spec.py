@@ -21,51 +21,111 @@ optional)::
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 
 class SpecError(ValueError):
     """The launcher handed the runner a spec it cannot run (the launcher's fault)."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_steps: int = 25
-    tool_timeout_s: float = 60.0
-    tool_output_bytes: int = 65536
-    http_max_bytes: int = 1 << 20
-    http_timeout_s: float = 15.0
-    allow_shell: bool = False
-    http_allow: tuple[str, ...] = ()
+class _Value:
+    """A small immutable-by-convention record. Plain slotted classes rather than
+    dataclasses: ``dataclasses`` imports ``inspect``, which would add a third
+    to the runner's start-up time."""
+
+    __slots__: tuple[str, ...] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _hidden: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values.pop(name, self._defaults.get(name)))
+        if values:
+            raise TypeError(f"unexpected fields: {', '.join(values)}")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in self._hidden
+        )
+        return f"{type(self).__name__}({shown})"
 
 
-@dataclass(frozen=True)
-class AgentDef:
+class Limits(_Value):
+    __slots__ = (
+        "allow_shell",
+        "http_allow",
+        "http_max_bytes",
+        "http_timeout_s",
+        "max_steps",
+        "tool_output_bytes",
+        "tool_timeout_s",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {
+        "max_steps": 25,
+        "tool_timeout_s": 60.0,
+        "tool_output_bytes": 65536,
+        "http_max_bytes": 1 << 20,
+        "http_timeout_s": 15.0,
+        "allow_shell": False,
+        "http_allow": (),
+    }
+    max_steps: int
+    tool_timeout_s: float
+    tool_output_bytes: int
+    http_max_bytes: int
+    http_timeout_s: float
+    allow_shell: bool
+    http_allow: tuple[str, ...]
+
+
+class AgentDef(_Value):
     """One preset as the runner sees it."""
 
+    __slots__ = ("description", "handoffs", "id", "instructions", "model", "name", "tools")
+    _defaults: ClassVar[dict[str, Any]] = {"description": "", "tools": (), "handoffs": ()}
     id: str
     name: str
     instructions: str
-    description: str = ""
-    model: str | None = None
-    tools: tuple[str, ...] = ()
-    handoffs: tuple[str, ...] = ()
+    description: str
+    model: str | None
+    tools: tuple[str, ...]
+    handoffs: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class ModelDef:
+class ModelDef(_Value):
+    __slots__ = ("api_key", "base_url", "name", "provider", "spec")
+    _hidden = ("api_key",)
     spec: str
     provider: str
     name: str
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None
+    api_key: str | None
 
 
-@dataclass(frozen=True)
-class RunSpec:
+class RunSpec(_Value):
+    __slots__ = (
+        "agent_id",
+        "agents",
+        "artifact",
+        "artifact_dir",
+        "kind",
+        "limits",
+        "log_path",
+        "messages",
+        "model",
+        "prompt",
+        "run_id",
+        "workspace",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {"messages": (), "limits": Limits()}
     run_id: str
     kind: str
     agent_id: str
@@ -75,9 +135,9 @@ class RunSpec:
     log_path: Path
     workspace: Path
     artifact_dir: Path
-    messages: tuple[dict[str, str], ...] = ()
-    artifact: str | None = None
-    limits: Limits = Limits()
+    messages: tuple[dict[str, str], ...]
+    artifact: str | None
+    limits: Limits
 
 
 _LIMIT_KEYS: dict[str, tuple[str, type]] = {
@@ -124,7 +184,7 @@ def parse_spec(raw: Any) -> RunSpec:
     if kind not in ("job", "chat"):
         raise SpecError("kind: must be 'job' or 'chat'")
     safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:64]
-    scratch = Path(tempfile.gettempdir()) / f"crewboard-run-{safe_id}"
+    scratch = Path(os.environ.get("TMPDIR") or "/tmp") / f"crewboard-run-{safe_id}"
     artifact = raw.get("artifact")
     if artifact is not None and (not isinstance(artifact, str) or not artifact):
         raise SpecError("artifact: must be a file name or null")

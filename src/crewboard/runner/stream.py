@@ -11,17 +11,21 @@ finish reason, is a :class:`ProviderError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from crewboard.runner.providers import ProviderError
 
 
-@dataclass
 class ToolCall:
-    id: str
-    name: str
-    arguments: str
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, id: str, name: str, arguments: str) -> None:
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+
+    def __repr__(self) -> str:
+        return f"ToolCall({self.id!r}, {self.name!r}, {self.arguments!r})"
 
     def message(self) -> dict[str, Any]:
         return {
@@ -31,12 +35,14 @@ class ToolCall:
         }
 
 
-@dataclass
 class ModelTurn:
-    text: str = ""
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
+    """One assembled model response."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.tool_calls: list[ToolCall] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] = {}
 
     def message(self) -> dict[str, Any]:
         """The assistant message to put back in the conversation."""

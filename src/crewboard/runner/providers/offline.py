@@ -41,7 +41,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from crewboard.runner.providers import ProviderError
@@ -54,11 +53,13 @@ _TEXT_CHUNKS = 4
 _ARG_PIECE = 12
 
 
-@dataclass
 class Step:
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (tool name, JSON arguments)
-    fail: str | None = None
-    sleep_s: float = 0.0
+    """One scripted model step: tool calls (name, JSON arguments), a failure, a pause."""
+
+    def __init__(self, calls: list[tuple[str, str]] | None = None, fail: str | None = None) -> None:
+        self.calls = calls or []
+        self.fail = fail
+        self.sleep_s = 0.0
 
 
 def parse_directives(text: str) -> tuple[list[Step], list[str]]:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,8 @@ class ToolError(Exception):
 
 
 def system_resolver(host: str, port: int) -> list[str]:
+    import socket
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -38,20 +38,27 @@ def system_resolver(host: str, port: int) -> list[str]:
     return seen
 
 
-@dataclass
 class ToolContext:
     """Everything a tool call may touch, and what it reports back to the loop."""
 
-    workspace: Path
-    artifact_dir: Path
-    limits: Limits = field(default_factory=Limits)
-    resolver: Resolver = system_resolver
-    saved_artifacts: list[str] = field(default_factory=list)
-    block_reason: str | None = None
-    secrets: tuple[str, ...] = ()
-    # Process groups of running tool subprocesses, killed if the run is stopped.
-    children: set[int] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self,
+        workspace: Path,
+        artifact_dir: Path,
+        limits: Limits | None = None,
+        resolver: Resolver = system_resolver,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.workspace = workspace
+        self.artifact_dir = artifact_dir
+        self.limits = limits or Limits()
+        self.resolver = resolver
+        self.secrets = secrets
+        self.saved_artifacts: list[str] = []
+        self.block_reason: str | None = None
+        # Process groups of running tool subprocesses, killed if the run is stopped.
+        self.children: set[int] = set()
+        self._lock = threading.Lock()
 
     def add_child(self, pgid: int) -> None:
         with self._lock:
@@ -71,12 +78,21 @@ class ToolContext:
                 pass
 
 
-@dataclass(frozen=True)
 class Tool:
-    name: str
-    description: str
-    parameters: dict[str, Any]
-    run: Callable[[dict[str, Any], ToolContext], str]
+    """A tool as the model sees it (name, description, JSON Schema of its
+    arguments) and the function that runs it."""
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        run: Callable[[dict[str, Any], ToolContext], str],
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.run = run
 
     def schema(self) -> dict[str, Any]:
         """The tool as the Chat Completions ``tools`` list describes it."""
