@@ -5,6 +5,8 @@ Compares, in one session and with medians over N runs:
 - ``bare``: ``sys.executable -c pass``, spawn to exit (the interpreter's floor);
 - ``heavy imports``: ``sys.executable -c "import trio, httpx, yaml"``, spawn to exit
   (what a runner would cost if it imported the server's stack);
+- ``log format only``: ``sys.executable -c "import crewboard.sessionlog"``, spawn to
+  exit (the runner's floor: it must import the log format to write a line);
 - ``runner first line``: ``sys.executable -m crewboard.runner`` on the offline
   model, spawn to its first log line (``user_message``) on disk;
 - ``runner no-op job``: the same runner, spawn to exit after ``final_result``.
@@ -89,6 +91,7 @@ def main() -> None:
     results: dict[str, list[float]] = {
         "bare": [],
         "heavy imports": [],
+        "log format only": [],
         "runner first line": [],
         "runner no-op job": [],
     }
@@ -101,6 +104,9 @@ def main() -> None:
             results["bare"].append(time_exit([sys.executable, "-c", "pass"], env))
             results["heavy imports"].append(
                 time_exit([sys.executable, "-c", "import trio, httpx, yaml"], env)
+            )
+            results["log format only"].append(
+                time_exit([sys.executable, "-c", "import crewboard.sessionlog"], env)
             )
             first, total = time_runner(home, i, env)
             results["runner first line"].append(first)

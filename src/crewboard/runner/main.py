@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import signal
 import sys
 import threading
@@ -84,19 +84,19 @@ class Control:
         threading.Thread(target=self._serve, name="control", daemon=True).start()
 
     def _serve(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(0, selectors.EVENT_READ, "stdin")
-            selector.register(self._wakeup_r, selectors.EVENT_READ, "signal")
-            while True:
-                for key, _ in selector.select():
-                    if key.data == "signal":
-                        signums = os.read(self._wakeup_r, 64)
-                        if signal.SIGTERM in signums:
-                            self.stop("run cancelled (SIGTERM)", EXIT_SIGTERM, cancelled=True)
-                        if signal.SIGINT in signums:
-                            self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
-                    elif not os.read(0, 1 << 16):
-                        self.stop("parent went away (stdin closed)", EXIT_ERROR)
+        poller = select.poll()
+        poller.register(0, select.POLLIN)
+        poller.register(self._wakeup_r, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd == self._wakeup_r:
+                    signums = os.read(self._wakeup_r, 64)
+                    if signal.SIGTERM in signums:
+                        self.stop("run cancelled (SIGTERM)", EXIT_SIGTERM, cancelled=True)
+                    if signal.SIGINT in signums:
+                        self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
+                elif not os.read(0, 1 << 16):  # POLLHUP or EOF alike
+                    self.stop("parent went away (stdin closed)", EXIT_ERROR)
 
     def stop(self, message: str, code: int, **fields: Any) -> NoReturn:
         if not self.log.finish("error", message=message, **fields):
