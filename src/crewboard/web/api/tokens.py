@@ -35,7 +35,9 @@ async def create_token():
         fields.fail("name", f"you already have {MAX_TOKENS_PER_USER} tokens; revoke some first")
     fields.done()
     row, secret = await db.call(board_users.create_token, who.user_id, name)
-    return jsonify({**board_users.token_public(row), "token": secret}), 201
+    public = board_users.token_public(row)
+    del public["lastUsedAt"]  # never used yet: the answer names the token and shows its secret
+    return jsonify({**public, "token": secret}), 201
 
 
 @bp.delete("/<id:token_id>")
