@@ -265,14 +265,18 @@ def _parents_all_done() -> peewee.Expression:
     return ~peewee.fn.EXISTS(unfinished)
 
 
-def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
-    """Make waiting jobs ready whose parents are all done and whose scheduled
-    time has come; returns their ids."""
-    where = (
+def _promotable(now: datetime) -> peewee.Expression:
+    return (
         (Job.status == JobStatus.WAITING)
         & ((Job.scheduled_at.is_null()) | (Job.scheduled_at <= now))
         & _parents_all_done()
     )
+
+
+def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
+    """Make waiting jobs ready whose parents are all done and whose scheduled
+    time has come; returns their ids."""
+    where = _promotable(now)
     if only is not None:
         ids = list(only)
         if not ids:
@@ -292,10 +296,17 @@ def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
 
 
 @write
+def _promote_in_transaction(now: datetime) -> list[int]:
+    return _promote(now)
+
+
 def promote_waiting(now: datetime) -> list[int]:
     """Waiting → ready for every job whose parents are all done and whose
-    ``scheduled_at`` has come. Returns the ids promoted."""
-    return _promote(now)
+    ``scheduled_at`` has come. Returns the ids promoted. Takes the write lock
+    only when a read finds something to promote (it runs every dispatch round)."""
+    if not Job.select(Job.id).where(_promotable(now)).exists():
+        return []
+    return _promote_in_transaction(now)
 
 
 # -- Finishing -------------------------------------------------------------------

@@ -9,6 +9,7 @@ whichever is first.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +52,7 @@ class Dispatcher:
         self.launcher = launcher
         self.poll_s = poll_s
         self.outlook = Outlook()
+        self._checked_lost_at = -math.inf
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
@@ -71,8 +73,10 @@ class Dispatcher:
     async def _stop_cancelled(self) -> None:
         for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
             self.launcher.stop(run_id, RunOutcome.CANCELLED)
-        if self.launcher.active:
-            # Runs another supervisor's recovery closed while this one stalled.
+        if self.launcher.active and trio.current_time() - self._checked_lost_at >= self.poll_s:
+            # Runs another supervisor's recovery closed while this one stalled
+            # (checked once a poll interval, not on every run's end).
+            self._checked_lost_at = trio.current_time()
             lost = await db.call(
                 dispatch.runs_not_live, self.supervisor_id, list(self.launcher.active)
             )
