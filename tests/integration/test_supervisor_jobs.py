@@ -21,7 +21,7 @@ from crewboard.wakeup import wake_supervisor
 from tests.conftest import make_config
 from tests.support import crews
 from tests.support.crews import JobDef
-from tests.support.supervisor import supervising, wait_for
+from tests.support.supervisor import children_running, supervising, wait_for
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def events(job_id: int) -> list[Event]:
     return list(Event.select().where(Event.job == job_id).order_by(Event.id))
 
 
-async def test_a_crew_flows_to_done_passing_results_down(board) -> None:
+@pytest.mark.parametrize("forkserver", [True, False], ids=["forked", "spawned"])
+async def test_a_crew_flows_to_done_passing_results_down(board, forkserver: bool) -> None:
     config, _ = board()
     ids = crews.add_crew(
         {
@@ -62,7 +63,7 @@ async def test_a_crew_flows_to_done_passing_results_down(board) -> None:
             "review": JobDef("Review the draft.", needs=["draft"], artifact="review.md"),
         }
     )
-    async with supervising(config):
+    async with supervising(config, forkserver=forkserver):
         await wait_for(job_status(ids["review"], JobStatus.DONE), what="the last job done")
     research, draft, review = (crews.job(ids[k]) for k in ("research", "draft", "review"))
     assert all(j.status == JobStatus.DONE for j in (research, draft, review))
@@ -135,12 +136,16 @@ async def test_cancelling_a_running_job_stops_its_runner_and_blocks_it(board) ->
         os.kill(pid, 0)
 
 
-async def test_a_runner_killed_with_sigkill_is_seen_at_once_as_crashed(board) -> None:
+@pytest.mark.parametrize("forkserver", [True, False], ids=["forked", "spawned"])
+async def test_a_runner_killed_with_sigkill_is_seen_at_once_as_crashed(
+    board, forkserver: bool
+) -> None:
     config, _ = board(poll_s=5.0)
     job_id = crews.add_job("/sleep 30\nThen answer.")
-    async with supervising(config):
+    async with supervising(config, forkserver=forkserver):
         await wait_for(lambda: (crews.runs(job_id) or [None])[0], what="a run")
         pid = await wait_for(lambda: crews.runs(job_id)[0].pid, what="its pid")
+        assert os.getpgid(pid) == pid  # its own process group, so a stop takes its tools too
         os.kill(pid, signal.SIGKILL)
         killed = trio.current_time()
         await wait_for(job_status(job_id, JobStatus.BLOCKED), timeout_s=5, what="blocked")
@@ -205,3 +210,20 @@ async def test_a_stop_drains_then_interrupts_a_long_run_and_requeues_it(board) -
     assert run.outcome == RunOutcome.INTERRUPTED
     job = crews.job(job_id)
     assert job.status == JobStatus.READY and job.attempts == 0 and job.interruptions == 1
+
+
+async def test_if_the_runner_template_dies_runs_go_on_spawned(board) -> None:
+    config, _ = board(poll_s=5.0)
+    first = crews.add_job("/sleep 1\nFirst.")
+    async with supervising(config):
+        (template,) = children_running(os.getpid(), "crewboard.supervisor.template")
+        forked = await wait_for(lambda: crews.runs(first) and crews.runs(first)[0].pid, what="pid")
+        os.kill(template, signal.SIGKILL)
+        # The run it forked is still followed to its end…
+        await wait_for(job_status(first, JobStatus.DONE), what="the forked run to finish")
+        # …and the next one is spawned as a fresh interpreter, a child of ours.
+        second = crews.add_job("/sleep 1\nSecond.")
+        await wait_for(lambda: crews.runs(second) and crews.runs(second)[0].pid, what="pid")
+        assert children_running(os.getpid(), "crewboard.runner") == [crews.runs(second)[0].pid]
+        await wait_for(job_status(second, JobStatus.DONE), what="the spawned run to finish")
+    assert forked not in children_running(os.getpid(), "crewboard.runner")

@@ -18,7 +18,7 @@ from crewboard.home import Home
 from crewboard.supervisor.reaper import pid_alive
 from tests.support import crews, need
 from tests.support.procs import Proc, wait_until
-from tests.support.supervisor import supervisor_process
+from tests.support.supervisor import children_running, supervisor_process
 
 HOST = socket.gethostname()
 
@@ -82,10 +82,13 @@ def test_a_killed_supervisors_runners_exit_and_a_restart_recovers_its_runs(home:
     with supervisor_process(home.root) as first:
         started(first)
         runner = running_pid(job_id)
+        (template,) = children_running(first.popen.pid, "crewboard.supervisor.template")
         first.popen.kill()
         first.popen.wait(5)
     # Its runner sees EOF on stdin and exits at once; nobody has to kill it.
+    # Nor the runner template, which sees EOF the same way.
     wait_until(lambda: gone(runner), 3, "the orphaned runner to exit")
+    wait_until(lambda: gone(template), 3, "the runner template to exit")
     (orphan,) = crews.runs(job_id)
     assert orphan.outcome == RunOutcome.RUNNING  # nobody has closed it yet
     with supervisor_process(home.root) as second:

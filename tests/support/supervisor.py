@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 @asynccontextmanager
-async def supervising(config: Config) -> AsyncIterator[Identity]:
+async def supervising(config: Config, *, forkserver: bool = True) -> AsyncIterator[Identity]:
     """A supervisor running in this trio run for the block; stopped (and
     drained) on the way out, within a deadline."""
     stop = trio.Event()
@@ -30,7 +30,7 @@ async def supervising(config: Config) -> AsyncIterator[Identity]:
 
     async def run(task_status: trio.TaskStatus[Identity]) -> None:
         try:
-            await run_supervisor(config, stop=stop, task_status=task_status)
+            await run_supervisor(config, stop=stop, forkserver=forkserver, task_status=task_status)
         finally:
             stopped.set()
 
@@ -66,3 +66,20 @@ async def wait_for(
 def supervisor_process(home: Path, env: Mapping[str, str] | None = None) -> Proc:
     """``crewboard supervisor --home HOME`` with the test settings."""
     return Proc([sys.executable, "-m", "crewboard", "supervisor", "--home", str(home)], env)
+
+
+def children_running(parent_pid: int, module: str) -> list[int]:
+    """Pids of ``parent_pid``'s children running ``python -m module``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == parent_pid and module.encode() in argv and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found

@@ -2,13 +2,15 @@
 
 For each run it builds the runner's spec (the agent's presets, the resolved
 model, the composed prompt, the run's workspace, log and artifact folder),
-starts ``python -m crewboard.runner`` in its own process group, records its
-pid, and awaits the process (so a runner killed with ``kill -9`` is seen the
-moment it dies, not at a poll). A run is stopped — SIGTERM to its group, the
-grace period, SIGKILL — when its job's timeout passes (``timed_out``), a user
-cancels it (``cancelled``) or the supervisor drains (``interrupted``). After
-the reap the log is closed with a terminal record if the runner left none,
-and :func:`crewboard.board.dispatch.finish_run` applies the failure policy.
+starts a runner in its own process group — forked from the pre-imported
+template (:mod:`crewboard.supervisor.forkserver`) when it runs, else
+``python -m crewboard.runner`` — records its pid, and awaits the process (so
+a runner killed with ``kill -9`` is seen the moment it dies, not at a poll).
+A run is stopped — SIGTERM to its group, the grace period, SIGKILL — when its
+job's timeout passes (``timed_out``), a user cancels it (``cancelled``) or the
+supervisor drains (``interrupted``). After the reap the log is closed with a
+terminal record if the runner left none, and
+:func:`crewboard.board.dispatch.finish_run` applies the failure policy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from crewboard.errors import CrewboardError
 from crewboard.home import Home
 from crewboard.processes import describe_exit, runner_env, start_runner, stop_process
 from crewboard.providers import DEFAULT_MODEL, resolve_model
+from crewboard.supervisor.forkserver import ForkedRunner, ForkServer, TemplateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +199,11 @@ class Launcher:
         home: Home,
         nursery: trio.Nursery,
         on_finished: Callable[[], None],
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.config = config
         self.home = home
+        self.forkserver = forkserver
         self.presets = PresetCache(config.agents)
         self._nursery = nursery
         self._on_finished = on_finished
@@ -258,16 +263,21 @@ class Launcher:
                 self._idle.set()
             self._on_finished()
 
+    async def _start(self, spec: dict, stderr_path: Path) -> trio.Process | ForkedRunner:
+        """Fork the runner from the template if it runs, else spawn it."""
+        if self.forkserver is not None and self.forkserver.available:
+            try:
+                return await self.forkserver.start_runner(spec, stderr_path=stderr_path)
+            except TemplateUnavailable as exc:
+                log.warning("%s; spawning the runner instead", exc)
+        return await start_runner(spec, env=runner_env(), stderr_path=stderr_path)
+
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
         try:
             spec = build_spec(claim, self.config, self.home, self.presets.get())
             await trio.to_thread.run_sync(_prepare, claim, spec)
-            proc = await start_runner(
-                spec,
-                env=runner_env(),
-                stderr_path=_stderr_path(claim.log_path),
-            )
+            proc = await self._start(spec, _stderr_path(claim.log_path))
         except (CrewboardError, OSError) as exc:
             task_status.started()
             await self._finish_unlaunched(claim, exc)
@@ -341,9 +351,12 @@ class Launcher:
 
 @contextlib.asynccontextmanager
 async def open_launcher(
-    config: Config, home: Home, on_finished: Callable[[], None]
+    config: Config,
+    home: Home,
+    on_finished: Callable[[], None],
+    forkserver: ForkServer | None = None,
 ) -> AsyncIterator[Launcher]:
     """A launcher whose runs live in this block. Leaving it waits for them;
     cancelling it stops them and closes their runs ``interrupted``."""
     async with trio.open_nursery() as nursery:
-        yield Launcher(config, home, nursery, on_finished)
+        yield Launcher(config, home, nursery, on_finished, forkserver)

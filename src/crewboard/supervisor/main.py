@@ -18,6 +18,7 @@ from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home
 from crewboard.config import Config
 from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
+from crewboard.supervisor.forkserver import ForkServer
 from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
 from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
@@ -31,10 +32,13 @@ async def run_supervisor(
     config: Config,
     *,
     stop: trio.Event | None = None,
+    forkserver: bool = True,
     task_status: trio.TaskStatus[Identity] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Supervise job runs until SIGTERM/SIGINT (or ``stop`` is set), then
-    drain. ``task_status`` gets this supervisor's identity once it is ready."""
+    drain. ``task_status`` gets this supervisor's identity once it is ready.
+    Runners are forked from a pre-imported template unless ``forkserver`` is
+    False (then each is a fresh interpreter)."""
     # Boot.
     home = await trio.to_thread.run_sync(open_home, config)
     identity = Identity()
@@ -47,7 +51,11 @@ async def run_supervisor(
             await run_recovery(identity)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_set_on_signal, signals, stop)
-                async with open_launcher(config, home, on_finished=wakeup.set) as launcher:
+                # Start the runner template; it outlives the drain.
+                template = ForkServer() if forkserver else None
+                if template is not None:
+                    await nursery.start(template.serve)
+                async with open_launcher(config, home, wakeup.set, template) as launcher:
                     dispatcher = Dispatcher(identity.supervisor_id, home, launcher, config.poll_s)
                     # Start the heartbeat; it beats on through the drain.
                     await nursery.start(

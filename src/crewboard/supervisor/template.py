@@ -1,0 +1,166 @@
+"""The runner template: a process that has already imported the runner and
+forks a fresh runner for each run, so a run starts in a few milliseconds of
+``fork`` instead of a new interpreter's start-up (product spec §1: a forked
+child of a pre-imported template counts as its own process).
+
+``python -m crewboard.supervisor.template FD`` is started by the supervisor's
+:class:`~crewboard.supervisor.forkserver.ForkServer` with a scrubbed
+environment, a SOCK_SEQPACKET socket on file descriptor FD, and a pipe on stdin whose EOF
+means the supervisor died (the template then exits). It never sees a run's
+spec: each request carries only the run's stdin (the read end of a pipe the
+supervisor writes the spec into) and stderr, as passed file descriptors.
+
+Protocol, one JSON object per packet:
+
+- template → supervisor: ``{"ready": true}`` once imported;
+- supervisor → template: ``{"id": N}`` with two fds (stdin, stderr);
+- template → supervisor: ``{"id": N, "pid": P}`` once forked, or
+  ``{"id": N, "error": "..."}``;
+- template → supervisor: ``{"exited": P, "status": S}`` when child P ends
+  (``S`` as ``subprocess`` reports it: the exit code, or minus the signal).
+
+This module imports nothing from the supervisor, the board or trio: the
+template, and every runner forked from it, carries only the runner's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+from typing import NoReturn
+
+# The runner's modules, imported once here instead of once per run.
+PRELOAD = (
+    "crewboard.runner.main",
+    "crewboard.runner.loop",
+    "crewboard.runner.stream",
+    "crewboard.runner.providers",
+    "crewboard.runner.providers.offline",
+    "crewboard.runner.providers.openai",
+    "crewboard.runner.tools",
+    "crewboard.runner.tools.base",
+    "crewboard.runner.tools.block",
+    "crewboard.runner.tools.list_files",
+    "crewboard.runner.tools.read_file",
+    "crewboard.runner.tools.save_artifact",
+    "crewboard.runner.tools.write_file",
+    "crewboard.runner.tools.http_get",
+    "crewboard.runner.tools.shell",
+    "crewboard.runner.tools.workspace",
+)
+_MAX_PACKET = 65536
+
+
+def _preload() -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a runner imports what it needs itself; preloading only saves time
+
+
+def _send(sock: socket.socket, message: dict) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+def _run_child(stdin_fd: int, stderr_fd: int) -> NoReturn:
+    """In the forked child: become a runner in a session of its own."""
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(stdin_fd, 0)
+        os.dup2(devnull, 1)
+        os.dup2(stderr_fd, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        from crewboard.runner.main import main
+
+        main()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(70)
+
+
+def _fork(sock: socket.socket, request: dict, fds: list[int]) -> None:
+    try:
+        if len(fds) != 2:
+            _send(sock, {"id": request.get("id"), "error": "expected stdin and stderr fds"})
+            return
+        pid = os.fork()
+        if pid == 0:
+            _run_child(fds[0], fds[1])
+        _send(sock, {"id": request.get("id"), "pid": pid})
+    except OSError as exc:
+        _send(sock, {"id": request.get("id"), "error": str(exc)})
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"exited": pid, "status": os.waitstatus_to_exitcode(wait_status)})
+
+
+def serve(sock: socket.socket) -> None:
+    """Fork runners on request until the supervisor goes away."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    # Stopping is the supervisor's business (it closes our stdin): a Ctrl-C
+    # or a SIGTERM meant for the supervisor must not take the template first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ, "request")
+    selector.register(0, selectors.EVENT_READ, "stdin")
+    selector.register(wake_r, selectors.EVENT_READ, "signal")
+    _send(sock, {"ready": True})
+    while True:
+        for key, _ in selector.select():
+            if key.data == "signal":
+                os.read(wake_r, 512)
+                _reap(sock)
+            elif key.data == "stdin":
+                if not os.read(0, 512):
+                    return
+            else:
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_PACKET, 4)
+                except ConnectionError:
+                    return
+                if not data:
+                    return
+                _fork(sock, json.loads(data), fds)
+        _reap(sock)
+
+
+def main() -> None:
+    _preload()
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        serve(sock)
+    except (BrokenPipeError, ConnectionError):
+        pass  # the supervisor went away
+
+
+if __name__ == "__main__":
+    main()
