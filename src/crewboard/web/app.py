@@ -93,10 +93,20 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         return response
 
     from crewboard.web import openapi, pages
-    from crewboard.web.api import tokens
+    from crewboard.web.api import board, dispatcher, jobs, templates, tokens
     from crewboard.web.auth import google
     from crewboard.web.auth import routes as auth_routes
 
-    for blueprint in (auth_routes.bp, google.bp, tokens.bp, openapi.bp, pages.bp):
+    for blueprint in (
+        auth_routes.bp,
+        google.bp,
+        tokens.bp,
+        openapi.bp,
+        pages.bp,
+        jobs.bp,
+        templates.bp,
+        dispatcher.bp,
+        board.bp,
+    ):
         app.register_blueprint(blueprint)
     return app

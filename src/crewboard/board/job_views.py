@@ -1,0 +1,346 @@
+"""Reading the board as people see it: the job list (keyset-paginated and
+scoped to the viewer), job detail, a crew's graph, the change feed, and the
+public JSON shapes of jobs, runs and comments (``openapi.yaml``'s ``Job``,
+``Run``, ``Comment``, ``JobDetail``, ``Graph``).
+
+Nothing here writes; the named transitions live in :mod:`crewboard.board.jobs`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from crewboard.board.events import event_public
+from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus, Run, User
+from crewboard.board.users import Principal
+from crewboard.clock import iso
+from crewboard.errors import NotFound, ValidationFailed
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+DETAIL_EVENTS = 500
+CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
+
+# Without ?status= the list shows every status but archived (a soft delete).
+LISTED_BY_DEFAULT = (
+    JobStatus.WAITING,
+    JobStatus.READY,
+    JobStatus.RUNNING,
+    JobStatus.BLOCKED,
+    JobStatus.DONE,
+)
+
+
+# --- shapes -------------------------------------------------------------------
+
+
+def jobs_query() -> peewee.ModelSelect:
+    """Jobs with the owner's email and the crew's template joined in, which
+    :func:`job_public` shows (one query, not one per job)."""
+    return (
+        Job.select(Job, User.id, User.email, Crew.id, Crew.template_id)
+        .join(User, on=(Job.owner == User.id))
+        .switch(Job)
+        .join(Crew, on=(Job.crew == Crew.id))
+        .switch(Job)
+    )
+
+
+def job_public(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "crewId": job.crew_id,
+        "title": job.title,
+        "key": job.key,
+        "agent": job.agent,
+        "status": job.status,
+        "prompt": job.prompt,
+        "artifactName": job.artifact_name,
+        "scheduledAt": iso(job.scheduled_at),
+        "availableAt": iso(job.available_at),
+        "attempts": job.attempts,
+        "maxRetries": job.max_retries,
+        "timeoutS": job.timeout_s,
+        "result": job.result,
+        "blockedReason": job.blocked_reason,
+        "feedback": job.feedback,
+        "cancelRequested": job.cancel_requested,
+        "owner": {"id": job.owner.id, "email": job.owner.email},
+        "scheduleId": job.schedule_id,
+        "templateId": job.crew.template_id,
+        "createdAt": iso(job.created_at),
+        "updatedAt": iso(job.updated_at),
+    }
+
+
+def run_public(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "jobId": run.job_id,
+        "attempt": run.attempt,
+        "outcome": run.outcome,
+        "exitCode": run.exit_code,
+        "pid": run.pid,
+        "supervisorId": run.supervisor_id,
+        "startedAt": iso(run.started_at),
+        "endedAt": iso(run.ended_at),
+        "durationS": run.duration_s,
+        "error": run.error,
+        "artifact": run.artifact,
+    }
+
+
+def comment_public(comment: Comment) -> dict[str, Any]:
+    return {
+        "id": comment.id,
+        "jobId": comment.job_id,
+        "author": {"id": comment.author.id, "email": comment.author.email},
+        "text": comment.text,
+        "createdAt": iso(comment.created_at),
+    }
+
+
+# --- single things ------------------------------------------------------------
+
+
+def get_job(job_id: int) -> Job:
+    job = jobs_query().where(Job.id == job_id).first()
+    if job is None:
+        raise NotFound("no such job")
+    return job
+
+
+def job_exists(job_id: int) -> bool:
+    return Job.select().where(Job.id == job_id).exists()
+
+
+def get_comment(comment_id: int) -> Comment:
+    return (
+        Comment.select(Comment, User.id, User.email)
+        .join(User, on=(Comment.author == User.id))
+        .where(Comment.id == comment_id)
+        .get()
+    )
+
+
+def latest_run(job_id: int) -> Run | None:
+    return Run.select().where(Run.job == job_id).order_by(Run.id.desc()).first()
+
+
+def runs_newest_first(job_id: int, limit: int = 20) -> list[Run]:
+    return list(Run.select().where(Run.job == job_id).order_by(Run.id.desc()).limit(limit))
+
+
+def run_outcome(run_id: int) -> str | None:
+    """The run's outcome, or None if the run no longer exists."""
+    row = Run.select(Run.outcome).where(Run.id == run_id).first()
+    return row.outcome if row else None
+
+
+def count_ready(now: datetime) -> int:
+    """Jobs a dispatcher could claim right now."""
+    return (
+        Job.select()
+        .where(
+            (Job.status == JobStatus.READY)
+            & (Job.available_at <= now)
+            & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
+        )
+        .count()
+    )
+
+
+# --- the job list -------------------------------------------------------------
+
+
+def encode_cursor(job_id: int) -> str:
+    return base64.urlsafe_b64encode(f"jobs:{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The id a page continues below; ValidationFailed for anything this list
+    did not hand out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "jobs" or not number.isdigit() or len(number) > 18:
+            raise ValueError(text)
+        return int(number)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            "the cursor is not one this list handed out",
+            {"cursor": "is not a cursor from this list"},
+        ) from None
+
+
+def list_jobs(
+    viewer: Principal,
+    status: str | None = None,
+    mine: bool | None = None,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """One page of the board, newest first, and the cursor of the next page
+    (None on the last). Non-admins see only their own jobs; admins see all
+    unless ``mine``.
+
+    A page is one short range scan per status on the ``(owner, status, id)``
+    or ``(status, id)`` index, merged here, so its cost does not grow with
+    the size of the board.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    below = decode_cursor(cursor) if cursor else None
+    statuses: Sequence[str] = (status,) if status else LISTED_BY_DEFAULT
+    owner_id = viewer.user_id if (mine or not viewer.is_admin) else None
+    found: list[Job] = []
+    for each in statuses:
+        query = jobs_query().where(Job.status == each)
+        if owner_id is not None:
+            query = query.where(Job.owner == owner_id)
+        if below is not None:
+            query = query.where(Job.id < below)
+        found.extend(query.order_by(Job.id.desc()).limit(limit + 1))
+    found.sort(key=lambda job: job.id, reverse=True)
+    page = found[:limit]
+    more = len(found) > limit
+    return page, (encode_cursor(page[-1].id) if more and page else None)
+
+
+def jobs_by_id(job_ids: Iterable[int]) -> dict[int, Job]:
+    ids = sorted(set(job_ids))
+    found: dict[int, Job] = {}
+    for start in range(0, len(ids), CHUNK):
+        for job in jobs_query().where(Job.id.in_(ids[start : start + CHUNK])):
+            found[job.id] = job
+    return found
+
+
+# --- detail and graph ---------------------------------------------------------
+
+
+def parent_ids(job_id: int) -> list[int]:
+    return sorted(
+        edge.parent_id for edge in JobEdge.select(JobEdge.parent).where(JobEdge.child == job_id)
+    )
+
+
+def job_detail(job: Job) -> dict[str, Any]:
+    """Everything the job page shows: the job, its runs, its latest events
+    and its comments (each oldest first) and its parents' results."""
+    runs = Run.select().where(Run.job == job.id).order_by(Run.id)
+    events = list(
+        Event.select().where(Event.job == job.id).order_by(Event.id.desc()).limit(DETAIL_EVENTS)
+    )
+    comments = (
+        Comment.select(Comment, User.id, User.email)
+        .join(User, on=(Comment.author == User.id))
+        .where(Comment.job == job.id)
+        .order_by(Comment.id)
+    )
+    parents = Job.select().where(Job.id.in_(parent_ids(job.id))).order_by(Job.id)
+    return {
+        "job": job_public(job),
+        "runs": [run_public(run) for run in runs],
+        "events": [event_public(event) for event in reversed(events)],
+        "comments": [comment_public(comment) for comment in comments],
+        "parentResults": [
+            {
+                "jobId": parent.id,
+                "key": parent.key,
+                "title": parent.title,
+                "status": parent.status,
+                "result": parent.result,
+            }
+            for parent in parents
+        ],
+    }
+
+
+def dependency_order(ids: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[int]:
+    """``ids`` with every job after all of its parents; ties by id."""
+    children: dict[int, list[int]] = defaultdict(list)
+    pending = dict.fromkeys(ids, 0)
+    for parent, child in edges:
+        if parent in pending and child in pending:
+            children[parent].append(child)
+            pending[child] += 1
+    order: list[int] = []
+    ready = sorted(i for i, n in pending.items() if n == 0)
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for child in children[current]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                ready.append(child)
+        ready.sort()
+    placed = set(order)
+    return order + sorted(i for i in pending if i not in placed)  # a cycle, never written
+
+
+def crew_graph(job: Job) -> dict[str, Any]:
+    """The job's whole crew, parents first, with the dependency edges."""
+    jobs = {j.id: j for j in Job.select().where(Job.crew == job.crew_id)}
+    edges = sorted(
+        (edge.parent_id, edge.child_id)
+        for edge in JobEdge.select().where(JobEdge.child.in_(list(jobs)))
+        if edge.parent_id in jobs
+    )
+    return {
+        "crewId": job.crew_id,
+        "nodes": [
+            {
+                "id": jobs[i].id,
+                "key": jobs[i].key,
+                "title": jobs[i].title,
+                "status": jobs[i].status,
+                "agent": jobs[i].agent,
+            }
+            for i in dependency_order(jobs, edges)
+        ],
+        "edges": [{"from": parent, "to": child} for parent, child in edges],
+    }
+
+
+# --- the change feed ----------------------------------------------------------
+
+
+def events_after(
+    viewer: Principal, after_id: int, limit: int = 500, *, mine: bool = False
+) -> list[Event]:
+    """The change feed from ``after_id`` on, scoped like the job list: a
+    non-admin (or an admin asking for ``mine``) sees the events of their own
+    jobs and schedules."""
+    query = Event.select().where(Event.id > after_id)
+    if mine or not viewer.is_admin:
+        query = query.where(Event.owner == viewer.user_id)
+    return list(query.order_by(Event.id).limit(limit))
+
+
+def all_events_after(after_id: int, limit: int = 500) -> list[Event]:
+    """Every event after ``after_id``, for the feed's one shared poller."""
+    return list(Event.select().where(Event.id > after_id).order_by(Event.id).limit(limit))
+
+
+def last_event_id() -> int:
+    return Event.select(peewee.fn.MAX(Event.id)).scalar() or 0
+
+
+def board_changes(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """Events as the change feed sends them: each with its job as it is now
+    (null once the job is deleted)."""
+    jobs = jobs_by_id(e.job_id for e in events if e.job_id is not None)
+    return [
+        {
+            **event_public(event),
+            "job": job_public(jobs[event.job_id]) if event.job_id in jobs else None,
+        }
+        for event in events
+    ]

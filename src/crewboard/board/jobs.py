@@ -1,0 +1,522 @@
+"""User intent on the board: crews and jobs as people change them.
+
+Each change is a named function doing one short write transaction with a
+guarded ``UPDATE … WHERE status = …``, so a lost race with the supervisor is a
+clean :class:`~crewboard.errors.Conflict`, never a corruption; the event that
+records a change commits with it. The supervisor alone writes run outcomes
+(:mod:`crewboard.board.dispatch`): a running job can only be *asked* to stop
+(``cancel_requested``).
+
+The reading side (job list, detail, graph, change feed, public shapes) is
+:mod:`crewboard.board.job_views`, re-exported here.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from crewboard.board.db import write
+from crewboard.board.events import record_event, user_actor
+from crewboard.board.job_views import (
+    CHUNK,
+    board_changes,
+    comment_public,
+    count_ready,
+    crew_graph,
+    events_after,
+    get_comment,
+    get_job,
+    job_detail,
+    job_public,
+    jobs_by_id,
+    last_event_id,
+    latest_run,
+    list_jobs,
+    run_outcome,
+    run_public,
+    runs_newest_first,
+)
+from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus, Run
+from crewboard.clock import iso, utcnow
+from crewboard.errors import Conflict, CrewboardError, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from crewboard.workflows import CrewPlan
+
+__all__ = [
+    "add_comment",
+    "archive",
+    "board_changes",
+    "check_text",
+    "clear",
+    "comment_public",
+    "count_ready",
+    "create_crew",
+    "crew_graph",
+    "delete_job",
+    "descendants",
+    "events_after",
+    "get_comment",
+    "get_job",
+    "job_detail",
+    "job_public",
+    "jobs_by_id",
+    "last_event_id",
+    "latest_run",
+    "list_jobs",
+    "redo",
+    "request_cancel",
+    "run_outcome",
+    "run_public",
+    "runs_newest_first",
+    "unblock",
+]
+
+MAX_COMMENT_CHARS = 10_000
+MAX_COMMENTS_PER_JOB = 1_000
+MAX_FEEDBACK_CHARS = 20_000
+CANCELLED_REASON = "cancelled"
+
+
+class EventKind:
+    """The kinds of event people's actions record on a job's timeline."""
+
+    CREATED = "created"  # the job was made, with its crew
+    COMMENT = "comment"  # someone commented
+    UNBLOCK = "unblock"  # a blocked job was sent back to the queue
+    REDO = "redo"  # a done or blocked job was re-queued with feedback
+    STATUS = "status"  # a descendant of a redone job went back to waiting
+    ARCHIVE = "archive"  # soft-deleted
+    CANCEL = "cancel"  # a waiting or ready job was taken off the queue
+    CANCEL_REQUESTED = "cancel_requested"  # the supervisor is asked to stop the run
+    DELETED = "deleted"  # jobs were deleted (jobIds in data; the event has no job)
+
+
+def check_text(value: Any, max_chars: int) -> str | None:
+    """What is wrong with a person's free text, or None: it must be a
+    non-blank string of at most ``max_chars`` without control characters
+    (newlines and tabs are fine)."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value.strip():
+        return "must not be empty"
+    if len(value) > max_chars:
+        return f"must be at most {max_chars} characters"
+    for ch in value:
+        if ch not in "\n\r\t" and unicodedata.category(ch) in ("Cc", "Cs"):
+            return "must not contain control characters"
+    return None
+
+
+# --- the dependency graph -----------------------------------------------------
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for edge in JobEdge.select(JobEdge.parent, JobEdge.child):
+        children[edge.parent_id].append(edge.child_id)
+    return children
+
+
+def descendants(roots: Iterable[int], children: dict[int, list[int]] | None = None) -> set[int]:
+    """Every job that depends, directly or not, on one of ``roots``; reads
+    the edges level by level unless a full ``children`` map is given."""
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        if children is not None:
+            step = {c for parent in frontier for c in children.get(parent, ())}
+        else:
+            step = set()
+            ids = sorted(frontier)
+            for start in range(0, len(ids), CHUNK):
+                step.update(
+                    edge.child_id
+                    for edge in JobEdge.select(JobEdge.child).where(
+                        JobEdge.parent.in_(ids[start : start + CHUNK])
+                    )
+                )
+        frontier = step - found
+        found |= frontier
+    return found
+
+
+def _parents_done(job_id: int) -> bool:
+    """Whether every parent is done (an archived parent that was done counts,
+    as it does for the supervisor)."""
+    parents = Job.select(Job.status, Job.status_before_archive).join(
+        JobEdge, on=(JobEdge.parent == Job.id)
+    )
+    return all(
+        p.status == JobStatus.DONE
+        or (p.status == JobStatus.ARCHIVED and p.status_before_archive == JobStatus.DONE)
+        for p in parents.where(JobEdge.child == job_id)
+    )
+
+
+def _requeue_status(job: Job, now: datetime) -> JobStatus:
+    """Where a job goes when a person sends it back to the queue: ready if its
+    parents are done and its scheduled time has come, else waiting."""
+    if job.scheduled_at is not None and job.scheduled_at > now:
+        return JobStatus.WAITING
+    return JobStatus.READY if _parents_done(job.id) else JobStatus.WAITING
+
+
+def _refused(job_id: int, doing: str) -> CrewboardError:
+    """Why a guarded update changed nothing: the job is gone, or in a state
+    that forbids ``doing``."""
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None:
+        return NotFound("no such job")
+    return Conflict(f"cannot {doing} a job that is {job.status}")
+
+
+# --- transitions --------------------------------------------------------------
+
+
+@write
+def create_crew(
+    plan: CrewPlan,
+    owner_id: int,
+    *,
+    scheduled_at: datetime | None = None,
+    schedule_id: int | None = None,
+    title: str | None = None,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Crew, list[Job]]:
+    """Write a planned crew — the crew, its jobs (in the plan's dependency
+    order), their edges and a ``created`` event per job — all or nothing.
+
+    Jobs without parents are ``ready`` now, or ``waiting`` until a future
+    ``scheduled_at`` (the supervisor promotes them); the others are
+    ``waiting`` on their parents. ``actor`` defaults to the owner.
+    """
+    now = now or utcnow()
+    actor = actor or user_actor(owner_id)
+    future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
+    crew = Crew.create(
+        template_id=plan.template_id,
+        title=(title or plan.title)[:300],
+        inputs=plan.inputs,
+        owner=owner_id,
+        schedule=schedule_id,
+        created_at=now,
+    )
+    by_key: dict[str, Job] = {}
+    for planned in plan.jobs:
+        status = JobStatus.READY if not planned.needs and future is None else JobStatus.WAITING
+        job = Job.create(
+            crew=crew,
+            owner=owner_id,
+            schedule=schedule_id,
+            key=planned.key,
+            title=planned.title[:300],
+            agent=planned.agent,
+            prompt=planned.prompt,
+            artifact_name=planned.artifact,
+            status=status,
+            scheduled_at=future,
+            available_at=future or now,
+            timeout_s=planned.timeout_s,
+            max_retries=planned.retries,
+            created_at=now,
+            updated_at=now,
+        )
+        for parent_key in planned.needs:
+            JobEdge.create(parent=by_key[parent_key], child=job)
+        by_key[planned.key] = job
+        record_event(
+            EventKind.CREATED,
+            job=job,
+            actor=actor,
+            message=f"created from template {plan.template_id}",
+            data={"crewId": crew.id, "status": status, "scheduledAt": iso(future)},
+        )
+    return crew, list(by_key.values())
+
+
+@write
+def add_comment(job_id: int, author_id: int, text: Any) -> Comment:
+    """Add a comment; ValidationFailed when the text is empty, too long or
+    holds control characters, or the job already holds too many."""
+    problem = check_text(text, MAX_COMMENT_CHARS)
+    if problem:
+        raise ValidationFailed(f"text {problem}", {"text": problem})
+    job = get_job(job_id)
+    if Comment.select().where(Comment.job == job_id).count() >= MAX_COMMENTS_PER_JOB:
+        raise ValidationFailed(
+            "this job holds as many comments as it can",
+            {"text": f"a job holds at most {MAX_COMMENTS_PER_JOB} comments"},
+        )
+    now = utcnow()
+    comment = Comment.create(job=job_id, author=author_id, text=text, created_at=now)
+    Job.update(updated_at=now).where(Job.id == job_id).execute()
+    record_event(
+        EventKind.COMMENT, job=job, actor=user_actor(author_id), data={"commentId": comment.id}
+    )
+    return get_comment(comment.id)
+
+
+@write
+def unblock(job_id: int, user_id: int) -> Job:
+    """A blocked job goes back on the queue with its retries reset: ready,
+    or waiting while a parent is not done. Conflict unless it is blocked."""
+    now = utcnow()
+    job = get_job(job_id)
+    target = _requeue_status(job, now)
+    updated = (
+        Job.update(
+            status=target,
+            blocked_reason=None,
+            cancel_requested=False,
+            attempts=0,
+            interruptions=0,
+            available_at=max(now, job.scheduled_at or now),
+            updated_at=now,
+        )
+        .where((Job.id == job_id) & (Job.status == JobStatus.BLOCKED))
+        .execute()
+    )
+    if not updated:
+        raise _refused(job_id, "unblock")
+    record_event(
+        EventKind.UNBLOCK,
+        job=job,
+        actor=user_actor(user_id),
+        data={"from": JobStatus.BLOCKED, "status": target},
+    )
+    return get_job(job_id)
+
+
+@write
+def redo(job_id: int, user_id: int, feedback: Any) -> Job:
+    """Re-queue a done or blocked job with ``feedback`` for its next prompt.
+    Its done and ready descendants go back to waiting, so results re-flow.
+    Conflict in any other state, or while a descendant is running."""
+    problem = check_text(feedback, MAX_FEEDBACK_CHARS)
+    if problem:
+        raise ValidationFailed(f"feedback {problem}", {"feedback": problem})
+    now = utcnow()
+    job = get_job(job_id)
+    if job.status not in (JobStatus.DONE, JobStatus.BLOCKED):
+        raise Conflict(f"only a done or blocked job can be redone; this one is {job.status}")
+    below = jobs_by_id(descendants([job_id]))
+    running = sorted(d.id for d in below.values() if d.status == JobStatus.RUNNING)
+    if running:
+        raise Conflict(
+            f"job {running[0]} depends on this one and is running; wait for it or cancel it"
+        )
+    target = _requeue_status(job, now)
+    updated = (
+        Job.update(
+            status=target,
+            feedback=feedback,
+            blocked_reason=None,
+            cancel_requested=False,
+            attempts=0,
+            interruptions=0,
+            available_at=max(now, job.scheduled_at or now),
+            updated_at=now,
+        )
+        .where((Job.id == job_id) & (Job.status == job.status))
+        .execute()
+    )
+    if not updated:
+        raise _refused(job_id, "redo")
+    actor = user_actor(user_id)
+    # Ready descendants too: they have not started, and would run on the old result.
+    rewound = []
+    for child in sorted(below.values(), key=lambda j: j.id):
+        if child.status not in (JobStatus.DONE, JobStatus.READY):
+            continue
+        if (
+            Job.update(status=JobStatus.WAITING, updated_at=now)
+            .where((Job.id == child.id) & (Job.status == child.status))
+            .execute()
+        ):
+            rewound.append(child.id)
+            record_event(
+                EventKind.STATUS,
+                job=child,
+                actor=actor,
+                message=f"waits again: job {job_id}, which it depends on, is being redone",
+                data={"from": child.status, "status": JobStatus.WAITING, "redoOf": job_id},
+            )
+    record_event(
+        EventKind.REDO,
+        job=job,
+        actor=actor,
+        message=feedback,
+        data={"from": job.status, "status": target, "rewound": rewound},
+    )
+    return get_job(job_id)
+
+
+@write
+def archive(job_id: int, user_id: int) -> Job:
+    """Soft-delete a job (``archived``, its former status kept). Conflict
+    while it runs; archiving an archived job changes nothing."""
+    job = get_job(job_id)
+    if job.status == JobStatus.ARCHIVED:
+        return job
+    updated = (
+        Job.update(status=JobStatus.ARCHIVED, status_before_archive=job.status, updated_at=utcnow())
+        .where((Job.id == job_id) & (Job.status == job.status) & (Job.status != JobStatus.RUNNING))
+        .execute()
+    )
+    if not updated:
+        raise _refused(job_id, "archive")
+    record_event(
+        EventKind.ARCHIVE,
+        job=job,
+        actor=user_actor(user_id),
+        data={"from": job.status, "status": JobStatus.ARCHIVED},
+    )
+    return get_job(job_id)
+
+
+@write
+def request_cancel(job_id: int, user_id: int) -> Job:
+    """Cancel a job. A waiting or ready job is taken off the queue (blocked,
+    "cancelled") at once; a running one is flagged, and the supervisor stops
+    its runner and ends the run ``cancelled``. Conflict in any other state."""
+    now = utcnow()
+    job = get_job(job_id)
+    actor = user_actor(user_id)
+    if job.status in (JobStatus.WAITING, JobStatus.READY):
+        updated = (
+            Job.update(status=JobStatus.BLOCKED, blocked_reason=CANCELLED_REASON, updated_at=now)
+            .where((Job.id == job_id) & (Job.status == job.status))
+            .execute()
+        )
+        if updated:
+            record_event(
+                EventKind.CANCEL,
+                job=job,
+                actor=actor,
+                message=CANCELLED_REASON,
+                data={"from": job.status, "status": JobStatus.BLOCKED},
+            )
+            return get_job(job_id)
+    elif job.status == JobStatus.RUNNING:
+        if job.cancel_requested:
+            return job
+        updated = (
+            Job.update(cancel_requested=True, updated_at=now)
+            .where((Job.id == job_id) & (Job.status == JobStatus.RUNNING))
+            .execute()
+        )
+        if updated:
+            record_event(
+                EventKind.CANCEL_REQUESTED, job=job, actor=actor, message="stopping its runner"
+            )
+            return get_job(job_id)
+    raise _refused(job_id, "cancel")
+
+
+def _run_ids_of(job_ids: Sequence[int]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(job_ids), CHUNK):
+        chunk = list(job_ids[start : start + CHUNK])
+        ids.extend(run.id for run in Run.select(Run.id).where(Run.job.in_(chunk)))
+    return sorted(ids)
+
+
+def _remove(jobs: Sequence[Job], actor: str, message: str) -> list[int]:
+    """Delete ``jobs`` with their runs, edges, events and comments, and any
+    crew left empty; returns the removed runs' ids.
+
+    A ``deleted`` event per owner is written *first*: it tells the change
+    feed, and being the newest row it keeps SQLite from handing a deleted
+    event's id to a later event, which a feed resuming after that id would
+    miss.
+    """
+    ids = sorted(job.id for job in jobs)
+    if not ids:
+        return []
+    by_owner: dict[int, list[int]] = defaultdict(list)
+    for job in jobs:
+        by_owner[job.owner_id].append(job.id)
+    for owner_id, owned in sorted(by_owner.items()):
+        Event.create(
+            job=None,
+            owner=owner_id,
+            kind=EventKind.DELETED,
+            actor=actor,
+            message=message,
+            data={"jobIds": sorted(owned)},
+            created_at=utcnow(),
+        )
+    run_ids = _run_ids_of(ids)
+    crew_ids = {job.crew_id for job in jobs}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        # Children first and explicitly, rather than trusting every backend's cascade.
+        Comment.delete().where(Comment.job.in_(chunk)).execute()
+        Event.delete().where(Event.job.in_(chunk)).execute()
+        Run.delete().where(Run.job.in_(chunk)).execute()
+        JobEdge.delete().where(JobEdge.parent.in_(chunk) | JobEdge.child.in_(chunk)).execute()
+        Job.delete().where(Job.id.in_(chunk)).execute()
+    for crew_id in sorted(crew_ids):
+        if not Job.select().where(Job.crew == crew_id).exists():
+            Crew.delete().where(Crew.id == crew_id).execute()
+    return run_ids
+
+
+@write
+def delete_job(job_id: int, user_id: int, *, cascade: bool = False) -> list[int]:
+    """Delete a job for good; returns the ids of the runs removed with it,
+    whose logs, artifacts and workspaces the caller removes. Conflict while it
+    runs, or while non-archived jobs depend on it unless ``cascade`` (then
+    they go too — refused while any of them runs)."""
+    job = get_job(job_id)
+    if job.status == JobStatus.RUNNING:
+        raise Conflict("a running job cannot be deleted; cancel it first")
+    below = jobs_by_id(descendants([job_id]))
+    if cascade:
+        running = sorted(d.id for d in below.values() if d.status == JobStatus.RUNNING)
+        if running:
+            raise Conflict(f"job {running[0]} depends on this one and is running")
+        doomed = [job, *below.values()]
+    else:
+        live = sorted(d.id for d in below.values() if d.status != JobStatus.ARCHIVED)
+        if live:
+            raise Conflict(
+                f"job {live[0]} depends on this one; delete with cascade=true to remove "
+                "the jobs that depend on it too"
+            )
+        doomed = [job]
+    return _remove(doomed, user_actor(user_id), "deleted")
+
+
+@write
+def clear(user_id: int, status: str | None = None) -> dict[str, list[int]]:
+    """Wipe the board, or one status column, across all users: each job
+    goes with everything that depends on it. Running jobs are never touched,
+    and a job whose removal would take a running job with it is kept.
+    Returns ``{"deleted": [job ids], "skipped": [job ids], "runIds": [...]}``."""
+    query = Job.select(Job.id, Job.status)
+    if status:
+        query = query.where(Job.status == status)
+    candidates = {job.id: job.status for job in query}
+    children = _children_map()
+    running = {job.id for job in Job.select(Job.id).where(Job.status == JobStatus.RUNNING)}
+    doomed: set[int] = set()
+    skipped: list[int] = []
+    for job_id in sorted(candidates):
+        if job_id in doomed:
+            continue
+        closure = {job_id} | descendants([job_id], children)
+        if closure & running:
+            skipped.append(job_id)
+            continue
+        doomed |= closure
+    jobs = list(jobs_by_id(doomed).values())
+    message = f"cleared the {status} jobs" if status else "cleared the board"
+    run_ids = _remove(jobs, user_actor(user_id), message)
+    return {"deleted": sorted(doomed), "skipped": skipped, "runIds": run_ids}

@@ -1,0 +1,311 @@
+"""``/api/jobs``: the board's jobs — listing, starting crews from templates,
+the job page (detail, graph, live stream, artifact, comments) and what people
+may do to a job (unblock, redo, archive, cancel, delete, clear).
+
+Any signed-in user may list and create; a job's own routes answer 404 to
+anyone but its owner and admins; clearing the board is for admins. After
+writing intent the supervisor is woken, so it acts now rather than at its
+next poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import trio
+from quart import Blueprint, Response, jsonify, request
+
+from crewboard.board import db, job_views
+from crewboard.board import jobs as board_jobs
+from crewboard.board.models import Job, JobStatus
+from crewboard.clock import parse_iso, utcnow
+from crewboard.errors import ValidationFailed
+from crewboard.wakeup import wake_supervisor
+from crewboard.web import params, sse
+from crewboard.web.api.templates import current_templates
+from crewboard.web.auth.guards import (
+    admin_required,
+    check_owner,
+    login_required,
+    require_principal,
+)
+from crewboard.web.errors import ResourceNotFound
+from crewboard.web.job_stream import board_watch, stream_job
+from crewboard.web.run_files import (
+    HTML_CSP,
+    MAX_RENDER_BYTES,
+    RAW_CSP,
+    Artifact,
+    find_artifact,
+    open_artifact,
+    read_artifact,
+    remove_run_files,
+    render_markdown,
+)
+from crewboard.web.state import state
+from crewboard.web.validate import Fields, json_object
+from crewboard.workflows import plan_crew, validate_inputs
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
+
+STATUSES = [s.value for s in JobStatus]
+MAX_SCHEDULE_AHEAD = timedelta(days=366 * 10)
+_CREW_FIELDS = ("templateId", "inputs", "title")
+
+
+async def _owned_job(job_id: int) -> Job:
+    """The job, if the caller owns it or is an admin; else 404."""
+    job = await db.call(board_jobs.get_job, job_id)
+    check_owner(job.owner_id, "job")
+    return job
+
+
+def _wake() -> None:
+    wake_supervisor(state().home)
+
+
+async def _remove_files(run_ids: list[int]) -> None:
+    if run_ids:
+        await trio.to_thread.run_sync(remove_run_files, state().home, run_ids)
+
+
+# --- the list and new crews ---------------------------------------------------
+
+
+@bp.get("")
+@login_required
+async def list_jobs():
+    who = require_principal()
+    status = params.choice("status", STATUSES)
+    mine = params.flag("mine")
+    limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
+    cursor = params.text("cursor", max_length=200)
+    page, next_cursor = await db.call(board_jobs.list_jobs, who, status, mine, limit, cursor)
+    return jsonify(
+        {"jobs": [board_jobs.job_public(job) for job in page], "nextCursor": next_cursor}
+    )
+
+
+def _scheduled_at() -> Any:
+    raw = request.args.get("scheduledAt")
+    if raw is None:
+        return None
+    try:
+        when = parse_iso(raw.strip())
+    except ValueError as exc:
+        naive = "offset" in str(exc)
+        message = (
+            "must carry a UTC offset, e.g. 2026-11-28T21:00:00Z"
+            if naive
+            else "must be an RFC 3339 time with an offset, e.g. 2026-11-28T21:00:00Z"
+        )
+        raise ValidationFailed(f"scheduledAt {message}", {"scheduledAt": message}) from None
+    now = utcnow()
+    if when - now > MAX_SCHEDULE_AHEAD:
+        message = "must be within ten years"
+        raise ValidationFailed(f"scheduledAt {message}", {"scheduledAt": message})
+    return when if when > now else None
+
+
+def _input_fields(fields: dict[str, str]) -> dict[str, str]:
+    """Template errors name inputs bare; the API names them ``inputs.<name>``."""
+    return {k if k in _CREW_FIELDS else f"inputs.{k}": v for k, v in fields.items()}
+
+
+@bp.post("")
+@login_required
+async def create_crew():
+    who = require_principal()
+    body = await json_object()
+    fields = Fields(body, allowed=set(_CREW_FIELDS))
+    template_id = fields.string("templateId", max_length=100)
+    inputs = fields.obj("inputs")
+    title = fields.string("title", required=False, max_length=300)
+    errors = dict(fields.errors)
+    try:
+        scheduled_at = _scheduled_at()
+    except ValidationFailed as exc:
+        errors.update(exc.fields)
+    template = (await current_templates()).get(template_id) if template_id else None
+    plan = None
+    if template_id and "templateId" not in errors and template is None:
+        errors["templateId"] = "no such template"
+    elif template is not None and inputs is not None:
+        try:
+            validate_inputs(template, inputs)
+            if not errors:
+                plan = plan_crew(template, inputs, title)
+        except ValidationFailed as exc:
+            errors.update(_input_fields(exc.fields) or {"inputs": str(exc)})
+    if errors or plan is None:
+        raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
+    crew, jobs = await db.call(board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at)
+    _wake()
+    return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
+
+
+@bp.post("/clear")
+@admin_required
+async def clear_jobs():
+    who = require_principal()
+    status = params.choice("status", STATUSES)
+    result = await db.call(board_jobs.clear, who.user_id, status)
+    await _remove_files(result["runIds"])
+    return jsonify({"deleted": result["deleted"], "skipped": result["skipped"]})
+
+
+# --- one job ------------------------------------------------------------------
+
+
+@bp.get("/<id:job_id>")
+@login_required
+async def job_detail(job_id: int):
+    job = await _owned_job(job_id)
+    return jsonify(await db.call(board_jobs.job_detail, job))
+
+
+@bp.delete("/<id:job_id>")
+@login_required
+async def delete_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    cascade = params.flag("cascade")
+    run_ids = await db.call(board_jobs.delete_job, job.id, who.user_id, cascade=cascade)
+    await _remove_files(run_ids)
+    return "", 204
+
+
+@bp.get("/<id:job_id>/graph")
+@login_required
+async def job_graph(job_id: int):
+    job = await _owned_job(job_id)
+    return jsonify(await db.call(board_jobs.crew_graph, job))
+
+
+@bp.get("/<id:job_id>/stream")
+@login_required
+async def job_stream(job_id: int):
+    job = await _owned_job(job_id)
+    body = stream_job(
+        job.id,
+        sse.last_event_id(),
+        home=state().home,
+        hub=sse.log_hub(),
+        watch=board_watch(),
+    )
+    return sse.stream_response(body)
+
+
+@bp.post("/<id:job_id>/comments")
+@login_required
+async def add_comment(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    body = await json_object()
+    fields = Fields(body, allowed={"text"})
+    if "text" not in body:
+        fields.fail("text", "is required")
+    fields.done()
+    comment = await db.call(board_jobs.add_comment, job.id, who.user_id, body["text"])
+    return jsonify(board_jobs.comment_public(comment)), 201
+
+
+@bp.post("/<id:job_id>/unblock")
+@login_required
+async def unblock_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    job = await db.call(board_jobs.unblock, job.id, who.user_id)
+    _wake()
+    return jsonify(board_jobs.job_public(job))
+
+
+@bp.post("/<id:job_id>/redo")
+@login_required
+async def redo_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    body = await json_object()
+    fields = Fields(body, allowed={"feedback"})
+    if "feedback" not in body:
+        fields.fail("feedback", "is required")
+    fields.done()
+    job = await db.call(board_jobs.redo, job.id, who.user_id, body["feedback"])
+    _wake()
+    return jsonify(board_jobs.job_public(job))
+
+
+@bp.post("/<id:job_id>/archive")
+@login_required
+async def archive_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    job = await db.call(board_jobs.archive, job.id, who.user_id)
+    return jsonify(board_jobs.job_public(job))
+
+
+@bp.post("/<id:job_id>/cancel")
+@login_required
+async def cancel_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    job = await db.call(board_jobs.request_cancel, job.id, who.user_id)
+    _wake()
+    return jsonify(board_jobs.job_public(job))
+
+
+# --- the artifact -------------------------------------------------------------
+
+
+def _disposition(kind: str, name: str) -> str:
+    fallback = "".join(
+        ch if ch.isascii() and ch not in '"\\' and ch.isprintable() else "_" for ch in name
+    )
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+async def _file_chunks(artifact: Artifact, chunk_bytes: int = 64 * 1024) -> AsyncIterator[bytes]:
+    fd = await trio.to_thread.run_sync(open_artifact, artifact)
+    with open(fd, "rb", closefd=True) as f:
+        while chunk := await trio.to_thread.run_sync(f.read, chunk_bytes):
+            yield chunk
+
+
+@bp.get("/<id:job_id>/artifact")
+@login_required
+async def job_artifact(job_id: int):
+    job = await _owned_job(job_id)
+    download = params.flag("download")
+    as_html = params.choice("format", ["html"]) == "html"
+    runs = await db.call(board_jobs.runs_newest_first, job.id)
+    artifact = await trio.to_thread.run_sync(
+        find_artifact, state().home, [(run.id, run.artifact) for run in runs], job.artifact_name
+    )
+    if artifact is None:
+        raise ResourceNotFound("this job has no saved file yet")
+    kind = "attachment" if download else "inline"
+    if as_html:
+        if not artifact.is_markdown:
+            message = "only a Markdown file can be rendered as HTML"
+            raise ValidationFailed(message, {"format": message})
+        data = await trio.to_thread.run_sync(read_artifact, artifact, MAX_RENDER_BYTES)
+        if len(data) > MAX_RENDER_BYTES:
+            message = (
+                f"the file is over {MAX_RENDER_BYTES // (1024 * 1024)} MiB; download it instead"
+            )
+            raise ValidationFailed(message, {"format": message})
+        page = await trio.to_thread.run_sync(
+            render_markdown, data.decode("utf-8", "replace"), artifact.name
+        )
+        response = Response(page, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = HTML_CSP
+        response.headers["Content-Disposition"] = _disposition(kind, artifact.name + ".html")
+        return response
+    response = Response(_file_chunks(artifact), content_type=artifact.media_type)
+    response.headers["Content-Length"] = str(artifact.size)
+    response.headers["Content-Security-Policy"] = RAW_CSP
+    response.headers["Content-Disposition"] = _disposition(kind, artifact.name)
+    return response

@@ -1,0 +1,154 @@
+"""``GET /api/jobs/{id}/stream``: a job's latest run, live, as SSE frames.
+
+The run's prompt comes as ``user_message``, each step as a ``chunk``, the end
+as ``final_result`` or ``error`` (a ``blocked`` record is a ``chunk``), then
+``done {"runId", "outcome"}`` once the supervisor has finished the run. A job
+without a run yet is waited for. The log itself is read by the shared
+:class:`~crewboard.web.sse.LogHub`; what streams ask of the board (the
+latest run of a job, a run's outcome) is answered by one :class:`BoardWatch`
+query per question and interval, however many streams ask. A client going
+away ends only its own stream, never the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from crewboard.board import db, job_views
+from crewboard.board.models import RunOutcome
+from crewboard.home import Home
+from crewboard.sessionlog import Record, is_terminal, last_record
+from crewboard.web.sse import PING, LogHub, Pinger, encode_frame
+from crewboard.web.state import state
+
+WAIT_POLL_S = 0.25
+IDLE_S = 1.0
+# A run the supervisor has finished whose log still has no terminal record
+# (its launcher appends one after reaping) is given this long to get one.
+LOG_GRACE_S = 2.0
+
+GONE = "gone"
+_FRAME_KINDS = {"user_message": "user_message", "final_result": "final_result", "error": "error"}
+
+
+def job_frame(record: Record) -> bytes:
+    """A log record as the job stream sends it, with its seq as the id."""
+    kind = _FRAME_KINDS.get(str(record.get("type")), "chunk")
+    return encode_frame(kind, record, int(record.get("seq", 0)))
+
+
+@dataclass
+class _Entry:
+    at: float
+    value: Any
+
+
+@dataclass
+class BoardWatch:
+    """A short-lived cache of board answers shared by every stream, with
+    concurrent askers of one question waiting on one query."""
+
+    max_age_s: float = WAIT_POLL_S
+    _cache: dict[tuple[str, int], _Entry] = field(default_factory=dict)
+    _asking: dict[tuple[str, int], trio.Event] = field(default_factory=dict)
+
+    async def latest_run(self, job_id: int) -> tuple[int, str] | str | None:
+        """``(run_id, outcome)`` of the job's newest run, None while it has
+        none, or :data:`GONE` once the job is deleted."""
+        return await self._get(("job", job_id), lambda: db.call(_latest_run_of, job_id))
+
+    async def run_outcome(self, run_id: int) -> str | None:
+        """The run's outcome, or None once it is deleted."""
+        return await self._get(("run", run_id), lambda: db.call(job_views.run_outcome, run_id))
+
+    async def _get(self, key: tuple[str, int], fetch: Callable[[], Awaitable[Any]]) -> Any:
+        while True:
+            entry = self._cache.get(key)
+            if entry is not None and trio.current_time() - entry.at < self.max_age_s:
+                return entry.value
+            asking = self._asking.get(key)
+            if asking is None:
+                break
+            await asking.wait()
+            if key not in self._cache:
+                break  # the query failed; ask again ourselves
+        self._asking[key] = asking = trio.Event()
+        try:
+            value = await fetch()
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = _Entry(trio.current_time(), value)
+            return value
+        finally:
+            del self._asking[key]
+            asking.set()
+
+
+def _latest_run_of(job_id: int) -> tuple[int, str] | str | None:
+    run = job_views.latest_run(job_id)
+    if run is not None:
+        return run.id, run.outcome
+    return None if job_views.job_exists(job_id) else GONE
+
+
+def board_watch() -> BoardWatch:
+    extras = state().extras
+    watch = extras.get("board_watch")
+    if watch is None:
+        watch = extras["board_watch"] = BoardWatch()
+    return watch
+
+
+async def stream_job(
+    job_id: int, after_seq: int, *, home: Home, hub: LogHub, watch: BoardWatch
+) -> AsyncIterator[bytes]:
+    """The frames of the job's latest run after ``after_seq``, then ``done``.
+    Everything it needs is passed in: it runs after the request has ended."""
+    pinger = Pinger()
+    while True:
+        latest = await watch.latest_run(job_id)
+        if latest == GONE:
+            return
+        if isinstance(latest, tuple):
+            run_id = latest[0]
+            break
+        if pinger.due():
+            yield PING
+        await trio.sleep(WAIT_POLL_S)
+
+    path = home.run_log(run_id)
+    last = await trio.to_thread.run_sync(last_record, path)
+    if not (last is not None and is_terminal(last) and int(last.get("seq", 0)) <= after_seq):
+        finished_at: float | None = None
+        batches = hub.follow_batches(path, after_seq, encode=job_frame, idle_s=IDLE_S)
+        async with aclosing(batches):
+            async for batch in batches:
+                if batch is not None:
+                    pinger.sent()
+                    yield b"".join(batch)
+                    continue
+                if pinger.due():
+                    yield PING
+                outcome = await watch.run_outcome(run_id)
+                if outcome is None:
+                    return
+                if outcome != RunOutcome.RUNNING:
+                    finished_at = finished_at or trio.current_time()
+                    if trio.current_time() - finished_at >= LOG_GRACE_S:
+                        break
+
+    while True:
+        outcome = await watch.run_outcome(run_id)
+        if outcome is None:
+            return
+        if outcome != RunOutcome.RUNNING:
+            break
+        if pinger.due():
+            yield PING
+        await trio.sleep(WAIT_POLL_S)
+    yield encode_frame("done", {"runId": run_id, "outcome": outcome})

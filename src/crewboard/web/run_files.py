@@ -1,0 +1,164 @@
+"""The files a job's runs leave in the home, as the web process serves and
+removes them: finding a run's artifact without ever leaving its folder,
+rendering a Markdown artifact to sanitised HTML, and deleting the logs,
+artifacts and workspaces of runs deleted from the board."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import nh3
+from markdown_it import MarkdownIt
+
+from crewboard.home import Home
+
+log = logging.getLogger(__name__)
+
+MARKDOWN_SUFFIXES = (".md", ".markdown")
+TEXT_SUFFIXES = (".txt", ".text", ".csv", ".tsv", ".json", ".yaml", ".yml", ".log", ".py")
+MAX_RENDER_BYTES = 2 * 1024 * 1024
+
+# The rendered page may style itself and show inline images, nothing more: no
+# scripts, no fetches, no forms, and a sandbox for good measure.
+HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
+# Raw artifacts are served the same way, in case a browser is talked into
+# rendering one.
+RAW_CSP = "default-src 'none'; sandbox"
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}
+pre{{overflow:auto;background:#f5f5f5;padding:.75rem}}code{{font-family:ui-monospace,monospace}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25rem .5rem}}</style>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    run_id: int
+    name: str
+    path: Path
+    size: int
+
+    @property
+    def is_markdown(self) -> bool:
+        return self.name.lower().endswith(MARKDOWN_SUFFIXES)
+
+    @property
+    def media_type(self) -> str:
+        """Markdown, other text, or opaque bytes: never a type a browser
+        would run (HTML, SVG, script)."""
+        if self.is_markdown:
+            return "text/markdown; charset=utf-8"
+        if self.name.lower().endswith(TEXT_SUFFIXES):
+            return "text/plain; charset=utf-8"
+        return "application/octet-stream"
+
+
+def _plain_name(name: str | None) -> TypeGuard[str]:
+    """A bare file name: no separators, no parent, no NUL."""
+    return (
+        bool(name) and name not in (".", "..") and not any(ch in name for ch in ("/", "\\", "\0"))  # type: ignore[operator]
+    )
+
+
+def find_artifact(
+    home: Home, runs: Iterable[tuple[int, str | None]], job_artifact: str | None
+) -> Artifact | None:
+    """The newest saved file among ``runs`` (``(run_id, artifact name)``,
+    newest first): each run's own artifact name, else the job's, else the
+    run's only file. A name that would leave the run's artifact folder, or a
+    symlink, is never followed."""
+    for run_id, run_artifact in runs:
+        folder = home.artifact_dir(run_id)
+        names: list[str] = [n for n in (run_artifact, job_artifact) if _plain_name(n)]
+        if not names:
+            try:
+                names = [p.name for p in folder.iterdir()]
+            except OSError:
+                names = []
+            if len(names) != 1:
+                names = []
+        for name in names:
+            found = _regular_file(folder, name)
+            if found is not None:
+                return Artifact(run_id, name, *found)
+    return None
+
+
+def _regular_file(folder: Path, name: str) -> tuple[Path, int] | None:
+    path = folder / name
+    try:
+        info = os.lstat(path)
+        root = folder.resolve(strict=True)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or path.parent.resolve() != root:
+        return None
+    return path, info.st_size
+
+
+def open_artifact(artifact: Artifact) -> int:
+    """An fd for reading the artifact, refusing a symlink swapped in since it
+    was found."""
+    return os.open(artifact.path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+
+
+def read_artifact(artifact: Artifact, limit: int) -> bytes:
+    fd = open_artifact(artifact)
+    with os.fdopen(fd, "rb") as f:
+        return f.read(limit + 1)
+
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def render_markdown(text: str, title: str) -> str:
+    """Markdown as a standalone HTML page: raw HTML in the source is not
+    passed through, and the result is sanitised again with nh3."""
+    body = nh3.clean(
+        _markdown.render(text),
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
+    return _PAGE.format(title=html.escape(title), body=body)
+
+
+def remove_run_files(home: Home, run_ids: Iterable[int]) -> None:
+    """Delete the log, artifacts and workspace of each run (already gone
+    from the board); what is missing is skipped, what fails is logged."""
+    for run_id in run_ids:
+        try:
+            home.run_log(run_id).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove the log of run %s: %s", run_id, exc)
+        for folder in (home.artifact_dir(run_id), home.workspace(run_id)):
+            if folder.exists():
+                if sys.version_info >= (3, 12):
+                    shutil.rmtree(folder, onexc=_writable_and_retry)
+                else:
+                    shutil.rmtree(folder, onerror=_writable_and_retry)
+
+
+def _writable_and_retry(func: Any, path: str, exc: Any) -> None:
+    """A run may leave read-only files and folders behind: make the parent
+    writable and try once more; log what still fails."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        func(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
