@@ -96,7 +96,7 @@ class Control:
                     if signal.SIGINT in signums:
                         self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
                 elif not os.read(0, 1 << 16):  # POLLHUP or EOF alike
-                    self.stop("parent went away (stdin closed)", EXIT_ERROR)
+                    self.stop("parent went away", EXIT_ERROR)
 
     def stop(self, message: str, code: int, **fields: Any) -> NoReturn:
         if not self.log.finish("error", message=message, **fields):
