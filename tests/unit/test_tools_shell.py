@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,3 +107,38 @@ def test_inside_bubblewrap_only_the_workspace_is_there_and_writable(tmp_path: Pa
     assert "lo" in interfaces and "eth0" not in interfaces, "no network but loopback"
     assert "CapEff:\t0000000000000000" in out
     assert not os.path.exists("/usr/evil")
+
+
+# A stand-in runner: runs the shell tool without bubblewrap, then is killed -9.
+_RUNNER = """
+import sys
+from pathlib import Path
+from crewboard.runner.spec import Limits
+from crewboard.runner.tools import sandbox, shell
+from crewboard.runner.tools.base import ToolContext
+sandbox.sandbox_argv = lambda *a: []
+ws = Path(sys.argv[1])
+ctx = ToolContext(ws, ws.parent / "artifacts", Limits(allow_shell=True, tool_timeout_s=60.0))
+shell.TOOL.run({"command": "(while true; do echo . >> tick; sleep 0.05; done) & sleep 60"}, ctx)
+"""
+
+
+def test_without_bubblewrap_tool_processes_die_with_a_killed_runner(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, str(workspace)])
+    tick = workspace / "tick"
+    deadline = time.monotonic() + 10
+    while not tick.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tick.exists(), "the tool's loop started"
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        size = tick.stat().st_size
+        time.sleep(0.3)
+        if tick.stat().st_size == size:
+            break
+    else:
+        raise AssertionError("the tool's loop outlived its runner")

@@ -52,6 +52,18 @@ def ulimit_prelude(limits: Limits) -> str:
     return f"ulimit -t {cpu_s}; ulimit -f 2097152; ulimit -v 8388608; ulimit -n 1024; ulimit -c 0\n"
 
 
+def watchdog_prelude(runner_pid: int) -> str:
+    """Outside bubblewrap, a command lives in a process group of its own, which
+    a launcher stopping the runner does not reach. This shell line starts a
+    watcher in that group that kills the whole group once the runner is gone
+    (even killed with SIGKILL), so no tool process outlives its run. Inside
+    bubblewrap ``--die-with-parent`` and the PID namespace do this."""
+    return (
+        f"(while kill -0 {runner_pid} 2>/dev/null; do sleep 1; done; kill -9 0) "
+        "</dev/null >/dev/null 2>&1 &\n"
+    )
+
+
 def sandbox_argv(workspace: Path, hidden: list[Path]) -> list[str]:
     """The bwrap command line that runs a command with only ``workspace``
     writable; ``hidden`` folders (the data home's) get an empty tmpfs over

@@ -43,9 +43,11 @@ def shell(args: dict[str, Any], ctx: ToolContext) -> str:
     hidden = [ctx.artifact_dir.parent, ctx.workspace.parent]
     wrapper = sandbox.sandbox_argv(ctx.workspace, hidden)
     sandboxed = bool(wrapper)
-    if not wrapper:
+    prelude = sandbox.ulimit_prelude(ctx.limits)
+    if not sandboxed:
         wrapper = sandbox.unprivileged_argv()
-    argv = [*wrapper, "/bin/sh", "-c", sandbox.ulimit_prelude(ctx.limits) + command]
+        prelude += sandbox.watchdog_prelude(os.getpid())
+    argv = [*wrapper, "/bin/sh", "-c", prelude + command]
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
