@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crewboard.clock import iso_now
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TERMINAL_TYPES = frozenset({"final_result", "blocked", "error"})
 
@@ -38,8 +39,8 @@ class LogWriter:
     (in the page cache) before ``append`` returns."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         last = last_record(self.path)
         self.seq = int(last["seq"]) if last else 0
@@ -78,7 +79,8 @@ def _parse_lines(data: bytes) -> Iterator[Record]:
 def read_records(path: str | os.PathLike[str], after_seq: int = 0) -> list[Record]:
     """Every complete record with ``seq > after_seq``; a missing file is empty."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         return []
     return [r for r in _parse_lines(data) if int(r.get("seq", 0)) > after_seq]
@@ -134,7 +136,7 @@ class LogCursor:
     records appended since the last call, keeping a torn tail for next time."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = os.fspath(path)
         self.offset = 0
         self._partial = b""
 
