@@ -549,19 +549,6 @@ def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
     return [run_id for run_id in ids if run_id not in live]
 
 
-def count_ready(now: datetime) -> int:
-    """Jobs a dispatcher could claim right now."""
-    return (
-        Job.select()
-        .where(
-            (Job.status == JobStatus.READY)
-            & (Job.available_at <= now)
-            & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
-        )
-        .count()
-    )
-
-
 def next_due_at(now: datetime) -> datetime | None:
     """The earliest future moment a job becomes claimable (a retry's backoff
     ending, a scheduled time arriving), so the dispatcher wakes for it."""

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import trio
 
-from crewboard.board import db, dispatch
+from crewboard.board import db, dispatch, job_views
 from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
@@ -42,7 +42,7 @@ def next_delay_s(poll_s: float, now: datetime, due_at: datetime | None) -> float
 
 
 def _outlook(now: datetime) -> Outlook:
-    return Outlook(dispatch.count_ready(now), dispatch.next_due_at(now))
+    return Outlook(job_views.count_ready(now), dispatch.next_due_at(now))
 
 
 class Dispatcher:
