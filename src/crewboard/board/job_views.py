@@ -145,7 +145,7 @@ def run_outcome(run_id: int) -> str | None:
 
 
 def count_ready(now: datetime) -> int:
-    """Jobs a dispatcher could claim right now."""
+    """Jobs a dispatcher could claim right now (for the dispatcher status)."""
     return (
         Job.select()
         .where(

@@ -11,8 +11,7 @@ next poll.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import trio
@@ -89,7 +88,7 @@ async def list_jobs():
     )
 
 
-def _scheduled_at() -> Any:
+def _scheduled_at() -> datetime | None:
     raw = request.args.get("scheduledAt")
     if raw is None:
         return None
