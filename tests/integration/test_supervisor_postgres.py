@@ -1,0 +1,90 @@
+"""The supervisor on PostgreSQL (``CREWBOARD_DATABASE_URL``): racing claims
+pass over each other's locked rows (``FOR UPDATE SKIP LOCKED``) without
+ever giving a job two runs, and a crew runs to done."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crewboard.board import db, dispatch
+from crewboard.board.models import JobStatus, RunOutcome
+from crewboard.bootstrap import open_home
+from crewboard.clock import utcnow
+from crewboard.config import Config
+from crewboard.home import Home
+from tests.conftest import make_config
+from tests.support import crews, need
+from tests.support.crews import JobDef
+from tests.support.supervisor import supervising, wait_for
+
+pytestmark = pytest.mark.postgres
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _admin(sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
+    conn.autocommit = True
+    try:
+        conn.cursor().execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
+    """A fresh PostgreSQL database for the board, dropped afterwards."""
+    name = f"crewboard_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _admin(f"CREATE DATABASE {name}")
+    except Exception as exc:  # psycopg2 missing or no server: say which
+        need(False, f"needs PostgreSQL on 127.0.0.1:5432 ({exc})")
+    config = make_config(tmp_path / "home", database_url=f"{SERVER}/{name}")
+    try:
+        yield config, open_home(config)
+    finally:
+        db.close()
+        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_racing_claims_on_postgresql_never_give_a_job_two_runs(pg) -> None:
+    _, home = pg
+    ids = crews.add_crew({f"j{i}": JobDef() for i in range(40)})
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+
+    def race(name: str) -> None:
+        try:
+            barrier.wait()
+            while got := dispatch.claim_ready_job(f"sup-{name}", utcnow(), home.run_log):
+                claimed[name].append(got.job_id)
+                time.sleep(0.002)
+        finally:
+            db.close()  # this thread's connection
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(claimed["a"] + claimed["b"]) == sorted(ids.values())
+    assert claimed["a"] and claimed["b"]
+    assert all(len(crews.runs(job_id)) == 1 for job_id in ids.values())
+
+
+async def test_a_crew_runs_to_done_on_postgresql(pg) -> None:
+    config, _ = pg
+    ids = crews.add_crew({"a": JobDef("Find it."), "b": JobDef("Use it.", needs=["a"])})
+    async with supervising(config):
+        await wait_for(lambda: crews.job(ids["b"]).status == JobStatus.DONE, what="done")
+    (run,) = crews.runs(ids["b"])
+    assert run.outcome == RunOutcome.SUCCEEDED
+    assert "Find it." in crews.job(ids["b"]).result
