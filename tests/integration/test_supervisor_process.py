@@ -165,6 +165,8 @@ def test_the_supervisor_speaks_the_systemd_notify_protocol(home: Home, notify_so
         runner = running_pid(job_id)
         messages += receive(sock, "STATUS=running 1/3")
         assert any("WATCHDOG=1" in m for m in messages)
+        beat = Heartbeat.get()
+        assert (beat.running, beat.capacity, beat.pid) == (1, 3, proc.popen.pid)
         # The runner never sees NOTIFY_SOCKET (nor any CREWBOARD_* setting).
         try:
             environ = Path(f"/proc/{runner}/environ").read_bytes().split(b"\0")
@@ -178,3 +180,31 @@ def test_the_supervisor_speaks_the_systemd_notify_protocol(home: Home, notify_so
         messages = receive(sock, "STOPPING=1")
         assert proc.popen.wait(15) == 0
     assert Run.get().outcome == RunOutcome.INTERRUPTED
+
+
+def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: Home) -> None:
+    job_id = crews.add_job("/sleep 30\nThen answer.")
+    with supervisor_process(home.root) as stalled:
+        started(stalled)
+        runner = running_pid(job_id)
+        stalled.popen.send_signal(signal.SIGSTOP)  # alive, but its heartbeat goes stale
+        try:
+            with supervisor_process(home.root) as peer:
+                started(peer)
+
+                def taken_over() -> bool:
+                    no_job_has_two_live_runs()
+                    runs = crews.runs(job_id)
+                    return len(runs) == 2 and runs[1].outcome == RunOutcome.RUNNING
+
+                wait_until(taken_over, 10, "the peer to recover the stale run and rerun it")
+                assert not gone(runner)  # the stalled supervisor cannot stop it yet…
+                stalled.popen.send_signal(signal.SIGCONT)
+                # …and once it runs again it sees the run is no longer its own.
+                wait_until(lambda: gone(runner), 5, "the stalled supervisor to stop its runner")
+                first, second = crews.runs(job_id)
+                assert first.outcome == RunOutcome.INTERRUPTED
+                assert second.outcome == RunOutcome.RUNNING and not gone(second.pid)
+                peer.stop()
+        finally:
+            stalled.popen.send_signal(signal.SIGCONT)
