@@ -22,6 +22,7 @@ from crewboard.supervisor.forkserver import ForkServer
 from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
 from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
+from crewboard.supervisor.scheduler import serve_scheduler
 from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
 from crewboard.systemd import Notifier
 
@@ -70,6 +71,7 @@ async def run_supervisor(
                         await intake.start(serve_wake_socket, wake_socket, wakeup)
                         await intake.start(serve_reaper, identity, config.heartbeat_s, wakeup.set)
                         await intake.start(serve_dispatcher, dispatcher, wakeup)
+                        await intake.start(serve_scheduler, config, wakeup)
                         notifier.notify(READY=1, STATUS=f"ready: 0/{config.concurrency} running")
                         log.info("supervisor %s ready", identity.supervisor_id)
                         task_status.started(identity)

@@ -93,7 +93,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         return response
 
     from crewboard.web import openapi, pages
-    from crewboard.web.api import board, dispatcher, jobs, templates, tokens
+    from crewboard.web.api import board, dispatcher, jobs, schedules, templates, tokens
     from crewboard.web.auth import google
     from crewboard.web.auth import routes as auth_routes
 
@@ -107,6 +107,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         templates.bp,
         dispatcher.bp,
         board.bp,
+        schedules.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -1,0 +1,255 @@
+"""The supervisor's scheduler: fires schedules whose time has come.
+
+Each round reads the schedules that are due, works out each one's fire
+(:func:`crewboard.cron.due_fires`: fires missed while the supervisor was down
+coalesce into one), and hands it to the board's
+:func:`~crewboard.board.schedules.record_schedule_fire`, which spawns the crew,
+skips for overlap or refuses a duplicate in one transaction. A round returns
+its delay: the time to the earliest next fire, capped at ``poll_s``, so a fire
+happens at its time and a change the scheduler was not told about is seen
+within a poll. The supervisor's wake-up cuts the wait short when the web
+process creates, edits or enables a schedule.
+
+The scheduler reads the time only through the ``clock`` it is given, and the
+board only through a :class:`ScheduleStore`, so its timing is tested in
+virtual time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import trio
+
+from crewboard import cron
+from crewboard.agents import load_presets
+from crewboard.board import db
+from crewboard.board import schedules as board_schedules
+from crewboard.board.schedules import DueSchedule, FireOutcome, FireResult
+from crewboard.clock import iso, utcnow
+from crewboard.config import Config
+from crewboard.errors import ValidationFailed
+from crewboard.supervisor.wake import Wakeup
+from crewboard.workflows import Template, load_templates, template_dirs
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# How long a round waits at least: a clock that runs a hair behind the timer
+# must not turn into a busy loop.
+MIN_DELAY_S = 0.005
+# While the shared wake-up is set but not yet taken by the dispatcher, look
+# again this often instead of spinning on it.
+_RECHECK_S = 0.05
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class PlannedFire:
+    """What to do for one due schedule (see ``record_schedule_fire``)."""
+
+    schedule_id: int
+    fire_at: datetime
+    missed: int
+    due_from: datetime
+    next_run_at: datetime
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A due schedule whose stored rule or zone can no longer be read."""
+
+    schedule_id: int
+    due_from: datetime
+    reason: str
+
+
+def plan_fire(due: DueSchedule, now: datetime) -> PlannedFire | Unreadable | None:
+    """The fire a due schedule makes at ``now``: every fire time from its
+    ``next_run_at`` up to ``now`` coalesced into one, at the latest of them.
+    None if nothing is due yet.
+
+    ``next_run_at`` is the fire the board promised, so it counts even when it
+    is not one of the rule's times (an operator or a test set it by hand)."""
+    if due.next_run_at > now:
+        return None
+    try:
+        fire_at, missed, next_run_at = cron.due_fires(due.rule, due.timezone, due.next_run_at, now)
+        on_rule = cron.next_fire(due.rule, due.timezone, due.next_run_at - _TICK) == due.next_run_at
+    except ValidationFailed as exc:
+        return Unreadable(due.id, due.next_run_at, str(exc))
+    if not on_rule:
+        fire_at, missed = fire_at or due.next_run_at, missed + 1
+    assert fire_at is not None
+    return PlannedFire(due.id, fire_at, missed, due.next_run_at, next_run_at)
+
+
+def next_delay_s(now: datetime, next_fire_at: datetime | None, poll_s: float) -> float:
+    """How long to wait before the next round: until the earliest next fire,
+    but no longer than ``poll_s``."""
+    if next_fire_at is None:
+        return poll_s
+    return max(MIN_DELAY_S, min(poll_s, (next_fire_at - now).total_seconds()))
+
+
+class ScheduleStore(Protocol):
+    """What the scheduler needs of the board."""
+
+    async def due(self, now: datetime) -> list[DueSchedule]: ...
+
+    async def next_fire_at(self) -> datetime | None: ...
+
+    async def fire(
+        self, fire: PlannedFire, now: datetime, templates: Mapping[str, Template]
+    ) -> FireResult: ...
+
+    async def disable_unreadable(self, broken: Unreadable) -> None: ...
+
+    async def templates(self) -> Mapping[str, Template]: ...
+
+
+class BoardStore:
+    """The real board, reached on worker threads; templates are read from the
+    configured folders each time something is due, so edits to them apply."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    async def due(self, now: datetime) -> list[DueSchedule]:
+        return await db.call(board_schedules.due_schedules, now)
+
+    async def next_fire_at(self) -> datetime | None:
+        return await db.call(board_schedules.next_fire_at)
+
+    async def fire(
+        self, fire: PlannedFire, now: datetime, templates: Mapping[str, Template]
+    ) -> FireResult:
+        return await db.call(
+            board_schedules.record_schedule_fire,
+            fire.schedule_id,
+            fire.fire_at,
+            now,
+            templates=templates,
+            due_from=fire.due_from,
+            next_run_at=fire.next_run_at,
+            missed=fire.missed,
+        )
+
+    async def disable_unreadable(self, broken: Unreadable) -> None:
+        await db.call(
+            board_schedules.disable_unreadable, broken.schedule_id, broken.due_from, broken.reason
+        )
+
+    async def templates(self) -> Mapping[str, Template]:
+        return await trio.to_thread.run_sync(_load_templates, self.config)
+
+
+def _load_templates(config: Config) -> dict[str, Template]:
+    presets, _ = load_presets(config.agents)
+    return load_templates(template_dirs(config), presets)
+
+
+class Scheduler:
+    """Rounds of firing due schedules. ``on_spawned`` is called after a round
+    that spawned a crew (the supervisor wakes its dispatcher with it)."""
+
+    def __init__(
+        self,
+        store: ScheduleStore,
+        poll_s: float,
+        *,
+        clock: Clock = utcnow,
+        on_spawned: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self.clock = clock
+        self.on_spawned = on_spawned
+
+    async def run_round(self) -> float:
+        """Fire every due schedule; return the delay before the next round."""
+        now = self.clock()
+        due = await self.store.due(now)
+        failed = spawned = False
+        templates: Mapping[str, Template] | None = None
+        for row in due:
+            planned = plan_fire(row, now)
+            if planned is None:
+                continue
+            try:
+                if isinstance(planned, Unreadable):
+                    log.warning("schedule %s paused: %s", row.id, planned.reason)
+                    await self.store.disable_unreadable(planned)
+                    continue
+                if templates is None:
+                    templates = await self.store.templates()
+                result = await self.store.fire(planned, now, templates)
+            except Exception:
+                # One schedule the board will not take must not stop the others;
+                # it is tried again next poll.
+                log.exception("could not fire schedule %s", row.id)
+                failed = True
+                continue
+            spawned = spawned or result.outcome is FireOutcome.SPAWNED
+            log.info(
+                "schedule %s fire at %s: %s%s%s",
+                row.id,
+                iso(planned.fire_at),
+                result.outcome,
+                f" (crew {result.crew_id})" if result.crew_id else "",
+                f", {planned.missed} fires coalesced" if planned.missed > 1 else "",
+            )
+        if spawned:
+            self.on_spawned()
+        if failed:
+            return self.poll_s
+        return next_delay_s(self.clock(), await self.store.next_fire_at(), self.poll_s)
+
+
+async def serve_scheduler(
+    config: Config,
+    wakeup: Wakeup,
+    *,
+    clock: Clock = utcnow,
+    store: ScheduleStore | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Fire schedules until cancelled: run a round, then wait its delay or
+    until ``wakeup`` is set. A spawned crew sets ``wakeup`` so the dispatcher
+    starts it at once. ``store`` defaults to the board.
+
+    ``wakeup`` is shared with the dispatcher, which clears it when it starts
+    a round; the scheduler never clears it, so it cannot swallow a wake-up
+    meant for the dispatcher. It takes a wake-up that is still set when it
+    comes to wait as one for itself, once, then lets the dispatcher take it
+    before waiting on the next.
+    """
+    scheduler = Scheduler(
+        store if store is not None else BoardStore(config),
+        config.poll_s,
+        clock=clock,
+        on_spawned=wakeup.set,
+    )
+    task_status.started()
+    acted_on_current = False
+    while True:
+        try:
+            delay_s = await scheduler.run_round()
+        except Exception:
+            # The board may be briefly unavailable; the next round retries.
+            log.exception("scheduler round failed")
+            delay_s = scheduler.poll_s
+        if wakeup.is_set() and not acted_on_current:
+            acted_on_current = True
+            continue
+        with trio.move_on_after(delay_s):
+            while wakeup.is_set():
+                await trio.sleep(_RECHECK_S)
+            acted_on_current = False
+            await wakeup.wait()
+            acted_on_current = True
