@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from crewboard import sessionlog
-from crewboard.board import dispatch
+from crewboard.board import dispatch, recovery
 from crewboard.board.heartbeats import beat
 from crewboard.board.models import Job, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
@@ -169,7 +169,7 @@ def test_recovery_closes_a_dead_supervisors_runs_by_their_logs(home: Home) -> No
     _beat("dead", age_s=60)
     answered = _orphan(home, "dead", ("final_result", {"text": "made it", "agentName": "x"}))
     halfway = _orphan(home, "dead", ("text", {"text": "half"}))
-    recovered = dispatch.recover_orphans("me", HOST, lambda pid: True)
+    recovered = recovery.recover_orphans("me", HOST, lambda pid: True)
     assert {r.run_id: r.outcome for r in recovered} == {
         answered.run_id: RunOutcome.SUCCEEDED,
         halfway.run_id: RunOutcome.INTERRUPTED,
@@ -186,21 +186,21 @@ def test_recovery_never_touches_a_live_supervisors_run(home: Home) -> None:
     _beat("alive-elsewhere", host="elsewhere", pid=1)
     _beat("alive-here", host=HOST, pid=os.getppid())
     mine = [_orphan(home, "alive-elsewhere"), _orphan(home, "alive-here")]
-    assert dispatch.recover_orphans("me", HOST, lambda pid: pid == os.getppid()) == []
+    assert recovery.recover_orphans("me", HOST, lambda pid: pid == os.getppid()) == []
     assert all(Run.get_by_id(c.run_id).outcome == RunOutcome.RUNNING for c in mine)
 
 
 def test_recovery_on_the_same_host_does_not_wait_for_a_stale_heartbeat(home: Home) -> None:
     _beat("died-just-now", host=HOST, pid=999_999)
     got = _orphan(home, "died-just-now")
-    (recovered,) = dispatch.recover_orphans("me", HOST, lambda pid: pid != 999_999)
+    (recovered,) = recovery.recover_orphans("me", HOST, lambda pid: pid != 999_999)
     assert recovered.run_id == got.run_id and recovered.outcome == RunOutcome.INTERRUPTED
 
 
 def test_a_run_closed_under_a_stalled_supervisor_is_reported_lost(home: Home) -> None:
     _beat("stalled", age_s=60)
     got = _orphan(home, "stalled")
-    dispatch.recover_orphans("me", HOST, lambda pid: True)
+    recovery.recover_orphans("me", HOST, lambda pid: True)
     assert dispatch.runs_not_live("stalled", [got.run_id]) == [got.run_id]
     assert dispatch.set_run_pid(got.run_id, 1234) is False
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crewboard.board import dispatch
+from crewboard.board import recovery
 from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.home import Home
 from crewboard.supervisor.reaper import pid_alive
@@ -112,7 +112,7 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
         started(owner)
         runner = running_pid(job_id)
         # A peer's recovery (here: in this process) leaves the live owner's run alone…
-        assert dispatch.recover_orphans("peer", HOST, pid_alive) == []
+        assert recovery.recover_orphans("peer", HOST, pid_alive) == []
         with supervisor_process(home.root, {"CREWBOARD_CONCURRENCY": "1"}) as peer:
             started(peer)
             time.sleep(1.5)  # past the peer's first periodic recovery (5 heartbeats)

@@ -1,5 +1,6 @@
-"""The run lifecycle of jobs: claiming, starting, finishing, retrying and
-recovering runs. Only the supervisor calls these; the web process writes user
+"""The run lifecycle of jobs: claiming, starting, finishing and retrying runs
+(the runs of a dead supervisor are closed by :mod:`crewboard.board.recovery`,
+with the same policy). Only the supervisor calls these; the web process writes user
 intent (new jobs, cancel requests…) through :mod:`crewboard.board.jobs`.
 
 Every change of state is one named function doing one short write transaction
@@ -12,8 +13,6 @@ function :func:`retry_delay_s`.
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,14 +20,11 @@ from pathlib import Path
 
 import peewee
 
-from crewboard import sessionlog
 from crewboard.board.db import is_sqlite, write
 from crewboard.board.events import SUPERVISOR, record_event
-from crewboard.board.heartbeats import is_alive
 from crewboard.board.models import (
     Comment,
     Event,
-    Heartbeat,
     Job,
     JobEdge,
     JobStatus,
@@ -37,8 +33,6 @@ from crewboard.board.models import (
     User,
 )
 from crewboard.clock import iso, utcnow
-
-log = logging.getLogger(__name__)
 
 # The backoff before retry n (1-based) is 2**n seconds, capped.
 RETRY_BASE_S = 2.0
@@ -443,7 +437,7 @@ def _settle_job(
     return Finished(job.id, status, available_at, tuple(promoted))
 
 
-def _finish(
+def close_run(
     run: Run,
     outcome: RunOutcome,
     *,
@@ -455,6 +449,9 @@ def _finish(
     guard: peewee.Expression | None = None,
     how: str = "",
 ) -> Finished | None:
+    """Close ``run`` (if still live, and ``guard`` holds) with ``outcome``,
+    record it, and move its job on by the failure policy. Call inside a
+    write transaction; None if the run was no longer live."""
     if not _close_run(
         run, outcome, exit_code=exit_code, error=error, artifact=artifact, now=now, guard=guard
     ):
@@ -503,7 +500,7 @@ def finish_run(
     run = Run.get_or_none(Run.id == run_id)
     if run is None or run.outcome != RunOutcome.RUNNING:
         return None
-    return _finish(
+    return close_run(
         run,
         RunOutcome(outcome),
         exit_code=exit_code,
@@ -564,111 +561,3 @@ def next_due_at(now: datetime) -> datetime | None:
     )
     times = [Job.available_at.python_value(t) for t in (ready, scheduled) if t is not None]
     return min(times) if times else None
-
-
-# -- Recovery ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recovered:
-    run_id: int
-    job_id: int
-    supervisor_id: str
-    outcome: RunOutcome
-    job_status: str
-
-
-def dead_supervisors(
-    now: datetime, this_supervisor_id: str, this_host: str, pid_alive: Callable[[int], bool]
-) -> set[str]:
-    """Supervisors owning live runs that are not themselves alive: their
-    heartbeat is stale or stopped (or missing), or they ran on this host and
-    their pid is gone (or is now this very process)."""
-    owners = {
-        row.supervisor_id
-        for row in Run.select(Run.supervisor_id).where(Run.outcome == RunOutcome.RUNNING).distinct()
-    }
-    owners.discard(this_supervisor_id)
-    if not owners:
-        return set()
-    beats = {
-        row.supervisor_id: row
-        for row in Heartbeat.select().where(Heartbeat.supervisor_id.in_(owners))
-    }
-    dead = set()
-    for owner in owners:
-        beat = beats.get(owner)
-        if (
-            beat is None
-            or not is_alive(beat, now)
-            or (beat.host == this_host and (beat.pid == os.getpid() or not pid_alive(beat.pid)))
-        ):
-            dead.add(owner)
-    return dead
-
-
-def _orphan_outcome(log_path: str | None) -> tuple[RunOutcome, str | None, str | None]:
-    """How an orphaned run ended, from the last record of its log."""
-    last = sessionlog.last_record(log_path) if log_path else None
-    if last is not None and last.get("type") == "final_result":
-        return RunOutcome.SUCCEEDED, None, str(last.get("text") or "")
-    if last is not None and last.get("type") == "blocked":
-        return RunOutcome.BLOCKED, str(last.get("reason") or "") or None, None
-    return RunOutcome.INTERRUPTED, "its supervisor went away", None
-
-
-@write
-def _recover_run(run_id: int, owner: str, now: datetime) -> Recovered | None:
-    run = Run.get_or_none(Run.id == run_id)
-    if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
-        return None
-    outcome, error, result = _orphan_outcome(run.log_path)
-    if run.log_path and outcome == RunOutcome.INTERRUPTED:
-        sessionlog.ensure_terminal(run.log_path, "run interrupted: its supervisor went away")
-    finished = _finish(
-        run,
-        outcome,
-        exit_code=None,
-        error=error,
-        result=result,
-        artifact=run.artifact,
-        now=now,
-        guard=(Run.supervisor_id == owner),
-        how=f" (recovered from supervisor {owner})",
-    )
-    if finished is None:
-        return None
-    return Recovered(run.id, run.job_id, owner, outcome, finished.job_status)
-
-
-def recover_orphans(
-    this_supervisor_id: str,
-    this_host: str,
-    pid_alive: Callable[[int], bool],
-    now: datetime | None = None,
-) -> list[Recovered]:
-    """Close every run left ``running`` by a supervisor that is not alive
-    (see :func:`dead_supervisors`): ``succeeded`` if its log ends in a
-    ``final_result``, ``blocked`` if in the agent's block, else
-    ``interrupted``; and move its job on as :func:`finish_run` does. Never
-    touches a run whose supervisor is alive. One transaction per run."""
-    now = now or utcnow()
-    dead = dead_supervisors(now, this_supervisor_id, this_host, pid_alive)
-    if not dead:
-        return []
-    orphans = Run.select(Run.id, Run.supervisor_id).where(
-        (Run.outcome == RunOutcome.RUNNING) & Run.supervisor_id.in_(dead)
-    )
-    recovered = []
-    for orphan in list(orphans):
-        closed = _recover_run(orphan.id, orphan.supervisor_id, now)
-        if closed is not None:
-            log.info(
-                "recovered run %s of job %s from supervisor %s: %s",
-                closed.run_id,
-                closed.job_id,
-                closed.supervisor_id,
-                closed.outcome.value,
-            )
-            recovered.append(closed)
-    return recovered

@@ -5,7 +5,7 @@ intervals (so a peer supervisor's death is noticed while this one runs), it
 closes each run whose supervisor is not alive — heartbeat stale or stopped,
 or, on this host, its pid gone — as ``succeeded`` if the log ends in a
 ``final_result``, else ``interrupted``, and requeues the job
-(:func:`crewboard.board.dispatch.recover_orphans`). A run whose supervisor is
+(:func:`crewboard.board.recovery.recover_orphans`). A run whose supervisor is
 alive is never touched.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from crewboard.board import db, dispatch
+from crewboard.board import db, recovery
 from crewboard.supervisor.heartbeat import Identity
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-async def run_recovery(identity: Identity) -> list[dispatch.Recovered]:
+async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
     """Close the runs of dead supervisors once; returns what was closed."""
-    return await db.call(dispatch.recover_orphans, identity.supervisor_id, identity.host, pid_alive)
+    return await db.call(recovery.recover_orphans, identity.supervisor_id, identity.host, pid_alive)
 
 
 async def serve_reaper(
