@@ -1,9 +1,10 @@
 """``crewboard supervisor``: the actor that owns the run state of jobs.
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
-socket), recover the runs of supervisors that died, start the heartbeat, take
-work (wake socket, reaper and dispatcher in one nursery), tell systemd it is
-ready, wait for a signal, then stop taking work and drain the running runs.
+socket), recover the runs of supervisors that died, start the runner template
+and the heartbeat, take work (wake socket, reaper, dispatcher and scheduler in
+one nursery), tell systemd it is ready, wait for a signal, then stop taking
+work and drain the running runs.
 """
 
 from __future__ import annotations
