@@ -1,5 +1,24 @@
 """The browser client's pages: HTML shells that load plain JS modules from
-``/static/``. Everything they show comes from the HTTP API."""
+``/static/``. Everything they show comes from the HTTP API; nothing is
+rendered into the HTML here, and no request leaves the server's origin.
+
+Adding a page ``<name>``:
+
+1. ``web/pages/<name>.html``: copy the head of ``chat.html`` (charset,
+   viewport, title, ``/static/app.css``, one ``<script type="module"
+   src="/static/<name>.js">``), then ``<header id="shell"></header>`` and
+   ``<main id="main">`` with the page's static markup. No inline scripts or
+   ``style`` attributes: the CSP below refuses them; use classes from
+   ``app.css``.
+2. ``web/static/<name>.js``: ``const me = await startShell({ page: "<name>" })``
+   (from ``/static/shell.js``) renders the header and resolves to the
+   signed-in user; then the page's own code, using ``api.js`` for JSON,
+   ``sse.js`` for streams and ``render.js`` for session logs. Add the page to
+   ``NAV`` in ``shell.js`` if it belongs in the main navigation.
+3. A route here returning ``_page("<name>.html")``, under
+   :func:`login_required` unless the page is public. The page reads its
+   parameters (a job id in the path, say) from ``location`` itself.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +61,20 @@ async def login_page():
 @login_required
 async def profile_page():
     return _page("profile.html")
+
+
+@bp.get("/chat")
+@login_required
+async def chat_page():
+    return _page("chat.html")
+
+
+@bp.get("/favicon.ico")
+async def favicon():
+    # Browsers ask for it on pages that name no icon (Swagger UI, say).
+    response = await send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "max-age=86400"
+    return response
 
 
 @bp.get("/static/<path:filename>")

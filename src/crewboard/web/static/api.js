@@ -1,18 +1,64 @@
-// Small helpers over the HTTP API: JSON calls that surface the server's error message.
-export async function api(path, { method = "GET", body } = {}) {
-  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+// JSON calls to the HTTP API, and what every page does when the session ends.
+//
+//   const jobs = await api("/api/jobs");
+//   await api("/api/tokens", { method: "POST", body: { name: "laptop" } });
+//
+// A failed call throws an ApiError carrying the server's message, status and
+// details (`details.fields` for 422). A 401 from /api/* means the session is
+// gone: the page goes to /login and comes back here after signing in.
+
+export class ApiError extends Error {
+  constructor(message, status = 0, code = "", details = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** Send the browser to the sign-in page, returning here afterwards. */
+export function toLogin() {
+  const here = location.pathname + location.search;
+  location.assign(`/login?next=${encodeURIComponent(here)}`);
+}
+
+/** The ApiError for a failed response (its body is read here). */
+export async function errorFrom(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): fall back to the status line.
+  }
+  const error = body?.error || {};
+  const message = error.message || `${response.status} ${response.statusText || "error"}`.trim();
+  return new ApiError(message, response.status, error.code || "", error.details || {});
+}
+
+/** True for a 401 that should send the user to the sign-in page. */
+export function isSessionGone(response, path) {
+  return response.status === 401 && path.startsWith("/api/");
+}
+
+/** Call the API; resolves to the parsed JSON body (null when empty). */
+export async function api(path, { method = "GET", body, signal } = {}) {
+  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin", signal };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!response.ok) {
-    const error = new Error(data?.error?.message || `${response.status} ${response.statusText}`);
-    error.status = response.status;
-    error.details = data?.error?.details || {};
-    throw error;
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError("cannot reach the server; check your connection and try again");
   }
-  return data;
+  if (!response.ok) {
+    if (isSessionGone(response, path)) toLogin();
+    throw await errorFrom(response);
+  }
+  const text = await response.text();
+  return text ? JSON.parse(text) : null;
 }

@@ -1,9 +1,10 @@
-import { api } from "/static/api.js";
+// The landing page: what crewboard is, and the way in.
+import { startShell } from "/static/shell.js";
 
-const me = await api("/auth/me");
+const me = await startShell({ page: "landing", requireLogin: false });
 if (me) {
   document.getElementById("who").textContent = `Signed in as ${me.email}.`;
-  const link = document.getElementById("sign-in");
-  link.textContent = "Your profile";
-  link.href = "/profile";
+  const start = document.getElementById("start");
+  start.textContent = "Open chat";
+  start.href = "/chat";
 }

@@ -1,34 +1,55 @@
+// The sign-in page: local accounts, and Google when the server offers it.
 import { api } from "/static/api.js";
+import { showError } from "/static/dom.js";
+import { startShell } from "/static/shell.js";
 
 const form = document.getElementById("login-form");
 const errorBox = document.getElementById("login-error");
 const params = new URLSearchParams(location.search);
 
-function showError(message) {
-  errorBox.textContent = message;
-  errorBox.hidden = !message;
+/** Where to go once signed in: `next` if it is a path on this site. */
+function destination() {
+  const next = params.get("next") || "";
+  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/chat";
 }
 
-showError(params.get("error") || "");
-api("/auth/google-enabled").then(({ enabled }) => {
-  document.getElementById("google").hidden = !enabled;
-});
+const me = await startShell({ page: "login", requireLogin: false });
+if (me) location.replace(destination());
+
+// A failed Google sign-in comes back here with ?error=.
+showError(errorBox, params.get("error") || "");
+api("/auth/google-enabled")
+  .then(({ enabled }) => {
+    document.getElementById("google").hidden = !enabled;
+  })
+  .catch(() => {
+    // Without an answer, offer only local sign-in.
+  });
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  showError("");
+  showError(errorBox, "");
+  if (!form.email.value.trim() || !form.password.value) {
+    showError(errorBox, "Enter your email and password.");
+    (form.email.value.trim() ? form.password : form.email).focus();
+    return;
+  }
   const button = form.querySelector("button");
   button.disabled = true;
   try {
     await api("/auth/login", {
       method: "POST",
-      body: { email: form.email.value, password: form.password.value },
+      body: { email: form.email.value.trim(), password: form.password.value },
     });
-    const next = params.get("next");
-    location.assign(next && next.startsWith("/") && !next.startsWith("//") ? next : "/profile");
+    location.assign(destination());
   } catch (error) {
-    showError(error.message);
-  } finally {
+    showError(errorBox, sentence(error.message));
+    form.password.select();
     button.disabled = false;
   }
 });
+
+function sentence(message) {
+  const text = String(message || "sign-in failed");
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+}

@@ -1,16 +1,110 @@
+// The profile page: who you are, and your personal API tokens (list, create
+// — the secret shown once, with a copy button — and revoke).
 import { api } from "/static/api.js";
+import { copyText, el, showError, timeEl } from "/static/dom.js";
+import { startShell } from "/static/shell.js";
 
-const me = await api("/auth/me");
-const list = document.getElementById("profile");
+const me = await startShell({ page: "profile" });
+
+const facts = document.getElementById("profile");
 for (const [label, value] of [
   ["Email", me.email],
-  ["Name", me.name],
+  ["Name", me.name || "—"],
   ["Role", me.isAdmin ? "Administrator" : "User"],
-  ["Signed in with", me.authMethod],
+  ["Signed in with", { local: "password", google: "Google", token: "API token" }[me.authMethod] || me.authMethod],
 ]) {
-  const dt = document.createElement("dt");
-  dt.textContent = label;
-  const dd = document.createElement("dd");
-  dd.textContent = value;
-  list.append(dt, dd);
+  facts.append(el("dt", {}, label), el("dd", {}, value));
 }
+
+const form = document.getElementById("token-form");
+const errorBox = document.getElementById("token-error");
+const rows = document.querySelector("#tokens tbody");
+const table = document.getElementById("tokens");
+const empty = document.getElementById("tokens-empty");
+const fresh = document.getElementById("new-token");
+const freshValue = document.getElementById("new-token-value");
+const copyStatus = document.getElementById("copy-status");
+
+function tokenRow(token) {
+  const revoke = el("button", {
+    type: "button",
+    class: "danger small",
+    "aria-label": `Revoke token ${token.name}`,
+    onclick: () => revokeToken(token, revoke),
+  }, "Revoke");
+  return el("tr", { dataset: { tokenId: token.id } },
+    el("td", { "data-label": "Name" }, token.name),
+    el("td", { "data-label": "Created" }, timeEl(token.createdAt)),
+    el("td", { "data-label": "Last used" }, token.lastUsedAt ? timeEl(token.lastUsedAt) : "never"),
+    el("td", {}, revoke));
+}
+
+async function loadTokens() {
+  try {
+    const tokens = await api("/api/tokens");
+    rows.replaceChildren(...tokens.map(tokenRow));
+    table.hidden = tokens.length === 0;
+    empty.hidden = tokens.length !== 0;
+  } catch (error) {
+    showError(errorBox, `Cannot list your tokens: ${error.message}`);
+  }
+}
+
+async function revokeToken(token, button) {
+  if (!confirm(`Revoke the token "${token.name}"? Scripts using it will stop working.`)) return;
+  button.disabled = true;
+  showError(errorBox, "");
+  try {
+    await api(`/api/tokens/${token.id}`, { method: "DELETE" });
+    if (fresh.dataset.tokenId === String(token.id)) hideFresh();
+  } catch (error) {
+    showError(errorBox, `Cannot revoke "${token.name}": ${error.message}`);
+    button.disabled = false;
+    return;
+  }
+  await loadTokens();
+  form.name.focus();
+}
+
+function hideFresh() {
+  fresh.hidden = true;
+  freshValue.value = "";
+  copyStatus.textContent = "";
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError(errorBox, "");
+  const name = form.name.value.trim();
+  if (!name) {
+    showError(errorBox, "Give the token a name, so you know later what it is for.");
+    form.name.focus();
+    return;
+  }
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    const created = await api("/api/tokens", { method: "POST", body: { name } });
+    form.reset();
+    freshValue.value = created.token;
+    fresh.dataset.tokenId = created.id;
+    copyStatus.textContent = "";
+    fresh.hidden = false;
+    await loadTokens();
+    freshValue.focus();
+    freshValue.select();
+  } catch (error) {
+    showError(errorBox, error.details?.fields?.name || error.message);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.getElementById("copy-token").addEventListener("click", async () => {
+  const copied = await copyText(freshValue.value, freshValue);
+  copyStatus.textContent = copied
+    ? "Copied to the clipboard."
+    : "Copying is not allowed here: the token is selected, press Ctrl+C (⌘C) to copy it.";
+});
+
+await loadTokens();

@@ -1,0 +1,355 @@
+// The chat page: pick an agent and a model, start or continue a session, and
+// watch the reply stream in. Saved sessions are listed at the side; opening
+// one replays it through the same renderer. The open session is in the URL
+// (?session=NAME), so a reload during a turn replays the session and follows
+// the turn until it ends.
+import { api, ApiError } from "/static/api.js";
+import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
+import { Transcript } from "/static/render.js";
+import { stream, StreamLost } from "/static/sse.js";
+import { startShell } from "/static/shell.js";
+
+await startShell({ page: "chat" });
+
+const $ = (id) => document.getElementById(id);
+const agentSelect = $("agent");
+const modelSelect = $("model");
+const nameInput = $("session-name");
+const form = $("composer");
+const message = $("message");
+const sendButton = $("send");
+const stopButton = $("stop");
+const deleteButton = $("delete-session");
+const errorBox = $("chat-error");
+const sessionList = $("session-list");
+const sessionsPanel = $("sessions");
+const sessionsToggle = $("sessions-toggle");
+
+const NEW_CHAT_EMPTY = "Pick an agent and a model, then send a message to start a session.";
+const transcript = new Transcript($("transcript"), {
+  emptyText: NEW_CHAT_EMPTY,
+  scroller: document.scrollingElement,
+});
+
+let agents = [];
+let models = [];
+let saved = []; // [{sessionName, id, updatedAt}]
+let current = null; // the open session, as /api/session/get returns it
+let streaming = null; // the AbortController of the stream being read
+
+// --- the pickers -----------------------------------------------------------
+
+function fillAgents() {
+  replaceChildren(agentSelect, agents.map((a) => el("option", { value: a.id }, a.name || a.id)));
+}
+
+function fillModels() {
+  const groups = new Map();
+  for (const model of models) {
+    if (!groups.has(model.provider)) groups.set(model.provider, []);
+    groups.get(model.provider).push(el("option", { value: model.id }, model.name));
+  }
+  replaceChildren(modelSelect,
+    [...groups].map(([provider, options]) => el("optgroup", { label: provider }, options)));
+}
+
+/** Select `spec` in the model list, adding it if the server no longer lists it. */
+function chooseModel(spec) {
+  if (!spec) return;
+  if (![...modelSelect.options].some((o) => o.value === spec)) {
+    modelSelect.append(el("option", { value: spec }, `${spec} (not listed now)`));
+  }
+  modelSelect.value = spec;
+}
+
+function describeAgent() {
+  const agent = agents.find((a) => a.id === agentSelect.value);
+  $("agent-description").textContent = agent?.description || "";
+}
+
+agentSelect.addEventListener("change", () => {
+  describeAgent();
+  // A preset that names a model suggests it.
+  const agent = agents.find((a) => a.id === agentSelect.value);
+  if (agent?.model && models.some((m) => m.id === agent.model)) chooseModel(agent.model);
+});
+
+// --- the sidebar -----------------------------------------------------------
+
+async function loadSaved() {
+  try {
+    saved = await api("/api/session/names");
+  } catch (error) {
+    showError(errorBox, `Cannot list your sessions: ${error.message}`);
+    return;
+  }
+  replaceChildren(sessionList, saved.map((s) =>
+    el("li", { class: s.sessionName === current?.sessionName ? "current" : null },
+      el("a", {
+        href: `/chat?session=${encodeURIComponent(s.sessionName)}`,
+        "aria-current": s.sessionName === current?.sessionName ? "page" : null,
+        onclick: (event) => {
+          event.preventDefault();
+          openSession(s.sessionName, { push: true });
+        },
+      }, s.sessionName, el("small", {}, timeEl(s.updatedAt))))));
+  $("sessions-empty").hidden = saved.length > 0;
+}
+
+sessionsToggle.addEventListener("click", () => {
+  const open = sessionsPanel.classList.toggle("collapsed") === false;
+  sessionsToggle.setAttribute("aria-expanded", String(open));
+});
+
+function collapseSidebar() {
+  sessionsPanel.classList.add("collapsed");
+  sessionsToggle.setAttribute("aria-expanded", "false");
+}
+
+// --- state of the page -----------------------------------------------------
+
+function setBusy(busy) {
+  sendButton.disabled = busy;
+  stopButton.hidden = !busy || !current;
+  agentSelect.disabled = busy;
+  modelSelect.disabled = busy;
+  deleteButton.disabled = busy;
+}
+
+function showSession(session) {
+  current = session;
+  $("session-title").textContent = session ? session.sessionName : "New chat";
+  document.title = `${session ? session.sessionName : "Chat"} · crewboard`;
+  deleteButton.hidden = !session;
+  $("session-name-field").hidden = Boolean(session);
+  if (session) {
+    agentSelect.value = session.agent;
+    chooseModel(session.modelSpec);
+    describeAgent();
+  }
+  for (const item of sessionList.querySelectorAll("li")) {
+    const link = item.querySelector("a");
+    const here = Boolean(session) && new URL(link.href).searchParams.get("session") === session.sessionName;
+    item.classList.toggle("current", here);
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function setUrl(name, { push = false } = {}) {
+  const url = name ? `/chat?session=${encodeURIComponent(name)}` : "/chat";
+  if (url === location.pathname + location.search) return;
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
+function stopReading() {
+  streaming?.abort();
+  streaming = null;
+}
+
+function newChat({ push = false } = {}) {
+  stopReading();
+  showSession(null);
+  showError(errorBox, "");
+  transcript.emptyText = NEW_CHAT_EMPTY;
+  transcript.clear();
+  setBusy(false);
+  setUrl(null, { push });
+  nameInput.value = "";
+  message.focus();
+}
+
+$("new-chat").addEventListener("click", () => {
+  collapseSidebar();
+  newChat({ push: true });
+});
+
+// --- reading streams -------------------------------------------------------
+
+/** Read frames into the transcript; resolves when the stream ends. */
+async function follow(frames) {
+  for await (const frame of frames) {
+    transcript.frame(frame);
+    if (frame.type === "done" && frame.data?.session) showSession(frame.data.session);
+  }
+}
+
+/** Replay a session (from after `lastEventId`), following a running turn. */
+async function replay(session, lastEventId = null) {
+  stopReading();
+  const controller = (streaming = new AbortController());
+  setBusy(session.live);
+  try {
+    await follow(stream(`/api/session/replay/${encodeURIComponent(session.sessionName)}`,
+      { signal: controller.signal, lastEventId }));
+  } catch (error) {
+    if (!controller.signal.aborted) showError(errorBox, `Cannot replay the session: ${error.message}`);
+  } finally {
+    if (streaming === controller) {
+      streaming = null;
+      setBusy(false);
+    }
+  }
+}
+
+async function openSession(name, { push = false } = {}) {
+  collapseSidebar();
+  stopReading();
+  showError(errorBox, "");
+  const entry = saved.find((s) => s.sessionName === name);
+  if (!entry) {
+    newChat();
+    showError(errorBox, `You have no saved session named "${name}".`);
+    return;
+  }
+  let session;
+  try {
+    session = await api(`/api/session/get/${entry.id}`);
+  } catch (error) {
+    showError(errorBox, `Cannot open "${name}": ${error.message}`);
+    return;
+  }
+  showSession(session);
+  setUrl(name, { push });
+  transcript.emptyText = "No messages in this session yet.";
+  transcript.clear();
+  await replay(session);
+}
+
+window.addEventListener("popstate", () => {
+  const name = new URLSearchParams(location.search).get("session");
+  if (name) openSession(name);
+  else newChat();
+});
+
+// --- sending ---------------------------------------------------------------
+
+/** The session to send to: a new one, or the open one with the chosen agent and model. */
+async function sessionForMessage() {
+  const agent = agentSelect.value;
+  const modelSpec = modelSelect.value || undefined;
+  if (current && current.agent === agent && current.modelSpec === modelSpec) return current;
+  const body = { agent, modelSpec };
+  const name = current ? current.sessionName : nameInput.value.trim();
+  if (name) body.sessionName = name;
+  const session = await api("/api/session/create", { method: "POST", body });
+  showSession(session);
+  setUrl(session.sessionName);
+  return session;
+}
+
+async function send(text) {
+  showError(errorBox, "");
+  setBusy(true);
+  let session;
+  try {
+    session = await sessionForMessage();
+  } catch (error) {
+    setBusy(false);
+    const fields = error.details?.fields || {};
+    const detail = fields.sessionName ? `session name ${fields.sessionName}` : error.message;
+    showError(errorBox, `Cannot start the session: ${detail}`);
+    return;
+  }
+  setBusy(true);
+  message.value = "";
+  const seqBefore = transcript.lastSeq;
+  const turn = transcript.userMessage(text);
+  const controller = (streaming = new AbortController());
+  try {
+    await follow(stream(`/api/session/newUserMessage/${session.id}`, {
+      method: "POST",
+      body: { message: text },
+      signal: controller.signal,
+    }));
+  } catch (error) {
+    if (controller.signal.aborted) return;
+    if (error instanceof StreamLost) {
+      // The turn goes on without us: pick it up from the log where we were.
+      streaming = null;
+      await replay({ ...session, live: true }, transcript.lastSeq || null);
+      return;
+    }
+    if (error instanceof ApiError && transcript.lastSeq === seqBefore && !turn.finished) {
+      // Refused before it began (409: a turn is already running, say).
+      transcript.dropTurn(turn);
+      message.value = message.value || text;
+    }
+    showError(errorBox, `The message was not sent: ${error.message}`);
+  } finally {
+    if (streaming === controller) {
+      streaming = null;
+      setBusy(false);
+    }
+    loadSaved();
+  }
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = message.value;
+  if (!text.trim()) {
+    showError(errorBox, "Write a message first.");
+    message.focus();
+    return;
+  }
+  if (!sendButton.disabled) send(text);
+});
+
+message.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+stopButton.addEventListener("click", async () => {
+  if (!current) return;
+  stopButton.disabled = true;
+  try {
+    // Closing the session stops its running turn; the stream then ends with the reason.
+    await api(`/api/session/delete/${current.id}`, { method: "POST" });
+  } catch (error) {
+    showError(errorBox, `Cannot stop the turn: ${error.message}`);
+  } finally {
+    stopButton.disabled = false;
+  }
+});
+
+deleteButton.addEventListener("click", async () => {
+  if (!current) return;
+  const name = current.sessionName;
+  if (!confirm(`Delete the session "${name}" and its history? This cannot be undone.`)) return;
+  try {
+    await api(`/api/session/byName/${encodeURIComponent(name)}`, { method: "DELETE" });
+  } catch (error) {
+    showError(errorBox, `Cannot delete "${name}": ${error.message}`);
+    return;
+  }
+  newChat();
+  await loadSaved();
+});
+
+// --- start -----------------------------------------------------------------
+
+try {
+  [agents, models] = await Promise.all([api("/api/agents"), api("/api/models"), loadSaved()]);
+} catch (error) {
+  showError(errorBox, `Cannot load the agents and models: ${error.message}`);
+}
+fillAgents();
+fillModels();
+const preferred = agents.find((a) => a.id === "assistant") || agents[0];
+if (preferred) agentSelect.value = preferred.id;
+const presetModel = preferred?.model && models.some((m) => m.id === preferred.model) ? preferred.model : null;
+chooseModel(presetModel || (models.some((m) => m.id === "offline:scripted") ? "offline:scripted" : models[0]?.id));
+describeAgent();
+if (!agents.length || !models.length) {
+  sendButton.disabled = true;
+  showError(errorBox, !agents.length ? "No agent presets are available." : "No models are available.");
+}
+
+const opening = new URLSearchParams(location.search).get("session");
+if (opening) await openSession(opening);
+else newChat();

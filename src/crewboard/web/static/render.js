@@ -1,0 +1,304 @@
+// One renderer for chat and job streams: the same frames, live or replayed,
+// make the same transcript.
+//
+//   import { Transcript } from "/static/render.js";
+//   const view = new Transcript(document.getElementById("transcript"), {
+//     emptyText: "No messages yet.",      // shown while there are no turns
+//     scroller: document.scrollingElement // kept at the bottom if it was there
+//   });
+//   for await (const frame of stream(url)) view.frame(frame);
+//
+// Frames (see the SSE frames in openapi.yaml):
+//   user_message  starts a turn with the user's message (or a job's prompt);
+//   chunk         one log record: `text` deltas stream into the answer;
+//                 tool calls (with their results, matched by callId),
+//                 handoffs and agent starts go into a collapsed "thinking"
+//                 section; a `blocked` record ends the turn as blocked;
+//   final_result, done
+//                 end the turn: the answer is replaced by the server's
+//                 sanitised `html` (the ONLY markup this client inserts);
+//                 a job's `done {runId, outcome}` only adds the outcome;
+//   error         ends the turn with the message.
+// A live chat turn's stream carries no user_message: call
+// view.userMessage(text) when sending. Frames whose id is at or below
+// view.lastSeq are ignored, so a stream resumed from an earlier point
+// repeats nothing.
+
+import { el, replaceChildren } from "/static/dom.js";
+
+// Tool arguments and results longer than this are cut, with a note.
+const MAX_SHOWN = 20000;
+
+function clip(text) {
+  const value = String(text ?? "");
+  return value.length > MAX_SHOWN
+    ? `${value.slice(0, MAX_SHOWN)}\n… (${value.length - MAX_SHOWN} more characters)`
+    : value;
+}
+
+function prettyJson(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return String(text ?? "");
+  }
+}
+
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/** One turn: the user's message and the agent's answer. */
+class Turn {
+  constructor(text, label) {
+    this.finished = false;
+    this.agent = "";
+    this.toolCalls = new Map(); // callId → the step's element
+    this.counts = { tools: 0, handoffs: 0, notes: 0 };
+    this.steps = el("ol", { class: "steps" });
+    this.summary = el("summary", {}, "Thinking…");
+    this.thinking = el("details", { class: "thinking", hidden: true }, this.summary, this.steps);
+    this.who = el("p", { class: "who" }, "Agent");
+    this.streaming = el("div", { class: "answer streaming" });
+    this.status = el("p", { class: "working" }, "Working…");
+    this.reply = el("div", { class: "message agent", "aria-busy": "true" },
+      this.who, this.thinking, this.streaming, this.status);
+    this.node = el("article", { class: "turn" },
+      text === null ? null : el("div", { class: "message user" },
+        el("p", { class: "who" }, label),
+        el("div", { class: "text" }, text)),
+      this.reply);
+  }
+
+  setAgent(name) {
+    if (name && name !== this.agent) {
+      this.agent = name;
+      this.who.textContent = name;
+    }
+  }
+
+  addStep(kind, ...children) {
+    const item = el("li", { class: `step ${kind}` }, ...children);
+    this.steps.append(item);
+    this.thinking.hidden = false;
+    this.updateSummary();
+    return item;
+  }
+
+  /** Text the agent said before calling a tool is thinking, not the answer. */
+  moveTextToThinking() {
+    const said = this.streaming.textContent;
+    if (said.trim()) {
+      this.counts.notes += 1;
+      this.addStep("note", el("p", { class: "said" }, said));
+    }
+    this.streaming.replaceChildren();
+  }
+
+  updateSummary(latest) {
+    const { tools, handoffs } = this.counts;
+    const parts = [];
+    if (tools) parts.push(plural(tools, "tool call"));
+    if (handoffs) parts.push(plural(handoffs, "handoff"));
+    const counted = parts.length ? ` · ${parts.join(", ")}` : "";
+    const now = !this.finished && latest ? ` — ${latest}` : "";
+    this.summary.textContent = `${this.finished ? "Thinking" : "Thinking…"}${counted}${now}`;
+  }
+
+  record(record) {
+    this.setAgent(record.agentName);
+    switch (record.type) {
+      case "text":
+        this.streaming.append(String(record.text ?? ""));
+        break;
+      case "agent_start":
+        this.addStep("agent", `${record.agentName} started`);
+        break;
+      case "handoff":
+        this.moveTextToThinking();
+        this.counts.handoffs += 1;
+        this.addStep("handoff", `${record.agentName} handed off to ${record.toAgentName}`);
+        this.updateSummary(`handing off to ${record.toAgentName}`);
+        this.setAgent(record.toAgentName);
+        break;
+      case "agent_tool_start": {
+        this.moveTextToThinking();
+        this.counts.tools += 1;
+        const item = this.addStep("tool pending",
+          el("p", { class: "tool-name" }, el("code", {}, record.toolName), " ",
+            el("span", { class: "tool-state" }, "running")),
+          el("pre", { class: "args", "aria-label": "Arguments" }, clip(prettyJson(record.toolArgumentsStr))));
+        if (record.callId) this.toolCalls.set(record.callId, item);
+        this.updateSummary(`calling ${record.toolName}`);
+        break;
+      }
+      case "agent_tool_end": {
+        let item = this.toolCalls.get(record.callId);
+        if (!item) {
+          this.counts.tools += 1;
+          item = this.addStep("tool", el("p", { class: "tool-name" }, el("code", {}, record.toolName), " ",
+            el("span", { class: "tool-state" }, "")));
+        }
+        item.classList.remove("pending");
+        item.querySelector(".tool-state").textContent = "result";
+        item.append(el("pre", { class: "result", "aria-label": "Result" }, clip(record.result)));
+        this.updateSummary();
+        break;
+      }
+      case "blocked":
+        this.finish({ blocked: record.reason });
+        break;
+      case "final_result":
+      case "error":
+        this.finish(record.type === "error" ? { error: record.message } : { result: record });
+        break;
+      default:
+        // agent_end and record kinds this client does not know: nothing to show.
+        break;
+    }
+  }
+
+  /** End the turn with a result record, a block reason, an error or an outcome. */
+  finish({ result, blocked, error, outcome }) {
+    if (this.finished) {
+      if (outcome) this.reply.dataset.outcome = outcome;
+      return;
+    }
+    this.finished = true;
+    this.reply.removeAttribute("aria-busy");
+    this.status.remove();
+    this.updateSummary();
+    if (result && result.type === "blocked") {
+      blocked = result.reason;
+    }
+    if (result && blocked === undefined) {
+      this.setAgent(result.agentName);
+      this.streaming.replaceWith(answer(result.html, result.text));
+      this.reply.dataset.outcome = "answered";
+    } else if (blocked !== undefined) {
+      this.moveTextToThinking();
+      this.streaming.replaceWith(el("div", { class: "notice blocked" },
+        el("p", { class: "label" }, "Blocked"), answer(result?.html, blocked)));
+      this.reply.dataset.outcome = "blocked";
+    } else if (error !== undefined) {
+      this.streaming.after(el("p", { class: "turn-error", role: "alert" }, error || "the turn failed"));
+      this.reply.dataset.outcome = "error";
+    } else if (outcome) {
+      this.streaming.after(el("p", { class: "notice" }, `The run ended: ${outcome}.`));
+      this.reply.dataset.outcome = outcome;
+    }
+  }
+}
+
+/** The final answer: the server's sanitised HTML, or plain text without it. */
+function answer(html, text) {
+  const node = el("div", { class: "answer rendered" });
+  if (typeof html === "string" && html) {
+    node.innerHTML = html; // sanitised on the server (web/render.py)
+  } else {
+    node.classList.add("plain");
+    node.textContent = String(text ?? "");
+  }
+  return node;
+}
+
+export class Transcript {
+  constructor(container, { emptyText = "Nothing here yet.", scroller = null, userLabel = "You" } = {}) {
+    this.container = container;
+    this.emptyText = emptyText;
+    this.scroller = scroller;
+    this.userLabel = userLabel;
+    this.clear();
+  }
+
+  /** Forget everything shown. */
+  clear() {
+    this.turns = [];
+    this.lastSeq = 0;
+    replaceChildren(this.container, el("p", { class: "empty" }, this.emptyText));
+  }
+
+  /** Whether the latest turn is still going. */
+  get live() {
+    const turn = this.current;
+    return Boolean(turn && !turn.finished);
+  }
+
+  get current() {
+    return this.turns[this.turns.length - 1] || null;
+  }
+
+  /** Start a turn with the user's message (a live chat turn's stream omits it). */
+  userMessage(text) {
+    return this.keepScrolled(() => this.startTurn(text));
+  }
+
+  startTurn(text) {
+    if (!this.turns.length) this.container.replaceChildren();
+    const turn = new Turn(text, this.userLabel);
+    this.turns.push(turn);
+    this.container.append(turn.node);
+    return turn;
+  }
+
+  /** The open turn, or a new one without a user message (a stream joined midway). */
+  openTurn() {
+    const turn = this.current;
+    return turn && !turn.finished ? turn : this.startTurn(null);
+  }
+
+  /** Apply one stream frame ({ id, type, data }); see the top of this file. */
+  frame({ id = null, type, data }) {
+    if (id !== null && id <= this.lastSeq) return;
+    if (id !== null) this.lastSeq = id;
+    this.keepScrolled(() => {
+      switch (type) {
+        case "user_message":
+          this.startTurn(String(data?.text ?? ""));
+          break;
+        case "chunk":
+          if (data?.type === "user_message") this.startTurn(String(data.text ?? ""));
+          else this.openTurn().record(data || {});
+          break;
+        case "final_result":
+          this.openTurn().finish({ result: data || {} });
+          break;
+        case "done":
+          if (data && "outcome" in data && !("type" in data)) {
+            // A job stream's end: {runId, outcome}.
+            if (this.current) this.current.finish({ outcome: data.outcome });
+          } else {
+            this.openTurn().finish({ result: data || {} });
+          }
+          break;
+        case "error":
+          this.openTurn().finish({ error: String(data?.message ?? "") });
+          break;
+        default:
+          break;
+      }
+    });
+  }
+
+  /** Take back a turn that never started (the server refused the message). */
+  dropTurn(turn) {
+    const index = this.turns.indexOf(turn);
+    if (index < 0) return;
+    this.turns.splice(index, 1);
+    turn.node.remove();
+    if (!this.turns.length) this.clear();
+  }
+
+  /** Show an error that ended the stream itself (lost connection, refusal). */
+  fail(message) {
+    this.keepScrolled(() => this.openTurn().finish({ error: message }));
+  }
+
+  keepScrolled(change) {
+    const s = this.scroller;
+    const atBottom = s && s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    const result = change();
+    if (atBottom) s.scrollTop = s.scrollHeight;
+    return result;
+  }
+}

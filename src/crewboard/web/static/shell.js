@@ -1,0 +1,101 @@
+// The page shell: the header of every page (brand, navigation, who is signed
+// in, sign-out, and the live dispatcher indicator).
+//
+// A page's script starts with
+//
+//   import { startShell } from "/static/shell.js";
+//   const me = await startShell({ page: "chat" });
+//
+// which renders the header into the page's `<header id="shell">`, and
+// resolves to the signed-in profile ({ id, email, name, isAdmin,
+// authMethod }). Pages that need a user (the default) go to /login when
+// nobody is signed in; `{ requireLogin: false }` resolves to null instead
+// (the landing and login pages). `page` marks the current entry of NAV.
+
+import { api, toLogin } from "/static/api.js";
+import { el, formatTime, replaceChildren } from "/static/dom.js";
+
+// The main navigation, in order. Add a page here when it exists.
+export const NAV = [
+  { page: "chat", href: "/chat", label: "Chat" },
+  { page: "profile", href: "/profile", label: "Profile" },
+];
+
+// How often the header asks whether the dispatcher (the supervisor) is alive.
+export const DISPATCHER_POLL_MS = 5000;
+
+export async function startShell({ page = "", requireLogin = true } = {}) {
+  let header = document.getElementById("shell");
+  if (!header) {
+    header = el("header", { id: "shell" });
+    document.body.prepend(header);
+  }
+  header.classList.add("shell");
+  let me = null;
+  try {
+    me = await api("/auth/me");
+  } catch (error) {
+    render(header, page, null);
+    throw error;
+  }
+  if (!me && requireLogin) {
+    toLogin();
+    // Never resolves: the browser is leaving the page.
+    return new Promise(() => {});
+  }
+  render(header, page, me);
+  if (me) watchDispatcher(header.querySelector(".dispatcher"));
+  return me;
+}
+
+function render(header, page, me) {
+  const links = me
+    ? NAV.map(({ page: name, href, label }) =>
+        el("a", { href, "aria-current": name === page ? "page" : null }, label))
+    : [];
+  replaceChildren(
+    header,
+    el("a", { class: "skip", href: "#main" }, "Skip to content"),
+    el("a", { class: "brand", href: "/" }, "crewboard"),
+    links.length ? el("nav", { "aria-label": "Main" }, links) : null,
+    el("div", { class: "account" },
+      me ? el("span", { class: "dispatcher", role: "status", "aria-live": "polite" },
+        el("span", { class: "dot", "aria-hidden": "true" }),
+        el("span", { class: "label" }, "Dispatcher…")) : null,
+      me ? el("span", { class: "user", title: `Signed in as ${me.email}` }, me.name || me.email) : null,
+      me
+        ? el("a", { href: "/auth/logout", class: "logout" }, "Sign out")
+        : page === "login" ? null : el("a", { href: "/login", class: "login" }, "Sign in")),
+  );
+}
+
+/** Poll /api/dispatcher/status and show whether the dispatcher is alive. */
+function watchDispatcher(indicator) {
+  const label = indicator.querySelector(".label");
+  const show = (state, text, title = "") => {
+    indicator.dataset.state = state;
+    if (label.textContent !== text) label.textContent = text;
+    indicator.title = title;
+  };
+  async function poll() {
+    if (!document.hidden) {
+      try {
+        const status = await api("/api/dispatcher/status");
+        if (status.alive) {
+          show("alive", "Dispatcher alive",
+            `${status.running} of ${status.capacity} running, ${status.ready} ready`);
+        } else if (status.lastHeartbeatAt) {
+          show("down", `Dispatcher down since ${formatTime(status.lastHeartbeatAt)}`,
+            `last heartbeat ${status.lastHeartbeatAt}`);
+        } else {
+          show("down", "Dispatcher never started", "no supervisor has ever sent a heartbeat");
+        }
+      } catch (error) {
+        if (error.name === "AbortError") return;
+        show("unknown", "Server unreachable", error.message);
+      }
+    }
+    setTimeout(poll, DISPATCHER_POLL_MS);
+  }
+  poll();
+}

@@ -1,0 +1,52 @@
+"""Signing in and out in the browser, and the header every page shows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_in_lands_where_asked_and_sign_out_ends_the_session(anon_page, account, watch):
+    page = anon_page
+    page.goto("/profile")
+    # Pages that need a user send a stranger to the sign-in page, and back after.
+    expect(page).to_have_url(re.compile(r"/login\?next=/profile$"))
+    expect(page.locator("#google")).to_be_hidden()
+
+    watch.allow_console("401")  # the refused attempt's response
+    page.get_by_label("Email").fill(account.email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
+
+    page.get_by_label("Password").fill(account.password)
+    page.get_by_label("Password").press("Enter")
+    expect(page).to_have_url(re.compile(r"/profile$"))
+    header = page.locator("header.shell")
+    user = header.locator(".user")
+    expect(user).to_have_text(account.email.split("@")[0])
+    expect(user).to_have_attribute("title", f"Signed in as {account.email}")
+    expect(header.get_by_role("link", name="Profile")).to_have_attribute("aria-current", "page")
+    expect(header.get_by_role("status")).to_have_text("Dispatcher alive")
+
+    header.get_by_role("link", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page.locator("header.shell").get_by_role("link", name="Sign in")).to_be_visible()
+    # The session is over on the server too: the page sends us back to sign in.
+    page.goto("/chat")
+    expect(page).to_have_url(re.compile(r"/login\?next=/chat$"))
+
+
+def test_signed_in_user_skips_the_sign_in_page(page):
+    page.goto("/login")
+    expect(page).to_have_url(re.compile(r"/chat$"))
+
+
+def test_landing_page_offers_sign_in_to_strangers(anon_page):
+    anon_page.goto("/")
+    expect(anon_page.get_by_role("heading", name="crewboard")).to_be_visible()
+    expect(anon_page.locator("#start")).to_have_attribute("href", "/login")
