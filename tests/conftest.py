@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -99,13 +100,15 @@ def client_for(base_url: str, **kwargs: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30, **kwargs)
 
 
-async def signed_in(base_url: str, account: Account) -> httpx.AsyncClient:
-    client = client_for(base_url)
-    response = await client.post(
-        "/auth/login", json={"email": account.email, "password": account.password}
-    )
-    assert response.status_code == 200, response.text
-    return client
+@asynccontextmanager
+async def signed_in(base_url: str, account: Account) -> AsyncIterator[httpx.AsyncClient]:
+    """A same-origin client signed in as ``account``."""
+    async with client_for(base_url) as client:
+        response = await client.post(
+            "/auth/login", json={"email": account.email, "password": account.password}
+        )
+        assert response.status_code == 200, response.text
+        yield client
 
 
 @pytest.fixture
@@ -116,17 +119,17 @@ async def anon(server: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def as_admin(server: str, admin: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with await signed_in(server, admin) as client:
+    async with signed_in(server, admin) as client:
         yield client
 
 
 @pytest.fixture
 async def as_alice(server: str, alice: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with await signed_in(server, alice) as client:
+    async with signed_in(server, alice) as client:
         yield client
 
 
 @pytest.fixture
 async def as_bob(server: str, bob: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with await signed_in(server, bob) as client:
+    async with signed_in(server, bob) as client:
         yield client
