@@ -1,0 +1,44 @@
+"""``GET /api/agents``: the agent presets a user can chat with or name in a
+workflow, and :func:`current_presets`, the one way the web process reads them.
+
+Presets are read from their folders on each use, so a preset the operator
+adds or fixes shows up without a restart. A broken preset file is left out
+and logged (once per distinct problem), never an error for the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from quart import Blueprint, jsonify
+
+from crewboard.agents import Preset, load_presets
+from crewboard.web.auth.guards import login_required
+from crewboard.web.state import state
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("agents", __name__, url_prefix="/api/agents")
+
+_REPORTED = "agents.reported_errors"
+
+
+async def current_presets() -> dict[str, Preset]:
+    """Every loadable preset by id: the shipped ones, then ``CREWBOARD_AGENTS``."""
+    st = state()
+    presets, errors = await trio.to_thread.run_sync(load_presets, st.config.agents)
+    reported: set[str] = st.extras.setdefault(_REPORTED, set())
+    for error in errors:
+        text = str(error)
+        if text not in reported:
+            reported.add(text)
+            log.warning("agent preset left out: %s", text)
+    return presets
+
+
+@bp.get("")
+@login_required
+async def list_agents():
+    presets = await current_presets()
+    return jsonify([preset.public() for preset in presets.values()])
