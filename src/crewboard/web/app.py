@@ -93,7 +93,17 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         return response
 
     from crewboard.web import openapi, pages
-    from crewboard.web.api import board, dispatcher, jobs, schedules, templates, tokens
+    from crewboard.web.api import (
+        agents,
+        board,
+        dispatcher,
+        jobs,
+        models,
+        schedules,
+        sessions,
+        templates,
+        tokens,
+    )
     from crewboard.web.auth import google
     from crewboard.web.auth import routes as auth_routes
 
@@ -107,6 +117,9 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         templates.bp,
         dispatcher.bp,
         board.bp,
+        sessions.bp,
+        models.bp,
+        agents.bp,
         schedules.bp,
     ):
         app.register_blueprint(blueprint)

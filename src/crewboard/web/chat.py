@@ -1,0 +1,295 @@
+"""Chat turns: the web process runs each turn of a chat session in a runner
+subprocess of its own, and owns those runners from start to reap.
+
+A turn is one user message and the agent's answer to it. :class:`ChatTurns`
+starts the turn's runner (kind ``chat``) with the session's earlier turns as
+context, in the app's nursery, so the turn carries on when the client that
+asked for it goes away. After reaping the runner it makes sure the turn ends
+with a terminal record in the session's log, whatever killed the runner, so
+every follower of the log ends too. One turn at a time per session; a
+session being deleted takes no new turn. On shutdown every running turn is
+stopped (SIGTERM, grace, SIGKILL) and recorded as stopped.
+
+Streams read a turn's records through :mod:`crewboard.web.sse`'s log hub;
+a turn's ``after_seq`` and ``finished`` tell them where it starts and when
+it is over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crewboard.agents import Preset, run_agents
+from crewboard.board import chats, db
+from crewboard.board.models import ChatSession
+from crewboard.config import Config
+from crewboard.errors import Conflict, ValidationFailed
+from crewboard.home import Home
+from crewboard.processes import describe_exit, start_runner, stop_process
+from crewboard.providers import resolve_model
+from crewboard.sessionlog import (
+    LogWriter,
+    Record,
+    ensure_terminal,
+    is_terminal,
+    last_record,
+    read_records,
+    split_turns,
+)
+
+log = logging.getLogger(__name__)
+
+# Earlier turns handed to the model as context; older ones stay in the log only.
+HISTORY_TURNS = 50
+# How long a stopped runner gets between SIGTERM and SIGKILL when the web
+# process shuts down (it must be gone, and recorded, within 5 s).
+SHUTDOWN_GRACE_S = 2.0
+STDERR_TAIL_BYTES = 4000
+# The stop reason of turns stopped because the web process is shutting down.
+SHUTDOWN = "the web server shut down"
+
+
+def workspace_id(session_id: int) -> str:
+    """The name of a session's workspace and artifact folders in the home."""
+    return f"chat-{session_id}"
+
+
+def history_messages(records: list[Record], max_turns: int = HISTORY_TURNS) -> list[dict[str, str]]:
+    """The conversation so far, as a runner's ``messages``: each finished turn
+    gives its user message and its final answer. Turns that ended in an error
+    or a block, or are still open, are left out: their question has no answer
+    the model could build on."""
+    messages: list[dict[str, str]] = []
+    for turn in split_turns(records):
+        user = next((r for r in turn if r.get("type") == "user_message"), None)
+        last = turn[-1]
+        if user is None or last.get("type") != "final_result":
+            continue
+        messages.append({"role": "user", "content": str(user.get("text", ""))})
+        messages.append({"role": "assistant", "content": str(last.get("text", ""))})
+    return messages[-2 * max_turns :] if max_turns else []
+
+
+def close_open_turn(path: Path, message: str) -> Record | None:
+    """If the log's last turn has no terminal record (the web process died
+    during it), end it with an ``error`` so the next turn starts clean."""
+    last = last_record(path)
+    if last is None or is_terminal(last):
+        return None
+    return ensure_terminal(path, message)
+
+
+def end_turn(path: Path, after_seq: int, prompt: str, message: str) -> Record | None:
+    """After a turn's runner is reaped: end the turn with an ``error`` unless
+    the runner wrote its terminal record. A runner that died before writing
+    anything still leaves the user's message and the error in the log."""
+    last = last_record(path)
+    if last is not None and int(last.get("seq", 0)) > after_seq:
+        return ensure_terminal(path, message)
+    with LogWriter(path) as writer:
+        writer.append("user_message", text=prompt)
+        return writer.append("error", message=message)
+
+
+@dataclass(eq=False)
+class Turn:
+    """One running turn. Its records are those of the log with ``seq`` above
+    ``after_seq``, which is known once ``ready`` is set; ``finished`` is set
+    once the runner is reaped and the log ends with the turn's terminal record."""
+
+    session_id: int
+    log_path: Path
+    after_seq: int
+    prompt: str
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ready: trio.Event = field(default_factory=trio.Event)
+    finished: trio.Event = field(default_factory=trio.Event)
+    proc: trio.Process | None = None
+    stop_reason: str | None = None
+
+
+class ChatTurns:
+    """The chat turns of one web process."""
+
+    def __init__(self, config: Config, home: Home, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.home = home
+        self._nursery = nursery
+        self._turns: dict[int, Turn] = {}
+        self._deleting: set[int] = set()
+
+    def running(self, session_id: int) -> Turn | None:
+        return self._turns.get(session_id)
+
+    def is_live(self, session_id: int) -> bool:
+        return session_id in self._turns
+
+    async def start(self, session: ChatSession, prompt: str, presets: dict[str, Preset]) -> Turn:
+        """Start a turn of ``session`` answering ``prompt``; returns once its
+        runner runs. Conflict if a turn is running or the session is being
+        deleted; ValidationFailed if its agent or model cannot be used now."""
+        session_id = session.id
+        if session_id in self._deleting:
+            raise Conflict("the session is being deleted")
+        if session_id in self._turns:
+            raise Conflict(
+                "a turn is already running in this session; wait for it to end, or close "
+                "the session to stop it"
+            )
+        path = self.home.chat_log(session_id)
+        # Claimed before the first await, so a second message is refused at once.
+        turn = self._turns[session_id] = Turn(session_id, path, 0, prompt)
+        try:
+            spec = await trio.to_thread.run_sync(self._prepare, session, turn, presets)
+            turn.ready.set()
+            await self._nursery.start(self._run, turn, spec)
+        except BaseException:
+            self._turns.pop(session_id, None)
+            turn.ready.set()
+            turn.finished.set()
+            raise
+        return turn
+
+    def _prepare(
+        self, session: ChatSession, turn: Turn, presets: dict[str, Preset]
+    ) -> dict[str, Any]:
+        """The runner's spec (on a worker thread: it reads the log)."""
+        if session.agent not in presets:
+            raise ValidationFailed(
+                f"the session's agent {session.agent!r} is no longer available; reopen the "
+                "session with another agent",
+                {"agent": f"unknown agent {session.agent!r}"},
+            )
+        model = resolve_model(session.model_spec, self.config)
+        close_open_turn(turn.log_path, "the turn was interrupted (the web server stopped)")
+        records = read_records(turn.log_path)
+        turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
+        ident = workspace_id(session.id)
+        return {
+            "runId": f"{ident}-{turn.after_seq + 1}",
+            "kind": "chat",
+            "agentId": session.agent,
+            "agents": run_agents(presets, session.agent),
+            "model": model,
+            "messages": history_messages(records),
+            "prompt": turn.prompt,
+            "logPath": str(turn.log_path),
+            "workspace": str(self.home.workspace(ident)),
+            "artifactDir": str(self.home.artifact_dir(ident)),
+            "limits": {
+                "allowShell": self.config.allow_shell,
+                "httpAllow": list(self.config.http_allow),
+            },
+        }
+
+    async def _run(
+        self, turn: Turn, spec: dict[str, Any], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """The turn's task in the app's nursery: start the runner, wait for it,
+        and always reap it and close its turn in the log."""
+        stderr_path = self.home.run_dir / f"{workspace_id(turn.session_id)}.stderr"
+        started = False
+        code: int | None = None
+        try:
+            with turn.scope:
+                # Shielded: a stop arriving mid-launch must not lose the process.
+                with trio.CancelScope(shield=True):
+                    turn.proc = await start_runner(spec, stderr_path=stderr_path)
+                task_status.started()
+                started = True
+                await turn.proc.wait()
+        finally:
+            with trio.CancelScope(shield=True):
+                if turn.proc is not None:
+                    code = await stop_process(turn.proc, self._grace_s(turn))
+                    if turn.proc.stdin is not None:
+                        await turn.proc.stdin.aclose()
+                message = self._end_message(turn, code)
+                await trio.to_thread.run_sync(
+                    end_turn, turn.log_path, turn.after_seq, turn.prompt, message
+                )
+                await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
+                try:
+                    await db.call(chats.touch, turn.session_id)
+                except Exception:
+                    log.exception("chat session %s: cannot mark it used", turn.session_id)
+                self._turns.pop(turn.session_id, None)
+                turn.finished.set()
+        if not started:
+            task_status.started()
+
+    def _grace_s(self, turn: Turn) -> float:
+        if turn.stop_reason == SHUTDOWN:
+            return min(self.config.grace_s, SHUTDOWN_GRACE_S)
+        return self.config.grace_s
+
+    @staticmethod
+    def _end_message(turn: Turn, code: int | None) -> str:
+        if turn.stop_reason is not None:
+            return f"the turn was stopped ({turn.stop_reason})"
+        if code is None:
+            return "the turn's runner could not be started"
+        return f"the runner {describe_exit(code)} before it finished the turn"
+
+    async def stop(self, session_id: int, reason: str) -> bool:
+        """Stop the session's running turn and wait until it is recorded as
+        stopped. False if no turn was running."""
+        turn = self._turns.get(session_id)
+        if turn is None:
+            return False
+        if turn.stop_reason is None:
+            turn.stop_reason = reason
+        turn.scope.cancel()
+        await turn.finished.wait()
+        return True
+
+    async def stop_all(self) -> None:
+        """Stop every running turn (the web process is shutting down)."""
+        async with trio.open_nursery() as nursery:
+            for session_id in list(self._turns):
+                nursery.start_soon(self.stop, session_id, SHUTDOWN)
+
+    @contextmanager
+    def deleting(self, session_id: int) -> Iterator[None]:
+        """Hold off new turns of a session while it is deleted; Conflict if a
+        turn is running."""
+        if session_id in self._turns:
+            raise Conflict(
+                "a turn is running in this session; close the session (POST "
+                "/api/session/delete/<id>) to stop it, then delete it"
+            )
+        if session_id in self._deleting:
+            raise Conflict("the session is already being deleted")
+        self._deleting.add(session_id)
+        try:
+            yield
+        finally:
+            self._deleting.discard(session_id)
+
+
+def _report_stderr(path: Path, session_id: int, code: int | None) -> None:
+    """Log what a failed runner printed, then drop the file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - STDERR_TAIL_BYTES))
+            tail = f.read().decode(errors="replace").strip()
+    except FileNotFoundError:
+        return
+    if tail and code not in (0, None):
+        log.warning(
+            "chat session %s: the runner %s; its last output:\n%s",
+            session_id,
+            describe_exit(code),
+            tail,
+        )
+    path.unlink(missing_ok=True)

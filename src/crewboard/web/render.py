@@ -1,0 +1,79 @@
+"""Markdown to safe HTML for agent answers, rendered on the server so the
+browser only ever inserts sanitised markup.
+
+Two layers, so that a gap in one is not a hole: markdown-it-py renders with
+raw HTML off (a ``<script>`` in the text comes out as text) and refuses
+``javascript:``-style links; nh3 then keeps only an allow-list of tags,
+attributes and URL schemes, and marks every link ``rel="noopener nofollow"``.
+Images are rendered as links: an image the browser fetches by itself could
+carry the conversation to whoever serves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+
+LINK_REL = "noopener nofollow"
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+TAGS = frozenset(
+    {
+        "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+        "hr", "li", "ol", "p", "pre", "s", "strong", "table", "tbody", "td", "th", "thead",
+        "tr", "ul",
+    }
+)  # fmt: skip
+ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "ol": {"start"},
+    "td": {"style"},
+    "th": {"style"},
+}
+# markdown-it aligns table cells with inline styles; keep nothing else.
+STYLE_PROPERTIES = frozenset({"text-align"})
+
+
+def _image_as_link(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    alt = renderer.renderInlineAsText(token.children or [], options, env) or src
+    return f'<a href="{escapeHtml(src)}">{escapeHtml(alt)}</a>'
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.add_render_rule("image", _image_as_link)
+    return md
+
+
+_MD = _markdown()
+
+
+def sanitize_html(html: str) -> str:
+    """Keep only the allow-listed markup of ``html``."""
+    return nh3.clean(
+        html,
+        tags=set(TAGS),
+        attributes={tag: set(attrs) for tag, attrs in ATTRIBUTES.items()},
+        url_schemes=set(URL_SCHEMES),
+        link_rel=LINK_REL,
+        filter_style_properties=set(STYLE_PROPERTIES),
+        strip_comments=True,
+    )
+
+
+def render_markdown(text: str) -> str:
+    """An agent's Markdown as HTML that is safe to insert into a page."""
+    if not isinstance(text, str) or not text:
+        return ""
+    return sanitize_html(_MD.render(text))
