@@ -16,10 +16,9 @@ from crewboard.board import chats
 from crewboard.config import ProviderEndpoint
 from crewboard.sessionlog import read_records
 from crewboard.web import sse
-from tests.conftest import client_for, make_config
+from tests.conftest import client_for, make_config, signed_in
 from tests.support.chat import (
     create_session,
-    logged_in,
     next_chunk,
     open_turn,
     replay,
@@ -31,24 +30,6 @@ from tests.support.chat import (
 )
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.sse_client import Frame
-
-
-@pytest.fixture
-async def as_alice(server, alice):
-    async with logged_in(server, alice) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_bob(server, bob):
-    async with logged_in(server, bob) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_admin(server, admin):
-    async with logged_in(server, admin) as client:
-        yield client
 
 
 class _Elements(HTMLParser):
@@ -336,7 +317,7 @@ async def test_shutting_down_stops_running_turns_within_five_seconds(config, hom
             binds = await nursery.start(
                 lambda task_status: serve_web(config, shutdown=stop, task_status=task_status)
             )
-            async with logged_in(binds[0], alice) as client:
+            async with signed_in(binds[0], alice) as client:
                 session = await create_session(client)
                 async with open_turn(client, session["id"], "/sleep 30\nslow") as raw:
                     await next_chunk(raw, "agent_start")
@@ -651,7 +632,7 @@ async def test_anonymous_callers_get_401_everywhere(anon):
 
 
 async def test_cookie_requests_from_another_origin_are_refused(server, alice):
-    async with logged_in(server, alice) as client:
+    async with signed_in(server, alice) as client:
         session = await create_session(client)
         for method, url, body in ROUTES:
             if method == "GET":

@@ -13,17 +13,10 @@ import trio
 
 from crewboard.config import ProviderEndpoint
 from crewboard.providers import LIST_TIMEOUT_S, OPENAI_MODELS
-from tests.conftest import make_config
-from tests.support.chat import logged_in
+from tests.conftest import make_config, signed_in
 from tests.support.fake_openai import Reply, fake_openai
 
 SHIPPED = {"assistant", "coder", "researcher", "triage", "writer"}
-
-
-@pytest.fixture
-async def as_alice(server, alice):
-    async with logged_in(server, alice) as client:
-        yield client
 
 
 async def test_both_lists_need_a_login_and_serve_every_user(server, anon, alice, bob, admin):
@@ -32,7 +25,7 @@ async def test_both_lists_need_a_login_and_serve_every_user(server, anon, alice,
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
     for account in (alice, bob, admin):
-        async with logged_in(server, account) as client:
+        async with signed_in(server, account) as client:
             for url in ("/api/models", "/api/agents"):
                 response = await client.get(url)
                 assert response.status_code == 200, (account.email, url)

@@ -1,7 +1,7 @@
-"""Helpers for tests of chat sessions over HTTP: a signed-in client, sending
-a message and collecting its turn, replaying a session, holding a turn's
-stream open on a bare socket (to read part of it, or hang up), and finding
-the runner processes of this (test) process. Frames are parsed by
+"""Helpers for tests of chat sessions over HTTP: sending a message and
+collecting its turn, replaying a session, holding a turn's stream open on a
+bare socket (to read part of it, or hang up), and finding the runner
+processes of this (test) process. Frames are parsed by
 :mod:`tests.support.sse_client`."""
 
 from __future__ import annotations
@@ -17,21 +17,9 @@ from urllib.parse import urlsplit
 import httpx
 import trio
 
-from tests.conftest import Account, client_for
 from tests.support.sse_client import Frame, RawStream, collect
 
 TURN_TIMEOUT_S = 30.0
-
-
-@asynccontextmanager
-async def logged_in(base_url: str, account: Account) -> AsyncIterator[httpx.AsyncClient]:
-    """A same-origin client signed in as ``account``, closed on exit."""
-    async with client_for(base_url) as client:
-        response = await client.post(
-            "/auth/login", json={"email": account.email, "password": account.password}
-        )
-        assert response.status_code == 200, response.text
-        yield client
 
 
 async def create_session(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
