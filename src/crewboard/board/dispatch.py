@@ -220,7 +220,7 @@ def claim_ready_job(
 def set_run_pid(run_id: int, pid: int) -> bool:
     """Record the runner's pid once its process is up. False if the run is
     no longer live (a recovery closed it meanwhile)."""
-    run = Run.get_or_none(Run.id == run_id)
+    run = run_with_job(run_id)
     if run is None:
         return False
     updated = (
@@ -237,6 +237,11 @@ def set_run_pid(run_id: int, pid: int) -> bool:
             data={"runId": run_id, "pid": pid},
         )
     return bool(updated)
+
+
+def run_with_job(run_id: int) -> Run | None:
+    """The run with its job loaded in the same query (``run.job``)."""
+    return Run.select(Run, Job).join(Job, on=(Run.job == Job.id)).where(Run.id == run_id).first()
 
 
 # -- Waiting → ready -------------------------------------------------------------
@@ -371,7 +376,7 @@ def _settle_job(
     now: datetime,
 ) -> Finished:
     """Apply the failure policy to the run's job (which must be running)."""
-    job = Job.get_by_id(run.job_id)
+    job = run.job
     if job.status != JobStatus.RUNNING:
         # Someone moved it already (an operator's cleanup): leave it be.
         return Finished(job.id, job.status)
@@ -497,7 +502,7 @@ def finish_run(
     A pending cancel request turns any unsuccessful end into a cancel. Returns
     None, changing nothing, if the run was no longer live."""
     now = now or utcnow()
-    run = Run.get_or_none(Run.id == run_id)
+    run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING:
         return None
     return close_run(

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from crewboard import sessionlog
 from crewboard.board.db import write
-from crewboard.board.dispatch import close_run
+from crewboard.board.dispatch import close_run, run_with_job
 from crewboard.board.heartbeats import is_alive
 from crewboard.board.models import Heartbeat, Run, RunOutcome
 from crewboard.clock import utcnow
@@ -76,7 +76,7 @@ def _orphan_outcome(log_path: str | None) -> tuple[RunOutcome, str | None, str |
 
 @write
 def _recover_run(run_id: int, owner: str, now: datetime) -> Recovered | None:
-    run = Run.get_or_none(Run.id == run_id)
+    run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
         return None
     outcome, error, result = _orphan_outcome(run.log_path)

@@ -68,10 +68,13 @@ def _send(sock: socket.socket, message: dict) -> None:
     sock.send(json.dumps(message).encode())
 
 
-def _run_child(stdin_fd: int, stderr_fd: int) -> NoReturn:
+def _run_child(stdin_fd: int, stderr_fd: int, started_fd: int) -> NoReturn:
     """In the forked child: become a runner in a session of its own."""
     try:
         os.setsid()
+        # Only now may the supervisor learn our pid: it signals our process
+        # group, which must be ours by then.
+        os.close(started_fd)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(stdin_fd, 0)
         os.dup2(devnull, 1)
@@ -97,9 +100,16 @@ def _fork(sock: socket.socket, request: dict, fds: list[int]) -> None:
         if len(fds) != 2:
             _send(sock, {"id": request.get("id"), "error": "expected stdin and stderr fds"})
             return
+        started_r, started_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            _run_child(fds[0], fds[1])
+            os.close(started_r)
+            _run_child(fds[0], fds[1], started_w)
+        os.close(started_w)
+        try:
+            os.read(started_r, 1)  # EOF once the child has its own session
+        finally:
+            os.close(started_r)
         _send(sock, {"id": request.get("id"), "pid": pid})
     except OSError as exc:
         _send(sock, {"id": request.get("id"), "error": str(exc)})
