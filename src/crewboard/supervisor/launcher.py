@@ -285,7 +285,11 @@ class Launcher:
         active.pid = proc.pid
         task_status.started()
         try:
-            await db.call(set_run_pid, claim.run_id, proc.pid)
+            try:
+                await db.call(set_run_pid, claim.run_id, proc.pid)
+            except Exception:
+                # Only the pid and its event are lost; the run goes on.
+                log.exception("could not record the pid of run %s", claim.run_id)
             with active.scope:
                 await proc.wait()
         finally:
