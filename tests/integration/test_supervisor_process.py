@@ -68,6 +68,20 @@ def test_sigterm_drains_then_interrupts_and_requeues(home: Home) -> None:
     assert not home.wake_socket.exists()
 
 
+def test_a_second_signal_cuts_the_drain_short(home: Home) -> None:
+    job_id = crews.add_job("/sleep 30\nThen answer.")
+    with supervisor_process(home.root, {"CREWBOARD_DRAIN_S": "30"}) as proc:
+        started(proc)
+        running_pid(job_id)
+        proc.popen.send_signal(signal.SIGINT)
+        proc.wait_for_line(lambda line: "draining 1 run" in line)
+        stopping = time.monotonic()
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.popen.wait(10) == 0, proc.output()
+        assert time.monotonic() - stopping < 3  # not the 30 s drain
+    assert crews.runs(job_id)[0].outcome == RunOutcome.INTERRUPTED
+
+
 def test_an_idle_supervisor_exits_promptly_on_sigterm(home: Home) -> None:
     with supervisor_process(home.root) as proc:
         started(proc)

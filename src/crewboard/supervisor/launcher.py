@@ -239,13 +239,18 @@ class Launcher:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    async def drain(self, drain_s: float) -> None:
-        """Give running runs ``drain_s`` to finish, then stop the rest; their
-        runs end ``interrupted`` and their jobs go back to ready."""
+    async def drain(self, drain_s: float, hurry: trio.Event | None = None) -> None:
+        """Give running runs ``drain_s`` (or until ``hurry`` is set) to
+        finish, then stop the rest; their runs end ``interrupted`` and their
+        jobs go back to ready."""
         if self.active:
             log.info("draining %d run(s) for up to %g s", len(self.active), drain_s)
-        with trio.move_on_after(drain_s):
-            await self.wait_idle()
+        with trio.move_on_after(drain_s) as window:
+            async with trio.open_nursery() as nursery:
+                if hurry is not None:
+                    nursery.start_soon(_cancel_when, hurry, window)
+                await self.wait_idle()
+                nursery.cancel_scope.cancel()
         for run_id in list(self.active):
             self.stop(run_id, RunOutcome.INTERRUPTED)
         await self.wait_idle()
@@ -351,6 +356,11 @@ class Launcher:
                 await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message)
             except Exception:
                 log.exception("could not record the failed start of run %s", claim.run_id)
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 @contextlib.asynccontextmanager

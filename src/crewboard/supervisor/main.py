@@ -47,12 +47,13 @@ async def run_supervisor(
     notifier = Notifier()
     wakeup = Wakeup()
     stop = stop if stop is not None else trio.Event()
+    hurry = trio.Event()  # a second signal: stop the running runs now
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_wake_socket(home.wake_socket) as wake_socket:
             # Recover the runs that dead supervisors left behind.
             await run_recovery(identity)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_set_on_signal, signals, stop)
+                nursery.start_soon(_set_on_signal, signals, stop, hurry)
                 # Start the runner template; it outlives the drain.
                 template = ForkServer() if forkserver else None
                 if template is not None:
@@ -82,7 +83,7 @@ async def run_supervisor(
                         log.info("supervisor %s stopping", identity.supervisor_id)
                         intake.cancel_scope.cancel()
                     # Drain: let running runs finish within drain_s, then interrupt them.
-                    await launcher.drain(config.drain_s)
+                    await launcher.drain(config.drain_s, hurry)
                 nursery.cancel_scope.cancel()
     # Stopped: say so, so status turns "down" at once.
     with trio.CancelScope(shield=True):
@@ -98,7 +99,12 @@ def _load(
     return lambda: (launcher.running, config.concurrency, dispatcher.outlook.ready)
 
 
-async def _set_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+async def _set_on_signal(signals: AsyncIterator[int], stop: trio.Event, hurry: trio.Event) -> None:
+    """The first SIGTERM/SIGINT stops the supervisor (with a drain); a second
+    one cuts the drain short."""
     async for _ in signals:
+        if stop.is_set():
+            log.info("second signal: stopping the running jobs now")
+            hurry.set()
+            return
         stop.set()
-        return
