@@ -91,3 +91,14 @@ def test_schema_version_is_recorded_and_reopening_is_idempotent(home, config):
         for name in ("journal_mode", "foreign_keys", "busy_timeout")
     }
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 15000}
+
+
+def test_ids_are_never_reused_after_a_delete(home):
+    """Ids name log files, artifact folders and feed positions: a deleted last
+    row must not hand its id to the next one."""
+    from crewboard.board import users
+
+    first = users.create_user("first@example.test", None)
+    first.delete_instance()
+    second = users.create_user("second@example.test", None)
+    assert second.id > first.id

@@ -56,7 +56,22 @@ class RunOutcome(StrEnum):
     INTERRUPTED = "interrupted"  # the supervisor's shutdown or death stopped it; requeued free
 
 
+class BoardIdField(peewee.AutoField):
+    """An integer id that is never handed out twice. SQLite would otherwise
+    reuse the id of a deleted last row, and ids name log files, artifact
+    folders, URLs and change-feed positions."""
+
+    def ddl(self, ctx: Any) -> Any:
+        node = super().ddl(ctx)
+        db = self.model._meta.database
+        if isinstance(getattr(db, "obj", db), peewee.SqliteDatabase):
+            return peewee.NodeList((node, peewee.SQL("AUTOINCREMENT")))
+        return node
+
+
 class BaseModel(peewee.Model):
+    id = BoardIdField()
+
     class Meta:
         database = database
         legacy_table_names = False
