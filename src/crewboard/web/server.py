@@ -21,7 +21,7 @@ from crewboard.web.app import create_app
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_S = 3.0
+GRACEFUL_S = 1.5
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
