@@ -93,7 +93,7 @@ async def test_a_failing_job_is_retried_then_blocked_with_the_reason(board) -> N
     assert all("the provider exploded" in (r.error or "") for r in runs)
     # The retry waited out its backoff (2 s after the first failure).
     gap_s = (runs[1].started_at - runs[0].ended_at).total_seconds()
-    assert 1.9 <= gap_s < 4
+    assert 1.9 <= gap_s < 6
     job = crews.job(job_id)
     assert "the provider exploded" in job.blocked_reason and job.attempts == 2
     assert "retry" in [e.kind for e in events(job_id)]
@@ -109,7 +109,7 @@ async def test_a_job_past_its_timeout_is_stopped_retried_then_blocked(board) -> 
     runs = crews.runs(job_id)
     assert [r.outcome for r in runs] == [RunOutcome.TIMED_OUT] * 2
     for run in runs:
-        assert 1.0 <= run.duration_s < 1.0 + config.grace_s + 1
+        assert 1.0 <= run.duration_s < 1.0 + config.grace_s + 3
         assert "timed out after 1 s" in run.error
         assert sessionlog.is_terminal(sessionlog.last_record(run.log_path))
     assert "timed out" in crews.job(job_id).blocked_reason
