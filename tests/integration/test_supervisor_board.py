@@ -18,6 +18,7 @@ from crewboard.board.heartbeats import beat
 from crewboard.board.models import Job, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
+from crewboard.wakeup import wake_supervisor
 from tests.support import crews
 from tests.support.crews import JobDef
 
@@ -221,3 +222,20 @@ def test_failures_back_off_then_block(home: Home, outcome: RunOutcome) -> None:
     finished = dispatch.finish_run(got.run_id, outcome, error="nope")
     assert finished.job_status == JobStatus.BLOCKED
     assert "nope" in crews.job(job_id).blocked_reason
+
+
+def test_waking_a_supervisor_that_is_not_there_never_raises(tmp_path: Path) -> None:
+    home = Home(tmp_path / "home").ensure()
+    assert wake_supervisor(home) is False  # no socket at all
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    stale.bind(str(home.wake_socket))
+    stale.close()  # a dead supervisor's socket file
+    assert wake_supervisor(home.root) is False
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    home.wake_socket.unlink()
+    listening.bind(str(home.wake_socket))
+    try:
+        assert wake_supervisor(home) is True
+        assert listening.recv(64)
+    finally:
+        listening.close()
