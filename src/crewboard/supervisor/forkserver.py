@@ -64,6 +64,10 @@ class ForkedRunner:
 
 
 class ForkServer:
+    """The supervisor's side of the runner template: starts it
+    (:meth:`serve`), asks it for runners (:meth:`start_runner`) and relays
+    their exits."""
+
     def __init__(self) -> None:
         self._proc: trio.Process | None = None
         self._sock: trio.socket.SocketType | None = None
@@ -101,6 +105,7 @@ class ForkServer:
             task_status.started()
             return
         sock = trio.socket.from_stdlib_socket(ours)
+        ready: object = None
         try:
             with trio.move_on_after(START_TIMEOUT_S):
                 ready = json.loads(await sock.recv(65536) or b"{}")
