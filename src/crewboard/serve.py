@@ -23,6 +23,8 @@ from crewboard.processes import describe_exit
 log = logging.getLogger("crewboard.serve")
 
 STOP_WITHIN_S = 4.5
+# A supervisor still draining this long before the deadline is hurried.
+HURRY_BEFORE_S = 1.5
 STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
 URL_FILE = "web.json"
@@ -79,18 +81,29 @@ async def _announce_url(config: Config, url_file: os.PathLike[str] | str) -> Non
 
 
 async def _stop_children(children: list[Child]) -> None:
-    for child in children:
-        if child.process is not None and child.process.returncode is None:
-            child.process.send_signal(signal.SIGTERM)
-    with trio.move_on_after(STOP_WITHIN_S):
-        for child in children:
-            if child.process is not None:
-                await child.process.wait()
-    for child in children:
-        if child.process is not None and child.process.returncode is None:
+    """SIGTERM both; a second SIGTERM near the deadline tells the supervisor to
+    cut its drain short (its runs end interrupted and are requeued); SIGKILL
+    whatever still runs at the deadline."""
+    running = [c for c in children if c.process is not None and c.process.returncode is None]
+    for child in running:
+        child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+    async def wait_all() -> None:
+        for child in running:
+            await child.process.wait()  # type: ignore[union-attr]
+
+    with trio.move_on_after(STOP_WITHIN_S - HURRY_BEFORE_S):
+        await wait_all()
+    for child in running:
+        if child.process.returncode is None:  # type: ignore[union-attr]
+            child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    with trio.move_on_after(HURRY_BEFORE_S):
+        await wait_all()
+    for child in running:
+        if child.process.returncode is None:  # type: ignore[union-attr]
             log.warning("%s did not stop in time; killing it", child.name)
-            child.process.kill()
-            await child.process.wait()
+            child.process.kill()  # type: ignore[union-attr]
+            await child.process.wait()  # type: ignore[union-attr]
 
 
 async def run_serve(config: Config, home_arg: str | None = None) -> int:

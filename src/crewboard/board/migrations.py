@@ -22,7 +22,16 @@ def _v1_initial(db: peewee.Database) -> None:
     db.create_tables(models.ALL_MODELS, safe=True)
 
 
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial]
+def _v2_one_live_run_per_job(db: peewee.Database) -> None:
+    """ "A job never has two live runs" as a constraint, not only a guarded
+    update: a second running run for a job fails to insert."""
+    db.execute_sql(
+        'CREATE UNIQUE INDEX IF NOT EXISTS "run_one_live_per_job" '
+        'ON "run" ("job_id") WHERE "outcome" = \'running\''
+    )
+
+
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial, _v2_one_live_run_per_job]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
