@@ -63,8 +63,13 @@ async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType |
             sock.close()
             yield None
             return
-        st = os.stat(path)
-        identity = (st.st_dev, st.st_ino)
+        try:
+            st = os.stat(path)
+            identity = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            # Another supervisor on this home took the path a moment ago; it
+            # gets the wake-ups and this one relies on polling.
+            log.warning("another supervisor took the wake socket %s; relying on polling", path)
         yield sock
     finally:
         sock.close()
