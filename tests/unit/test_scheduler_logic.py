@@ -191,13 +191,6 @@ class VirtualClock:
         return self.start + timedelta(seconds=trio.current_time() - self.base)
 
 
-async def take_wakeups(wakeup: Wakeup) -> None:
-    """What the dispatcher does with the shared wake-up: take each one."""
-    while True:
-        await wakeup.wait()
-        wakeup.clear()
-
-
 async def run_scheduler(
     store: MemoryStore,
     wakeup: Wakeup,
@@ -206,10 +199,8 @@ async def run_scheduler(
     poll_s: float = 1.0,
     clock: VirtualClock,
 ) -> None:
-    """Run the scheduler, beside a stand-in dispatcher, for ``seconds`` of
-    virtual time."""
+    """Run the scheduler for ``seconds`` of virtual time."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(take_wakeups, wakeup)
         await nursery.start(
             lambda task_status: serve_scheduler(
                 Config(poll_s=poll_s), wakeup, clock=clock, store=store, task_status=task_status
@@ -266,29 +257,40 @@ async def test_without_a_wake_up_a_change_is_seen_within_a_poll(autojump_clock):
     assert store.spawns[0].spawned_at - store.spawns[0].fire_at < timedelta(seconds=2)
 
 
-async def test_the_scheduler_leaves_the_shared_wake_up_for_the_dispatcher(autojump_clock):
-    """The dispatcher clears the wake-up when it takes it; the scheduler must
-    not, or a nudge for a new job could be lost until the next poll."""
+async def test_each_wake_up_runs_one_round_and_a_spawn_tells_the_dispatcher(autojump_clock):
+    """Woken, the scheduler looks at the board once, not in a loop, and a crew
+    it spawns nudges the dispatcher through ``on_spawned``."""
     clock = VirtualClock(T0)
     store = MemoryStore(clock)
     wakeup = Wakeup()
+    dispatcher_nudges = 0
+
+    def nudge_dispatcher() -> None:
+        nonlocal dispatcher_nudges
+        dispatcher_nudges += 1
+
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: serve_scheduler(
-                Config(poll_s=30.0), wakeup, clock=clock, store=store, task_status=task_status
+                Config(poll_s=30.0),
+                wakeup,
+                on_spawned=nudge_dispatcher,
+                clock=clock,
+                store=store,
+                task_status=task_status,
             )
         )
         await trio.sleep(1)
         rounds = store.rounds
         wakeup.set()
         await trio.sleep(1)
-        assert wakeup.is_set()  # still there for the dispatcher
-        assert store.rounds == rounds + 1  # one round for the nudge, no spinning on it
-        wakeup.clear()  # the dispatcher takes it
-        await trio.sleep(1)
+        assert store.rounds == rounds + 1
+        assert not wakeup.is_set()
+        store.rows[1] = Row("* * * * *", "UTC", clock() - timedelta(seconds=1))
         wakeup.set()
         await trio.sleep(0.2)
         assert store.rounds == rounds + 2
+        assert len(store.spawns) == 1 and dispatcher_nudges == 1
         nursery.cancel_scope.cancel()
 
 

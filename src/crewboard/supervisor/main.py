@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import trio
 
@@ -45,7 +46,8 @@ async def run_supervisor(
     home = await trio.to_thread.run_sync(open_home, config)
     identity = Identity()
     notifier = Notifier()
-    wakeup = Wakeup()
+    wakeup = Wakeup()  # the dispatcher's: new work, finished runs
+    schedule_wakeup = Wakeup()  # the scheduler's: schedules changed
     stop = stop if stop is not None else trio.Event()
     hurry = trio.Event()  # a second signal: stop the running runs now
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -70,10 +72,16 @@ async def run_supervisor(
                     )
                     # Take work.
                     async with trio.open_nursery() as intake:
-                        await intake.start(serve_wake_socket, wake_socket, wakeup)
+                        await intake.start(
+                            serve_wake_socket, wake_socket, (wakeup, schedule_wakeup)
+                        )
                         await intake.start(serve_reaper, identity, config.heartbeat_s, wakeup.set)
                         await intake.start(serve_dispatcher, dispatcher, wakeup)
-                        await intake.start(serve_scheduler, config, wakeup)
+                        await intake.start(
+                            partial(serve_scheduler, on_spawned=wakeup.set),
+                            config,
+                            schedule_wakeup,
+                        )
                         notifier.notify(READY=1, STATUS=f"ready: 0/{config.concurrency} running")
                         log.info("supervisor %s ready", identity.supervisor_id)
                         task_status.started(identity)

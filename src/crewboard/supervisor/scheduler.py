@@ -45,7 +45,6 @@ Clock = Callable[[], datetime]
 MIN_DELAY_S = 0.005
 # While the shared wake-up is set but not yet taken by the dispatcher, look
 # again this often instead of spinning on it.
-_RECHECK_S = 0.05
 _TICK = timedelta(microseconds=1)
 
 
@@ -215,41 +214,29 @@ async def serve_scheduler(
     config: Config,
     wakeup: Wakeup,
     *,
+    on_spawned: Callable[[], None] = lambda: None,
     clock: Clock = utcnow,
     store: ScheduleStore | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Fire schedules until cancelled: run a round, then wait its delay or
-    until ``wakeup`` is set. A spawned crew sets ``wakeup`` so the dispatcher
-    starts it at once. ``store`` defaults to the board.
-
-    ``wakeup`` is shared with the dispatcher, which clears it when it starts
-    a round; the scheduler never clears it, so it cannot swallow a wake-up
-    meant for the dispatcher. It takes a wake-up that is still set when it
-    comes to wait as one for itself, once, then lets the dispatcher take it
-    before waiting on the next.
-    """
+    until ``wakeup`` (the scheduler's own) is set, as it is when a schedule is
+    created, edited or enabled. ``on_spawned`` tells the dispatcher a crew is
+    waiting. ``store`` defaults to the board."""
     scheduler = Scheduler(
         store if store is not None else BoardStore(config),
         config.poll_s,
         clock=clock,
-        on_spawned=wakeup.set,
+        on_spawned=on_spawned,
     )
     task_status.started()
-    acted_on_current = False
     while True:
+        wakeup.clear()
         try:
             delay_s = await scheduler.run_round()
         except Exception:
             # The board may be briefly unavailable; the next round retries.
             log.exception("scheduler round failed")
             delay_s = scheduler.poll_s
-        if wakeup.is_set() and not acted_on_current:
-            acted_on_current = True
-            continue
         with trio.move_on_after(delay_s):
-            while wakeup.is_set():
-                await trio.sleep(_RECHECK_S)
-            acted_on_current = False
             await wakeup.wait()
-            acted_on_current = True

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import trio
@@ -83,14 +83,16 @@ async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType |
 
 async def serve_wake_socket(
     sock: trio.socket.SocketType | None,
-    wakeup: Wakeup,
+    wakeups: Sequence[Wakeup],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Turn every datagram on the wake socket into a :meth:`Wakeup.set`."""
+    """Turn every datagram on the wake socket into a :meth:`Wakeup.set` of
+    each of ``wakeups`` (the dispatcher's and the scheduler's)."""
     task_status.started()
     if sock is None:
         await trio.sleep_forever()
     while True:
         await sock.recv(64)
-        wakeup.set()
+        for wakeup in wakeups:
+            wakeup.set()
