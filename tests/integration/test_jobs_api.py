@@ -17,7 +17,7 @@ import trio
 from crewboard.board.models import Comment, Crew, Job, JobStatus, Run, RunOutcome
 from crewboard.clock import iso, utcnow
 from crewboard.home import Home
-from crewboard.web import sse
+from crewboard.web import job_stream, sse
 from tests.conftest import make_config
 from tests.support.board_jobs import (
     assert_conforms,
@@ -767,7 +767,8 @@ async def test_blocked_and_failed_runs(as_alice, home, end, outcome, last):
         assert_conforms({"type": frame.type, "data": frame.data}, "SseFrame")
 
 
-async def test_a_run_that_died_without_a_terminal_record_still_ends(as_alice, home):
+async def test_a_run_that_died_without_a_terminal_record_still_ends(as_alice, home, monkeypatch):
+    monkeypatch.setattr(job_stream, "IDLE_S", 0.5)
     job_id = await ask(as_alice)
     run_id = start_run(job_id, home)
     with log_writer(home, run_id) as writer:

@@ -431,10 +431,8 @@ def _remove(jobs: Sequence[Job], actor: str, message: str) -> list[int]:
     """Delete ``jobs`` with their runs, edges, events and comments, and any
     crew left empty; returns the removed runs' ids.
 
-    A ``deleted`` event per owner is written *first*: it tells the change
-    feed, and being the newest row it keeps SQLite from handing a deleted
-    event's id to a later event, which a feed resuming after that id would
-    miss.
+    A ``deleted`` event per owner (with no job, so it outlives them) tells
+    the change feed which jobs went.
     """
     ids = sorted(job.id for job in jobs)
     if not ids:

@@ -27,7 +27,9 @@ from crewboard.web.sse import PING, LogHub, Pinger, encode_frame
 from crewboard.web.state import state
 
 WAIT_POLL_S = 0.25
-IDLE_S = 1.0
+# How long a stream waits on a quiet log before it looks at the run's row (or
+# pings). Every idle stream wakes this often, so it is not short.
+IDLE_S = 5.0
 # A run the supervisor has finished whose log still has no terminal record
 # (its launcher appends one after reaping) is given this long to get one.
 LOG_GRACE_S = 2.0
@@ -125,7 +127,8 @@ async def stream_job(
     last = await trio.to_thread.run_sync(last_record, path)
     if not (last is not None and is_terminal(last) and int(last.get("seq", 0)) <= after_seq):
         finished_at: float | None = None
-        batches = hub.follow_batches(path, after_seq, encode=job_frame, idle_s=IDLE_S)
+        idle_s = min(IDLE_S, pinger.every_s)
+        batches = hub.follow_batches(path, after_seq, encode=job_frame, idle_s=idle_s)
         async with aclosing(batches):
             async for batch in batches:
                 if batch is not None:
@@ -138,8 +141,10 @@ async def stream_job(
                 if outcome is None:
                     return
                 if outcome != RunOutcome.RUNNING:
-                    finished_at = finished_at or trio.current_time()
-                    if trio.current_time() - finished_at >= LOG_GRACE_S:
+                    if finished_at is None:
+                        finished_at = trio.current_time()
+                        batches.idle_s = min(idle_s, LOG_GRACE_S / 4)
+                    elif trio.current_time() - finished_at >= LOG_GRACE_S:
                         break
 
     while True:

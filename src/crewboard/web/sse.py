@@ -165,7 +165,6 @@ class Following:
         path: Path,
         after_seq: int,
         *,
-        batches: bool = True,
         encode: Callable[[Record], Any] | None = None,
         idle_s: float | None = None,
         until_terminal: bool = True,
@@ -173,27 +172,19 @@ class Following:
         self._hub = hub
         self._path = path
         self._after_seq = after_seq
-        self._batches = batches
         self._encode = encode
-        self._idle_s = idle_s
+        self.idle_s = idle_s  # may be changed while following
         self._until_terminal = until_terminal
         self._tail: _Tail | None = None
         self._position = 0
-        self._pending: list[Any] = []
         self._done = False
 
     def __aiter__(self) -> Following:
         return self
 
-    async def __anext__(self) -> Any:
-        if not self._batches:
-            while not self._pending:
-                batch = await self._next_batch()
-                self._pending = list(batch or [])
-            return self._pending.pop(0)
-        return await self._next_batch()
-
-    async def _next_batch(self) -> list[Any] | None:
+    async def __anext__(self) -> list[Any] | None:
+        # One flat coroutine down to trio's wait: thousands of followers idle
+        # at once between records, and the cyclic GC walks what they hold.
         if self._done:
             raise StopAsyncIteration
         if self._tail is None:
@@ -215,10 +206,10 @@ class Following:
             if tail.closed:
                 self._leave()
                 raise StopAsyncIteration
-            if self._idle_s is None:
+            if self.idle_s is None:
                 await tail.changed.wait()
             else:
-                with trio.move_on_after(self._idle_s) as idle:
+                with trio.move_on_after(self.idle_s) as idle:
                     await tail.changed.wait()
                 if idle.cancelled_caught:
                     return None
@@ -234,6 +225,25 @@ class Following:
 
     def __del__(self) -> None:
         self._leave()
+
+
+class FollowingRecords:
+    """:class:`Following` one record at a time."""
+
+    def __init__(self, batches: Following) -> None:
+        self._batches = batches
+        self._pending: list[Record] = []
+
+    def __aiter__(self) -> FollowingRecords:
+        return self
+
+    async def __anext__(self) -> Record:
+        while not self._pending:
+            self._pending = list(await self._batches.__anext__() or [])
+        return self._pending.pop(0)
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()
 
 
 class LogHub:
@@ -255,10 +265,10 @@ class LogHub:
         """How many files have a reader right now."""
         return len(self._tails)
 
-    def follow(self, path: str | os.PathLike[str], after_seq: int = 0) -> Following:
+    def follow(self, path: str | os.PathLike[str], after_seq: int = 0) -> FollowingRecords:
         """Every record of the log after ``after_seq``, live, up to and
         including the first terminal record (then the iteration ends)."""
-        return Following(self, Path(path), after_seq, batches=False)
+        return FollowingRecords(Following(self, Path(path), after_seq))
 
     def follow_batches(
         self,
