@@ -9,7 +9,7 @@ import trio
 
 from crewboard.web import sse
 from tests.conftest import make_config
-from tests.support.board_jobs import assert_conforms, signed_in_client, write_templates
+from tests.support.board_jobs import assert_conforms, write_templates
 from tests.support.sse_client import RawStream, open_raw_stream
 
 FEED = "/api/board/events"
@@ -18,24 +18,6 @@ FEED = "/api/board/events"
 @pytest.fixture
 def config(tmp_path):
     return make_config(tmp_path / "home", workflows=(write_templates(tmp_path / "workflows"),))
-
-
-@pytest.fixture
-async def as_alice(server, alice):
-    async with signed_in_client(server, alice) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_bob(server, bob):
-    async with signed_in_client(server, bob) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_admin(server, admin):
-    async with signed_in_client(server, admin) as client:
-        yield client
 
 
 async def ask(client, question: str = "Why?") -> int:

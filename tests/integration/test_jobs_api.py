@@ -18,7 +18,7 @@ from crewboard.board.models import Comment, Crew, Job, JobStatus, Run, RunOutcom
 from crewboard.clock import iso, utcnow
 from crewboard.home import Home
 from crewboard.web import job_stream, sse
-from tests.conftest import make_config
+from tests.conftest import client_for, make_config, signed_in
 from tests.support.board_jobs import (
     assert_conforms,
     finish_run,
@@ -26,7 +26,6 @@ from tests.support.board_jobs import (
     log_writer,
     save_artifact,
     set_job,
-    signed_in_client,
     start_run,
     write_templates,
 )
@@ -36,24 +35,6 @@ from tests.support.sse_client import collect, open_raw_stream
 @pytest.fixture
 def config(tmp_path):
     return make_config(tmp_path / "home", workflows=(write_templates(tmp_path / "workflows"),))
-
-
-@pytest.fixture
-async def as_alice(server, alice):
-    async with signed_in_client(server, alice) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_bob(server, bob):
-    async with signed_in_client(server, bob) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_admin(server, admin):
-    async with signed_in_client(server, admin) as client:
-        yield client
 
 
 async def create(client: httpx.AsyncClient, topic: str = "owls", **params: str) -> dict:
@@ -831,7 +812,7 @@ JOB_ROUTES = [
 async def test_job_routes_are_for_the_owner_and_admins(
     server, alice, bob, admin, home, method, suffix, body, setup, ok, role
 ):
-    async with signed_in_client(server, alice) as owner:
+    async with signed_in(server, alice) as owner:
         job_id = await ask(owner)
     if setup == "blocked":
         set_job(job_id, status=JobStatus.BLOCKED, blocked_reason="stuck")
@@ -843,7 +824,7 @@ async def test_job_routes_are_for_the_owner_and_admins(
     expected = {"owner": ok, "admin": ok, "other": 404, "anonymous": 401}[role]
     url = f"/api/jobs/{job_id}{suffix}"
     kwargs = {"json": body} if body is not None else {}
-    caller = signed_in_client(server, account) if account else _anonymous(server)
+    caller = signed_in(server, account) if account else client_for(server)
     async with caller as client, client.stream(method, url, **kwargs) as response:
         status = response.status_code
         if status >= 400:
@@ -852,10 +833,6 @@ async def test_job_routes_are_for_the_owner_and_admins(
     assert status == expected
     if expected >= 400:
         assert job_row(job_id) is not None  # nothing happened to it
-
-
-def _anonymous(server: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=server, headers={"Origin": server}, timeout=30)
 
 
 @pytest.mark.parametrize(

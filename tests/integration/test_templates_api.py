@@ -10,7 +10,7 @@ import pytest
 from crewboard.board import heartbeats
 from crewboard.clock import utcnow
 from tests.conftest import make_config
-from tests.support.board_jobs import assert_conforms, signed_in_client, write_templates
+from tests.support.board_jobs import assert_conforms, write_templates
 
 
 @pytest.fixture
@@ -21,12 +21,6 @@ def workflows(tmp_path):
 @pytest.fixture
 def config(tmp_path, workflows):
     return make_config(tmp_path / "home", workflows=(workflows,))
-
-
-@pytest.fixture
-async def as_alice(server, alice):
-    async with signed_in_client(server, alice) as client:
-        yield client
 
 
 async def test_templates_list_shipped_and_extra_ones_with_their_inputs(as_alice):

@@ -5,12 +5,9 @@ supervisor and runner would write them."""
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema_rs
 import yaml
 
@@ -20,7 +17,6 @@ from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
 from crewboard.web.openapi import spec_text
-from tests.conftest import client_for
 
 # a → b, a → c, (b, c) → d
 DIAMOND = """\
@@ -116,17 +112,6 @@ def save_artifact(home: Home, run_id: int, name: str, content: str | bytes) -> P
     path = folder / name
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     return path
-
-
-@asynccontextmanager
-async def signed_in_client(base_url: str, account: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A same-origin client signed in as ``account``, closed on exit."""
-    async with client_for(base_url) as client:
-        response = await client.post(
-            "/auth/login", json={"email": account.email, "password": account.password}
-        )
-        assert response.status_code == 200, response.text
-        yield client
 
 
 @functools.cache
