@@ -17,6 +17,7 @@ from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
 from crewboard.web.openapi import spec_text
+from tests.conftest import signed_in
 
 # a → b, a → c, (b, c) → d
 DIAMOND = """\
@@ -127,3 +128,7 @@ def assert_conforms(instance: Any, schema: str) -> None:
     )
     problems = [f"{list(e.instance_path)}: {e.message}" for e in validator.iter_errors(instance)]
     assert not problems, f"not a {schema}:\n" + "\n".join(problems)
+
+
+# The harness's signed-in client, under the name other tests import it by.
+signed_in_client = signed_in
