@@ -1,5 +1,7 @@
-"""The browser tests' harness: `crewboard serve` as a real process on a free
-port, driven by Playwright in Debian's headless Chromium.
+"""The browser tests' harness: the web process and the supervisor as real
+processes (`crewboard web --port 0` and `crewboard supervisor`, as systemd
+runs them) on a data home made for the session, driven by Playwright in
+Debian's headless Chromium.
 
 Fixtures:
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,7 +36,7 @@ import pytest
 
 from tests.conftest import Account, add_user, make_config
 from tests.support import need
-from tests.support.procs import serve, served_url
+from tests.support.procs import Proc
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,6 +52,8 @@ ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 POOL_SIZE = 40
 # Playwright's default waits are 30 s; a page here answers in milliseconds.
 TIMEOUT_MS = 10_000
+# How much of the server's output a failed test's report shows.
+SERVER_LINES = 60
 
 
 @dataclasses.dataclass
@@ -57,6 +62,8 @@ class Site:
     home: Path
     admin: Account
     pool: list[Account]
+    web: Proc
+    supervisor: Proc
 
     @property
     def origin(self) -> str:
@@ -83,14 +90,22 @@ def _make_accounts(home: Path) -> tuple[Account, list[Account]]:
     return admin, pool
 
 
+def _crewboard(*args: str, home: Path) -> Proc:
+    return Proc([sys.executable, "-m", "crewboard", *args, "--home", str(home)])
+
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("browser") / "home"
     admin, pool = _make_accounts(home)
-    with serve(home) as proc:
-        url = served_url(proc)
-        yield Site(url, home, admin, pool)
-        proc.stop()
+    with _crewboard("web", "--port", "0", home=home) as web:
+        with _crewboard("supervisor", home=home) as supervisor:
+            line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
+            url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
+            supervisor.wait_for_line(lambda text: "supervisor" in text and " ready" in text)
+            yield Site(url, home, admin, pool, web, supervisor)
+            supervisor.stop()
+        web.stop()
 
 
 @pytest.fixture(scope="session")
@@ -221,6 +236,11 @@ def pytest_runtest_call(item: pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    site = getattr(item, "funcargs", {}).get("site")
+    if report.failed and isinstance(site, Site):
+        for name, proc in (("web", site.web), ("supervisor", site.supervisor)):
+            tail = proc.output().splitlines()[-SERVER_LINES:]
+            report.sections.append((f"{name} output (last lines)", "\n".join(tail)))
     context = getattr(item, "browser_context", None)
     if report.when == "call" and report.failed and context is not None:
         ARTIFACTS.mkdir(exist_ok=True)

@@ -50,3 +50,16 @@ def test_landing_page_offers_sign_in_to_strangers(anon_page):
     anon_page.goto("/")
     expect(anon_page.get_by_role("heading", name="crewboard")).to_be_visible()
     expect(anon_page.locator("#start")).to_have_attribute("href", "/login")
+
+
+def test_google_button_shows_when_the_server_offers_google(anon_page):
+    # The test server has no Google client; answer for it as one that has.
+    anon_page.route(
+        "**/auth/google-enabled",
+        lambda route: route.fulfill(json={"enabled": True}),
+    )
+    anon_page.goto("/login?error=Google%20sign-in%20was%20cancelled")
+    expect(anon_page.get_by_role("link", name="Sign in with Google")).to_have_attribute(
+        "href", "/auth/google"
+    )
+    expect(anon_page.get_by_role("alert")).to_have_text("Google sign-in was cancelled")

@@ -25,6 +25,8 @@ const sessionList = $("session-list");
 const sessionsPanel = $("sessions");
 const sessionsToggle = $("sessions-toggle");
 
+// How often a replay that ends mid-turn is asked again before giving up.
+const REPLAY_ATTEMPTS = 5;
 const NEW_CHAT_EMPTY = "Pick an agent and a model, then send a message to start a session.";
 const transcript = new Transcript($("transcript"), {
   emptyText: NEW_CHAT_EMPTY,
@@ -36,6 +38,7 @@ let models = [];
 let saved = []; // [{sessionName, id, updatedAt}]
 let current = null; // the open session, as /api/session/get returns it
 let streaming = null; // the AbortController of the stream being read
+let usable = false; // agents and models are loaded: messages can be sent
 
 // --- the pickers -----------------------------------------------------------
 
@@ -94,6 +97,7 @@ async function loadSaved() {
         },
       }, s.sessionName, el("small", {}, timeEl(s.updatedAt))))));
   $("sessions-empty").hidden = saved.length > 0;
+  sessionsToggle.textContent = saved.length ? `Saved sessions (${saved.length})` : "Saved sessions";
 }
 
 sessionsToggle.addEventListener("click", () => {
@@ -109,7 +113,7 @@ function collapseSidebar() {
 // --- state of the page -----------------------------------------------------
 
 function setBusy(busy) {
-  sendButton.disabled = busy;
+  sendButton.disabled = busy || !usable;
   stopButton.hidden = !busy || !current;
   agentSelect.disabled = busy;
   modelSelect.disabled = busy;
@@ -156,7 +160,6 @@ function newChat({ push = false } = {}) {
   transcript.clear();
   setBusy(false);
   setUrl(null, { push });
-  nameInput.value = "";
   message.focus();
 }
 
@@ -180,9 +183,20 @@ async function replay(session, lastEventId = null) {
   stopReading();
   const controller = (streaming = new AbortController());
   setBusy(session.live);
+  const url = `/api/session/replay/${encodeURIComponent(session.sessionName)}`;
   try {
-    await follow(stream(`/api/session/replay/${encodeURIComponent(session.sessionName)}`,
-      { signal: controller.signal, lastEventId }));
+    for (let attempt = 1; ; attempt += 1) {
+      await follow(stream(url, { signal: controller.signal, lastEventId }));
+      if (!transcript.live || controller.signal.aborted) break;
+      // The stream ended in the middle of a turn (the server restarted, say):
+      // ask again from the last record shown.
+      if (attempt === REPLAY_ATTEMPTS) {
+        transcript.fail("The stream ended before the turn did; reload the page to see the rest.");
+        break;
+      }
+      lastEventId = transcript.lastSeq || null;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
   } catch (error) {
     if (!controller.signal.aborted) showError(errorBox, `Cannot replay the session: ${error.message}`);
   } finally {
@@ -208,6 +222,7 @@ async function openSession(name, { push = false } = {}) {
     session = await api(`/api/session/get/${entry.id}`);
   } catch (error) {
     showError(errorBox, `Cannot open "${name}": ${error.message}`);
+    setBusy(false);
     return;
   }
   showSession(session);
@@ -234,6 +249,7 @@ async function sessionForMessage() {
   const name = current ? current.sessionName : nameInput.value.trim();
   if (name) body.sessionName = name;
   const session = await api("/api/session/create", { method: "POST", body });
+  nameInput.value = "";
   showSession(session);
   setUrl(session.sessionName);
   return session;
@@ -263,6 +279,11 @@ async function send(text) {
       body: { message: text },
       signal: controller.signal,
     }));
+    if (transcript.live && !controller.signal.aborted) {
+      // The stream ended without the turn's end: follow the rest in the log.
+      streaming = null;
+      await replay({ ...session, live: true }, transcript.lastSeq || null);
+    }
   } catch (error) {
     if (controller.signal.aborted) return;
     if (error instanceof StreamLost) {
@@ -333,8 +354,10 @@ deleteButton.addEventListener("click", async () => {
 
 // --- start -----------------------------------------------------------------
 
+let loaded = false;
 try {
   [agents, models] = await Promise.all([api("/api/agents"), api("/api/models"), loadSaved()]);
+  loaded = true;
 } catch (error) {
   showError(errorBox, `Cannot load the agents and models: ${error.message}`);
 }
@@ -345,11 +368,10 @@ if (preferred) agentSelect.value = preferred.id;
 const presetModel = preferred?.model && models.some((m) => m.id === preferred.model) ? preferred.model : null;
 chooseModel(presetModel || (models.some((m) => m.id === "offline:scripted") ? "offline:scripted" : models[0]?.id));
 describeAgent();
-if (!agents.length || !models.length) {
-  sendButton.disabled = true;
-  showError(errorBox, !agents.length ? "No agent presets are available." : "No models are available.");
-}
+usable = agents.length > 0 && models.length > 0;
 
 const opening = new URLSearchParams(location.search).get("session");
 if (opening) await openSession(opening);
 else newChat();
+if (loaded && !agents.length) showError(errorBox, "No agent presets are available: a chat needs one.");
+else if (loaded && !models.length) showError(errorBox, "No models are available: a chat needs one.");

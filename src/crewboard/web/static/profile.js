@@ -87,6 +87,7 @@ form.addEventListener("submit", async (event) => {
     const created = await api("/api/tokens", { method: "POST", body: { name } });
     form.reset();
     freshValue.value = created.token;
+    document.getElementById("new-token-name").textContent = `“${created.name}”`;
     fresh.dataset.tokenId = created.id;
     copyStatus.textContent = "";
     fresh.hidden = false;

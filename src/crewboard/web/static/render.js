@@ -20,7 +20,9 @@
 //                 a job's `done {runId, outcome}` only adds the outcome;
 //   error         ends the turn with the message.
 // A live chat turn's stream carries no user_message: call
-// view.userMessage(text) when sending. Frames whose id is at or below
+// view.userMessage(text) when sending (a replay that then brings the same
+// message, after a dropped stream, continues that turn rather than
+// repeating it). Frames whose id is at or below
 // view.lastSeq are ignored, so a stream resumed from an earlier point
 // repeats nothing.
 
@@ -51,6 +53,8 @@ function plural(count, word) {
 /** One turn: the user's message and the agent's answer. */
 class Turn {
   constructor(text, label) {
+    this.text = text;
+    this.awaiting = false; // shown before the server confirmed it (see userMessage)
     this.finished = false;
     this.agent = "";
     this.toolCalls = new Map(); // callId → the step's element
@@ -124,10 +128,11 @@ class Turn {
       case "agent_tool_start": {
         this.moveTextToThinking();
         this.counts.tools += 1;
+        const args = prettyJson(record.toolArgumentsStr);
         const item = this.addStep("tool pending",
           el("p", { class: "tool-name" }, el("code", {}, record.toolName), " ",
-            el("span", { class: "tool-state" }, "running")),
-          el("pre", { class: "args", "aria-label": "Arguments" }, clip(prettyJson(record.toolArgumentsStr))));
+            el("span", { class: "tool-state" }, "running…")),
+          args && args !== "{}" ? el("pre", { class: "args", "aria-label": "Arguments" }, clip(args)) : null);
         if (record.callId) this.toolCalls.set(record.callId, item);
         this.updateSummary(`calling ${record.toolName}`);
         break;
@@ -136,11 +141,10 @@ class Turn {
         let item = this.toolCalls.get(record.callId);
         if (!item) {
           this.counts.tools += 1;
-          item = this.addStep("tool", el("p", { class: "tool-name" }, el("code", {}, record.toolName), " ",
-            el("span", { class: "tool-state" }, "")));
+          item = this.addStep("tool", el("p", { class: "tool-name" }, el("code", {}, record.toolName)));
         }
         item.classList.remove("pending");
-        item.querySelector(".tool-state").textContent = "result";
+        item.querySelector(".tool-state")?.remove();
         item.append(el("pre", { class: "result", "aria-label": "Result" }, clip(record.result)));
         this.updateSummary();
         break;
@@ -230,7 +234,21 @@ export class Transcript {
 
   /** Start a turn with the user's message (a live chat turn's stream omits it). */
   userMessage(text) {
-    return this.keepScrolled(() => this.startTurn(text));
+    return this.keepScrolled(() => {
+      const turn = this.startTurn(text);
+      turn.awaiting = true;
+      return turn;
+    });
+  }
+
+  /** A turn for a user_message record: the one userMessage() began, if it is this. */
+  userTurn(text) {
+    const turn = this.current;
+    if (turn && turn.awaiting && !turn.finished && turn.text === text) {
+      turn.awaiting = false;
+      return turn;
+    }
+    return this.startTurn(text);
   }
 
   startTurn(text) {
@@ -254,11 +272,15 @@ export class Transcript {
     this.keepScrolled(() => {
       switch (type) {
         case "user_message":
-          this.startTurn(String(data?.text ?? ""));
+          this.userTurn(String(data?.text ?? ""));
           break;
         case "chunk":
-          if (data?.type === "user_message") this.startTurn(String(data.text ?? ""));
-          else this.openTurn().record(data || {});
+          if (data?.type === "user_message") this.userTurn(String(data.text ?? ""));
+          else {
+            const turn = this.openTurn();
+            turn.awaiting = false;
+            turn.record(data || {});
+          }
           break;
         case "final_result":
           this.openTurn().finish({ result: data || {} });

@@ -1,0 +1,62 @@
+"""The profile page: who you are, and personal API tokens — created with the
+secret shown once (with a copy button), listed, used, and revoked."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+
+def test_create_copy_use_and_revoke_an_api_token(site, context, page, account):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.origin)
+    page.goto("/profile")
+    expect(page.locator("#profile")).to_contain_text(account.email)
+    expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+
+    page.get_by_role("button", name="Create token").click()
+    expect(page.get_by_role("alert")).to_contain_text("Give the token a name")
+
+    page.get_by_label("New token's name").fill("laptop scripts")
+    page.get_by_label("New token's name").press("Enter")
+    secret_box = page.get_by_label("Token", exact=True)
+    expect(secret_box).to_have_value(re.compile(r"^cb_"))
+    secret = secret_box.input_value()
+    expect(page.get_by_role("alert")).to_be_hidden()
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == secret
+
+    rows = page.locator("#tokens tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("laptop scripts")
+    expect(rows.first).to_contain_text("never")
+
+    # The secret works as a bearer token, and is never shown again.
+    me = httpx.get(f"{site.url}auth/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.json()["email"] == account.email
+    page.reload()
+    expect(page.locator("#tokens tbody tr")).to_have_count(1)
+    expect(page.locator("#new-token")).to_be_hidden()
+    assert secret not in page.content()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke token laptop scripts").click()
+    expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+    gone = httpx.get(f"{site.url}auth/me", headers={"Authorization": f"Bearer {secret}"})
+    assert gone.status_code == 401
+
+
+def test_profile_fits_a_phone_screen(page, account):
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto("/profile")
+    expect(page.locator("#profile")).to_contain_text(account.email)
+    page.get_by_label("New token's name").fill("phone")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.get_by_label("Token", exact=True)).to_have_value(re.compile(r"^cb_"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the page scrolls sideways ({width}px wide)"
