@@ -209,7 +209,11 @@ def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: H
                 def taken_over() -> bool:
                     no_job_has_two_live_runs()
                     runs = crews.runs(job_id)
-                    return len(runs) == 2 and runs[1].outcome == RunOutcome.RUNNING
+                    return (
+                        len(runs) == 2
+                        and runs[1].outcome == RunOutcome.RUNNING
+                        and runs[1].pid is not None
+                    )
 
                 wait_until(taken_over, 10, "the peer to recover the stale run and rerun it")
                 assert not gone(runner)  # the stalled supervisor cannot stop it yet…
