@@ -178,3 +178,14 @@ def test_a_stream_cut_mid_turn_resumes_from_the_log_without_repeats(page, frames
     expect(turn.locator(".step.tool")).to_have_count(1)
     expect(turn.locator(".step.agent")).to_have_count(1)
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+
+
+def test_table_alignment_survives_the_strict_content_security_policy(page):
+    # The server keeps text-align on table cells; the page's CSP refuses
+    # inline styles (a console error, which fails the test), so it must come
+    # through as a class.
+    page.goto("/chat")
+    send(page, "| item | price |\n|:--|--:|\n| tea | 3 |")
+    cell = page.locator(".answer.rendered td").last
+    expect(cell).to_have_text("3")
+    assert cell.evaluate("c => getComputedStyle(c).textAlign") == "right"

@@ -63,3 +63,29 @@ def test_google_button_shows_when_the_server_offers_google(anon_page):
         "href", "/auth/google"
     )
     expect(anon_page.get_by_role("alert")).to_have_text("Google sign-in was cancelled")
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        ({"alive": False, "lastHeartbeatAt": "2020-02-03T04:05:06.000Z"}, "Dispatcher down since "),
+        ({"alive": False, "lastHeartbeatAt": None}, "Dispatcher never started"),
+    ],
+)
+def test_header_says_when_the_dispatcher_is_down(page, status, shown):
+    # The test server's supervisor is alive; answer for one that is not.
+    body = {"ageSeconds": None, "running": 0, "capacity": 0, "ready": 3, "supervisors": []}
+    page.route("**/api/dispatcher/status", lambda route: route.fulfill(json={**body, **status}))
+    page.goto("/profile")
+    indicator = page.locator("header.shell").get_by_role("status")
+    expect(indicator).to_contain_text(shown)
+    expect(indicator).to_have_attribute("data-state", "down")
+    if status["lastHeartbeatAt"]:
+        expect(indicator).to_contain_text("2020")
+
+
+def test_a_page_says_so_when_the_server_cannot_be_reached(page, watch):
+    watch.allow_console("net::ERR_FAILED")  # the aborted request below
+    page.route("**/auth/me", lambda route: route.abort())
+    page.goto("/profile")
+    expect(page.get_by_role("alert")).to_contain_text("cannot reach the server")

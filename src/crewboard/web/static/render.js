@@ -16,7 +16,8 @@
 //                 section; a `blocked` record ends the turn as blocked;
 //   final_result, done
 //                 end the turn: the answer is replaced by the server's
-//                 sanitised `html` (the ONLY markup this client inserts);
+//                 sanitised `html` (the ONLY markup this client inserts,
+//                 in answer() below);
 //                 a job's `done {runId, outcome}` only adds the outcome;
 //   error         ends the turn with the message.
 // A live chat turn's stream carries no user_message: call
@@ -194,11 +195,24 @@ class Turn {
   }
 }
 
+/**
+ * The server's sanitised HTML (web/render.py), with the one inline style it
+ * keeps — table cells' text-align — turned into a class: the pages' CSP
+ * refuses style attributes. Only real <td>/<th> tags can match, since a "<"
+ * in text always comes escaped.
+ */
+function withoutInlineStyles(html) {
+  return html.replace(/<(td|th)\b([^>]*?)\sstyle="([^"]*)"/g, (_, tag, attrs, style) => {
+    const align = /text-align:\s*(left|center|right)/.exec(style);
+    return `<${tag}${attrs}${align ? ` class="align-${align[1]}"` : ""}`;
+  });
+}
+
 /** The final answer: the server's sanitised HTML, or plain text without it. */
 function answer(html, text) {
   const node = el("div", { class: "answer rendered" });
   if (typeof html === "string" && html) {
-    node.innerHTML = html; // sanitised on the server (web/render.py)
+    node.innerHTML = withoutInlineStyles(html); // sanitised on the server
   } else {
     node.classList.add("plain");
     node.textContent = String(text ?? "");

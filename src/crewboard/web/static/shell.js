@@ -35,8 +35,12 @@ export async function startShell({ page = "", requireLogin = true } = {}) {
   try {
     me = await api("/auth/me");
   } catch (error) {
+    // No answer at all (the server is down): say so, and go no further.
     render(header, page, null);
-    throw error;
+    const main = document.getElementById("main") || document.body;
+    main.prepend(el("p", { class: "error", role: "alert" },
+      `The page cannot start: ${error.message}. Reload it to try again.`));
+    return new Promise(() => {});
   }
   if (!me && requireLogin) {
     toLogin();
