@@ -69,8 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     import trio
 
+    from crewboard.serve import follow_lifeline
     from crewboard.web.server import serve_web
 
+    follow_lifeline()
     trio.run(serve_web, _load(args))
     return 0
 
@@ -78,8 +80,10 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_supervisor(args: argparse.Namespace) -> int:
     import trio
 
+    from crewboard.serve import follow_lifeline
     from crewboard.supervisor.main import run_supervisor
 
+    follow_lifeline()
     trio.run(run_supervisor, _load(args))
     return 0
 

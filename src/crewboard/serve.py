@@ -5,13 +5,13 @@ SIGTERM stops both within 5 s."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 import trio
@@ -30,13 +30,24 @@ MAX_BACKOFF_S = 30.0
 URL_FILE = "web.json"
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if `crewboard serve` itself dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+LIFELINE_ENV = "CREWBOARD_LIFELINE_FD"
+
+
+def follow_lifeline() -> None:
+    """In a child of `crewboard serve`: stop (as on SIGTERM) once the parent is
+    gone, even if it was killed outright. The parent holds the only write end
+    of a pipe whose read end the child inherits; its death closes the pipe."""
+    fd_text = os.environ.pop(LIFELINE_ENV, None)
+    if not fd_text:
+        return
+    fd = int(fd_text)
+
+    def wait_for_eof() -> None:
+        while os.read(fd, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait_for_eof, name="lifeline", daemon=True).start()
 
 
 @dataclass
@@ -47,12 +58,15 @@ class Child:
     restarts: int = 0
 
 
-async def _supervise_child(child: Child, stopping: trio.Event) -> None:
+async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) -> None:
     backoff_s = 1.0
     while not stopping.is_set():
         started = trio.current_time()
         child.process = await trio.lowlevel.open_process(
-            child.argv, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL
+            child.argv,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(lifeline,),
+            env={**os.environ, LIFELINE_ENV: str(lifeline)},
         )
         code = await child.process.wait()
         if stopping.is_set():
@@ -118,10 +132,11 @@ async def run_serve(config: Config, home_arg: str | None = None) -> int:
         Child("supervisor", [*base, "supervisor", *home]),
     ]
     stopping = trio.Event()
+    lifeline, _keep_open = os.pipe()  # the write end lives exactly as long as we do
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             for child in children:
-                nursery.start_soon(_supervise_child, child, stopping)
+                nursery.start_soon(_supervise_child, child, stopping, lifeline)
             nursery.start_soon(_announce_url, config, url_file)
             async for signum in signals:
                 log.info("%s received; stopping", signal.Signals(signum).name)

@@ -199,3 +199,26 @@ def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
         assert proc.popen.wait(10) == 0
         assert time.monotonic() - started < 5
         assert not any(_alive(pid) for pid in restarted.values())
+
+
+def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
+    home = tmp_path / "home"
+    with serve(home) as proc:
+        url = served_url(proc)
+        children = wait_until(
+            lambda: len(c := _children(proc.popen.pid)) == 2 and c, what="two children"
+        )
+        # Stability over time is the point here: trio retires idle worker
+        # threads after 10 s, and nothing tied to a thread may stop a child.
+        time.sleep(12)
+        assert _children(proc.popen.pid) == children
+        assert httpx.get(f"{url}auth/me").status_code == 200
+        assert "restarting" not in proc.output()
+
+        proc.popen.kill()  # serve dies without a chance to clean up
+        proc.popen.wait(5)
+        wait_until(
+            lambda: not any(_alive(pid) for pid in children.values()),
+            timeout_s=15,
+            what="the children to stop after serve died",
+        )
