@@ -57,11 +57,6 @@ STDERR_TAIL_BYTES = 4000
 SHUTDOWN = "the web server shut down"
 
 
-def workspace_id(session_id: int) -> str:
-    """The name of a session's workspace and artifact folders in the home."""
-    return f"chat-{session_id}"
-
-
 def history_messages(records: list[Record], max_turns: int = HISTORY_TURNS) -> list[dict[str, str]]:
     """The conversation so far, as a runner's ``messages``: each finished turn
     gives its user message and its final answer. Turns that ended in an error
@@ -148,9 +143,12 @@ class ChatTurns:
         # Claimed before the first await, so a second message is refused at once.
         turn = self._turns[session_id] = Turn(session_id, path, 0, prompt)
         try:
-            spec = await trio.to_thread.run_sync(self._prepare, session, turn, presets)
-            turn.ready.set()
-            await self._nursery.start(self._run, turn, spec)
+            # Once accepted, the turn starts even if the client hangs up at
+            # this very moment: a turn never depends on its first reader.
+            with trio.CancelScope(shield=True):
+                spec = await trio.to_thread.run_sync(self._prepare, session, turn, presets)
+                turn.ready.set()
+                await self._nursery.start(self._run, turn, spec)
         except BaseException:
             self._turns.pop(session_id, None)
             turn.ready.set()
@@ -172,7 +170,7 @@ class ChatTurns:
         close_open_turn(turn.log_path, "the turn was interrupted (the web server stopped)")
         records = read_records(turn.log_path)
         turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
-        ident = workspace_id(session.id)
+        ident = self.home.chat_workspace_id(session.id)
         return {
             "runId": f"{ident}-{turn.after_seq + 1}",
             "kind": "chat",
@@ -195,7 +193,7 @@ class ChatTurns:
     ) -> None:
         """The turn's task in the app's nursery: start the runner, wait for it,
         and always reap it and close its turn in the log."""
-        stderr_path = self.home.run_dir / f"{workspace_id(turn.session_id)}.stderr"
+        stderr_path = self.home.run_dir / f"{self.home.chat_workspace_id(turn.session_id)}.stderr"
         started = False
         code: int | None = None
         try:
