@@ -3,15 +3,22 @@ sockets and the secret key. Every path the product writes is named here."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
+import shutil
+import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SECRET_KEY_FILE = "secret_key"
 WAKE_SOCKET = "supervisor.sock"
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+log = logging.getLogger(__name__)
 
 
 class Home:
@@ -41,6 +48,42 @@ class Home:
 
     def workspace(self, run_id: int | str) -> Path:
         return self.root / "workspaces" / _checked(run_id)
+
+    def chat_workspace_id(self, session_id: int | str) -> str:
+        """Chat turns share one workspace (and artifact folder) per session."""
+        return f"chat-{_checked(session_id)}"
+
+    def remove_run_files(self, run_ids: Iterable[int]) -> None:
+        """Delete the log, artifacts and workspace of each run (already gone
+        from the board); what is missing is skipped, what fails is logged."""
+        for run_id in run_ids:
+            self._unlink(self.run_log(run_id))
+            self._rmtree(self.artifact_dir(run_id))
+            self._rmtree(self.workspace(run_id))
+
+    def remove_chat_files(self, session_id: int) -> None:
+        """Delete a chat session's log, workspace and saved files."""
+        ident = self.chat_workspace_id(session_id)
+        self._unlink(self.chat_log(session_id))
+        self._unlink(self.run_dir / f"{ident}.stderr")
+        self._rmtree(self.workspace(ident))
+        self._rmtree(self.artifact_dir(ident))
+
+    @staticmethod
+    def _unlink(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", path, exc)
+
+    @staticmethod
+    def _rmtree(folder: Path) -> None:
+        if not folder.exists():
+            return
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(folder, onexc=_writable_and_retry)
+        else:
+            shutil.rmtree(folder, onerror=_writable_and_retry)
 
     def ensure(self) -> Home:
         """Create the directory tree (private to its owner) if missing."""
@@ -73,3 +116,15 @@ def _checked(ident: int | str) -> str:
     if not _SAFE_ID.match(text):
         raise ValueError(f"unsafe id for a path: {text!r}")
     return text
+
+
+def _writable_and_retry(func: Any, path: str, exc: Any) -> None:
+    """A run may leave read-only files and folders behind: make the parent
+    writable and try once more; log what still fails."""
+    try:
+        os.chmod(os.path.dirname(path), 0o700)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, 0o700)
+        func(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)

@@ -8,18 +8,14 @@ from __future__ import annotations
 import html
 import logging
 import os
-import shutil
 import stat
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
-
-import nh3
-from markdown_it import MarkdownIt
+from typing import TypeGuard
 
 from crewboard.home import Home
+from crewboard.web.render import render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -122,43 +118,6 @@ def read_artifact(artifact: Artifact, limit: int) -> bytes:
         return f.read(limit + 1)
 
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
-
-
-def render_markdown(text: str, title: str) -> str:
-    """Markdown as a standalone HTML page: raw HTML in the source is not
-    passed through, and the result is sanitised again with nh3."""
-    body = nh3.clean(
-        _markdown.render(text),
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
-    return _PAGE.format(title=html.escape(title), body=body)
-
-
-def remove_run_files(home: Home, run_ids: Iterable[int]) -> None:
-    """Delete the log, artifacts and workspace of each run (already gone
-    from the board); what is missing is skipped, what fails is logged."""
-    for run_id in run_ids:
-        try:
-            home.run_log(run_id).unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("could not remove the log of run %s: %s", run_id, exc)
-        for folder in (home.artifact_dir(run_id), home.workspace(run_id)):
-            if folder.exists():
-                if sys.version_info >= (3, 12):
-                    shutil.rmtree(folder, onexc=_writable_and_retry)
-                else:
-                    shutil.rmtree(folder, onerror=_writable_and_retry)
-
-
-def _writable_and_retry(func: Any, path: str, exc: Any) -> None:
-    """A run may leave read-only files and folders behind: make the parent
-    writable and try once more; log what still fails."""
-    try:
-        os.chmod(os.path.dirname(path), 0o700)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, 0o700)
-        func(path)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", path, exc)
+def render_markdown_page(text: str, title: str) -> str:
+    """Markdown as a standalone, sanitised HTML page."""
+    return _PAGE.format(title=html.escape(title), body=render_markdown(text))

@@ -41,8 +41,7 @@ from crewboard.web.run_files import (
     find_artifact,
     open_artifact,
     read_artifact,
-    remove_run_files,
-    render_markdown,
+    render_markdown_page,
 )
 from crewboard.web.state import state
 from crewboard.web.validate import Fields, json_object
@@ -68,7 +67,7 @@ def _wake() -> None:
 
 async def _remove_files(run_ids: list[int]) -> None:
     if run_ids:
-        await trio.to_thread.run_sync(remove_run_files, state().home, run_ids)
+        await trio.to_thread.run_sync(state().home.remove_run_files, run_ids)
 
 
 # --- the list and new crews ---------------------------------------------------
@@ -297,10 +296,13 @@ async def job_artifact(job_id: int):
             )
             raise ValidationFailed(message, {"format": message})
         page = await trio.to_thread.run_sync(
-            render_markdown, data.decode("utf-8", "replace"), artifact.name
+            render_markdown_page, data.decode("utf-8", "replace"), artifact.name
         )
         response = Response(page, mimetype="text/html")
-        response.headers["Content-Security-Policy"] = HTML_CSP
+        # The job page shows this rendering in a sandboxed iframe: this site
+        # may frame it, no other may.
+        response.headers["Content-Security-Policy"] = f"{HTML_CSP}; frame-ancestors 'self'"
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
         response.headers["Content-Disposition"] = _disposition(kind, artifact.name + ".html")
         return response
     response = Response(_file_chunks(artifact), content_type=artifact.media_type)

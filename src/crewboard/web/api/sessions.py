@@ -14,7 +14,6 @@ A turn ended by the agent's block tool ends with its ``blocked`` record: as
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -26,13 +25,12 @@ from quart import Blueprint, current_app, jsonify
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
 from crewboard.errors import ValidationFailed
-from crewboard.home import Home
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.sessionlog import Record, is_terminal, read_records
 from crewboard.web import sse
 from crewboard.web.api.agents import current_presets
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
-from crewboard.web.chat import ChatTurns, Turn, workspace_id
+from crewboard.web.chat import ChatTurns, Turn
 from crewboard.web.errors import ResourceNotFound
 from crewboard.web.render import render_markdown
 from crewboard.web.state import state
@@ -91,15 +89,6 @@ def _public(row: ChatSession) -> dict[str, Any]:
     return chats.session_public(row, live=turns().is_live(row.id))
 
 
-def _remove_files(home: Home, session_id: int) -> None:
-    """Delete a session's log, workspace and saved files."""
-    ident = workspace_id(session_id)
-    home.chat_log(session_id).unlink(missing_ok=True)
-    (home.run_dir / f"{ident}.stderr").unlink(missing_ok=True)
-    shutil.rmtree(home.workspace(ident), ignore_errors=True)
-    shutil.rmtree(home.artifact_dir(ident), ignore_errors=True)
-
-
 # --- routes -------------------------------------------------------------------
 
 
@@ -139,7 +128,7 @@ async def create_session():
     if created:
         # Ids of deleted sessions can be handed out again: start with nothing
         # that a previous holder of this id left behind.
-        await trio.to_thread.run_sync(_remove_files, state().home, row.id)
+        await trio.to_thread.run_sync(state().home.remove_chat_files, row.id)
     return jsonify(_public(row)), 201 if created else 200
 
 
@@ -195,7 +184,7 @@ async def delete_session(session_name: str):
     row = await _own_session_by_name(session_name)
     with turns().deleting(row.id):
         await db.call(chats.delete_session, row.id)
-        await trio.to_thread.run_sync(_remove_files, state().home, row.id)
+        await trio.to_thread.run_sync(state().home.remove_chat_files, row.id)
     return "", 204
 
 
