@@ -93,7 +93,7 @@ def cmd_user(args: argparse.Namespace) -> int:
     from crewboard.bootstrap import open_home
 
     config = _load(args)
-    open_home(config)
+    home = open_home(config)
     if args.user_command == "add":
         password = _read_password(args)
         user = users.create_user(
@@ -117,7 +117,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         user = users.promote(args.email)
         print(f"{user.email} is now an administrator")
     elif args.user_command == "remove":
+        existing = users.get_user_by_email(args.email)
+        run_ids, chat_ids = users.owned_files(existing.id) if existing else ([], [])
         user = users.remove_user(args.email, purge=args.purge)
+        if args.purge:
+            home.remove_run_files(run_ids)
+            for chat_id in chat_ids:
+                home.remove_chat_files(chat_id)
         print(f"{'Deleted' if args.purge else 'Disabled'} {user.email}")
     return 0
 

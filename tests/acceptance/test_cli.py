@@ -222,3 +222,57 @@ def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
             timeout_s=15,
             what="the children to stop after serve died",
         )
+
+
+def test_user_remove_purge_deletes_their_files_too(tmp_path):
+    from crewboard.board import db
+    from crewboard.board.models import ChatSession, Crew, Job, Run, User
+    from crewboard.clock import utcnow
+    from crewboard.home import Home
+
+    home = tmp_path / "home"
+    for email in ("gone@example.test", "kept@example.test"):
+        run_cli("user", "add", email, "--password-stdin", home=home, stdin=PASSWORD + "\n")
+    db.connect(home / "board.db")
+    paths = Home(home)
+    now = utcnow()
+    files = {}
+    try:
+        for user in User.select():
+            chat = ChatSession.create(
+                owner=user,
+                session_name="s",
+                agent="assistant",
+                model_spec="offline:scripted",
+                created_at=now,
+                updated_at=now,
+            )
+            crew = Crew.create(template_id="ask", title="t", owner=user, created_at=now)
+            job = Job.create(
+                crew=crew,
+                owner=user,
+                key="k",
+                title="k",
+                agent="assistant",
+                prompt="p",
+                status="done",
+                available_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            run = Run.create(job=job, supervisor_id="s", started_at=now, outcome="succeeded")
+            made = [
+                paths.chat_log(chat.id),
+                paths.run_log(run.id),
+                paths.artifact_dir(run.id) / "a.md",
+                paths.workspace(run.id) / "w.txt",
+            ]
+            for path in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("x")
+            files[user.email] = made
+    finally:
+        db.close()
+    assert run_cli("user", "remove", "gone@example.test", "--purge", home=home).returncode == 0
+    assert not any(p.exists() for p in files["gone@example.test"])
+    assert all(p.exists() for p in files["kept@example.test"])

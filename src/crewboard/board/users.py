@@ -166,6 +166,18 @@ def remove_user(email: str, *, purge: bool = False) -> User:
     return user
 
 
+def owned_files(user_id: int) -> tuple[list[int], list[int]]:
+    """The run ids and chat session ids whose files on disk belong to the
+    user, so a purge can remove them too."""
+    from crewboard.board.models import ChatSession, Job, Run
+
+    run_ids = [r.id for r in Run.select(Run.id).join(Job).where(Job.owner == user_id)]
+    chat_ids = [
+        c.id for c in ChatSession.select(ChatSession.id).where(ChatSession.owner == user_id)
+    ]
+    return run_ids, chat_ids
+
+
 @write
 def provision_google_user(sub: str, email: str, name: str) -> User:
     """The account of a Google identity: found by subject, else linked by a
