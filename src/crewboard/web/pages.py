@@ -69,6 +69,20 @@ async def chat_page():
     return _page("chat.html")
 
 
+@bp.get("/board")
+@login_required
+async def board_page():
+    return _page("board.html")
+
+
+@bp.get("/jobs/<id:job_id>")
+@login_required
+async def job_page(job_id: int):
+    # job.js reads the id from the path; a job the viewer may not see is
+    # "not found" there, as the API says.
+    return _page("job.html")
+
+
 @bp.get("/favicon.ico")
 async def favicon():
     # Browsers ask for it on pages that name no icon (Swagger UI, say).

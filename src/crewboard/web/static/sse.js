@@ -23,6 +23,9 @@
 //                   feed that never ends, like /api/board/events);
 //                   "never" (the POST default): a drop throws a StreamLost
 //                   error whose `lastEventId` says where to resume elsewhere.
+//   onStatus        called with "open" when the server accepts the stream
+//                   and "retrying" when a dropped one is about to be reopened
+//                   (for a "live" / "reconnecting" indicator).
 // An HTTP error answer (409, 404, 422…) throws an ApiError with the server's
 // message; a 401 on /api/* sends the page to /login first.
 
@@ -127,7 +130,7 @@ function sleep(ms, signal) {
 
 /** The frames of an SSE stream, as an async iterator (see the top of this file). */
 export async function* stream(url, options = {}) {
-  const { method = "GET", body, signal } = options;
+  const { method = "GET", body, signal, onStatus = () => {} } = options;
   const reconnect = options.reconnect || (method === "GET" ? "onError" : "never");
   let lastEventId = options.lastEventId ?? null;
   let retryMs = DEFAULT_RETRY_MS;
@@ -159,6 +162,7 @@ export async function* stream(url, options = {}) {
           throw Object.assign(error, { retryable: true });
         }
         failures = 0;
+        onStatus("open");
         const frames = [];
         const parser = new SseParser((event) => {
           if (event.retry !== null) retryMs = event.retry;
@@ -187,6 +191,7 @@ export async function* stream(url, options = {}) {
       }
       if (ended && reconnect !== "always") return;
       failures += 1;
+      onStatus("retrying");
       await sleep(Math.min(retryMs * 2 ** Math.max(0, failures - 1), MAX_RETRY_MS), controller.signal);
       if (controller.signal.aborted) return;
     }

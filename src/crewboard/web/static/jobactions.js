@@ -1,0 +1,125 @@
+// What a person can do to a job — unblock, redo with feedback, cancel,
+// archive, delete — as buttons that ask first, for the board's cards and the
+// job page alike.
+//
+//   const buttons = jobActionButtons(job, {
+//     onDone: (action, job) => ...,   // job: the job as it is now, null once deleted
+//     onError: (message) => ...,
+//     refocus: (action) => ...,       // the button was re-drawn meanwhile: focus its successor
+//   });
+//
+// A button is disabled while its request is in flight, so a double click
+// sends one request.
+
+import { api } from "/static/api.js";
+import { confirmDialog, whileBusy } from "/static/dialog.js";
+import { el } from "/static/dom.js";
+
+function quoted(job) {
+  return `“${job.title || `job ${job.id}`}”`;
+}
+
+/** The actions, in the order they are offered; `when` says for which jobs. */
+export const ACTIONS = [
+  {
+    name: "unblock",
+    label: "Unblock",
+    when: (job) => job.status === "blocked",
+    ask: (job) => ({
+      title: `Unblock ${quoted(job)}?`,
+      message: "It goes back to the queue (or waits for its parents) with its retries reset.",
+      confirmLabel: "Unblock",
+    }),
+    send: (job) => api(`/api/jobs/${job.id}/unblock`, { method: "POST" }),
+  },
+  {
+    name: "redo",
+    label: "Redo…",
+    when: (job) => job.status === "done" || job.status === "blocked",
+    ask: (job) => ({
+      title: `Redo ${quoted(job)}`,
+      message: "It runs again with your feedback added to its prompt; jobs that depend on it run again after it.",
+      confirmLabel: "Redo with feedback",
+      fields: [{ name: "feedback", label: "Feedback", type: "textarea", required: true, maxLength: 20000,
+        hint: "What should the agent do differently?" }],
+    }),
+    send: (job, answer) => api(`/api/jobs/${job.id}/redo`, { method: "POST", body: { feedback: answer.feedback } }),
+  },
+  {
+    name: "cancel",
+    label: "Cancel",
+    when: (job) => ["waiting", "ready", "running"].includes(job.status) && !job.cancelRequested,
+    ask: (job) => ({
+      title: `Cancel ${quoted(job)}?`,
+      message: job.status === "running"
+        ? "Its runner is stopped and the job is blocked; you can unblock or redo it later."
+        : "It is taken off the queue and blocked; you can unblock it later.",
+      confirmLabel: "Cancel the job",
+      cancelLabel: "Keep it",
+      danger: true,
+    }),
+    send: (job) => api(`/api/jobs/${job.id}/cancel`, { method: "POST" }),
+  },
+  {
+    name: "archive",
+    label: "Archive",
+    when: (job) => job.status !== "running" && job.status !== "archived",
+    ask: (job) => ({
+      title: `Archive ${quoted(job)}?`,
+      message: "It leaves the board; “Show archived” finds it again.",
+      confirmLabel: "Archive",
+    }),
+    send: (job) => api(`/api/jobs/${job.id}/archive`, { method: "POST" }),
+  },
+  {
+    name: "delete",
+    label: "Delete…",
+    when: (job) => job.status !== "running",
+    ask: (job) => ({
+      title: `Delete ${quoted(job)}?`,
+      message: "The job goes for good, with its runs, logs, artifacts and comments.",
+      confirmLabel: "Delete",
+      danger: true,
+      fields: [{ name: "cascade", label: "Also delete the jobs that depend on it", type: "checkbox",
+        hint: "Without this, a job others depend on is not deleted." }],
+    }),
+    send: async (job, answer) => {
+      await api(`/api/jobs/${job.id}${answer.cascade ? "?cascade=1" : ""}`, { method: "DELETE" });
+      return null;
+    },
+  },
+];
+
+/** Ask, then do `action` to `job`; resolves to { job } when done, null when not. */
+export async function runJobAction(action, job, { onError = () => {} } = {}) {
+  const answer = await confirmDialog(action.ask(job));
+  if (!answer) return null;
+  try {
+    return { job: await action.send(job, answer) };
+  } catch (error) {
+    onError(`Cannot ${action.name} ${quoted(job)}: ${error.message}`);
+    return null;
+  }
+}
+
+/** Buttons for the actions that apply to `job` (see the top of this file). */
+export function jobActionButtons(job, { onDone = () => {}, onError = () => {}, refocus = () => {}, small = true } = {}) {
+  return ACTIONS.filter((action) => action.when(job)).map((action) => {
+    const danger = action.name === "delete" || action.name === "cancel";
+    const button = el("button", {
+      type: "button",
+      class: [danger ? "danger" : "secondary", small ? "small" : null].filter(Boolean).join(" "),
+      dataset: { action: action.name },
+      "aria-label": `${action.label.replace("…", "")} ${quoted(job)}`,
+    }, action.label);
+    button.addEventListener("click", async () => {
+      const done = await whileBusy(button, () => runJobAction(action, job, { onError }));
+      // Live updates may have re-drawn the job meanwhile.
+      if (!button.isConnected && (!document.activeElement || document.activeElement === document.body)) {
+        refocus(action.name);
+      }
+      if (done) onDone(action.name, done.job);
+    });
+    return button;
+  });
+}
