@@ -83,6 +83,12 @@ async def job_page(job_id: int):
     return _page("job.html")
 
 
+@bp.get("/templates")
+@login_required
+async def templates_page():
+    return _page("templates.html")
+
+
 @bp.get("/favicon.ico")
 async def favicon():
     # Browsers ask for it on pages that name no icon (Swagger UI, say).

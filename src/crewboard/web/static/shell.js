@@ -18,6 +18,7 @@ import { el, formatTime, replaceChildren } from "/static/dom.js";
 // The main navigation, in order. Add a page here when it exists.
 export const NAV = [
   { page: "board", href: "/board", label: "Board" },
+  { page: "templates", href: "/templates", label: "Templates" },
   { page: "chat", href: "/chat", label: "Chat" },
   { page: "profile", href: "/profile", label: "Profile" },
 ];
