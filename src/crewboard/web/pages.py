@@ -89,6 +89,12 @@ async def templates_page():
     return _page("templates.html")
 
 
+@bp.get("/schedules")
+@login_required
+async def schedules_page():
+    return _page("schedules.html")
+
+
 @bp.get("/favicon.ico")
 async def favicon():
     # Browsers ask for it on pages that name no icon (Swagger UI, say).

@@ -19,6 +19,7 @@ import { el, formatTime, replaceChildren } from "/static/dom.js";
 export const NAV = [
   { page: "board", href: "/board", label: "Board" },
   { page: "templates", href: "/templates", label: "Templates" },
+  { page: "schedules", href: "/schedules", label: "Schedules" },
   { page: "chat", href: "/chat", label: "Chat" },
   { page: "profile", href: "/profile", label: "Profile" },
 ];
