@@ -23,6 +23,7 @@ from crewboard.board import db, job_views
 from crewboard.board.models import RunOutcome
 from crewboard.home import Home
 from crewboard.sessionlog import Record, is_terminal, last_record
+from crewboard.web.render import render_markdown
 from crewboard.web.sse import PING, LogHub, Pinger, encode_frame
 from crewboard.web.state import state
 
@@ -39,8 +40,13 @@ _FRAME_KINDS = {"user_message": "user_message", "final_result": "final_result", 
 
 
 def job_frame(record: Record) -> bytes:
-    """A log record as the job stream sends it, with its seq as the id."""
+    """A log record as the job stream sends it, with its seq as the id; a
+    final result or a block reason also as sanitised ``html``, as in chat."""
     kind = _FRAME_KINDS.get(str(record.get("type")), "chunk")
+    if kind == "final_result":
+        record = {**record, "html": render_markdown(str(record.get("text") or ""))}
+    elif record.get("type") == "blocked":
+        record = {**record, "html": render_markdown(str(record.get("reason") or ""))}
     return encode_frame(kind, record, int(record.get("seq", 0)))
 
 

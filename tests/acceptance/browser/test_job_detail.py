@@ -45,7 +45,11 @@ def test_redo_with_feedback_runs_the_job_again(page, site, context):
     expect(redo).to_contain_text("you")
     expect(page.locator("#facts")).to_contain_text("Only rivers in Africa, please.")
     expect(page.locator("#transcript .message.user")).to_contain_text("Only rivers in Africa")
-    expect(page.locator("#transcript .answer.rendered")).to_contain_text("Only rivers in Africa")
+    # The answer is the server's rendering of its Markdown, not the raw text.
+    answer = page.locator("#transcript .answer.rendered")
+    expect(answer).to_contain_text("Only rivers in Africa")
+    expect(answer).not_to_have_class(re.compile("plain"))
+    expect(answer.locator("blockquote").first).to_be_visible()
     assert len(job(context, job_id)["runs"]) == 2
 
 
