@@ -7,7 +7,7 @@
 import { api, ApiError } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import {
-  STATUS_LABELS, actorLabel, formatDuration, outcomeBadge, plural, statusBadge,
+  OUTCOME_LABELS, STATUS_LABELS, actorLabel, formatDuration, outcomeBadge, plural, statusBadge,
 } from "/static/format.js";
 import { whileBusy } from "/static/dialog.js";
 import { jobActionButtons } from "/static/jobactions.js";
@@ -194,6 +194,9 @@ function show(next) {
   showArtifact(job, next.runs);
   $("loading").hidden = true;
   $("job").hidden = false;
+  if (logStream && !logStream.ended && job.status === "running" && transcript.live) {
+    logState.textContent = "Live: the run is in progress.";
+  }
   // A new run that the log is not showing: follow it.
   const latest = next.runs[next.runs.length - 1];
   if (latest && logStream?.ended && logStream.runId !== latest.id) restartLog();
@@ -372,8 +375,8 @@ function restartLog() {
 async function followLog() {
   const current = { controller: new AbortController(), runId: null, ended: false };
   logStream = current;
-  const waiting = !detail || !detail.runs.length;
-  logState.textContent = waiting ? "Waiting for the job's first run…" : "";
+  // Until the job's first run starts, the transcript's empty text says so.
+  logState.textContent = "";
   try {
     for await (const frame of stream(`/api/jobs/${jobId}/stream`, { signal: current.controller.signal })) {
       if (logStream !== current) return;
@@ -383,7 +386,8 @@ async function followLog() {
       transcript.frame(frame);
       if (frame.type === "done") {
         current.runId = frame.data?.runId ?? null;
-        logState.textContent = frame.data?.runId ? `Run ${frame.data.runId} ended: ${frame.data.outcome}.` : "";
+        const outcome = frame.data?.outcome;
+        logState.textContent = outcome ? `This run ended: ${OUTCOME_LABELS[outcome] || outcome}.` : "";
         break;
       }
     }
