@@ -128,3 +128,15 @@ async def test_login_body_must_be_well_formed(anon):
 
 async def test_google_is_off_without_configuration(anon):
     assert (await anon.get("/auth/google-enabled")).json() == {"enabled": False}
+
+
+async def test_pages_send_anonymous_visitors_to_login_and_serve_the_signed_in(anon, as_alice):
+    for path in ("/profile", "/chat", "/board", "/jobs/1", "/templates", "/schedules"):
+        response = await anon.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["location"] == f"/login?next={path}"
+        page = await as_alice.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert (await anon.get("/login")).status_code == 200
+    assert (await anon.get("/jobs/not-a-number")).status_code == 404

@@ -5,8 +5,6 @@ delete do to a schedule and its jobs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,38 +14,6 @@ import pytest
 from crewboard import cron
 from crewboard.board import db
 from crewboard.board.models import Crew, Job, Schedule, ScheduleFire
-from tests.conftest import Account, client_for
-
-
-@asynccontextmanager
-async def signed_in_as(server: str, account: Account) -> AsyncIterator[httpx.AsyncClient]:
-    # The shared as_* fixtures send the login before opening the client,
-    # which httpx 0.28 refuses; sign in inside the open client instead.
-    async with client_for(server) as client:
-        response = await client.post(
-            "/auth/login", json={"email": account.email, "password": account.password}
-        )
-        assert response.status_code == 200, response.text
-        yield client
-
-
-@pytest.fixture
-async def as_alice(server: str, alice: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with signed_in_as(server, alice) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_bob(server: str, bob: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with signed_in_as(server, bob) as client:
-        yield client
-
-
-@pytest.fixture
-async def as_admin(server: str, admin: Account) -> AsyncIterator[httpx.AsyncClient]:
-    async with signed_in_as(server, admin) as client:
-        yield client
-
 
 ASK = {"templateId": "ask", "inputs": {"question": "What changed overnight?"}}
 

@@ -15,9 +15,9 @@ Adding a page ``<name>``:
    signed-in user; then the page's own code, using ``api.js`` for JSON,
    ``sse.js`` for streams and ``render.js`` for session logs. Add the page to
    ``NAV`` in ``shell.js`` if it belongs in the main navigation.
-3. A route here returning ``_page("<name>.html")``, under
-   :func:`login_required` unless the page is public. The page reads its
-   parameters (a job id in the path, say) from ``location`` itself.
+3. An entry in ``SIGNED_IN_PAGES`` below (or a route of its own if the page
+   is public). The page reads its parameters (a job id in the path, say)
+   from ``location`` itself.
 """
 
 from __future__ import annotations
@@ -57,42 +57,28 @@ async def login_page():
     return _page("login.html")
 
 
-@bp.get("/profile")
-@login_required
-async def profile_page():
-    return _page("profile.html")
+# Pages for signed-in users: the path and the shell it serves. Each shell's
+# script reads what it needs (a job's id, say) from the URL and the API.
+SIGNED_IN_PAGES = {
+    "/profile": "profile.html",
+    "/chat": "chat.html",
+    "/board": "board.html",
+    "/jobs/<id:job_id>": "job.html",
+    "/templates": "templates.html",
+    "/schedules": "schedules.html",
+}
 
 
-@bp.get("/chat")
-@login_required
-async def chat_page():
-    return _page("chat.html")
+def _signed_in_page(name: str):
+    @login_required
+    async def view(**_ids: int) -> Response:
+        return _page(name)
+
+    return view
 
 
-@bp.get("/board")
-@login_required
-async def board_page():
-    return _page("board.html")
-
-
-@bp.get("/jobs/<id:job_id>")
-@login_required
-async def job_page(job_id: int):
-    # job.js reads the id from the path; a job the viewer may not see is
-    # "not found" there, as the API says.
-    return _page("job.html")
-
-
-@bp.get("/templates")
-@login_required
-async def templates_page():
-    return _page("templates.html")
-
-
-@bp.get("/schedules")
-@login_required
-async def schedules_page():
-    return _page("schedules.html")
+for _path, _name in SIGNED_IN_PAGES.items():
+    bp.add_url_rule(_path, f"page_{_name.removesuffix('.html')}", _signed_in_page(_name))
 
 
 @bp.get("/favicon.ico")
