@@ -65,6 +65,10 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
         g.started = time.perf_counter()
         g.principal = None
+        if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", ""):
+            # Take the (size-capped) body before anything can answer: Hypercorn
+            # stalls a keep-alive connection whose request body was left unread.
+            await request.get_data(cache=True)
         await authenticate()
 
     @app.after_request
