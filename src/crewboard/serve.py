@@ -65,6 +65,9 @@ async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) ->
         child.process = await trio.lowlevel.open_process(
             child.argv,
             stdin=subprocess.DEVNULL,
+            # Their own process group: a Ctrl-C at the terminal reaches serve
+            # alone, which stops the children in order (and gives jobs a drain).
+            process_group=0,
             pass_fds=(lifeline,),
             env={**os.environ, LIFELINE_ENV: str(lifeline)},
         )
