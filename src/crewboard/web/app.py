@@ -37,6 +37,13 @@ class IdConverter(BaseConverter):
         return str(value)
 
 
+def _body_still_arriving() -> bool:
+    if not (request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")):
+        return False
+    complete = getattr(request.body, "_complete", None)
+    return complete is None or not complete.is_set()
+
+
 def create_app(config: Config, home: Home | None = None) -> Quart:
     home = home or Home(config.home)
     app = QuartTrio("crewboard.web", static_folder=None)
@@ -65,15 +72,16 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
         g.started = time.perf_counter()
         g.principal = None
-        if request.content_length or "chunked" in request.headers.get("Transfer-Encoding", ""):
-            # Take the (size-capped) body before anything can answer: Hypercorn
-            # stalls a keep-alive connection whose request body was left unread.
-            await request.get_data(cache=True)
         await authenticate()
 
     @app.after_request
     async def _finish(response):
         response.headers["X-Request-Id"] = getattr(g, "request_id", "-")
+        if _body_still_arriving():
+            # Answered before the client finished sending its body (an early
+            # error, an OPTIONS): Hypercorn would stall the next request on
+            # this keep-alive connection, so ask the client for a fresh one.
+            response.headers["Connection"] = "close"
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from quart import Quart, Response, g, jsonify, request
+from quart import Quart, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from crewboard.errors import Conflict, NotFound, ValidationFailed
@@ -83,18 +83,6 @@ def error_body(status: int, code: str, message: str, details: dict[str, Any] | N
     return response
 
 
-def _close_if_body_sent(response: Response) -> Response:
-    """Ask the client to close the connection after an error to a request that
-    carried a body. An error often answers before the body was read (401, 403,
-    404, 405, 413), and Hypercorn then stalls the keep-alive connection: the
-    client's next request on it is never answered. A fresh connection costs
-    little after an error."""
-    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if request.content_length or chunked:
-        response.headers["Connection"] = "close"
-    return response
-
-
 def _http_code(exc: HTTPException) -> str:
     name = (exc.name or "error").lower().replace(" ", "_").replace("-", "_")
     return {"request_entity_too_large": "payload_too_large"}.get(name, name)
@@ -105,19 +93,19 @@ def register_error_handlers(app: Quart) -> None:
     async def _api_error(exc: ApiError):
         response = error_body(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
-        return _close_if_body_sent(response)
+        return response
 
     @app.errorhandler(NotFound)
     async def _not_found(exc: NotFound):
-        return _close_if_body_sent(error_body(404, "not_found", str(exc) or "not found"))
+        return error_body(404, "not_found", str(exc) or "not found")
 
     @app.errorhandler(Conflict)
     async def _conflict(exc: Conflict):
-        return _close_if_body_sent(error_body(409, "conflict", str(exc)))
+        return error_body(409, "conflict", str(exc))
 
     @app.errorhandler(ValidationFailed)
     async def _invalid(exc: ValidationFailed):
-        return _close_if_body_sent(error_body(422, "validation_failed", str(exc), exc.details))
+        return error_body(422, "validation_failed", str(exc), exc.details)
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException):
@@ -130,7 +118,7 @@ def register_error_handlers(app: Quart) -> None:
         response = error_body(status, _http_code(exc), message)
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-        return _close_if_body_sent(response)
+        return response
 
     @app.errorhandler(Exception)
     async def _unhandled(exc: Exception):
@@ -142,4 +130,4 @@ def register_error_handlers(app: Quart) -> None:
             "the server hit an unexpected error; quote the request id when reporting it",
             {"requestId": request_id},
         )
-        return _close_if_body_sent(response)
+        return response
