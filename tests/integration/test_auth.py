@@ -140,3 +140,41 @@ async def test_pages_send_anonymous_visitors_to_login_and_serve_the_signed_in(an
         assert "script-src 'self'" in page.headers["content-security-policy"]
     assert (await anon.get("/login")).status_code == 200
     assert (await anon.get("/jobs/not-a-number")).status_code == 404
+
+
+async def test_an_https_base_url_makes_the_cookie_secure_and_sets_the_origin(tmp_path, nursery):
+    import dataclasses
+
+    import trio
+
+    from crewboard.bootstrap import open_home
+    from crewboard.web.server import serve_web
+    from tests.conftest import add_user, make_config
+
+    config = dataclasses.replace(
+        make_config(tmp_path / "home"), base_url="https://crew.example.test"
+    )
+    open_home(config)
+    account = add_user(config, "sec@example.test")
+    stop = trio.Event()
+    (url,) = await nursery.start(
+        lambda task_status: serve_web(config, shutdown=stop, task_status=task_status)
+    )
+    try:
+        async with client_for(url, headers={"Origin": "https://crew.example.test"}) as client:
+            response = await client.post(
+                "/auth/login", json={"email": account.email, "password": PASSWORD}
+            )
+            assert response.status_code == 200
+            assert "secure" in response.headers["set-cookie"].lower()
+            cookie = response.cookies["crewboard_session"]
+        # The configured origin, not the Host, is what cookie writes must name.
+        async with client_for(url, cookies={"crewboard_session": cookie}) as client:
+            refused = await client.post("/api/tokens", json={"name": "x"})
+            assert refused.status_code == 403
+            allowed = await client.post(
+                "/api/tokens", json={"name": "x"}, headers={"Origin": "https://crew.example.test"}
+            )
+            assert allowed.status_code == 201
+    finally:
+        stop.set()
