@@ -262,12 +262,10 @@ def add_comment(job_id: int, author_id: int, text: Any) -> Comment:
     return get_comment(comment.id)
 
 
-@write
-def unblock(job_id: int, user_id: int) -> Job:
-    """A blocked job goes back on the queue with its retries reset: ready,
-    or waiting while a parent is not done. Conflict unless it is blocked."""
-    now = utcnow()
-    job = get_job(job_id)
+def _requeue(job: Job, now: datetime, expected: str, action: str, **changes: Any) -> str:
+    """Put ``job`` back on the queue with fresh retries, if it is still in
+    ``expected``: ready, or waiting while a parent is not done. Returns the
+    status it took; Conflict if someone else moved it first."""
     target = _requeue_status(job, now)
     updated = (
         Job.update(
@@ -278,12 +276,23 @@ def unblock(job_id: int, user_id: int) -> Job:
             interruptions=0,
             available_at=max(now, job.scheduled_at or now),
             updated_at=now,
+            **changes,
         )
-        .where((Job.id == job_id) & (Job.status == JobStatus.BLOCKED))
+        .where((Job.id == job.id) & (Job.status == expected))
         .execute()
     )
     if not updated:
-        raise _refused(job_id, "unblock")
+        raise _refused(job.id, action)
+    return target
+
+
+@write
+def unblock(job_id: int, user_id: int) -> Job:
+    """A blocked job goes back on the queue with its retries reset: ready,
+    or waiting while a parent is not done. Conflict unless it is blocked."""
+    now = utcnow()
+    job = get_job(job_id)
+    target = _requeue(job, now, JobStatus.BLOCKED, "unblock")
     record_event(
         EventKind.UNBLOCK,
         job=job,
@@ -311,23 +320,7 @@ def redo(job_id: int, user_id: int, feedback: Any) -> Job:
         raise Conflict(
             f"job {running[0]} depends on this one and is running; wait for it or cancel it"
         )
-    target = _requeue_status(job, now)
-    updated = (
-        Job.update(
-            status=target,
-            feedback=feedback,
-            blocked_reason=None,
-            cancel_requested=False,
-            attempts=0,
-            interruptions=0,
-            available_at=max(now, job.scheduled_at or now),
-            updated_at=now,
-        )
-        .where((Job.id == job_id) & (Job.status == job.status))
-        .execute()
-    )
-    if not updated:
-        raise _refused(job_id, "redo")
+    target = _requeue(job, now, job.status, "redo", feedback=feedback)
     actor = user_actor(user_id)
     # Ready descendants too: they have not started, and would run on the old result.
     rewound = []
