@@ -117,9 +117,9 @@ def test_another_user_sees_none_of_the_first_users_jobs(page, site, context, sig
     wait_for_status(context, job_id, "done")
     page.goto(f"/jobs/{job_id}")
     expect(page.get_by_role("heading", name="Alice's private question")).to_be_visible()
-    # Leave her page before the browser changes hands, so nothing of it (its
-    # lazily loaded artifact frame) loads under the next user's cookie.
-    page.goto("/board")
+    # Leave her pages before the browser changes hands, so nothing of them (a
+    # lazily loaded artifact frame, a live feed) loads under the next cookie.
+    page.goto("about:blank")
 
     sign_in(context, site.fresh_account())
     page.goto("/board")
