@@ -24,7 +24,9 @@ def test_a_turn_streams_tool_calls_then_the_rendered_answer(page):
     page.goto("/chat")
     expect(page.get_by_label("Agent")).to_have_value("assistant")
     expect(page.get_by_label("Model")).to_have_value("offline:scripted")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # the page is ready
     page.get_by_label("Session name").fill("first steps")
+    expect(page.get_by_label("Session name")).to_have_value("first steps")
     send(
         page,
         'Keep a note\n/tool write_file {"path": "note.txt", "content": "hello"}\n/sleep 1.5',
@@ -92,7 +94,9 @@ def test_reloading_during_a_turn_picks_it_up_where_it_was(page):
 def test_saved_sessions_replay_and_can_be_deleted(page):
     page.goto("/chat")
     expect(page.locator("#sessions-empty")).to_have_text("No saved sessions yet.")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()  # the page is ready
     page.get_by_label("Session name").fill("recipes")
+    expect(page.get_by_label("Session name")).to_have_value("recipes")
     send(page, "Soup, please")
     expect(page.locator(".answer.rendered")).to_contain_text("Soup, please")
 
