@@ -109,26 +109,14 @@ def test_a_job_can_never_have_two_live_runs(home):
     import peewee
     import pytest
 
-    from crewboard.board import users
-    from crewboard.board.models import Crew, Job, Run
+    from crewboard.board.models import Run
     from crewboard.clock import utcnow
+    from tests.support import crews
 
-    owner = users.create_user("o@example.test", None)
+    job_id = crews.add_job()
     now = utcnow()
-    crew = Crew.create(template_id="t", title="t", owner=owner, created_at=now)
-    job = Job.create(
-        crew=crew,
-        owner=owner,
-        key="k",
-        title="k",
-        agent="assistant",
-        prompt="p",
-        available_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    Run.create(job=job, supervisor_id="a", started_at=now)
+    Run.create(job=job_id, supervisor_id="a", started_at=now)
     with pytest.raises(peewee.IntegrityError), db.database.atomic():
-        Run.create(job=job, supervisor_id="b", started_at=now)
+        Run.create(job=job_id, supervisor_id="b", started_at=now)
     Run.update(outcome="succeeded").execute()
-    Run.create(job=job, supervisor_id="b", started_at=now)  # a later attempt is fine
+    Run.create(job=job_id, supervisor_id="b", started_at=now)  # a later attempt is fine

@@ -128,6 +128,13 @@ class Fields:
             return None
         return value
 
+    def present(self, key: str) -> Any:
+        """The value of ``key`` as sent (the board checks it further); "is
+        required" if it is missing."""
+        if key not in self.body:
+            self.errors[key] = "is required"
+        return self.body.get(key)
+
     def fail(self, key: str, message: str) -> None:
         self.errors.setdefault(key, message)
 

@@ -204,10 +204,9 @@ async def add_comment(job_id: int):
     job = await _owned_job(job_id)
     body = await json_object()
     fields = Fields(body, allowed={"text"})
-    if "text" not in body:
-        fields.fail("text", "is required")
+    text = fields.present("text")
     fields.done()
-    comment = await db.call(board_jobs.add_comment, job.id, who.user_id, body["text"])
+    comment = await db.call(board_jobs.add_comment, job.id, who.user_id, text)
     return jsonify(board_jobs.comment_public(comment)), 201
 
 
@@ -228,10 +227,9 @@ async def redo_job(job_id: int):
     job = await _owned_job(job_id)
     body = await json_object()
     fields = Fields(body, allowed={"feedback"})
-    if "feedback" not in body:
-        fields.fail("feedback", "is required")
+    feedback = fields.present("feedback")
     fields.done()
-    job = await db.call(board_jobs.redo, job.id, who.user_id, body["feedback"])
+    job = await db.call(board_jobs.redo, job.id, who.user_id, feedback)
     _wake()
     return jsonify(board_jobs.job_public(job))
 
