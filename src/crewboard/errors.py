@@ -1,5 +1,25 @@
-"""Domain errors shared by every layer. The web layer maps them to HTTP
-statuses at its seam (``web/errors.py``); the CLI prints their message."""
+"""Every error the product raises on purpose, in one tree.
+
+::
+
+    CrewboardError            something crewboard refuses or cannot do
+    ├── ConfigError           the operator's configuration is wrong
+    └── RequestError          the caller's request cannot be served as sent
+        ├── BadRequest        400  a body that does not parse or has the wrong shape
+        ├── Unauthorized      401  not signed in, or credentials no good
+        ├── Forbidden         403  signed in, but not allowed
+        ├── NotFound          404  no such thing, or not the caller's to see
+        ├── Conflict          409  valid, but the thing's state forbids it
+        ├── ValidationFailed  422  well-formed, but a field is wrong
+        └── TooManyRequests   429  wait ``Retry-After`` seconds first
+
+A :class:`RequestError` is the caller's to fix: the web seam
+(``web/errors.py``) answers it with its ``status`` and ``code`` in the one JSON
+error shape, and the CLI prints its message. Anything else that escapes a
+request is the server's fault: a 500 with a request id, the traceback in the
+server log. Library errors are translated where they are caught:
+``raise NotFound(...) from exc``.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +34,70 @@ class ConfigError(CrewboardError):
     """The operator's configuration is wrong (a bad variable, toml or preset)."""
 
 
-class NotFound(CrewboardError):
+class RequestError(CrewboardError):
+    """The caller's fault: answered as JSON with ``status`` and ``code``;
+    ``details`` goes into the body, ``headers`` onto the response."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+        self.headers: dict[str, str] = {}
+
+
+class BadRequest(RequestError):
+    """The caller sent a body that cannot be parsed or has the wrong shape."""
+
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(RequestError):
+    """The caller is not signed in (or their credentials are no good)."""
+
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(RequestError):
+    """The caller is signed in but may not do this."""
+
+    status, code = 403, "forbidden"
+
+
+class NotFound(RequestError):
     """The caller named something that does not exist, or that is not theirs."""
 
+    status, code = 404, "not_found"
 
-class Conflict(CrewboardError):
+    def __init__(self, message: str = "not found", details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details)
+
+
+class Conflict(RequestError):
     """The request is valid but the thing is in a state that forbids it
     (a job still running, a turn already in progress)."""
 
+    status, code = 409, "conflict"
 
-class ValidationFailed(CrewboardError):
+
+class ValidationFailed(RequestError):
     """The caller's input is well-formed but wrong; ``fields`` maps each bad
     field to what is wrong with it."""
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.fields = fields or {}
+    status, code = 422, "validation_failed"
 
-    @property
-    def details(self) -> dict[str, Any]:
-        return {"fields": self.fields} if self.fields else {}
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        self.fields = fields or {}
+        super().__init__(message, {"fields": self.fields} if self.fields else {})
+
+
+class TooManyRequests(RequestError):
+    """The caller must wait ``retry_after_s`` before trying again."""
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, {"retryAfter": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -1,8 +1,10 @@
-"""HTTP errors and the one JSON shape every error response takes:
+"""The one JSON shape every error response takes:
 ``{"error": {"code", "message", "details"}}``.
 
-Domain errors from ``crewboard.errors`` are translated here, at the seam, so
-routes can simply raise them.
+Routes raise the errors of :mod:`crewboard.errors`; a
+:class:`~crewboard.errors.RequestError` carries its own ``status`` and
+``code``. Werkzeug's routing errors (404, 405, 413) are answered in the same
+shape, and anything else is a 500 with a request id, its traceback in the log.
 """
 
 from __future__ import annotations
@@ -13,68 +15,9 @@ from typing import Any
 from quart import Quart, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from crewboard.errors import Conflict, NotFound, ValidationFailed
+from crewboard.errors import RequestError
 
 log = logging.getLogger("crewboard.web")
-
-
-class ApiError(Exception):
-    """An error answered to the client as JSON with ``status`` and ``code``."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
-        self.headers: dict[str, str] = {}
-
-
-class BadRequest(ApiError):
-    """The caller sent a body that cannot be parsed or has the wrong shape."""
-
-    status, code = 400, "bad_request"
-
-
-class Unauthorized(ApiError):
-    """The caller is not signed in (or their credentials are no good)."""
-
-    status, code = 401, "unauthorized"
-
-
-class Forbidden(ApiError):
-    """The caller is signed in but may not do this."""
-
-    status, code = 403, "forbidden"
-
-
-class ResourceNotFound(ApiError):
-    """No such thing, or not the caller's to see."""
-
-    status, code = 404, "not_found"
-
-
-class StateConflict(ApiError):
-    """The thing is in a state that forbids the request."""
-
-    status, code = 409, "conflict"
-
-
-class Unprocessable(ApiError):
-    """The body parsed but its fields are wrong; ``details.fields`` says how."""
-
-    status, code = 422, "validation_failed"
-
-
-class TooManyRequests(ApiError):
-    """The caller must wait ``retry_after_s`` before trying again."""
-
-    status, code = 429, "too_many_requests"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message, {"retryAfter": retry_after_s})
-        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None):
@@ -89,23 +32,11 @@ def _http_code(exc: HTTPException) -> str:
 
 
 def register_error_handlers(app: Quart) -> None:
-    @app.errorhandler(ApiError)
-    async def _api_error(exc: ApiError):
+    @app.errorhandler(RequestError)
+    async def _request_error(exc: RequestError):
         response = error_body(exc.status, exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
-
-    @app.errorhandler(NotFound)
-    async def _not_found(exc: NotFound):
-        return error_body(404, "not_found", str(exc) or "not found")
-
-    @app.errorhandler(Conflict)
-    async def _conflict(exc: Conflict):
-        return error_body(409, "conflict", str(exc))
-
-    @app.errorhandler(ValidationFailed)
-    async def _invalid(exc: ValidationFailed):
-        return error_body(422, "validation_failed", str(exc), exc.details)
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException):

@@ -10,8 +10,7 @@ from typing import Any
 
 from quart import request
 
-from crewboard.errors import ValidationFailed
-from crewboard.web.errors import BadRequest
+from crewboard.errors import BadRequest, ValidationFailed
 
 
 async def json_object(*, allow_form: bool = False, allow_empty: bool = False) -> dict[str, Any]:

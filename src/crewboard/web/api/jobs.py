@@ -21,7 +21,7 @@ from crewboard.board import db, job_views
 from crewboard.board import jobs as board_jobs
 from crewboard.board.models import Job, JobStatus
 from crewboard.clock import parse_iso, utcnow
-from crewboard.errors import ValidationFailed
+from crewboard.errors import NotFound, ValidationFailed
 from crewboard.wakeup import wake_supervisor
 from crewboard.web import params, sse
 from crewboard.web.api.templates import current_templates
@@ -31,7 +31,6 @@ from crewboard.web.auth.guards import (
     login_required,
     require_principal,
 )
-from crewboard.web.errors import ResourceNotFound
 from crewboard.web.job_stream import board_watch, stream_job
 from crewboard.web.run_files import (
     HTML_CSP,
@@ -281,7 +280,7 @@ async def job_artifact(job_id: int):
         find_artifact, state().home, [(run.id, run.artifact) for run in runs], job.artifact_name
     )
     if artifact is None:
-        raise ResourceNotFound("this job has no saved file yet")
+        raise NotFound("this job has no saved file yet")
     kind = "attachment" if download else "inline"
     if as_html:
         if not artifact.is_markdown:

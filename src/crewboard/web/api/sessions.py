@@ -24,14 +24,13 @@ from quart import Blueprint, current_app, jsonify
 
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
-from crewboard.errors import ValidationFailed
+from crewboard.errors import NotFound, ValidationFailed
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.sessionlog import Record, is_terminal, read_records
 from crewboard.web import sse
 from crewboard.web.api.agents import current_presets
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
 from crewboard.web.chat import ChatTurns, Turn
-from crewboard.web.errors import ResourceNotFound
 from crewboard.web.render import render_markdown
 from crewboard.web.state import state
 from crewboard.web.validate import Fields, json_object
@@ -72,7 +71,7 @@ async def _session_by_id(session_id: int) -> ChatSession:
     """The session, if the caller owns it or is an admin."""
     row = await db.call(chats.get_session, session_id)
     if row is None:
-        raise ResourceNotFound("no such chat session")
+        raise NotFound("no such chat session")
     check_owner(row.owner_id, "chat session")
     return row
 
@@ -81,7 +80,7 @@ async def _own_session_by_name(session_name: str) -> ChatSession:
     name = chats.check_name(session_name)
     row = await db.call(chats.get_by_name, require_principal().user_id, name)
     if row is None:
-        raise ResourceNotFound("you have no chat session of that name")
+        raise NotFound("you have no chat session of that name")
     return row
 
 

@@ -7,8 +7,8 @@ from quart import Blueprint, jsonify
 
 from crewboard.board import db
 from crewboard.board import users as board_users
+from crewboard.errors import NotFound
 from crewboard.web.auth.guards import login_required, require_principal
-from crewboard.web.errors import ResourceNotFound
 from crewboard.web.validate import Fields, json_object
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
@@ -45,5 +45,5 @@ async def create_token():
 async def revoke_token(token_id: int):
     who = require_principal()
     if not await db.call(board_users.revoke_token, who.user_id, token_id):
-        raise ResourceNotFound("no such token")
+        raise NotFound("no such token")
     return "", 204

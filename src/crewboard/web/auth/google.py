@@ -45,8 +45,8 @@ from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.board.models import User
 from crewboard.config import Config
+from crewboard.errors import NotFound
 from crewboard.web.auth.guards import SESSION_COOKIE, set_session_cookie
-from crewboard.web.errors import ResourceNotFound
 from crewboard.web.state import state
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _cache() -> ProviderCache:
 def _google_config() -> Config:
     config = state().config
     if not config.google_enabled:
-        raise ResourceNotFound("Google sign-in is not configured on this server")
+        raise NotFound("Google sign-in is not configured on this server")
     return config
 
 

@@ -19,7 +19,7 @@ from quart import Response, g, redirect, request
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.board.users import Principal
-from crewboard.web.errors import Forbidden, ResourceNotFound, Unauthorized
+from crewboard.errors import Forbidden, NotFound, Unauthorized
 from crewboard.web.state import state
 
 SESSION_COOKIE = "crewboard_session"
@@ -123,7 +123,7 @@ def check_owner(owner_id: int, what: str = "thing") -> Principal:
     """Pass the owner and admins; anyone else is told it does not exist."""
     who = require_principal()
     if who.user_id != owner_id and not who.is_admin:
-        raise ResourceNotFound(f"no such {what}")
+        raise NotFound(f"no such {what}")
     return who
 
 

@@ -8,13 +8,13 @@ from quart import Blueprint, jsonify, redirect, request
 
 from crewboard.board import db
 from crewboard.board import users as board_users
+from crewboard.errors import BadRequest, TooManyRequests, Unauthorized
 from crewboard.web.auth.guards import (
     SESSION_COOKIE,
     clear_session_cookie,
     principal,
     set_session_cookie,
 )
-from crewboard.web.errors import BadRequest, TooManyRequests, Unauthorized
 from crewboard.web.state import state
 from crewboard.web.validate import json_object
 
