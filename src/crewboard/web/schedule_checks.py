@@ -76,10 +76,11 @@ _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _shape_problems(body: Mapping[str, Any], creating: bool) -> dict[str, str]:
+def _shape_problems(
+    body: Mapping[str, Any], allowed: tuple[str, ...], creating: bool
+) -> dict[str, str]:
     """Fields the body may not hold, and fields it must hold but lacks (on
     create) or sets to null (on edit)."""
-    allowed = CREATE_FIELDS if creating else EDIT_FIELDS
     problems = {str(key)[:100]: "unknown field" for key in body if key not in allowed}
     if creating:
         problems.update({key: "is required" for key in REQUIRED_FIELDS if body.get(key) is None})
@@ -88,13 +89,33 @@ def _shape_problems(body: Mapping[str, Any], creating: bool) -> dict[str, str]:
     return problems
 
 
-def _inputs_for_template(
-    checked: Mapping[str, Any], templates: Mapping[str, Template], current: Schedule | None
+def _check_fields(
+    body: Mapping[str, Any], allowed: tuple[str, ...], problems: dict[str, str]
+) -> dict[str, Any]:
+    """Each allowed field the body gives, checked on its own; what is wrong
+    goes into ``problems``."""
+    checked: dict[str, Any] = {}
+    for key in allowed:
+        if body.get(key) is None:
+            continue
+        try:
+            checked[key] = _FIELD_CHECKS[key](body[key])
+        except ValidationFailed as exc:
+            problems.update(exc.fields or {key: str(exc)})
+    return checked
+
+
+def _check_template_inputs(
+    checked: Mapping[str, Any],
+    templates: Mapping[str, Template],
+    current: Schedule | None,
+    problems: dict[str, str],
 ) -> dict[str, Any] | None:
     """The inputs the schedule will hold, once its template accepts them and
-    they render; None if neither the template nor the inputs change. A new
-    schedule whose inputs are missing or wrong is tried with none, so the
-    inputs the template requires are named too."""
+    they render; None if neither the template nor the inputs change (or they
+    are wrong: then ``problems`` says why). A new schedule whose inputs are
+    missing or wrong is tried with none, so the inputs its template requires
+    are named too."""
     template_id = checked.get("templateId")
     inputs = checked.get("inputs")
     if template_id is None:
@@ -103,7 +124,12 @@ def _inputs_for_template(
         template_id = current.template_id
     if inputs is None:
         inputs = current.inputs if current is not None else {}
-    plan_named_crew(templates, template_id, inputs)
+    try:
+        plan_named_crew(templates, template_id, inputs)
+    except ValidationFailed as exc:
+        for key, message in exc.fields.items():
+            problems.setdefault(key, message)
+        return None
     return dict(inputs)
 
 
@@ -122,22 +148,10 @@ def check_schedule(
     and timezone are required) or an edit of ``current`` (only what is given;
     null is refused). ``body`` is the request's JSON object; ``templates``
     the loaded templates by id, which the inputs are checked against."""
-    problems = _shape_problems(body, creating=current is None)
     allowed = CREATE_FIELDS if current is None else EDIT_FIELDS
-    checked: dict[str, Any] = {}
-    for key in allowed:
-        if body.get(key) is None:
-            continue
-        try:
-            checked[key] = _FIELD_CHECKS[key](body[key])
-        except ValidationFailed as exc:
-            problems.update(exc.fields or {key: str(exc)})
-    inputs = None
-    try:
-        inputs = _inputs_for_template(checked, templates, current)
-    except ValidationFailed as exc:
-        for key, message in exc.fields.items():
-            problems.setdefault(key, message)
+    problems = _shape_problems(body, allowed, creating=current is None)
+    checked = _check_fields(body, allowed, problems)
+    inputs = _check_template_inputs(checked, templates, current, problems)
     if problems:
         raise ValidationFailed("some fields are not valid", problems)
     return ScheduleChanges(
