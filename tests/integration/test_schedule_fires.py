@@ -15,9 +15,11 @@ import pytest
 from crewboard.agents import load_presets
 from crewboard.board import db
 from crewboard.board import schedules as board_schedules
+from crewboard.board.db import write
 from crewboard.board.models import Crew, Event, Job, JobStatus, Schedule, ScheduleFire
-from crewboard.board.schedules import FireOutcome
-from crewboard.workflows import load_templates, shipped_dir
+from crewboard.board.schedule_views import due_schedules, fires_of, next_fire_at
+from crewboard.board.schedules import FireOutcome, ScheduleChanges
+from crewboard.workflows import load_templates, plan_named_crew, render_crew, shipped_dir
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -29,29 +31,29 @@ def templates():
 
 
 @pytest.fixture
-def schedule(home, alice, templates) -> Schedule:
-    changes = board_schedules.check_changes(
-        {
-            "name": "Hourly ask",
-            "templateId": "ask",
-            "inputs": {"question": "Anything new?"},
-            "rule": "0 * * * *",
-            "timezone": "Europe/Paris",
-        },
-        templates,
+def schedule(home, alice) -> Schedule:
+    changes = ScheduleChanges(
+        name="Hourly ask",
+        template_id="ask",
+        inputs={"question": "Anything new?"},
+        rule="0 * * * *",
+        timezone="Europe/Paris",
     )
-    return board_schedules.create_schedule(alice.id, changes, NOW - timedelta(minutes=30))
+    return board_schedules.create_schedule(alice.id, changes, now=NOW - timedelta(minutes=30))
 
 
 def fire(schedule_id, templates, fire_at, *, due_from=None, missed=1, now=None):
+    """Fire as the scheduler does: render the schedule's crew as it reads
+    now, then hand it to the transaction."""
+    row = Schedule.get_by_id(schedule_id)
     return board_schedules.record_schedule_fire(
         schedule_id,
         fire_at,
-        now or fire_at + timedelta(milliseconds=200),
-        templates=templates,
+        crew=render_crew(templates, row.template_id, row.inputs),
         due_from=due_from or fire_at,
         next_run_at=fire_at + timedelta(hours=1),
         missed=missed,
+        now=now or fire_at + timedelta(milliseconds=200),
     )
 
 
@@ -80,7 +82,7 @@ def test_a_fire_spawns_one_crew_linked_to_the_schedule(schedule, templates):
     assert "Anything new?" in jobs[0].prompt
     row = Schedule.get_by_id(schedule.id)
     assert (row.next_run_at, row.last_run_at) == (NOW + timedelta(hours=1), NOW)
-    (record,) = board_schedules.fires_of(schedule.id)
+    (record,) = fires_of(schedule.id)
     assert (record.fire_at, record.outcome, record.crew_id) == (NOW, "spawned", crew.id)
     (fired,) = events(schedule.id, "fired")
     assert fired.actor == "scheduler" and fired.data["crewId"] == crew.id
@@ -96,7 +98,7 @@ def test_a_fire_time_dealt_with_once_is_refused_the_second_time(schedule, templa
     again = fire(schedule.id, templates, NOW)
     assert again.outcome is FireOutcome.DUPLICATE
     assert Crew.select().count() == 1
-    assert len(board_schedules.fires_of(schedule.id)) == 1
+    assert len(fires_of(schedule.id)) == 1
     assert len(events(schedule.id, "fired")) == 1
     # ...and the schedule still moves on, so it is not retried forever.
     assert Schedule.get_by_id(schedule.id).next_run_at == NOW + timedelta(hours=1)
@@ -137,6 +139,41 @@ def test_a_schedule_changed_since_it_was_read_is_left_alone(schedule, templates,
     assert row.next_run_at == change["next_run_at"] and row.last_run_at is None
 
 
+def test_a_crew_rendered_from_inputs_edited_since_is_not_written(schedule, templates):
+    crew = render_crew(templates, "ask", {"question": "Anything new?"})
+    edit = ScheduleChanges(inputs={"question": "Anything else?"})
+    board_schedules.update_schedule(schedule.id, schedule.owner_id, edit, now=NOW)
+    result = board_schedules.record_schedule_fire(
+        schedule.id,
+        NOW,
+        crew=crew,
+        due_from=NOW,
+        next_run_at=NOW + timedelta(hours=1),
+        now=NOW,
+    )
+    assert result.outcome is FireOutcome.STALE
+    assert Crew.select().count() == 0 and ScheduleFire.select().count() == 0
+    # Rendered again from what the schedule now holds, the fire goes ahead.
+    assert fire(schedule.id, templates, NOW).outcome is FireOutcome.SPAWNED
+    (job,) = Job.select()
+    assert "Anything else?" in job.prompt
+
+
+def test_a_transition_nested_in_another_commits_and_rolls_back_with_it(schedule, templates):
+    plan = plan_named_crew(templates, "ask", {"question": "Now?"})
+
+    @write
+    def run_now_then_fail() -> None:
+        board_schedules.run_schedule_now(schedule.id, schedule.owner_id, plan=plan, now=NOW)
+        assert Crew.select().count() == 1  # written, inside the outer transaction
+        raise RuntimeError("the outer transaction fails")
+
+    with pytest.raises(RuntimeError):
+        run_now_then_fail()
+    assert Crew.select().count() == 0 and Job.select().count() == 0
+    assert not events(schedule.id, "run_now")
+
+
 def test_missed_fires_coalesce_into_one_crew_with_an_event_counting_them(schedule, templates):
     latest = NOW + timedelta(hours=4)
     result = fire(schedule.id, templates, latest, due_from=NOW, missed=5)
@@ -147,7 +184,7 @@ def test_missed_fires_coalesce_into_one_crew_with_an_event_counting_them(schedul
     assert coalesced.data["firstFireAt"] == "2026-03-02T09:00:00.000Z"
     assert coalesced.data["fireAt"] == "2026-03-02T13:00:00.000Z"
     assert "5 fire times" in coalesced.message
-    (record,) = board_schedules.fires_of(schedule.id)
+    (record,) = fires_of(schedule.id)
     assert (record.fire_at, record.missed) == (latest, 5)
 
 
@@ -159,7 +196,7 @@ def test_overlap_skip_holds_fires_while_a_crew_is_active(schedule, templates):
     assert Crew.select().count() == 1
     (event,) = events(schedule.id, "skipped")
     assert event.data["activeJobs"] == 1 and "overlap" in event.message
-    assert board_schedules.fires_of(schedule.id)[-1].outcome == "skipped"
+    assert fires_of(schedule.id)[-1].outcome == "skipped"
     assert Schedule.get_by_id(schedule.id).next_run_at == second_time + timedelta(hours=1)
 
     # Once the crew is done (or blocked, needing a person), fires go on.
@@ -198,18 +235,18 @@ def test_a_fire_whose_template_no_longer_takes_the_inputs_is_recorded_as_failed(
 def test_the_due_list_and_next_fire_skip_paused_schedules_and_disabled_accounts(schedule, alice):
     from crewboard.board.models import User
 
-    assert [d.id for d in board_schedules.due_schedules(NOW)] == [schedule.id]
-    assert board_schedules.due_schedules(NOW - timedelta(seconds=1)) == []
-    assert board_schedules.next_fire_at() == NOW
+    assert [d.id for d in due_schedules(now=NOW)] == [schedule.id]
+    assert due_schedules(now=NOW - timedelta(seconds=1)) == []
+    assert next_fire_at() == NOW
     User.update(disabled=True).where(User.id == alice.id).execute()
-    assert board_schedules.due_schedules(NOW) == [] and board_schedules.next_fire_at() is None
+    assert due_schedules(now=NOW) == [] and next_fire_at() is None
     User.update(disabled=False).where(User.id == alice.id).execute()
-    board_schedules.disable_schedule(schedule.id, alice.id, NOW)
-    assert board_schedules.due_schedules(NOW) == [] and board_schedules.next_fire_at() is None
+    board_schedules.disable_schedule(schedule.id, alice.id, now=NOW)
+    assert due_schedules(now=NOW) == [] and next_fire_at() is None
 
 
 def test_a_schedule_whose_rule_cannot_be_read_is_paused_with_the_reason(schedule):
-    assert board_schedules.disable_unreadable(schedule.id, NOW, "invalid schedule rule: L")
+    assert board_schedules.disable_unreadable(schedule.id, NOW, "invalid schedule rule: L", now=NOW)
     row = Schedule.get_by_id(schedule.id)
     assert (row.enabled, row.next_run_at) == (False, None)
     assert "invalid schedule rule" in events(schedule.id, "disabled")[0].data["reason"]

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from crewboard.agents import load_presets
 from crewboard.board import db
 from crewboard.board import schedules as board_schedules
 from crewboard.board.db import write
 from crewboard.board.models import Crew, Event, Job, JobStatus, Schedule, ScheduleFire
+from crewboard.board.schedule_views import fires_of
+from crewboard.board.schedules import ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.wakeup import wake_supervisor
-from crewboard.workflows import load_templates, shipped_dir
 from tests.support.board_jobs import signed_in_client
 from tests.support.procs import Proc, wait_until
 from tests.support.supervisor import supervising, supervisor_process, wait_for
@@ -28,19 +28,15 @@ NEW_YEAR = "0 0 1 1 *"  # fires far from any test run, unless told otherwise
 
 
 def make_schedule(owner_id: int, rule: str = NEW_YEAR, overlap: str = "allow") -> int:
-    presets, _ = load_presets()
-    changes = board_schedules.check_changes(
-        {
-            "name": "Nightly question",
-            "templateId": "ask",
-            "inputs": {"question": "What is two plus two?"},
-            "rule": rule,
-            "timezone": "UTC",
-            "overlap": overlap,
-        },
-        load_templates([shipped_dir()], presets),
+    changes = ScheduleChanges(
+        name="Nightly question",
+        template_id="ask",
+        inputs={"question": "What is two plus two?"},
+        rule=rule,
+        timezone="UTC",
+        overlap=overlap,
     )
-    return board_schedules.create_schedule(owner_id, changes, utcnow()).id
+    return board_schedules.create_schedule(owner_id, changes, now=utcnow()).id
 
 
 @write
@@ -117,12 +113,12 @@ async def test_a_disabled_schedule_does_not_fire(config, alice):
     control = await db.call(make_schedule, alice.id)
     async with supervising(config):
         await db.call(due_in, paused, 0.5)
-        await db.call(board_schedules.disable_schedule, paused, alice.id, utcnow())
+        await db.call(board_schedules.disable_schedule, paused, alice.id, now=utcnow())
         await db.call(due_in, control, 0.8)
         # The control firing shows the scheduler has gone past the paused one's time.
         await wait_for(lambda: crews_of(control), 10, "the control schedule to fire")
         assert await db.call(crews_of, paused) == []
-        assert await db.call(board_schedules.fires_of, paused) == []
+        assert await db.call(fires_of, paused) == []
 
 
 async def test_a_restart_never_fires_a_fire_time_twice(config, alice):
@@ -141,7 +137,7 @@ async def test_a_restart_never_fires_a_fire_time_twice(config, alice):
             lambda: schedule_row(schedule_id).next_run_at != fire_at, 10, "the schedule to move on"
         )
     assert len(await db.call(crews_of, schedule_id)) == 1
-    (fire,) = await db.call(board_schedules.fires_of, schedule_id)
+    (fire,) = await db.call(fires_of, schedule_id)
     assert fire.fire_at == fire_at
 
 
@@ -153,7 +149,7 @@ async def test_fires_missed_while_the_supervisor_was_down_make_one_crew(config, 
     async with supervising(config):
         await wait_for(lambda: crews_of(schedule_id), 10, "the coalesced crew")
     assert len(await db.call(crews_of, schedule_id)) == 1
-    (fire,) = await db.call(board_schedules.fires_of, schedule_id)
+    (fire,) = await db.call(fires_of, schedule_id)
     hours = round((fire.fire_at - due_from).total_seconds() / 3600)
     assert fire.missed == hours + 1 >= 4  # 3 hours back, on the hour, through the current one
     (event,) = await db.call(
@@ -183,7 +179,7 @@ def test_two_supervisors_racing_on_the_same_fires_make_one_crew_each(home, alice
             one.stop()
     for schedule_id in schedule_ids:
         assert len(crews_of(schedule_id)) == 1, schedule_id
-        assert len(board_schedules.fires_of(schedule_id)) == 1
+        assert len(fires_of(schedule_id)) == 1
     assert ScheduleFire.select().count() == len(schedule_ids)
     logs = one.output() + "\n" + two.output()
     assert "could not fire schedule" not in logs and "scheduler round failed" not in logs, logs

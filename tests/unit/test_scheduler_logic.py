@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from crewboard import cron
-from crewboard.board.schedules import DueSchedule, FireOutcome, FireResult
+from crewboard.board.schedule_views import DueSchedule
+from crewboard.board.schedules import FireOutcome, FireResult
 from crewboard.config import Config
 from crewboard.supervisor.scheduler import (
     MIN_DELAY_S,

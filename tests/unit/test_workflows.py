@@ -757,3 +757,36 @@ def test_rendered_titles_are_one_line_and_clipped():
     title = plan.jobs[0].title
     assert title.startswith("Re: line one line two x")
     assert len(title) == 200 and title.endswith("…")
+
+
+# -- a crew named by template id, as a schedule names it ----------------------
+
+
+def test_a_named_crew_is_planned_from_its_template():
+    templates = {"t": make(SPEC_EXAMPLE)}
+    plan = workflows.plan_named_crew(templates, "t", {"topic": "tides"})
+    assert plan.template_id == "t" and plan.jobs[0].prompt.startswith("Research tides")
+    rendered = workflows.render_crew(templates, "t", {"topic": "tides"})
+    assert rendered.plan == plan and not rendered.problem
+    assert (rendered.template_id, rendered.inputs) == ("t", {"topic": "tides"})
+
+
+@pytest.mark.parametrize(
+    ("template_id", "inputs", "field"),
+    [
+        ("gone", {"topic": "tides"}, "templateId"),
+        ("t", {}, "inputs.topic"),
+        ("t", {"topic": "tides", "extra": 1}, "inputs.extra"),
+        ("t", "tides", "inputs"),
+    ],
+)
+def test_a_named_crew_that_cannot_be_made_names_the_field_as_the_api_does(
+    template_id, inputs, field
+):
+    templates = {"t": make(SPEC_EXAMPLE)}
+    with pytest.raises(ValidationFailed) as caught:
+        workflows.plan_named_crew(templates, template_id, inputs)
+    assert field in caught.value.fields
+    # As a value, for a fire that records its failure instead of refusing.
+    rendered = workflows.render_crew(templates, template_id, inputs)
+    assert rendered.plan is None and rendered.problem.startswith(f"{field}: ")

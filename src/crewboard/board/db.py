@@ -86,10 +86,18 @@ def transaction() -> Iterator[None]:
 def write(fn: Callable[P, T]) -> Callable[P, T]:
     """Run a board function as one write transaction, retrying the whole
     function if SQLite still reports a lock after its busy timeout (a long
-    checkpoint, say): callers never see "database is locked"."""
+    checkpoint, say): callers never see "database is locked".
+
+    Called while this thread already has a transaction open, the function
+    runs inside it: no BEGIN of its own and no retry of its own. So a
+    transition made of others (a schedule's fire writes a crew with
+    ``create_crew``) is still one transaction; the inner writes commit, roll
+    back and are retried with the outer ones."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        if database.in_transaction():
+            return fn(*args, **kwargs)
         for attempt in range(_LOCK_RETRIES):
             try:
                 with database.atomic():

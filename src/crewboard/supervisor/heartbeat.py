@@ -1,5 +1,7 @@
 """The supervisor's heartbeat: a board row rewritten every interval with what
-this supervisor is doing, plus systemd's watchdog and status line."""
+this supervisor is doing, plus systemd's watchdog and status line. On the
+same cadence, at its first beat and then hourly, it purges the board's
+expired sign-in sessions."""
 
 from __future__ import annotations
 
@@ -13,11 +15,14 @@ from datetime import datetime
 import trio
 
 from crewboard import __version__
-from crewboard.board import db, heartbeats
+from crewboard.board import db, heartbeats, users
 from crewboard.clock import utcnow
 from crewboard.systemd import Notifier
 
 log = logging.getLogger(__name__)
+
+# Expired sessions sign no one in; purging them is housekeeping, not urgent.
+PURGE_SESSIONS_EVERY_S = 3600.0
 
 
 @dataclass
@@ -45,6 +50,7 @@ async def serve_heartbeat(
     """Beat every ``interval_s`` until cancelled. ``load`` returns (running,
     capacity, ready) for the row and systemd's STATUS line."""
     first = True
+    purged_at: float | None = None
     while True:
         running, capacity, ready = load()
         try:
@@ -64,7 +70,21 @@ async def serve_heartbeat(
             log.exception("could not write the heartbeat")
         else:
             notifier.notify(WATCHDOG=1, STATUS=f"running {running}/{capacity}, {ready} ready")
+        if purged_at is None or trio.current_time() - purged_at >= PURGE_SESSIONS_EVERY_S:
+            purged_at = trio.current_time()
+            await _purge_sessions()
         if first:
             first = False
             task_status.started()
         await trio.sleep(interval_s)
+
+
+async def _purge_sessions() -> None:
+    try:
+        purged = await db.call(users.purge_expired_sessions, now=utcnow())
+    except Exception:
+        # Left for the next hour; nothing waits on it.
+        log.exception("could not purge expired sessions")
+    else:
+        if purged:
+            log.info("purged %d expired session(s)", purged)

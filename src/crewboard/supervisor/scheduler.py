@@ -2,9 +2,11 @@
 
 Each round reads the schedules that are due, works out each one's fire
 (:func:`crewboard.cron.due_fires`: fires missed while the supervisor was down
-coalesce into one), and hands it to the board's
-:func:`~crewboard.board.schedules.record_schedule_fire`, which spawns the crew,
-skips for overlap or refuses a duplicate in one transaction. A round returns
+coalesce into one), renders the crew of the schedule's template, and hands
+both to the board's :func:`~crewboard.board.schedules.record_schedule_fire`,
+which spawns the crew, skips for overlap or refuses a duplicate in one
+transaction. Rendering comes first, so no template is rendered while the
+board's write lock is held. A round returns
 its delay: the time to the earliest next fire, capped at ``poll_s``, so a fire
 happens at its time and a change the scheduler was not told about is seen
 within a poll. The supervisor's wake-up cuts the wait short when the web
@@ -27,14 +29,15 @@ import trio
 
 from crewboard import cron
 from crewboard.agents import load_presets
-from crewboard.board import db
+from crewboard.board import db, schedule_views
 from crewboard.board import schedules as board_schedules
-from crewboard.board.schedules import DueSchedule, FireOutcome, FireResult
+from crewboard.board.schedule_views import DueSchedule
+from crewboard.board.schedules import FireOutcome, FireResult
 from crewboard.clock import iso, utcnow
 from crewboard.config import Config
-from crewboard.errors import ValidationFailed
+from crewboard.errors import NotFound, ValidationFailed
 from crewboard.supervisor.wake import Wakeup
-from crewboard.workflows import Template, load_templates, template_dirs
+from crewboard.workflows import Template, load_templates, render_crew, template_dirs
 
 log = logging.getLogger(__name__)
 
@@ -120,28 +123,41 @@ class BoardStore:
         self.config = config
 
     async def due(self, now: datetime) -> list[DueSchedule]:
-        return await db.call(board_schedules.due_schedules, now)
+        return await db.call(schedule_views.due_schedules, now=now)
 
     async def next_fire_at(self) -> datetime | None:
-        return await db.call(board_schedules.next_fire_at)
+        return await db.call(schedule_views.next_fire_at)
 
     async def fire(
         self, fire: PlannedFire, now: datetime, templates: Mapping[str, Template]
     ) -> FireResult:
+        try:
+            schedule = await db.call(schedule_views.get_schedule, fire.schedule_id)
+        except NotFound:
+            return FireResult(FireOutcome.STALE)
+        # Rendered on a worker thread, outside the transaction; the board
+        # refuses it (STALE) if the template or inputs changed meanwhile.
+        crew = await trio.to_thread.run_sync(
+            render_crew, templates, schedule.template_id, schedule.inputs
+        )
         return await db.call(
             board_schedules.record_schedule_fire,
             fire.schedule_id,
             fire.fire_at,
-            now,
-            templates=templates,
+            crew=crew,
             due_from=fire.due_from,
             next_run_at=fire.next_run_at,
             missed=fire.missed,
+            now=now,
         )
 
     async def disable_unreadable(self, broken: Unreadable) -> None:
         await db.call(
-            board_schedules.disable_unreadable, broken.schedule_id, broken.due_from, broken.reason
+            board_schedules.disable_unreadable,
+            broken.schedule_id,
+            broken.due_from,
+            broken.reason,
+            now=utcnow(),
         )
 
     async def templates(self) -> Mapping[str, Template]:

@@ -3,7 +3,8 @@
 A template declares typed inputs and a small graph of jobs; each job's title
 and prompt are Jinja2 templates rendered in a sandbox with ``inputs`` as the
 only name. This package finds and checks templates (``templates``), checks
-a crew's inputs (``inputs``) and renders prompts (``prompts``). It touches
+a crew's inputs (``inputs``), renders prompts (``prompts``) and renders the
+crew of a template named by id, as a schedule names it (``crews``). It touches
 neither the board nor the web: callers load templates, validate inputs and
 get back a ``CrewPlan`` to write.
 
@@ -11,6 +12,7 @@ Template files are written by the operator; inputs come from users and are
 only ever data inside a rendered prompt, never template text.
 """
 
+from crewboard.workflows.crews import RenderedCrew, plan_named_crew, render_crew
 from crewboard.workflows.inputs import INPUT_TYPES, MAX_STRING_INPUT, InputSpec
 from crewboard.workflows.templates import (
     SUFFIX,
@@ -35,11 +37,14 @@ __all__ = [
     "InputSpec",
     "JobSpec",
     "PlannedJob",
+    "RenderedCrew",
     "Template",
     "load_template",
     "load_templates",
     "parse_template",
     "plan_crew",
+    "plan_named_crew",
+    "render_crew",
     "shipped_dir",
     "template_dirs",
     "validate_inputs",

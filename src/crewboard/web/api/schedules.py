@@ -2,10 +2,11 @@
 fixed inputs at each fire time of a cron rule in an IANA time zone.
 
 Listing and creating need a login; everything on one schedule is for its
-owner or an admin (anyone else gets 404). Every write is checked whole before
-anything is written, then the supervisor is woken so a new or changed next
-fire time takes effect at once; ``run-now`` spawns its crew here, as user
-intent, and wakes the supervisor to start it.
+owner or an admin (anyone else gets 404). Every write is checked whole
+(:mod:`crewboard.web.schedule_checks`) before anything is written, then the
+supervisor is woken so a new or changed next fire time takes effect at once;
+``run-now`` renders and spawns its crew here, as user intent, and wakes the
+supervisor to start it.
 """
 
 from __future__ import annotations
@@ -15,25 +16,23 @@ from typing import Any
 from quart import Blueprint, jsonify, request
 
 from crewboard import cron
-from crewboard.board import db, job_views
+from crewboard.board import db, job_views, schedule_views
 from crewboard.board import schedules as board_schedules
 from crewboard.board.models import Schedule
-from crewboard.board.schedules import MAX_NAME_CHARS, ScheduleChanges
+from crewboard.board.schedule_views import schedule_public
+from crewboard.board.schedules import ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.errors import ValidationFailed
 from crewboard.wakeup import wake_supervisor
-from crewboard.web import params
+from crewboard.web import params, schedule_checks
 from crewboard.web.api.templates import current_templates
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
 from crewboard.web.state import state
-from crewboard.web.validate import Fields, json_object
+from crewboard.web.validate import json_object
+from crewboard.workflows import plan_named_crew
 
 bp = Blueprint("schedules", __name__, url_prefix="/api/schedules")
 
-CREATE_FIELDS = frozenset(
-    {"name", "templateId", "inputs", "rule", "timezone", "overlap", "enabled"}
-)
-EDIT_FIELDS = frozenset({"name", "inputs", "rule", "timezone", "overlap"})
 DEFAULT_PREVIEW = 5
 
 
@@ -41,34 +40,15 @@ def _wake() -> None:
     wake_supervisor(state().home)
 
 
-async def _checked(
-    body: dict[str, Any], allowed: frozenset[str], current: Schedule | None = None
-) -> ScheduleChanges:
-    """The body's fields checked together: shape here, meaning on the board."""
-    fields = Fields(body, allowed=set(allowed))
-    values = {key: body[key] for key in allowed if key in body}
-    if current is not None:
-        for key, value in values.items():
-            if value is None:
-                fields.fail(key, "must not be null")
-    if isinstance(values.get("name"), str):
-        values["name"] = fields.string("name", max_length=MAX_NAME_CHARS)
-    errors = dict(fields.errors)
-    wanted = {k: v for k, v in values.items() if v is not None}
-    needs_templates = current is None or "inputs" in wanted
-    templates = await current_templates() if needs_templates else {}
-    try:
-        changes = board_schedules.check_changes(wanted, templates, current=current)
-    except ValidationFailed as exc:
-        for key, message in exc.fields.items():
-            errors.setdefault(key, message)
-    if errors:
-        raise ValidationFailed("some fields are not valid", errors)
-    return changes
+async def _checked(body: dict[str, Any], current: Schedule | None = None) -> ScheduleChanges:
+    """The body checked whole; the templates are read only if the check needs them."""
+    needed = schedule_checks.needs_templates(body, current)
+    templates = await current_templates() if needed else {}
+    return schedule_checks.check_schedule(body, templates, current=current)
 
 
 async def _owned(schedule_id: int) -> Schedule:
-    schedule = await db.call(board_schedules.get_schedule, schedule_id)
+    schedule = await db.call(schedule_views.get_schedule, schedule_id)
     check_owner(schedule.owner_id, "schedule")
     return schedule
 
@@ -77,20 +57,20 @@ async def _owned(schedule_id: int) -> Schedule:
 @login_required
 async def list_schedules():
     who = require_principal()
-    rows = await db.call(board_schedules.list_schedules, who, params.flag("mine"))
-    return jsonify([board_schedules.schedule_public(s) for s in rows])
+    rows = await db.call(schedule_views.list_schedules, who, params.flag("mine"))
+    return jsonify([schedule_public(s) for s in rows])
 
 
 @bp.post("")
 @login_required
 async def create_schedule():
     who = require_principal()
-    changes = await _checked(await json_object(), CREATE_FIELDS)
-    schedule = await db.call(board_schedules.create_schedule, who.user_id, changes, utcnow())
+    changes = await _checked(await json_object())
+    schedule = await db.call(board_schedules.create_schedule, who.user_id, changes, now=utcnow())
     if schedule.enabled:
         _wake()
-    schedule = await db.call(board_schedules.get_schedule, schedule.id)
-    return jsonify(board_schedules.schedule_public(schedule)), 201
+    schedule = await db.call(schedule_views.get_schedule, schedule.id)
+    return jsonify(schedule_public(schedule)), 201
 
 
 @bp.get("/preview")
@@ -120,7 +100,7 @@ async def preview_schedule():
 @bp.get("/<id:schedule_id>")
 @login_required
 async def get_schedule(schedule_id: int):
-    return jsonify(board_schedules.schedule_public(await _owned(schedule_id)))
+    return jsonify(schedule_public(await _owned(schedule_id)))
 
 
 @bp.patch("/<id:schedule_id>")
@@ -128,13 +108,13 @@ async def get_schedule(schedule_id: int):
 async def update_schedule(schedule_id: int):
     who = require_principal()
     current = await _owned(schedule_id)
-    changes = await _checked(await json_object(), EDIT_FIELDS, current)
+    changes = await _checked(await json_object(), current)
     updated = await db.call(
-        board_schedules.update_schedule, schedule_id, who.user_id, changes, utcnow()
+        board_schedules.update_schedule, schedule_id, who.user_id, changes, now=utcnow()
     )
     if updated.next_run_at != current.next_run_at:
         _wake()
-    return jsonify(board_schedules.schedule_public(await _owned(schedule_id)))
+    return jsonify(schedule_public(await _owned(schedule_id)))
 
 
 @bp.delete("/<id:schedule_id>")
@@ -151,9 +131,7 @@ async def list_schedule_jobs(schedule_id: int):
     await _owned(schedule_id)
     limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
     cursor = params.text("cursor", max_length=200)
-    jobs, next_cursor = await db.call(
-        board_schedules.list_schedule_jobs, schedule_id, limit, cursor
-    )
+    jobs, next_cursor = await db.call(schedule_views.list_schedule_jobs, schedule_id, limit, cursor)
     return jsonify({"jobs": [job_views.job_public(j) for j in jobs], "nextCursor": next_cursor})
 
 
@@ -162,9 +140,9 @@ async def list_schedule_jobs(schedule_id: int):
 async def enable_schedule(schedule_id: int):
     who = require_principal()
     await _owned(schedule_id)
-    await db.call(board_schedules.enable_schedule, schedule_id, who.user_id, utcnow())
+    await db.call(board_schedules.enable_schedule, schedule_id, who.user_id, now=utcnow())
     _wake()
-    return jsonify(board_schedules.schedule_public(await _owned(schedule_id)))
+    return jsonify(schedule_public(await _owned(schedule_id)))
 
 
 @bp.post("/<id:schedule_id>/disable")
@@ -172,18 +150,20 @@ async def enable_schedule(schedule_id: int):
 async def disable_schedule(schedule_id: int):
     who = require_principal()
     await _owned(schedule_id)
-    await db.call(board_schedules.disable_schedule, schedule_id, who.user_id, utcnow())
-    return jsonify(board_schedules.schedule_public(await _owned(schedule_id)))
+    await db.call(board_schedules.disable_schedule, schedule_id, who.user_id, now=utcnow())
+    return jsonify(schedule_public(await _owned(schedule_id)))
 
 
 @bp.post("/<id:schedule_id>/run-now")
 @login_required
 async def run_schedule_now(schedule_id: int):
     who = require_principal()
-    await _owned(schedule_id)
-    templates = await current_templates()
+    schedule = await _owned(schedule_id)
+    # Rendered here, before the board's transaction, from the schedule as read:
+    # a 422 if its template is gone or no longer takes its inputs.
+    plan = plan_named_crew(await current_templates(), schedule.template_id, schedule.inputs)
     crew, jobs = await db.call(
-        board_schedules.run_schedule_now, schedule_id, who.user_id, templates, utcnow()
+        board_schedules.run_schedule_now, schedule_id, who.user_id, plan=plan, now=utcnow()
     )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
