@@ -55,7 +55,6 @@ class Child:
     name: str
     argv: list[str]
     process: trio.Process | None = None
-    restarts: int = 0
 
 
 async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) -> None:
@@ -76,7 +75,6 @@ async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) ->
             return
         if trio.current_time() - started > STABLE_AFTER_S:
             backoff_s = 1.0
-        child.restarts += 1
         log.warning(
             "%s %s unexpectedly; restarting in %.0f s", child.name, describe_exit(code), backoff_s
         )
@@ -123,7 +121,7 @@ async def _stop_children(children: list[Child]) -> None:
             await child.process.wait()  # type: ignore[union-attr]
 
 
-async def run_serve(config: Config, home_arg: str | None = None) -> int:
+async def run_serve(config: Config) -> int:
     await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     url_file = config.home / "run" / URL_FILE
