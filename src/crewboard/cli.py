@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from crewboard.serve import run_serve
 
     config = _load(args)
-    return trio.run(run_serve, config, args.home)
+    return trio.run(run_serve, config)
 
 
 def cmd_web(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import trio
 
@@ -55,7 +57,6 @@ class Child:
     name: str
     argv: list[str]
     process: trio.Process | None = None
-    restarts: int = 0
 
 
 async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) -> None:
@@ -76,7 +77,6 @@ async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) ->
             return
         if trio.current_time() - started > STABLE_AFTER_S:
             backoff_s = 1.0
-        child.restarts += 1
         log.warning(
             "%s %s unexpectedly; restarting in %.0f s", child.name, describe_exit(code), backoff_s
         )
@@ -85,16 +85,20 @@ async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) ->
         backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
 
 
-async def _announce_url(config: Config, url_file: os.PathLike[str] | str) -> None:
+async def _announce_url(url_file: Path) -> None:
+    """Print the URL once the web process has written it (it picks the port)."""
     with trio.move_on_after(30):
-        while True:
-            try:
-                with open(url_file) as f:
-                    url = json.load(f)["url"]
-                break
-            except (FileNotFoundError, ValueError, KeyError):
-                await trio.sleep(0.05)
+        while (url := await trio.to_thread.run_sync(_read_url, url_file)) is None:
+            await trio.sleep(0.05)
         print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
+
+
+def _read_url(url_file: Path) -> str | None:
+    try:
+        with open(url_file) as f:
+            return str(json.load(f)["url"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
 
 
 async def _stop_children(children: list[Child]) -> None:
@@ -123,11 +127,11 @@ async def _stop_children(children: list[Child]) -> None:
             await child.process.wait()  # type: ignore[union-attr]
 
 
-async def run_serve(config: Config, home_arg: str | None = None) -> int:
+async def run_serve(config: Config) -> int:
     await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     url_file = config.home / "run" / URL_FILE
-    url_file.unlink(missing_ok=True)
+    await trio.to_thread.run_sync(partial(url_file.unlink, missing_ok=True))
     base = [sys.executable, "-m", "crewboard"]
     home = ["--home", str(config.home)]
     children = [
@@ -140,7 +144,7 @@ async def run_serve(config: Config, home_arg: str | None = None) -> int:
         async with trio.open_nursery() as nursery:
             for child in children:
                 nursery.start_soon(_supervise_child, child, stopping, lifeline)
-            nursery.start_soon(_announce_url, config, url_file)
+            nursery.start_soon(_announce_url, url_file)
             async for signum in signals:
                 log.info("%s received; stopping", signal.Signals(signum).name)
                 break

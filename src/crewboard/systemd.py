@@ -34,17 +34,6 @@ class Notifier:
             return False
         return True
 
-    def watchdog_interval_s(self) -> float | None:
-        """Half the watchdog timeout systemd expects us to beat within, if any."""
-        usec = os.environ.get("WATCHDOG_USEC")
-        pid = os.environ.get("WATCHDOG_PID")
-        if not usec or (pid and pid != str(os.getpid())):
-            return None
-        try:
-            return int(usec) / 2_000_000
-        except ValueError:
-            return None
-
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

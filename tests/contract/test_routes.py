@@ -1,8 +1,6 @@
 """The route table and openapi.yaml, both ways: every route the app serves
 under ``/auth``, ``/api`` and ``/openapi`` is in the document with that method,
-and every operation in the document is served, except the ones still listed
-in ``PENDING``. Building a pending route makes a test fail until it leaves the
-list, so the list only ever shrinks."""
+and every operation in the document is served."""
 
 from __future__ import annotations
 
@@ -19,10 +17,6 @@ from tests.conftest import make_config
 
 DOCUMENTED_PREFIXES = ("/auth/", "/api/", "/openapi/")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-
-# Operations of openapi.yaml that the app does not serve yet, as (method, path)
-# exactly as the document spells them, e.g. ("GET", "/api/jobs/{jobId}/graph").
-PENDING: frozenset[tuple[str, str]] = frozenset()
 
 _RULE_PARAM = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
 _SPEC_PARAM = re.compile(r"\{(?P<name>[^{}]+)\}")
@@ -112,23 +106,13 @@ def test_every_served_route_is_documented(spec, served):
     assert not missing, f"served but not in openapi.yaml: {missing}"
 
 
-def test_every_documented_operation_is_served_or_pending(spec, served):
+def test_every_documented_operation_is_served(spec, served):
     unbuilt = sorted(
         f"{method} {path}"
         for method, path in spec_operations(spec)
-        if (method, shape(path)) not in served and (method, path) not in PENDING
+        if (method, shape(path)) not in served
     )
-    assert not unbuilt, f"in openapi.yaml but not served (build or mark PENDING): {unbuilt}"
-
-
-def test_pending_operations_are_not_served_yet(served):
-    built = sorted(f"{m} {p}" for m, p in PENDING if (m, shape(p)) in served)
-    assert not built, f"served now: remove them from PENDING so they are fuzzed: {built}"
-
-
-def test_pending_names_only_documented_operations(spec):
-    unknown = sorted(f"{m} {p}" for m, p in PENDING - set(spec_operations(spec)))
-    assert not unknown, f"PENDING names operations openapi.yaml does not have: {unknown}"
+    assert not unbuilt, f"in openapi.yaml but not served: {unbuilt}"
 
 
 def test_integer_ids_in_paths_are_routed_as_ids(spec, served):

@@ -1,9 +1,8 @@
-"""The supervisor's pure decisions: retry backoff, the dispatcher's next
-delay, how a reaped run is classified, and how a run's prompt is composed."""
+"""The supervisor's pure decisions: retry backoff, how a reaped run is
+classified, and how a run's prompt is composed (the dispatcher's next delay is
+in ``test_polling.py``)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,10 +14,7 @@ from crewboard.board.dispatch import (
     retry_delay_s,
 )
 from crewboard.board.models import RunOutcome
-from crewboard.supervisor.dispatcher import next_delay_s
 from crewboard.supervisor.launcher import classify
-
-NOW = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 
 
 class TestSupervisorBackoff:
@@ -36,18 +32,6 @@ class TestSupervisorBackoff:
     def test_base_and_cap_are_parameters(self) -> None:
         assert retry_delay_s(3, base_s=3, cap_s=20) == 20
         assert retry_delay_s(2, base_s=3, cap_s=20) == 9
-
-
-class TestSupervisorNextDelay:
-    def test_polls_when_nothing_is_due(self) -> None:
-        assert next_delay_s(1.0, NOW, None) == 1.0
-
-    def test_wakes_for_a_job_coming_due_before_the_poll(self) -> None:
-        assert next_delay_s(1.0, NOW, NOW + timedelta(milliseconds=250)) == 0.25
-
-    def test_never_sleeps_past_the_poll_or_below_zero(self) -> None:
-        assert next_delay_s(1.0, NOW, NOW + timedelta(hours=1)) == 1.0
-        assert next_delay_s(1.0, NOW, NOW - timedelta(seconds=5)) == 0.0
 
 
 def rec(type_: str, **fields: object) -> dict[str, object]:

@@ -19,10 +19,8 @@ from crewboard.board.schedule_views import DueSchedule
 from crewboard.board.schedules import FireOutcome, FireResult
 from crewboard.config import Config
 from crewboard.supervisor.scheduler import (
-    MIN_DELAY_S,
     PlannedFire,
     Unreadable,
-    next_delay_s,
     plan_fire,
     serve_scheduler,
 )
@@ -73,19 +71,6 @@ def test_a_rule_that_can_no_longer_be_read_is_reported_not_raised():
     assert isinstance(planned, Unreadable) and planned.schedule_id == 7
     assert "rule" in planned.reason
     assert isinstance(plan_fire(DueSchedule(8, "@daily", "Mars/Olympus", T0), T0), Unreadable)
-
-
-@pytest.mark.parametrize(
-    ("next_fire_at", "expected"),
-    [
-        (None, 1.0),  # nothing scheduled: poll
-        (T0 + timedelta(seconds=0.25), 0.25),  # sooner than a poll: wait just that long
-        (T0 + timedelta(hours=3), 1.0),  # later: no longer than a poll
-        (T0 - timedelta(seconds=5), MIN_DELAY_S),  # overdue: go again at once
-    ],
-)
-def test_the_wait_is_until_the_next_fire_capped_at_the_poll(next_fire_at, expected):
-    assert next_delay_s(T0, next_fire_at, 1.0) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

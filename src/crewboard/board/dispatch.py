@@ -6,9 +6,10 @@ intent (new jobs, cancel requests…) through :mod:`crewboard.board.jobs`.
 Every change of state is one named function doing one short write transaction
 (``BEGIN IMMEDIATE`` on SQLite) with a guarded ``UPDATE … WHERE status = …``,
 so a lost race is a no-op rather than a corruption, and it records its events
-in the same transaction. The failure policy of a finished run (product spec
-§8) lives in :func:`finish_run`; the backoff between retries is the pure
-function :func:`retry_delay_s`.
+in the same transaction. The failure policy of a finished run (retried with
+backoff while the job has retries left, then blocked) lives in
+:func:`finish_run`; the backoff between retries is the pure function
+:func:`retry_delay_s`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,6 @@ RETRY_CAP_S = 600.0
 # An interrupted run requeues its job for free this many times in a row; one
 # more and the job is blocked as a likely crash loop.
 MAX_INTERRUPTIONS = 3
-
-# Outcomes that use up one of the job's retries.
-RETRYABLE = frozenset({RunOutcome.FAILED, RunOutcome.CRASHED, RunOutcome.TIMED_OUT})
 
 
 class EventKind:
@@ -488,7 +486,7 @@ def finish_run(
     artifact: str | None = None,
     now: datetime | None = None,
 ) -> Finished | None:
-    """Close a live run with its outcome and move its job on (§8):
+    """Close a live run with its outcome and move its job on:
 
     - ``succeeded`` → job ``done`` with ``result``; children whose parents are
       now all done become ``ready`` in the same transaction;

@@ -3,7 +3,7 @@ waiting jobs ready, stops the runs users cancelled, claims ready jobs up to the
 free runner slots and hands them to the launcher; then it sleeps until the
 next poll (``poll_s``), the next job coming due (a retry's backoff, a
 scheduled time), or a wake-up (the web process's datagram, a run ending),
-whichever is first.
+whichever is first (:func:`~crewboard.supervisor.polling.serve_polling`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.supervisor.launcher import Launcher
+from crewboard.supervisor.polling import next_delay_s, serve_polling
 from crewboard.supervisor.wake import Wakeup
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ class Outlook:
 
     ready: int = 0  # jobs claimable now but left waiting for a free slot
     next_due_at: datetime | None = None  # the next moment a job becomes claimable
-
-
-def next_delay_s(poll_s: float, now: datetime, due_at: datetime | None) -> float:
-    """How long to sleep before the next round: the poll interval, or less if
-    a job comes due sooner."""
-    if due_at is None:
-        return poll_s
-    return max(0.0, min(poll_s, (due_at - now).total_seconds()))
 
 
 def _outlook(now: datetime) -> Outlook:
@@ -68,7 +61,7 @@ class Dispatcher:
             await self.launcher.launch(claim)
         now = utcnow()
         self.outlook = await db.call(_outlook, now)
-        return next_delay_s(self.poll_s, now, self.outlook.next_due_at)
+        return next_delay_s(now, self.outlook.next_due_at, self.poll_s)
 
     async def _stop_cancelled(self) -> None:
         for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
@@ -93,17 +86,10 @@ async def serve_dispatcher(
 ) -> None:
     """Run dispatch rounds until cancelled, woken early by ``wakeup``. Ready
     once the first round has looked at the board."""
-    started = False
-    while True:
-        wakeup.clear()
-        try:
-            delay_s = await dispatcher.run_round()
-        except Exception:
-            # The board may be briefly unavailable; the next round retries.
-            log.exception("dispatch round failed")
-            delay_s = dispatcher.poll_s
-        if not started:
-            task_status.started()
-            started = True
-        with trio.move_on_after(delay_s):
-            await wakeup.wait()
+    await serve_polling(
+        dispatcher.run_round,
+        wakeup,
+        name="dispatch",
+        retry_s=dispatcher.poll_s,
+        task_status=task_status,
+    )

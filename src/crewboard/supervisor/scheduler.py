@@ -36,6 +36,7 @@ from crewboard.board.schedules import FireOutcome, FireResult
 from crewboard.clock import iso, utcnow
 from crewboard.config import Config
 from crewboard.errors import NotFound, ValidationFailed
+from crewboard.supervisor.polling import next_delay_s, serve_polling
 from crewboard.supervisor.wake import Wakeup
 from crewboard.workflows import Template, load_templates, render_crew, template_dirs
 
@@ -43,11 +44,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-# How long a round waits at least: a clock that runs a hair behind the timer
-# must not turn into a busy loop.
-MIN_DELAY_S = 0.005
-# While the shared wake-up is set but not yet taken by the dispatcher, look
-# again this often instead of spinning on it.
+# Just before a fire time: the rule's next fire after this instant is the fire
+# time itself exactly when it is one of the rule's times.
 _TICK = timedelta(microseconds=1)
 
 
@@ -89,14 +87,6 @@ def plan_fire(due: DueSchedule, now: datetime) -> PlannedFire | Unreadable | Non
         fire_at, missed = fire_at or due.next_run_at, missed + 1
     assert fire_at is not None
     return PlannedFire(due.id, fire_at, missed, due.next_run_at, next_run_at)
-
-
-def next_delay_s(now: datetime, next_fire_at: datetime | None, poll_s: float) -> float:
-    """How long to wait before the next round: until the earliest next fire,
-    but no longer than ``poll_s``."""
-    if next_fire_at is None:
-        return poll_s
-    return max(MIN_DELAY_S, min(poll_s, (next_fire_at - now).total_seconds()))
 
 
 class ScheduleStore(Protocol):
@@ -245,14 +235,7 @@ async def serve_scheduler(
         clock=clock,
         on_spawned=on_spawned,
     )
+    # Ready before the first round: firing what is due need not hold up the
+    # supervisor's start.
     task_status.started()
-    while True:
-        wakeup.clear()
-        try:
-            delay_s = await scheduler.run_round()
-        except Exception:
-            # The board may be briefly unavailable; the next round retries.
-            log.exception("scheduler round failed")
-            delay_s = scheduler.poll_s
-        with trio.move_on_after(delay_s):
-            await wakeup.wait()
+    await serve_polling(scheduler.run_round, wakeup, name="scheduler", retry_s=scheduler.poll_s)

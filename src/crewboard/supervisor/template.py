@@ -1,7 +1,8 @@
 """The runner template: a process that has already imported the runner and
 forks a fresh runner for each run, so a run starts in a few milliseconds of
-``fork`` instead of a new interpreter's start-up (product spec §1: a forked
-child of a pre-imported template counts as its own process).
+``fork`` instead of a new interpreter's start-up. A forked child is still its
+own process in its own process group, as README's "How it runs" promises of
+every run.
 
 ``python -m crewboard.supervisor.template FD`` is started by the supervisor's
 :class:`~crewboard.supervisor.forkserver.ForkServer` with a scrubbed

@@ -49,8 +49,7 @@ async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType |
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     identity: tuple[int, int] | None = None
     try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        await trio.to_thread.run_sync(_unlink_if_present, path)
         try:
             # Only the owner (and so the web process, running as the same user) may write.
             old_umask = os.umask(0o177)
@@ -63,10 +62,8 @@ async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType |
             sock.close()
             yield None
             return
-        try:
-            st = os.stat(path)
-            identity = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
+        identity = await trio.to_thread.run_sync(_identity, path)
+        if identity is None:
             # Another supervisor on this home took the path a moment ago; it
             # gets the wake-ups and this one relies on polling.
             log.warning("another supervisor took the wake socket %s; relying on polling", path)
@@ -74,11 +71,29 @@ async def open_wake_socket(path: Path) -> AsyncIterator[trio.socket.SocketType |
     finally:
         sock.close()
         if identity is not None:
-            # Remove it only if it is still ours, not a successor's.
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if (st.st_dev, st.st_ino) == identity:
-                    os.unlink(path)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_remove_if_ours, path, identity)
+
+
+def _unlink_if_present(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``, None if there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _remove_if_ours(path: Path, identity: tuple[int, int]) -> None:
+    """Remove the socket at ``path`` only if it is still ours, not a successor's."""
+    with contextlib.suppress(OSError):
+        if _identity(path) == identity:
+            os.unlink(path)
 
 
 async def serve_wake_socket(

@@ -91,15 +91,6 @@ class Fields:
             self.errors[key] = "must not contain control characters"
         return value
 
-    def boolean(self, key: str, *, default: bool | None = None) -> bool | None:
-        value = self.body.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.errors[key] = "must be true or false"
-            return default
-        return value
-
     def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None):
         value = self.body.get(key)
         if value is None:
