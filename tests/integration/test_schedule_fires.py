@@ -209,7 +209,7 @@ def test_the_due_list_and_next_fire_skip_paused_schedules_and_disabled_accounts(
 
 
 def test_a_schedule_whose_rule_cannot_be_read_is_paused_with_the_reason(schedule):
-    assert board_schedules.disable_unreadable(schedule.id, NOW, "invalid schedule rule: L")
+    assert board_schedules.disable_unreadable(schedule.id, NOW, "invalid schedule rule: L", now=NOW)
     row = Schedule.get_by_id(schedule.id)
     assert (row.enabled, row.next_run_at) == (False, None)
     assert "invalid schedule rule" in events(schedule.id, "disabled")[0].data["reason"]

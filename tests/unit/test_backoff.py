@@ -7,16 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crewboard.board.dispatch import (
-    RETRY_CAP_S,
-    ParentResult,
-    PromptParts,
-    compose_prompt,
-    retry_delay_s,
-)
+from crewboard.board.dispatch import RETRY_CAP_S, retry_delay_s
 from crewboard.board.models import RunOutcome
 from crewboard.supervisor.dispatcher import next_delay_s
 from crewboard.supervisor.launcher import classify
+from crewboard.workflows.run_prompt import ParentResult, PromptParts, compose_prompt
 
 NOW = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
 

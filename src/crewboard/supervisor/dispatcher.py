@@ -42,7 +42,7 @@ def next_delay_s(poll_s: float, now: datetime, due_at: datetime | None) -> float
 
 
 def _outlook(now: datetime) -> Outlook:
-    return Outlook(job_views.count_ready(now), dispatch.next_due_at(now))
+    return Outlook(job_views.count_ready(now=now), dispatch.next_due_at(now=now))
 
 
 class Dispatcher:
@@ -56,11 +56,11 @@ class Dispatcher:
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
-        await db.call(dispatch.promote_waiting, utcnow())
+        await db.call(dispatch.promote_waiting, now=utcnow())
         await self._stop_cancelled()
         while self.launcher.free_slots > 0:
             claim = await db.call(
-                dispatch.claim_ready_job, self.supervisor_id, utcnow(), self.home.run_log
+                dispatch.claim_ready_job, self.supervisor_id, self.home.run_log, now=utcnow()
             )
             if claim is None:
                 break

@@ -141,7 +141,11 @@ class BoardStore:
 
     async def disable_unreadable(self, broken: Unreadable) -> None:
         await db.call(
-            board_schedules.disable_unreadable, broken.schedule_id, broken.due_from, broken.reason
+            board_schedules.disable_unreadable,
+            broken.schedule_id,
+            broken.due_from,
+            broken.reason,
+            now=utcnow(),
         )
 
     async def templates(self) -> Mapping[str, Template]:
