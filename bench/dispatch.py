@@ -152,7 +152,7 @@ def bench_latency(n: int, forkserver: bool) -> dict[str, object]:
         to_dispatch, to_first_line, to_done = [], [], []
         for _ in range(n):
             created = utcnow()
-            _, (job,) = board_jobs.create_crew(plan(1), sup.owner)
+            _, (job,) = board_jobs.create_crew(plan(1), sup.owner, now=utcnow())
             wake_supervisor(sup.home)
             run = wait(lambda job_id=job.id: Run.get_or_none(Run.job == job_id))
             first = wait(lambda path=run.log_path: first_record_at(path))
@@ -183,7 +183,7 @@ def bench_latency(n: int, forkserver: bool) -> dict[str, object]:
 def bench_throughput(n_jobs: int, concurrency: int, forkserver: bool) -> dict[str, object]:
     sup = Supervisor(concurrency=concurrency, forkserver=forkserver)
     try:
-        board_jobs.create_crew(plan(n_jobs), sup.owner)
+        board_jobs.create_crew(plan(n_jobs), sup.owner, now=utcnow())
         started = time.perf_counter()
         wake_supervisor(sup.home)
         wait(

@@ -71,16 +71,16 @@ def prepare(home_dir: Path) -> tuple[Home, str, int, int]:
     home = Home(home_dir).ensure()
     home.secret_key()
     db.connect(home.board_db)
-    user = board_users.create_user("watcher@example.test", None, is_admin=False)
-    _, token = board_users.create_token(user.id, "bench")
+    user = board_users.create_user("watcher@example.test", None, is_admin=False, now=utcnow())
+    _, token = board_users.create_token(user.id, "bench", now=utcnow())
     plan = CrewPlan(
         "bench",
         "fan-out",
         {},
         (PlannedJob("only", "watched job", "assistant", "Say a lot.", (), None, 600, 0),),
     )
-    _, (job,) = board_jobs.create_crew(plan, user.id)
-    claim = dispatch.claim_ready_job("bench-supervisor", utcnow(), home.run_log)
+    _, (job,) = board_jobs.create_crew(plan, user.id, now=utcnow())
+    claim = dispatch.claim_ready_job("bench-supervisor", home.run_log, now=utcnow())
     assert claim is not None and claim.job_id == job.id
     return home, token, job.id, claim.run_id
 
@@ -206,7 +206,7 @@ async def run(args: argparse.Namespace) -> dict:
             writer.close()
             await trio.to_thread.run_sync(
                 lambda: dispatch.finish_run(
-                    run_id, RunOutcome.SUCCEEDED, exit_code=0, result="done"
+                    run_id, RunOutcome.SUCCEEDED, exit_code=0, result="done", now=utcnow()
                 )
             )
             with trio.fail_after(30):

@@ -16,6 +16,7 @@ import trio
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.bootstrap import open_home
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.passwords import Passwords
@@ -61,7 +62,7 @@ class Account:
 
 def add_user(config: Config, email: str, *, admin: bool = False) -> Account:
     passwords = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
-    user = board_users.create_user(email, passwords.hash(PASSWORD), is_admin=admin)
+    user = board_users.create_user(email, passwords.hash(PASSWORD), is_admin=admin, now=utcnow())
     return Account(user.id, user.email, PASSWORD, admin)
 
 

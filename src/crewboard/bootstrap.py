@@ -9,6 +9,7 @@ from typing import TextIO
 
 from crewboard.board import db
 from crewboard.board import users as board_users
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import ConfigError
 from crewboard.home import Home
@@ -39,7 +40,7 @@ def ensure_first_admin(config: Config, out: TextIO = sys.stdout) -> str | None:
     elif problem := check_new_password(password):
         raise ConfigError(f"CREWBOARD_ADMIN_PASSWORD {problem}")
     passwords = Passwords(config.argon2_time_cost, config.argon2_memory_kib)
-    user = board_users.create_first_admin(email, passwords.hash(password))
+    user = board_users.create_first_admin(email, passwords.hash(password), now=utcnow())
     if user is None:
         return None  # another process made the first admin a moment ago
     if generated:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from crewboard import __version__
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import CrewboardError
 
@@ -101,6 +102,7 @@ def cmd_user(args: argparse.Namespace) -> int:
             _passwords(config).hash(password),
             name=args.name or "",
             is_admin=args.admin,
+            now=utcnow(),
         )
         print(f"Added {'administrator' if user.is_admin else 'user'} {user.email}")
     elif args.user_command == "list":
@@ -137,7 +139,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     user = users.get_user_by_email(args.email)
     if user is None:
         raise CrewboardError(f"no user with email {args.email}")
-    _, secret = users.create_token(user.id, args.name)
+    _, secret = users.create_token(user.id, args.name, now=utcnow())
     print(secret)
     print(f"API token {args.name!r} for {user.email}; it is shown only once.", file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ import trio
 
 from crewboard.board import db
 from crewboard.board.models import ApiToken, User
+from crewboard.clock import utcnow
 
 WRITER = textwrap.dedent(
     """
@@ -19,6 +20,7 @@ WRITER = textwrap.dedent(
     from crewboard.board import db, users
     from crewboard.board.db import write
     from crewboard.board.models import User
+    from crewboard.clock import utcnow
     import time
 
     db.connect(sys.argv[1])
@@ -28,7 +30,7 @@ WRITER = textwrap.dedent(
     def slow_write(i):
         # Read, then write: the pattern a deferred transaction cannot upgrade safely.
         users.list_tokens(owner.id)
-        users.create_token.__wrapped__(owner.id, f"{sys.argv[2]}-{i}")
+        users.create_token.__wrapped__(owner.id, f"{sys.argv[2]}-{i}", now=utcnow())
         time.sleep(0.002)  # hold the write lock a little, as real transactions do
 
     for i in range(int(sys.argv[3])):
@@ -41,7 +43,7 @@ WRITER = textwrap.dedent(
 def test_two_processes_writing_at_once_never_see_a_locked_database(home, config):
     from crewboard.board import users
 
-    users.create_user("owner@example.test", None)
+    users.create_user("owner@example.test", None, now=utcnow())
     n = 150
     procs = [
         subprocess.Popen(
@@ -98,9 +100,9 @@ def test_ids_are_never_reused_after_a_delete(home):
     row must not hand its id to the next one."""
     from crewboard.board import users
 
-    first = users.create_user("first@example.test", None)
+    first = users.create_user("first@example.test", None, now=utcnow())
     first.delete_instance()
-    second = users.create_user("second@example.test", None)
+    second = users.create_user("second@example.test", None, now=utcnow())
     assert second.id > first.id
 
 

@@ -19,6 +19,7 @@ from joserfc.jwk import RSAKey
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.board.models import AuthSession, User
+from crewboard.clock import utcnow
 from crewboard.web.auth import google
 from tests.conftest import make_config
 from tests.support.fake_oidc import FakeOidcProvider, new_signing_key, open_fake_oidc
@@ -211,7 +212,9 @@ async def test_second_sign_in_reuses_the_account(google_server, provider):
 
 
 async def test_a_local_account_with_the_same_email_is_linked(google_server, provider):
-    local = await db.call(board_users.create_user, "alice@example.test", None, name="Alice")
+    local = await db.call(
+        board_users.create_user, "alice@example.test", None, name="Alice", now=utcnow()
+    )
     async with Browser(google_server) as browser:
         signed_in(await browser.sign_in())
         me = await browser.me()

@@ -434,6 +434,25 @@ async def test_cancel_is_refused_for_finished_jobs(as_alice, home):
     assert (await as_alice.post(f"/api/jobs/{job_id}/cancel")).status_code == 409
 
 
+async def test_each_job_lists_the_actions_it_allows_now(as_alice, home):
+    job_id = await ask(as_alice)
+    assert (await job(as_alice, job_id))["actions"] == ["cancel", "archive", "delete"]
+    run_id = start_run(job_id, home)
+    assert (await job(as_alice, job_id))["actions"] == ["cancel"]
+    cancelling = (await as_alice.post(f"/api/jobs/{job_id}/cancel")).json()
+    assert cancelling["actions"] == []  # its cancel is under way
+    finish_run(run_id, RunOutcome.CANCELLED)
+    blocked = await job(as_alice, job_id)
+    assert blocked["actions"] == ["unblock", "redo", "archive", "delete"]
+    done_id = await ask(as_alice)
+    finish_run(start_run(done_id, home))
+    assert (await job(as_alice, done_id))["actions"] == ["redo", "archive", "delete"]
+    archived = (await as_alice.post(f"/api/jobs/{done_id}/archive")).json()
+    assert archived["actions"] == ["delete"]
+    listed = (await as_alice.get("/api/jobs", params={"status": "blocked"})).json()["jobs"]
+    assert [j["actions"] for j in listed] == [blocked["actions"]]
+
+
 async def test_intent_wakes_the_supervisor(as_alice, home):
     """A supervisor listening on the wake socket hears about new work."""
     import socket

@@ -26,7 +26,7 @@ HOST = socket.gethostname()
 
 
 def claim(home: Home, supervisor_id: str = "sup-a", now=None) -> dispatch.Claim | None:
-    return dispatch.claim_ready_job(supervisor_id, now or utcnow(), home.run_log)
+    return dispatch.claim_ready_job(supervisor_id, home.run_log, now=now or utcnow())
 
 
 def write_log(path: Path, *records: tuple[str, dict]) -> None:
@@ -66,14 +66,16 @@ def test_claims_go_oldest_first_and_skip_jobs_not_yet_due(home: Home) -> None:
     assert claim(home, now=now).job_id == first
     assert claim(home, now=now).job_id == second
     assert claim(home, now=now) is None
-    assert dispatch.next_due_at(now) == crews.job(later).available_at
+    assert dispatch.next_due_at(now=now) == crews.job(later).available_at
     assert claim(home, now=now + timedelta(minutes=6)).job_id == later
 
 
 def test_a_claim_composes_the_prompt_and_names_the_log(home: Home) -> None:
     ids = crews.add_crew({"a": JobDef("Find facts."), "b": JobDef("Use them.", needs=["a"])})
     run_a = claim(home)
-    dispatch.finish_run(run_a.run_id, RunOutcome.SUCCEEDED, exit_code=0, result="FACT: 42")
+    dispatch.finish_run(
+        run_a.run_id, RunOutcome.SUCCEEDED, exit_code=0, result="FACT: 42", now=utcnow()
+    )
     assert crews.job(ids["b"]).status == JobStatus.READY  # promoted in the same transaction
     run_b = claim(home)
     assert run_b.job_id == ids["b"] and run_b.attempt == 1
@@ -93,21 +95,26 @@ def test_a_child_waits_for_all_parents_and_its_scheduled_time(home: Home) -> Non
         }
     )
     first = claim(home)
-    dispatch.finish_run(first.run_id, RunOutcome.SUCCEEDED, result="a's result")
+    dispatch.finish_run(first.run_id, RunOutcome.SUCCEEDED, result="a's result", now=utcnow())
     assert crews.job(ids["c"]).status == JobStatus.WAITING  # b is not done yet
     assert crews.job(ids["d"]).status == JobStatus.WAITING  # not its time yet
     second = claim(home)
-    finished = dispatch.finish_run(second.run_id, RunOutcome.SUCCEEDED, result="b's result")
+    finished = dispatch.finish_run(
+        second.run_id, RunOutcome.SUCCEEDED, result="b's result", now=utcnow()
+    )
     assert finished.promoted == (ids["c"],)
-    assert dispatch.promote_waiting(utcnow()) == []
-    assert dispatch.promote_waiting(soon) == [ids["d"]]
+    assert dispatch.promote_waiting(now=utcnow()) == []
+    assert dispatch.promote_waiting(now=soon) == [ids["d"]]
 
 
 def test_a_lost_race_to_finish_is_a_no_op(home: Home) -> None:
     crews.add_job()
     got = claim(home)
-    assert dispatch.finish_run(got.run_id, RunOutcome.SUCCEEDED, result="once") is not None
-    assert dispatch.finish_run(got.run_id, RunOutcome.FAILED, error="twice") is None
+    assert (
+        dispatch.finish_run(got.run_id, RunOutcome.SUCCEEDED, result="once", now=utcnow())
+        is not None
+    )
+    assert dispatch.finish_run(got.run_id, RunOutcome.FAILED, error="twice", now=utcnow()) is None
     run = Run.get_by_id(got.run_id)
     assert run.outcome == RunOutcome.SUCCEEDED and run.error is None
 
@@ -116,19 +123,23 @@ def test_interruptions_requeue_for_free_three_times_then_block(home: Home) -> No
     job_id = crews.add_job(retries=0)
     for n in (1, 2, 3):
         got = claim(home)
-        finished = dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED, error="drained")
+        finished = dispatch.finish_run(
+            got.run_id, RunOutcome.INTERRUPTED, error="drained", now=utcnow()
+        )
         assert finished.job_status == JobStatus.READY
         assert crews.job(job_id).interruptions == n and crews.job(job_id).attempts == 0
     got = claim(home)
-    finished = dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED, error="drained")
+    finished = dispatch.finish_run(
+        got.run_id, RunOutcome.INTERRUPTED, error="drained", now=utcnow()
+    )
     assert finished.job_status == JobStatus.BLOCKED
     assert "crash loop" in crews.job(job_id).blocked_reason
 
 
 def test_a_run_that_ends_otherwise_resets_the_interruption_count(home: Home) -> None:
     job_id = crews.add_job(retries=2)
-    dispatch.finish_run(claim(home).run_id, RunOutcome.INTERRUPTED)
-    dispatch.finish_run(claim(home).run_id, RunOutcome.CRASHED, error="boom")
+    dispatch.finish_run(claim(home).run_id, RunOutcome.INTERRUPTED, now=utcnow())
+    dispatch.finish_run(claim(home).run_id, RunOutcome.CRASHED, error="boom", now=utcnow())
     assert crews.job(job_id).interruptions == 0
 
 
@@ -138,7 +149,7 @@ def test_a_failure_with_a_pending_cancel_blocks_as_cancelled(home: Home) -> None
     crews.request_cancel(job_id)
     assert dispatch.runs_to_cancel("sup-a") == [got.run_id]
     assert dispatch.runs_to_cancel("sup-b") == []
-    dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED)
+    dispatch.finish_run(got.run_id, RunOutcome.INTERRUPTED, now=utcnow())
     job = crews.job(job_id)
     assert job.status == JobStatus.BLOCKED and job.blocked_reason.startswith("cancelled")
     assert not job.cancel_requested
@@ -170,7 +181,7 @@ def test_recovery_closes_a_dead_supervisors_runs_by_their_logs(home: Home) -> No
     _beat("dead", age_s=60)
     answered = _orphan(home, "dead", ("final_result", {"text": "made it", "agentName": "x"}))
     halfway = _orphan(home, "dead", ("text", {"text": "half"}))
-    recovered = recovery.recover_orphans("me", HOST, lambda pid: True)
+    recovered = recovery.recover_orphans("me", HOST, lambda pid: True, now=utcnow())
     assert {r.run_id: r.outcome for r in recovered} == {
         answered.run_id: RunOutcome.SUCCEEDED,
         halfway.run_id: RunOutcome.INTERRUPTED,
@@ -187,23 +198,23 @@ def test_recovery_never_touches_a_live_supervisors_run(home: Home) -> None:
     _beat("alive-elsewhere", host="elsewhere", pid=1)
     _beat("alive-here", host=HOST, pid=os.getppid())
     mine = [_orphan(home, "alive-elsewhere"), _orphan(home, "alive-here")]
-    assert recovery.recover_orphans("me", HOST, lambda pid: pid == os.getppid()) == []
+    assert recovery.recover_orphans("me", HOST, lambda pid: pid == os.getppid(), now=utcnow()) == []
     assert all(Run.get_by_id(c.run_id).outcome == RunOutcome.RUNNING for c in mine)
 
 
 def test_recovery_on_the_same_host_does_not_wait_for_a_stale_heartbeat(home: Home) -> None:
     _beat("died-just-now", host=HOST, pid=999_999)
     got = _orphan(home, "died-just-now")
-    (recovered,) = recovery.recover_orphans("me", HOST, lambda pid: pid != 999_999)
+    (recovered,) = recovery.recover_orphans("me", HOST, lambda pid: pid != 999_999, now=utcnow())
     assert recovered.run_id == got.run_id and recovered.outcome == RunOutcome.INTERRUPTED
 
 
 def test_a_run_closed_under_a_stalled_supervisor_is_reported_lost(home: Home) -> None:
     _beat("stalled", age_s=60)
     got = _orphan(home, "stalled")
-    recovery.recover_orphans("me", HOST, lambda pid: True)
+    recovery.recover_orphans("me", HOST, lambda pid: True, now=utcnow())
     assert dispatch.runs_not_live("stalled", [got.run_id]) == [got.run_id]
-    assert dispatch.set_run_pid(got.run_id, 1234) is False
+    assert dispatch.set_run_pid(got.run_id, 1234, now=utcnow()) is False
 
 
 @pytest.mark.parametrize("outcome", [RunOutcome.FAILED, RunOutcome.CRASHED, RunOutcome.TIMED_OUT])
@@ -219,7 +230,7 @@ def test_failures_back_off_then_block(home: Home, outcome: RunOutcome) -> None:
         # Let the backoff pass.
         Job.update(available_at=now).where(Job.id == job_id).execute()
     got = claim(home)
-    finished = dispatch.finish_run(got.run_id, outcome, error="nope")
+    finished = dispatch.finish_run(got.run_id, outcome, error="nope", now=utcnow())
     assert finished.job_status == JobStatus.BLOCKED
     assert "nope" in crews.job(job_id).blocked_reason
 

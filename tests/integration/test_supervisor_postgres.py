@@ -64,7 +64,7 @@ def test_racing_claims_on_postgresql_never_give_a_job_two_runs(pg) -> None:
     def race(name: str) -> None:
         try:
             barrier.wait()
-            while got := dispatch.claim_ready_job(f"sup-{name}", utcnow(), home.run_log):
+            while got := dispatch.claim_ready_job(f"sup-{name}", home.run_log, now=utcnow()):
                 claimed[name].append(got.job_id)
                 time.sleep(0.002)
         finally:

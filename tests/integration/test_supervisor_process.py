@@ -14,6 +14,7 @@ import pytest
 
 from crewboard.board import recovery
 from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
+from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.supervisor.reaper import pid_alive
 from tests.support import crews, need
@@ -126,7 +127,7 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
         started(owner)
         runner = running_pid(job_id)
         # A peer's recovery (here: in this process) leaves the live owner's run alone…
-        assert recovery.recover_orphans("peer", HOST, pid_alive) == []
+        assert recovery.recover_orphans("peer", HOST, pid_alive, now=utcnow()) == []
         with supervisor_process(home.root, {"CREWBOARD_CONCURRENCY": "1"}) as peer:
             started(peer)
             time.sleep(1.5)  # past the peer's first periodic recovery (5 heartbeats)

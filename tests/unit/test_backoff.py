@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from crewboard.board.dispatch import (
-    RETRY_CAP_S,
-    ParentResult,
-    PromptParts,
-    compose_prompt,
-    retry_delay_s,
-)
+from crewboard.board.dispatch import RETRY_CAP_S, retry_delay_s
 from crewboard.board.models import RunOutcome
 from crewboard.supervisor.launcher import classify
+from crewboard.workflows.run_prompt import ParentResult, PromptParts, compose_prompt
 
 
 class TestSupervisorBackoff:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
+from datetime import datetime
 
 import peewee
 
 from crewboard.board.db import database, write
 from crewboard.board.models import ChatSession
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
 from crewboard.errors import ValidationFailed
 
 MAX_NAME_LENGTH = 100
@@ -55,10 +56,10 @@ def check_name(name: object) -> str:
     return name
 
 
-def generated_name(agent: str) -> str:
+def generated_name(agent: str, *, now: datetime) -> str:
     """A fresh name for a session the user did not name, e.g.
     ``assistant 2026-11-28 21:00:00 3f2a``."""
-    return f"{agent} {utcnow():%Y-%m-%d %H:%M:%S} {secrets.token_hex(2)}"
+    return f"{agent} {now:%Y-%m-%d %H:%M:%S} {secrets.token_hex(2)}"
 
 
 def session_public(row: ChatSession, *, live: bool) -> dict[str, object]:
@@ -80,12 +81,13 @@ def name_entry(row: ChatSession) -> dict[str, object]:
 
 
 @write
-def open_session(owner_id: int, name: str, agent: str, model_spec: str) -> tuple[ChatSession, bool]:
+def open_session(
+    owner_id: int, name: str, agent: str, model_spec: str, *, now: datetime
+) -> tuple[ChatSession, bool]:
     """Create the owner's session called ``name``, or reopen the one they have:
     its agent and model become the ones given, its history continues.
     Returns the row and whether it is new."""
     check_name(name)
-    now = utcnow()
     row = ChatSession.get_or_none(
         (ChatSession.owner == owner_id) & (ChatSession.session_name == name)
     )
@@ -132,9 +134,9 @@ def list_sessions(owner_id: int) -> list[ChatSession]:
 
 
 @write
-def touch(session_id: int) -> None:
+def touch(session_id: int, *, now: datetime) -> None:
     """Mark the session as just used (it moves to the top of the list)."""
-    ChatSession.update(updated_at=utcnow()).where(ChatSession.id == session_id).execute()
+    ChatSession.update(updated_at=now).where(ChatSession.id == session_id).execute()
 
 
 @write

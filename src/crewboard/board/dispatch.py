@@ -6,10 +6,11 @@ intent (new jobs, cancel requests…) through :mod:`crewboard.board.jobs`.
 Every change of state is one named function doing one short write transaction
 (``BEGIN IMMEDIATE`` on SQLite) with a guarded ``UPDATE … WHERE status = …``,
 so a lost race is a no-op rather than a corruption, and it records its events
-in the same transaction. The failure policy of a finished run (retried with
-backoff while the job has retries left, then blocked) lives in
-:func:`finish_run`; the backoff between retries is the pure function
-:func:`retry_delay_s`.
+in the same transaction. The failure policy of a finished run is
+:func:`settlement`, one small decision per way a run can end; the backoff
+between retries is the pure function :func:`retry_delay_s`. A claimed run's
+prompt is read from the board here and laid out by
+:mod:`crewboard.workflows.run_prompt`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import peewee
 
 from crewboard.board.db import is_sqlite, write
-from crewboard.board.events import SUPERVISOR, record_event
+from crewboard.board.events import SUPERVISOR, EventKind, record_event
 from crewboard.board.models import (
     Comment,
     Event,
@@ -33,7 +34,8 @@ from crewboard.board.models import (
     RunOutcome,
     User,
 )
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
+from crewboard.workflows.run_prompt import ParentResult, PromptParts, compose_prompt
 
 # The backoff before retry n (1-based) is 2**n seconds, capped.
 RETRY_BASE_S = 2.0
@@ -43,20 +45,6 @@ RETRY_CAP_S = 600.0
 MAX_INTERRUPTIONS = 3
 
 
-class EventKind:
-    """The kinds of event the supervisor records on a job's timeline."""
-
-    READY = "ready"  # its parents are done (and its scheduled time reached)
-    DISPATCHED = "dispatched"  # claimed by a supervisor; a run was created
-    RUN_STARTED = "run_started"  # the runner process is up
-    RUN_ENDED = "run_ended"  # the run ended, with its outcome
-    DONE = "done"  # the job finished with a result
-    RETRY = "retry"  # a failed run will be retried after a backoff
-    REQUEUED = "requeued"  # an interrupted run: back to ready, no retry used
-    BLOCKED = "blocked"  # the job needs a person
-    RECOVERED = "recovered"  # a dead supervisor's run was closed at recovery
-
-
 def retry_delay_s(failures: int, base_s: float = RETRY_BASE_S, cap_s: float = RETRY_CAP_S) -> float:
     """Seconds to wait before the retry that follows the ``failures``-th
     failed attempt: 2, 4, 8, … capped at ``cap_s``."""
@@ -64,45 +52,6 @@ def retry_delay_s(failures: int, base_s: float = RETRY_BASE_S, cap_s: float = RE
         return 0.0
     # Cap the exponent first so a huge count cannot overflow a float.
     return min(cap_s, base_s ** min(failures, 64))
-
-
-@dataclass(frozen=True)
-class ParentResult:
-    job_id: int
-    key: str
-    title: str
-    status: str
-    result: str | None
-
-
-@dataclass(frozen=True)
-class PromptParts:
-    """What a job's runner is told: its own prompt, what its parents found,
-    what people commented, and the feedback of a redo."""
-
-    prompt: str
-    parents: tuple[ParentResult, ...] = ()
-    comments: tuple[tuple[str, str], ...] = ()  # (author, text), oldest first
-    feedback: str | None = None
-
-
-def compose_prompt(parts: PromptParts) -> str:
-    """The full prompt of a run: the job's rendered prompt, then each parent's
-    final result, the comments and the redo feedback, in that order."""
-    sections = [parts.prompt.rstrip()]
-    if parts.parents:
-        lines = ["## Results of the jobs this one needs"]
-        for parent in parts.parents:
-            lines.append(f"\n### {parent.title} ({parent.key})\n")
-            lines.append((parent.result or "(no result)").rstrip())
-        sections.append("\n".join(lines))
-    if parts.comments:
-        lines = ["## Comments on this job"]
-        lines += [f"- {author}: {text.strip()}" for author, text in parts.comments]
-        sections.append("\n".join(lines))
-    if parts.feedback:
-        sections.append("## Feedback on the previous result\n\n" + parts.feedback.strip())
-    return "\n\n".join(sections) + "\n"
 
 
 def parent_results(job_id: int) -> list[ParentResult]:
@@ -119,7 +68,8 @@ def parent_results(job_id: int) -> list[ParentResult]:
 
 
 def prompt_parts(job: Job) -> PromptParts:
-    """Everything :func:`compose_prompt` needs for this job, read from the board."""
+    """What a run of this job is told, read from the board: its prompt, its
+    parents' results, the comments on it and its redo feedback."""
     comments = (
         Comment.select(Comment.text, User.name, User.email)
         .join(User)
@@ -145,15 +95,20 @@ class Claim:
     job_id: int
     attempt: int
     agent: str
-    prompt: str
     artifact: str | None
     timeout_s: float
     log_path: Path
+    prompt_parts: PromptParts  # read from the board with the claim
+
+    @property
+    def prompt(self) -> str:
+        """The full prompt the runner is given, laid out from its parts."""
+        return compose_prompt(self.prompt_parts)
 
 
 @write
 def claim_ready_job(
-    supervisor_id: str, now: datetime, log_path: Callable[[int], Path]
+    supervisor_id: str, log_path: Callable[[int], Path], *, now: datetime
 ) -> Claim | None:
     """Claim the oldest ready job whose time has come: the job goes
     ``running`` and gets a new Run owned by ``supervisor_id`` with its log at
@@ -201,21 +156,22 @@ def claim_ready_job(
         actor=SUPERVISOR,
         message=f"run {run.id} (attempt {attempt}) dispatched",
         data={"runId": run.id, "attempt": attempt, "supervisorId": supervisor_id},
+        now=now,
     )
     return Claim(
         run_id=run.id,
         job_id=job.id,
         attempt=attempt,
         agent=job.agent,
-        prompt=compose_prompt(prompt_parts(job)),
         artifact=job.artifact_name,
         timeout_s=float(job.timeout_s),
         log_path=path,
+        prompt_parts=prompt_parts(job),
     )
 
 
 @write
-def set_run_pid(run_id: int, pid: int) -> bool:
+def set_run_pid(run_id: int, pid: int, *, now: datetime) -> bool:
     """Record the runner's pid once its process is up. False if the run is
     no longer live (a recovery closed it meanwhile)."""
     run = run_with_job(run_id)
@@ -233,6 +189,7 @@ def set_run_pid(run_id: int, pid: int) -> bool:
             actor=SUPERVISOR,
             message=f"run {run_id} started (pid {pid})",
             data={"runId": run_id, "pid": pid},
+            now=now,
         )
     return bool(updated)
 
@@ -262,7 +219,7 @@ def _parents_all_done() -> peewee.Expression:
     return ~peewee.fn.EXISTS(unfinished)
 
 
-def _promotable(now: datetime) -> peewee.Expression:
+def _promotable(*, now: datetime) -> peewee.Expression:
     return (
         (Job.status == JobStatus.WAITING)
         & ((Job.scheduled_at.is_null()) | (Job.scheduled_at <= now))
@@ -270,10 +227,10 @@ def _promotable(now: datetime) -> peewee.Expression:
     )
 
 
-def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
+def _promote(*, now: datetime, only: Iterable[int] | None = None) -> list[int]:
     """Make waiting jobs ready whose parents are all done and whose scheduled
     time has come; returns their ids."""
-    where = _promotable(now)
+    where = _promotable(now=now)
     if only is not None:
         ids = list(only)
         if not ids:
@@ -287,23 +244,25 @@ def _promote(now: datetime, only: Iterable[int] | None = None) -> list[int]:
             .execute()
         )
         if updated:
-            record_event(EventKind.READY, job=job, actor=SUPERVISOR, message="ready to run")
+            record_event(
+                EventKind.READY, job=job, actor=SUPERVISOR, message="ready to run", now=now
+            )
             promoted.append(job.id)
     return promoted
 
 
 @write
-def _promote_in_transaction(now: datetime) -> list[int]:
-    return _promote(now)
+def _promote_in_transaction(*, now: datetime) -> list[int]:
+    return _promote(now=now)
 
 
-def promote_waiting(now: datetime) -> list[int]:
+def promote_waiting(*, now: datetime) -> list[int]:
     """Waiting → ready for every job whose parents are all done and whose
     ``scheduled_at`` has come. Returns the ids promoted. Takes the write lock
     only when a read finds something to promote (it runs every dispatch round)."""
-    if not Job.select(Job.id).where(_promotable(now)).exists():
+    if not Job.select(Job.id).where(_promotable(now=now)).exists():
         return []
-    return _promote_in_transaction(now)
+    return _promote_in_transaction(now=now)
 
 
 # -- Finishing -------------------------------------------------------------------
@@ -365,6 +324,94 @@ def _close_run(
     )
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """Where the failure policy sends a running job once its run has ended,
+    and the event that says why."""
+
+    status: JobStatus
+    kind: EventKind
+    message: str
+    available_at: datetime | None = None
+    # Counters and result the decision changes on the job row.
+    changes: dict[str, object] = field(default_factory=dict)
+
+
+def _succeeded(result: str | None) -> Settlement:
+    return Settlement(JobStatus.DONE, EventKind.DONE, "done", changes={"result": result or ""})
+
+
+def _blocked_by_agent(error: str | None) -> Settlement:
+    reason = error or "no reason given"
+    return Settlement(JobStatus.BLOCKED, EventKind.BLOCKED, f"blocked by the agent: {reason}")
+
+
+def _cancelled(job: Job) -> Settlement:
+    return Settlement(JobStatus.BLOCKED, EventKind.BLOCKED, f"cancelled by {_cancelled_by(job)}")
+
+
+def _interrupted(job: Job, error: str | None, now: datetime) -> Settlement:
+    """Back to the queue at once, no retry used, unless this interruption
+    makes one too many in a row (a likely crash loop)."""
+    interruptions = job.interruptions + 1
+    why = error or "the supervisor stopped"
+    changes: dict[str, object] = {"interruptions": interruptions}
+    if interruptions > MAX_INTERRUPTIONS:
+        message = f"interrupted {interruptions} times in a row (a likely crash loop): {why}"
+        return Settlement(JobStatus.BLOCKED, EventKind.BLOCKED, message, changes=changes)
+    message = f"interrupted ({why}); back in the queue"
+    return Settlement(JobStatus.READY, EventKind.REQUEUED, message, now, changes)
+
+
+def _failed(job: Job, outcome: RunOutcome, error: str | None, now: datetime) -> Settlement:
+    """Retried after a backoff while retries are left, else blocked."""
+    failures = job.attempts + 1
+    what = f"{outcome.value.replace('_', ' ')}: {error or 'no reason given'}"
+    changes: dict[str, object] = {"attempts": failures}
+    if failures <= job.max_retries:
+        delay_s = retry_delay_s(failures)
+        message = f"{what}; retry {failures} of {job.max_retries} in {delay_s:g} s"
+        available_at = now + timedelta(seconds=delay_s)
+        return Settlement(JobStatus.READY, EventKind.RETRY, message, available_at, changes)
+    tries = "no retries" if job.max_retries == 0 else f"{job.max_retries} retries"
+    message = f"{what} (after {tries})"
+    return Settlement(JobStatus.BLOCKED, EventKind.BLOCKED, message, changes=changes)
+
+
+def settlement(
+    job: Job, outcome: RunOutcome, *, error: str | None, result: str | None, now: datetime
+) -> Settlement:
+    """The failure policy: what becomes of a running job whose run ended
+    with ``outcome``. A pending cancel request wins over whatever else
+    stopped the run, success and the agent's own block aside."""
+    if outcome == RunOutcome.SUCCEEDED:
+        return _succeeded(result)
+    if outcome == RunOutcome.BLOCKED:
+        return _blocked_by_agent(error)
+    if outcome == RunOutcome.CANCELLED or job.cancel_requested:
+        return _cancelled(job)
+    if outcome == RunOutcome.INTERRUPTED:
+        return _interrupted(job, error, now)
+    return _failed(job, outcome, error, now)
+
+
+def _job_changes(outcome: RunOutcome, settled: Settlement, now: datetime) -> dict[str, object]:
+    """The job row's new values: any cancel request is answered, and a run
+    that was not interrupted ends a streak of interruptions."""
+    values: dict[str, object] = {"updated_at": now, "cancel_requested": False}
+    if outcome != RunOutcome.INTERRUPTED:
+        values["interruptions"] = 0
+    values.update(settled.changes)
+    values["status"] = settled.status
+    if settled.available_at is not None:
+        values["available_at"] = settled.available_at
+    if settled.status == JobStatus.BLOCKED:
+        values["blocked_reason"] = settled.message
+    elif settled.status == JobStatus.DONE:
+        values["blocked_reason"] = None
+    return values
+
+
 def _settle_job(
     run: Run,
     outcome: RunOutcome,
@@ -373,71 +420,28 @@ def _settle_job(
     result: str | None,
     now: datetime,
 ) -> Finished:
-    """Apply the failure policy to the run's job (which must be running)."""
+    """Move the run's job on by the failure policy and record why; a job
+    that is done makes its waiting children ready in the same transaction."""
     job = run.job
     if job.status != JobStatus.RUNNING:
         # Someone moved it already (an operator's cleanup): leave it be.
         return Finished(job.id, job.status)
-    values: dict[str, object] = {"updated_at": now, "cancel_requested": False}
-    if outcome != RunOutcome.INTERRUPTED:
-        values["interruptions"] = 0
-    status: str
-    available_at: datetime | None = None
-    kind, message = EventKind.BLOCKED, ""
-    if outcome == RunOutcome.SUCCEEDED:
-        status = JobStatus.DONE
-        values.update(result=result or "", blocked_reason=None)
-        kind, message = EventKind.DONE, "done"
-    elif outcome == RunOutcome.BLOCKED:
-        status = JobStatus.BLOCKED
-        message = f"blocked by the agent: {error or 'no reason given'}"
-    elif outcome == RunOutcome.CANCELLED or job.cancel_requested:
-        # A cancel request wins over whatever else stopped the run.
-        status = JobStatus.BLOCKED
-        message = f"cancelled by {_cancelled_by(job)}"
-    elif outcome == RunOutcome.INTERRUPTED:
-        interruptions = job.interruptions + 1
-        values["interruptions"] = interruptions
-        if interruptions > MAX_INTERRUPTIONS:
-            status = JobStatus.BLOCKED
-            message = (
-                f"interrupted {interruptions} times in a row (a likely crash loop): "
-                f"{error or 'the supervisor stopped'}"
-            )
-        else:
-            status, available_at = JobStatus.READY, now
-            kind = EventKind.REQUEUED
-            message = f"interrupted ({error or 'the supervisor stopped'}); back in the queue"
-    else:
-        failures = job.attempts + 1
-        values["attempts"] = failures
-        what = f"{outcome.value.replace('_', ' ')}: {error or 'no reason given'}"
-        if failures <= job.max_retries:
-            delay_s = retry_delay_s(failures)
-            status, available_at = JobStatus.READY, now + timedelta(seconds=delay_s)
-            kind = EventKind.RETRY
-            message = f"{what}; retry {failures} of {job.max_retries} in {delay_s:g} s"
-        else:
-            status = JobStatus.BLOCKED
-            tries = "no retries" if job.max_retries == 0 else f"{job.max_retries} retries"
-            message = f"{what} (after {tries})"
-    values["status"] = status
-    if available_at is not None:
-        values["available_at"] = available_at
-    if status == JobStatus.BLOCKED:
-        values["blocked_reason"] = message
+    settled = settlement(job, outcome, error=error, result=result, now=now)
+    values = _job_changes(outcome, settled, now)
     Job.update(**values).where((Job.id == job.id) & (Job.status == JobStatus.RUNNING)).execute()
     data: dict[str, object] = {"runId": run.id, "outcome": outcome.value}
-    if available_at is not None and status == JobStatus.READY:
-        data["availableAt"] = iso(available_at)
-    record_event(kind, job=job, actor=SUPERVISOR, message=message, data=data)
+    if settled.available_at is not None:
+        data["availableAt"] = iso(settled.available_at)
+    record_event(
+        settled.kind, job=job, actor=SUPERVISOR, message=settled.message, data=data, now=now
+    )
     promoted: list[int] = []
-    if status == JobStatus.DONE:
+    if settled.status == JobStatus.DONE:
         children = [
             e.child_id for e in JobEdge.select(JobEdge.child).where(JobEdge.parent == job.id)
         ]
-        promoted = _promote(now, only=children)
-    return Finished(job.id, status, available_at, tuple(promoted))
+        promoted = _promote(now=now, only=children)
+    return Finished(job.id, settled.status, settled.available_at, tuple(promoted))
 
 
 def close_run(
@@ -471,6 +475,7 @@ def close_run(
             "exitCode": exit_code,
             "durationS": round(duration_s, 3),
         },
+        now=now,
     )
     return _settle_job(run, outcome, error=error, result=result, now=now)
 
@@ -484,9 +489,9 @@ def finish_run(
     error: str | None = None,
     result: str | None = None,
     artifact: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> Finished | None:
-    """Close a live run with its outcome and move its job on:
+    """Close a live run with its outcome and move its job on (see :func:`settlement`):
 
     - ``succeeded`` → job ``done`` with ``result``; children whose parents are
       now all done become ``ready`` in the same transaction;
@@ -499,7 +504,6 @@ def finish_run(
 
     A pending cancel request turns any unsuccessful end into a cancel. Returns
     None, changing nothing, if the run was no longer live."""
-    now = now or utcnow()
     run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING:
         return None
@@ -549,7 +553,7 @@ def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
     return [run_id for run_id in ids if run_id not in live]
 
 
-def next_due_at(now: datetime) -> datetime | None:
+def next_due_at(*, now: datetime) -> datetime | None:
     """The earliest future moment a job becomes claimable (a retry's backoff
     ending, a scheduled time arriving), so the dispatcher wakes for it."""
     ready = (

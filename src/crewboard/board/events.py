@@ -1,25 +1,65 @@
 """Job and schedule events: every state change, with who did it and when.
-They feed the job timeline and the board's change feed."""
+They feed the job timeline and the board's change feed.
+
+:class:`EventKind` names every kind the board records; the stored strings
+are part of the API (``openapi.yaml``'s ``Event.kind``), so they never change.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from crewboard.board.models import Event, Job, Schedule
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
 
 SUPERVISOR = "supervisor"
 SCHEDULER = "scheduler"
 
 
+class EventKind(StrEnum):
+    """What an event records. Job and schedule events share ``created``."""
+
+    # People's actions on jobs (crewboard.board.jobs)
+    CREATED = "created"  # a job was made, with its crew; or a user made a schedule
+    COMMENT = "comment"  # someone commented on a job
+    UNBLOCK = "unblock"  # a blocked job was sent back to the queue
+    REDO = "redo"  # a done or blocked job was re-queued with feedback
+    STATUS = "status"  # a descendant of a redone job went back to waiting
+    ARCHIVE = "archive"  # a job was soft-deleted
+    CANCEL = "cancel"  # a waiting or ready job was taken off the queue
+    CANCEL_REQUESTED = "cancel_requested"  # the supervisor is asked to stop a job's run
+    DELETED = "deleted"  # jobs were deleted (jobIds in data; the event has no job)
+    # The supervisor's runs of jobs (crewboard.board.dispatch, crewboard.board.recovery)
+    READY = "ready"  # a job's parents are done (and its scheduled time reached)
+    DISPATCHED = "dispatched"  # claimed by a supervisor; a run was created
+    RUN_STARTED = "run_started"  # the runner process is up
+    RUN_ENDED = "run_ended"  # a run ended (or recovery closed it), with its outcome
+    DONE = "done"  # the job finished with a result
+    RETRY = "retry"  # a failed run will be retried after a backoff
+    REQUEUED = "requeued"  # an interrupted run: back to ready, no retry used
+    BLOCKED = "blocked"  # the job needs a person
+    # Schedules (crewboard.board.schedules)
+    UPDATED = "updated"  # a user edited a schedule
+    ENABLED = "enabled"  # a user resumed a schedule
+    DISABLED = "disabled"  # a user paused it (or the scheduler, for a rule it cannot read)
+    RUN_NOW = "run_now"  # a user spawned a crew outside the rule
+    FIRED = "fired"  # a fire time spawned a crew
+    COALESCED = "coalesced"  # several fire times missed while down became one crew
+    SKIPPED = "skipped"  # overlap skip: an earlier crew was still active
+    FIRE_FAILED = "fire_failed"  # the template or inputs no longer make a crew
+
+
 def record_event(
-    kind: str,
+    kind: EventKind,
     *,
     job: Job | None = None,
     schedule: Schedule | None = None,
     actor: str,
     message: str = "",
     data: dict[str, Any] | None = None,
+    now: datetime,
 ) -> Event:
     """Append an event; call inside the transaction that made the change, so
     the change and its record commit together."""
@@ -32,7 +72,7 @@ def record_event(
         actor=actor,
         message=message,
         data=data or {},
-        created_at=utcnow(),
+        created_at=now,
     )
 
 

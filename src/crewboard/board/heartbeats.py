@@ -7,7 +7,7 @@ from datetime import datetime
 
 from crewboard.board.db import write
 from crewboard.board.models import Heartbeat
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
 
 STALE_AFTER_INTERVALS = 3
 
@@ -23,9 +23,8 @@ def beat(
     interval_s: float,
     running: int,
     capacity: int,
-    now: datetime | None = None,
+    now: datetime,
 ) -> None:
-    now = now or utcnow()
     values = dict(
         pid=pid,
         host=host,
@@ -43,34 +42,28 @@ def beat(
 
 
 @write
-def mark_stopped(supervisor_id: str, now: datetime | None = None) -> None:
-    Heartbeat.update(stopped_at=now or utcnow(), running=0).where(
+def mark_stopped(supervisor_id: str, *, now: datetime) -> None:
+    Heartbeat.update(stopped_at=now, running=0).where(
         Heartbeat.supervisor_id == supervisor_id
     ).execute()
 
 
-def is_alive(row: Heartbeat, now: datetime) -> bool:
+def is_alive(row: Heartbeat, *, now: datetime) -> bool:
     if row.stopped_at is not None:
         return False
     age_s = (now - row.beat_at).total_seconds()
     return age_s <= STALE_AFTER_INTERVALS * row.interval_s
 
 
-def live_supervisor_ids(now: datetime | None = None) -> set[str]:
-    now = now or utcnow()
-    return {row.supervisor_id for row in Heartbeat.select() if is_alive(row, now)}
-
-
-def status(ready_jobs: int, now: datetime | None = None, keep_s: float = 86400.0) -> dict:
+def status(ready_jobs: int, *, now: datetime, keep_s: float = 86400.0) -> dict:
     """What ``/api/dispatcher/status`` reports: liveness from the newest
     heartbeat's age, and one row per supervisor seen within ``keep_s``."""
-    now = now or utcnow()
     rows = [
         row
         for row in Heartbeat.select().order_by(Heartbeat.beat_at.desc())
         if (now - row.beat_at).total_seconds() <= keep_s
     ]
-    live = [row for row in rows if is_alive(row, now)]
+    live = [row for row in rows if is_alive(row, now=now)]
     latest = rows[0] if rows else None
     return {
         "alive": bool(live),
@@ -88,7 +81,7 @@ def status(ready_jobs: int, now: datetime | None = None, keep_s: float = 86400.0
                 "startedAt": iso(row.started_at),
                 "lastHeartbeatAt": iso(row.beat_at),
                 "ageSeconds": round((now - row.beat_at).total_seconds(), 3),
-                "alive": is_alive(row, now),
+                "alive": is_alive(row, now=now),
                 "running": row.running,
                 "capacity": row.capacity,
                 "stoppedAt": iso(row.stopped_at),

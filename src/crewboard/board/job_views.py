@@ -1,7 +1,8 @@
 """Reading the board as people see it: the job list (keyset-paginated and
-scoped to the viewer), job detail, a crew's graph, the change feed, and the
+scoped to the viewer), job detail, a crew's graph, the change feed, the
 public JSON shapes of jobs, runs and comments (``openapi.yaml``'s ``Job``,
-``Run``, ``Comment``, ``JobDetail``, ``Graph``).
+``Run``, ``Comment``, ``JobDetail``, ``Graph``), and the actions a job allows
+(:func:`job_actions`), which every job carries so clients offer only those.
 
 Nothing here writes; the named transitions live in :mod:`crewboard.board.jobs`.
 """
@@ -13,6 +14,7 @@ import binascii
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import peewee
@@ -36,6 +38,36 @@ LISTED_BY_DEFAULT = (
     JobStatus.BLOCKED,
     JobStatus.DONE,
 )
+
+
+# --- what a job allows ---------------------------------------------------------
+
+
+class JobAction(StrEnum):
+    """What a person can do to a job, in the order clients offer them."""
+
+    UNBLOCK = "unblock"  # a blocked job goes back to the queue
+    REDO = "redo"  # a done or blocked job runs again with feedback
+    CANCEL = "cancel"  # a queued job is taken off the queue; a running one is stopped
+    ARCHIVE = "archive"  # the job leaves the board, kept (a soft delete)
+    DELETE = "delete"  # the job goes for good, with its runs and files
+
+
+def job_actions(job: Job) -> list[str]:
+    """The actions ``job`` allows as it is now, from its status and its live
+    run. The transitions may still refuse one for another job's sake (a
+    running descendant, say), with a Conflict that says so."""
+    status = job.status
+    queued = status in (JobStatus.WAITING, JobStatus.READY)
+    allowed = {
+        JobAction.UNBLOCK: status == JobStatus.BLOCKED,
+        JobAction.REDO: status in (JobStatus.DONE, JobStatus.BLOCKED),
+        # A running job asked to stop already has its cancel under way.
+        JobAction.CANCEL: queued or (status == JobStatus.RUNNING and not job.cancel_requested),
+        JobAction.ARCHIVE: status not in (JobStatus.RUNNING, JobStatus.ARCHIVED),
+        JobAction.DELETE: status != JobStatus.RUNNING,
+    }
+    return [action.value for action in JobAction if allowed[action]]
 
 
 # --- shapes -------------------------------------------------------------------
@@ -72,6 +104,7 @@ def job_public(job: Job) -> dict[str, Any]:
         "blockedReason": job.blocked_reason,
         "feedback": job.feedback,
         "cancelRequested": job.cancel_requested,
+        "actions": job_actions(job),
         "owner": {"id": job.owner.id, "email": job.owner.email},
         "scheduleId": job.schedule_id,
         "templateId": job.crew.template_id,
@@ -144,7 +177,7 @@ def run_outcome(run_id: int) -> str | None:
     return row.outcome if row else None
 
 
-def count_ready(now: datetime) -> int:
+def count_ready(*, now: datetime) -> int:
     """Jobs a dispatcher could claim right now (for the dispatcher status)."""
     return (
         Job.select()

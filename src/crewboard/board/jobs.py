@@ -7,8 +7,8 @@ records a change commits with it. The supervisor alone writes run outcomes
 (:mod:`crewboard.board.dispatch`): a running job can only be *asked* to stop
 (``cancel_requested``).
 
-The reading side (job list, detail, graph, change feed, public shapes) is
-:mod:`crewboard.board.job_views`, re-exported here.
+The reading side (job list, detail, graph, change feed, public shapes, the
+actions a job allows) is :mod:`crewboard.board.job_views`.
 """
 
 from __future__ import annotations
@@ -20,80 +20,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crewboard.board.db import write
-from crewboard.board.events import record_event, user_actor
+from crewboard.board.events import EventKind, record_event, user_actor
 from crewboard.board.job_views import (
     CHUNK,
-    board_changes,
-    comment_public,
-    count_ready,
-    crew_graph,
-    events_after,
+    JobAction,
     get_comment,
     get_job,
-    job_detail,
-    job_public,
+    job_actions,
     jobs_by_id,
-    last_event_id,
-    latest_run,
-    list_jobs,
-    run_outcome,
-    run_public,
-    runs_newest_first,
 )
 from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus, Run
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
 from crewboard.errors import Conflict, CrewboardError, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from crewboard.workflows import CrewPlan
 
-__all__ = [
-    "add_comment",
-    "archive",
-    "board_changes",
-    "check_text",
-    "clear",
-    "comment_public",
-    "count_ready",
-    "create_crew",
-    "crew_graph",
-    "delete_job",
-    "descendants",
-    "events_after",
-    "get_comment",
-    "get_job",
-    "job_detail",
-    "job_public",
-    "jobs_by_id",
-    "last_event_id",
-    "latest_run",
-    "list_jobs",
-    "redo",
-    "request_cancel",
-    "run_outcome",
-    "run_public",
-    "runs_newest_first",
-    "unblock",
-]
-
 MAX_COMMENT_CHARS = 10_000
 MAX_COMMENTS_PER_JOB = 1_000
 MAX_FEEDBACK_CHARS = 20_000
 CANCELLED_REASON = "cancelled"
-
-
-class EventKind:
-    """The kinds of event people's actions record on a job's timeline."""
-
-    CREATED = "created"  # the job was made, with its crew
-    COMMENT = "comment"  # someone commented
-    UNBLOCK = "unblock"  # a blocked job was sent back to the queue
-    REDO = "redo"  # a done or blocked job was re-queued with feedback
-    STATUS = "status"  # a descendant of a redone job went back to waiting
-    ARCHIVE = "archive"  # soft-deleted
-    CANCEL = "cancel"  # a waiting or ready job was taken off the queue
-    CANCEL_REQUESTED = "cancel_requested"  # the supervisor is asked to stop the run
-    DELETED = "deleted"  # jobs were deleted (jobIds in data; the event has no job)
 
 
 def check_text(value: Any, max_chars: int) -> str | None:
@@ -158,7 +104,7 @@ def _parents_done(job_id: int) -> bool:
     )
 
 
-def _requeue_status(job: Job, now: datetime) -> JobStatus:
+def _requeue_status(job: Job, *, now: datetime) -> JobStatus:
     """Where a job goes when a person sends it back to the queue: ready if its
     parents are done and its scheduled time has come, else waiting."""
     if job.scheduled_at is not None and job.scheduled_at > now:
@@ -187,7 +133,7 @@ def create_crew(
     schedule_id: int | None = None,
     title: str | None = None,
     actor: str | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
     order), their edges and a ``created`` event per job — all or nothing.
@@ -196,7 +142,6 @@ def create_crew(
     ``scheduled_at`` (the supervisor promotes them); the others are
     ``waiting`` on their parents. ``actor`` defaults to the owner.
     """
-    now = now or utcnow()
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
     crew = Crew.create(
@@ -236,12 +181,13 @@ def create_crew(
             actor=actor,
             message=f"created from template {plan.template_id}",
             data={"crewId": crew.id, "status": status, "scheduledAt": iso(future)},
+            now=now,
         )
     return crew, list(by_key.values())
 
 
 @write
-def add_comment(job_id: int, author_id: int, text: Any) -> Comment:
+def add_comment(job_id: int, author_id: int, text: Any, *, now: datetime) -> Comment:
     """Add a comment; ValidationFailed when the text is empty, too long or
     holds control characters, or the job already holds too many."""
     problem = check_text(text, MAX_COMMENT_CHARS)
@@ -253,20 +199,23 @@ def add_comment(job_id: int, author_id: int, text: Any) -> Comment:
             "this job holds as many comments as it can",
             {"text": f"a job holds at most {MAX_COMMENTS_PER_JOB} comments"},
         )
-    now = utcnow()
     comment = Comment.create(job=job_id, author=author_id, text=text, created_at=now)
     Job.update(updated_at=now).where(Job.id == job_id).execute()
     record_event(
-        EventKind.COMMENT, job=job, actor=user_actor(author_id), data={"commentId": comment.id}
+        EventKind.COMMENT,
+        job=job,
+        actor=user_actor(author_id),
+        data={"commentId": comment.id},
+        now=now,
     )
     return get_comment(comment.id)
 
 
-def _requeue(job: Job, now: datetime, expected: str, action: str, **changes: Any) -> str:
+def _requeue(job: Job, expected: str, action: str, *, now: datetime, **changes: Any) -> str:
     """Put ``job`` back on the queue with fresh retries, if it is still in
     ``expected``: ready, or waiting while a parent is not done. Returns the
     status it took; Conflict if someone else moved it first."""
-    target = _requeue_status(job, now)
+    target = _requeue_status(job, now=now)
     updated = (
         Job.update(
             status=target,
@@ -287,32 +236,31 @@ def _requeue(job: Job, now: datetime, expected: str, action: str, **changes: Any
 
 
 @write
-def unblock(job_id: int, user_id: int) -> Job:
+def unblock(job_id: int, user_id: int, *, now: datetime) -> Job:
     """A blocked job goes back on the queue with its retries reset: ready,
     or waiting while a parent is not done. Conflict unless it is blocked."""
-    now = utcnow()
     job = get_job(job_id)
-    target = _requeue(job, now, JobStatus.BLOCKED, "unblock")
+    target = _requeue(job, JobStatus.BLOCKED, "unblock", now=now)
     record_event(
         EventKind.UNBLOCK,
         job=job,
         actor=user_actor(user_id),
         data={"from": JobStatus.BLOCKED, "status": target},
+        now=now,
     )
     return get_job(job_id)
 
 
 @write
-def redo(job_id: int, user_id: int, feedback: Any) -> Job:
+def redo(job_id: int, user_id: int, feedback: Any, *, now: datetime) -> Job:
     """Re-queue a done or blocked job with ``feedback`` for its next prompt.
     Its done and ready descendants go back to waiting, so results re-flow.
     Conflict in any other state, or while a descendant is running."""
     problem = check_text(feedback, MAX_FEEDBACK_CHARS)
     if problem:
         raise ValidationFailed(f"feedback {problem}", {"feedback": problem})
-    now = utcnow()
     job = get_job(job_id)
-    if job.status not in (JobStatus.DONE, JobStatus.BLOCKED):
+    if JobAction.REDO not in job_actions(job):
         raise Conflict(f"only a done or blocked job can be redone; this one is {job.status}")
     below = jobs_by_id(descendants([job_id]))
     running = sorted(d.id for d in below.values() if d.status == JobStatus.RUNNING)
@@ -320,7 +268,7 @@ def redo(job_id: int, user_id: int, feedback: Any) -> Job:
         raise Conflict(
             f"job {running[0]} depends on this one and is running; wait for it or cancel it"
         )
-    target = _requeue(job, now, job.status, "redo", feedback=feedback)
+    target = _requeue(job, job.status, "redo", now=now, feedback=feedback)
     actor = user_actor(user_id)
     # Ready descendants too: they have not started, and would run on the old result.
     rewound = []
@@ -339,6 +287,7 @@ def redo(job_id: int, user_id: int, feedback: Any) -> Job:
                 actor=actor,
                 message=f"waits again: job {job_id}, which it depends on, is being redone",
                 data={"from": child.status, "status": JobStatus.WAITING, "redoOf": job_id},
+                now=now,
             )
     record_event(
         EventKind.REDO,
@@ -346,19 +295,20 @@ def redo(job_id: int, user_id: int, feedback: Any) -> Job:
         actor=actor,
         message=feedback,
         data={"from": job.status, "status": target, "rewound": rewound},
+        now=now,
     )
     return get_job(job_id)
 
 
 @write
-def archive(job_id: int, user_id: int) -> Job:
+def archive(job_id: int, user_id: int, *, now: datetime) -> Job:
     """Soft-delete a job (``archived``, its former status kept). Conflict
     while it runs; archiving an archived job changes nothing."""
     job = get_job(job_id)
     if job.status == JobStatus.ARCHIVED:
         return job
     updated = (
-        Job.update(status=JobStatus.ARCHIVED, status_before_archive=job.status, updated_at=utcnow())
+        Job.update(status=JobStatus.ARCHIVED, status_before_archive=job.status, updated_at=now)
         .where((Job.id == job_id) & (Job.status == job.status) & (Job.status != JobStatus.RUNNING))
         .execute()
     )
@@ -369,16 +319,16 @@ def archive(job_id: int, user_id: int) -> Job:
         job=job,
         actor=user_actor(user_id),
         data={"from": job.status, "status": JobStatus.ARCHIVED},
+        now=now,
     )
     return get_job(job_id)
 
 
 @write
-def request_cancel(job_id: int, user_id: int) -> Job:
+def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
     """Cancel a job. A waiting or ready job is taken off the queue (blocked,
     "cancelled") at once; a running one is flagged, and the supervisor stops
     its runner and ends the run ``cancelled``. Conflict in any other state."""
-    now = utcnow()
     job = get_job(job_id)
     actor = user_actor(user_id)
     if job.status in (JobStatus.WAITING, JobStatus.READY):
@@ -394,6 +344,7 @@ def request_cancel(job_id: int, user_id: int) -> Job:
                 actor=actor,
                 message=CANCELLED_REASON,
                 data={"from": job.status, "status": JobStatus.BLOCKED},
+                now=now,
             )
             return get_job(job_id)
     elif job.status == JobStatus.RUNNING:
@@ -406,7 +357,11 @@ def request_cancel(job_id: int, user_id: int) -> Job:
         )
         if updated:
             record_event(
-                EventKind.CANCEL_REQUESTED, job=job, actor=actor, message="stopping its runner"
+                EventKind.CANCEL_REQUESTED,
+                job=job,
+                actor=actor,
+                message="stopping its runner",
+                now=now,
             )
             return get_job(job_id)
     raise _refused(job_id, "cancel")
@@ -420,7 +375,7 @@ def _run_ids_of(job_ids: Sequence[int]) -> list[int]:
     return sorted(ids)
 
 
-def _remove(jobs: Sequence[Job], actor: str, message: str) -> list[int]:
+def _remove(jobs: Sequence[Job], actor: str, message: str, *, now: datetime) -> list[int]:
     """Delete ``jobs`` with their runs, edges, events and comments, and any
     crew left empty; returns the removed runs' ids.
 
@@ -441,7 +396,7 @@ def _remove(jobs: Sequence[Job], actor: str, message: str) -> list[int]:
             actor=actor,
             message=message,
             data={"jobIds": sorted(owned)},
-            created_at=utcnow(),
+            created_at=now,
         )
     run_ids = _run_ids_of(ids)
     crew_ids = {job.crew_id for job in jobs}
@@ -460,13 +415,13 @@ def _remove(jobs: Sequence[Job], actor: str, message: str) -> list[int]:
 
 
 @write
-def delete_job(job_id: int, user_id: int, *, cascade: bool = False) -> list[int]:
+def delete_job(job_id: int, user_id: int, *, cascade: bool = False, now: datetime) -> list[int]:
     """Delete a job for good; returns the ids of the runs removed with it,
     whose logs, artifacts and workspaces the caller removes. Conflict while it
     runs, or while non-archived jobs depend on it unless ``cascade`` (then
     they go too — refused while any of them runs)."""
     job = get_job(job_id)
-    if job.status == JobStatus.RUNNING:
+    if JobAction.DELETE not in job_actions(job):
         raise Conflict("a running job cannot be deleted; cancel it first")
     below = jobs_by_id(descendants([job_id]))
     if cascade:
@@ -482,11 +437,11 @@ def delete_job(job_id: int, user_id: int, *, cascade: bool = False) -> list[int]
                 "the jobs that depend on it too"
             )
         doomed = [job]
-    return _remove(doomed, user_actor(user_id), "deleted")
+    return _remove(doomed, user_actor(user_id), "deleted", now=now)
 
 
 @write
-def clear(user_id: int, status: str | None = None) -> dict[str, list[int]]:
+def clear(user_id: int, status: str | None = None, *, now: datetime) -> dict[str, list[int]]:
     """Wipe the board, or one status column, across all users: each job
     goes with everything that depends on it. Running jobs are never touched,
     and a job whose removal would take a running job with it is kept.
@@ -509,5 +464,5 @@ def clear(user_id: int, status: str | None = None) -> dict[str, list[int]]:
         doomed |= closure
     jobs = list(jobs_by_id(doomed).values())
     message = f"cleared the {status} jobs" if status else "cleared the board"
-    run_ids = _remove(jobs, user_actor(user_id), message)
+    run_ids = _remove(jobs, user_actor(user_id), message, now=now)
     return {"deleted": sorted(doomed), "skipped": skipped, "runIds": run_ids}

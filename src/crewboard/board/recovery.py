@@ -3,7 +3,8 @@ supervisor that is no longer alive are closed from what their logs say, and
 their jobs move on as if the run had ended (see
 :func:`crewboard.board.dispatch.finish_run`). A supervisor is alive while its
 heartbeat is fresh — and, on this host, while its pid exists; a run whose
-supervisor is alive is never touched.
+supervisor is alive is never touched. A recovered run's ``run_ended`` event
+names the supervisor it was recovered from.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from crewboard.board.db import write
 from crewboard.board.dispatch import close_run, run_with_job
 from crewboard.board.heartbeats import is_alive
 from crewboard.board.models import Heartbeat, Run, RunOutcome
-from crewboard.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Recovered:
 
 
 def dead_supervisors(
-    now: datetime, this_supervisor_id: str, this_host: str, pid_alive: Callable[[int], bool]
+    this_supervisor_id: str, this_host: str, pid_alive: Callable[[int], bool], *, now: datetime
 ) -> set[str]:
     """Supervisors owning live runs that are not themselves alive: their
     heartbeat is stale or stopped (or missing), or they ran on this host and
@@ -57,7 +57,7 @@ def dead_supervisors(
         beat = beats.get(owner)
         if (
             beat is None
-            or not is_alive(beat, now)
+            or not is_alive(beat, now=now)
             or (beat.host == this_host and (beat.pid == os.getpid() or not pid_alive(beat.pid)))
         ):
             dead.add(owner)
@@ -75,7 +75,7 @@ def _orphan_outcome(log_path: str | None) -> tuple[RunOutcome, str | None, str |
 
 
 @write
-def _recover_run(run_id: int, owner: str, now: datetime) -> Recovered | None:
+def _recover_run(run_id: int, owner: str, *, now: datetime) -> Recovered | None:
     run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
         return None
@@ -102,15 +102,15 @@ def recover_orphans(
     this_supervisor_id: str,
     this_host: str,
     pid_alive: Callable[[int], bool],
-    now: datetime | None = None,
+    *,
+    now: datetime,
 ) -> list[Recovered]:
     """Close every run left ``running`` by a supervisor that is not alive
     (see :func:`dead_supervisors`): ``succeeded`` if its log ends in a
     ``final_result``, ``blocked`` if in the agent's block, else
     ``interrupted``; and move its job on as :func:`finish_run` does. Never
     touches a run whose supervisor is alive. One transaction per run."""
-    now = now or utcnow()
-    dead = dead_supervisors(now, this_supervisor_id, this_host, pid_alive)
+    dead = dead_supervisors(this_supervisor_id, this_host, pid_alive, now=now)
     if not dead:
         return []
     orphans = Run.select(Run.id, Run.supervisor_id).where(
@@ -118,7 +118,7 @@ def recover_orphans(
     )
     recovered = []
     for orphan in list(orphans):
-        closed = _recover_run(orphan.id, orphan.supervisor_id, now)
+        closed = _recover_run(orphan.id, orphan.supervisor_id, now=now)
         if closed is not None:
             log.info(
                 "recovered run %s of job %s from supervisor %s: %s",

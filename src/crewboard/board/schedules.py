@@ -30,26 +30,12 @@ import peewee
 from crewboard import cron
 from crewboard.board import jobs as board_jobs
 from crewboard.board.db import database, is_sqlite, write
-from crewboard.board.events import SCHEDULER, record_event, user_actor
+from crewboard.board.events import SCHEDULER, EventKind, record_event, user_actor
 from crewboard.board.models import Crew, Event, Job, Schedule, ScheduleFire
 from crewboard.board.schedule_views import count_active_jobs
 from crewboard.clock import iso
 from crewboard.errors import NotFound
 from crewboard.workflows import CrewPlan, RenderedCrew
-
-
-class ScheduleEvent(StrEnum):
-    """Kinds of the events recorded on a schedule."""
-
-    CREATED = "created"  # a user made the schedule
-    UPDATED = "updated"  # a user edited it
-    ENABLED = "enabled"  # a user resumed it
-    DISABLED = "disabled"  # a user paused it (or the scheduler, for a rule it cannot read)
-    RUN_NOW = "run_now"  # a user spawned a crew outside the rule
-    FIRED = "fired"  # a fire time spawned a crew
-    COALESCED = "coalesced"  # several fire times missed while down became one crew
-    SKIPPED = "skipped"  # overlap skip: an earlier crew was still active
-    FIRE_FAILED = "fire_failed"  # the template or inputs no longer make a crew
 
 
 class FireOutcome(StrEnum):
@@ -116,11 +102,12 @@ def create_schedule(owner_id: int, changes: ScheduleChanges, *, now: datetime) -
         updated_at=now,
     )
     record_event(
-        ScheduleEvent.CREATED,
+        EventKind.CREATED,
         schedule=schedule,
         actor=user_actor(owner_id),
         message=f"schedule {changes.name!r} created",
         data={"nextRunAt": iso(schedule.next_run_at)},
+        now=now,
     )
     return schedule
 
@@ -154,11 +141,12 @@ def update_schedule(
     schedule.updated_at = now
     schedule.save()
     record_event(
-        ScheduleEvent.UPDATED,
+        EventKind.UPDATED,
         schedule=schedule,
         actor=user_actor(user_id),
         message="changed " + ", ".join(sorted(changed)),
         data={"fields": sorted(changed), "nextRunAt": iso(schedule.next_run_at)},
+        now=now,
     )
     return schedule
 
@@ -177,11 +165,12 @@ def enable_schedule(schedule_id: int, user_id: int, *, now: datetime) -> Schedul
     schedule.updated_at = now
     schedule.save()
     record_event(
-        ScheduleEvent.ENABLED,
+        EventKind.ENABLED,
         schedule=schedule,
         actor=user_actor(user_id),
         message="schedule resumed",
         data={"nextRunAt": iso(schedule.next_run_at)},
+        now=now,
     )
     return schedule
 
@@ -200,7 +189,11 @@ def disable_schedule(schedule_id: int, user_id: int, *, now: datetime) -> Schedu
     schedule.updated_at = now
     schedule.save()
     record_event(
-        ScheduleEvent.DISABLED, schedule=schedule, actor=user_actor(user_id), message="paused"
+        EventKind.DISABLED,
+        schedule=schedule,
+        actor=user_actor(user_id),
+        message="paused",
+        now=now,
     )
     return schedule
 
@@ -243,11 +236,12 @@ def run_schedule_now(
         raise NotFound("no such schedule")
     crew, jobs = _spawn(plan, schedule, user_actor(user_id), now)
     record_event(
-        ScheduleEvent.RUN_NOW,
+        EventKind.RUN_NOW,
         schedule=schedule,
         actor=user_actor(user_id),
         message=f"crew {crew.id} spawned now",
         data={"crewId": crew.id, "jobIds": [job.id for job in jobs]},
+        now=now,
     )
     return crew, jobs
 
@@ -316,21 +310,23 @@ def record_schedule_fire(
         return FireResult(outcome, detail="this fire time was already dealt with")
     if outcome is FireOutcome.SKIPPED:
         record_event(
-            ScheduleEvent.SKIPPED,
+            EventKind.SKIPPED,
             schedule=schedule,
             actor=SCHEDULER,
             message=f"skipped the fire at {iso(fire_at)}: an earlier crew still has "
             f"{active} job(s) waiting, ready or running (overlap: skip)",
             data={**when, "activeJobs": active},
+            now=now,
         )
         return FireResult(outcome)
     if plan is None:
         record_event(
-            ScheduleEvent.FIRE_FAILED,
+            EventKind.FIRE_FAILED,
             schedule=schedule,
             actor=SCHEDULER,
             message=f"the fire at {iso(fire_at)} made no crew: {crew.problem}",
             data={**when, "reason": crew.problem},
+            now=now,
         )
         return FireResult(outcome, detail=crew.problem)
     spawned, jobs = _spawn(plan, schedule, SCHEDULER, now)
@@ -338,19 +334,21 @@ def record_schedule_fire(
     job_ids = tuple(job.id for job in jobs)
     if missed > 1:
         record_event(
-            ScheduleEvent.COALESCED,
+            EventKind.COALESCED,
             schedule=schedule,
             actor=SCHEDULER,
             message=f"{missed} fire times passed while the scheduler was not running "
             f"({iso(due_from)} to {iso(fire_at)}); they made one crew",
             data={**when, "firstFireAt": iso(due_from), "crewId": spawned.id},
+            now=now,
         )
     record_event(
-        ScheduleEvent.FIRED,
+        EventKind.FIRED,
         schedule=schedule,
         actor=SCHEDULER,
         message=f"fired at {iso(fire_at)}: crew {spawned.id}",
         data={**when, "crewId": spawned.id, "jobIds": list(job_ids)},
+        now=now,
     )
     return FireResult(outcome, spawned.id, job_ids)
 
@@ -367,10 +365,11 @@ def disable_unreadable(schedule_id: int, due_from: datetime, reason: str, *, now
         Schedule.id == schedule_id
     ).execute()
     record_event(
-        ScheduleEvent.DISABLED,
+        EventKind.DISABLED,
         schedule=schedule,
         actor=SCHEDULER,
         message=f"paused: {reason}",
         data={"reason": reason},
+        now=now,
     )
     return True

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from crewboard.board.db import write
 from crewboard.board.models import ApiToken, AuthSession, User
-from crewboard.clock import iso, utcnow
+from crewboard.clock import iso
 from crewboard.errors import Conflict, NotFound
 
 SESSION_TTL = timedelta(days=14)
@@ -56,18 +56,6 @@ def _principal(user: User, method: str) -> Principal:
     return Principal(user.id, user.email, user.name, user.is_admin, method)
 
 
-def user_public(user: User) -> dict[str, object]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "isAdmin": user.is_admin,
-        "authMethod": user.auth_method,
-        "disabled": user.disabled,
-        "createdAt": iso(user.created_at),
-    }
-
-
 # --- accounts -----------------------------------------------------------------
 
 
@@ -77,10 +65,6 @@ def count_users() -> int:
 
 def get_user_by_email(email: str) -> User | None:
     return User.get_or_none(User.email == normalize_email(email))
-
-
-def get_user(user_id: int) -> User | None:
-    return User.get_or_none(User.id == user_id)
 
 
 def list_users() -> list[User]:
@@ -96,6 +80,7 @@ def create_user(
     is_admin: bool = False,
     auth_method: str = "local",
     google_sub: str | None = None,
+    now: datetime,
 ) -> User:
     email = normalize_email(email)
     if User.select().where(User.email == email).exists():
@@ -107,12 +92,12 @@ def create_user(
         is_admin=is_admin,
         auth_method=auth_method,
         google_sub=google_sub,
-        created_at=utcnow(),
+        created_at=now,
     )
 
 
 @write
-def create_first_admin(email: str, password_hash: str) -> User | None:
+def create_first_admin(email: str, password_hash: str, *, now: datetime) -> User | None:
     """Create the first admin if and only if the board has no users yet (two
     processes starting at once create one admin between them)."""
     if User.select().exists():
@@ -124,7 +109,7 @@ def create_first_admin(email: str, password_hash: str) -> User | None:
         password_hash=password_hash,
         is_admin=True,
         auth_method="local",
-        created_at=utcnow(),
+        created_at=now,
     )
 
 
@@ -179,7 +164,7 @@ def owned_files(user_id: int) -> tuple[list[int], list[int]]:
 
 
 @write
-def provision_google_user(sub: str, email: str, name: str) -> User:
+def provision_google_user(sub: str, email: str, name: str, *, now: datetime) -> User:
     """The account of a Google identity: found by subject, else linked by a
     verified email, else created on first login."""
     user = User.get_or_none(User.google_sub == sub)
@@ -196,7 +181,7 @@ def provision_google_user(sub: str, email: str, name: str) -> User:
                 is_admin=False,
                 auth_method="google",
                 google_sub=sub,
-                created_at=utcnow(),
+                created_at=now,
             )
     return user
 
@@ -205,10 +190,9 @@ def provision_google_user(sub: str, email: str, name: str) -> User:
 
 
 @write
-def create_session(user_id: int, auth_method: str = "local") -> str:
+def create_session(user_id: int, auth_method: str = "local", *, now: datetime) -> str:
     """Start a browser session; returns the cookie secret (shown only here)."""
     token = secrets.token_urlsafe(32)
-    now = utcnow()
     AuthSession.create(
         token_hash=_digest(token),
         user=user_id,
@@ -220,12 +204,11 @@ def create_session(user_id: int, auth_method: str = "local") -> str:
     return token
 
 
-def session_principal(token: str, now: datetime | None = None) -> Principal | None:
+def session_principal(token: str, *, now: datetime) -> Principal | None:
     """The user behind a session cookie, or None if it is unknown, expired,
     revoked or its user is disabled. Extends the session as it is used."""
     if not token or len(token) > 200:
         return None
-    now = now or utcnow()
     row = (
         AuthSession.select(AuthSession, User)
         .join(User)
@@ -235,12 +218,12 @@ def session_principal(token: str, now: datetime | None = None) -> Principal | No
     if row is None or row.expires_at <= now or row.user.disabled:
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
-        _touch_session(row.id, now)
+        _touch_session(row.id, now=now)
     return _principal(row.user, row.auth_method)
 
 
 @write
-def _touch_session(session_id: int, now: datetime) -> None:
+def _touch_session(session_id: int, *, now: datetime) -> None:
     AuthSession.update(last_seen_at=now, expires_at=now + SESSION_TTL).where(
         AuthSession.id == session_id
     ).execute()
@@ -271,10 +254,10 @@ def token_public(token: ApiToken) -> dict[str, object]:
 
 
 @write
-def create_token(user_id: int, name: str) -> tuple[ApiToken, str]:
+def create_token(user_id: int, name: str, *, now: datetime) -> tuple[ApiToken, str]:
     """Make a personal API token; returns the row and the secret (shown once)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken.create(user=user_id, name=name, token_hash=_digest(secret), created_at=utcnow())
+    row = ApiToken.create(user=user_id, name=name, token_hash=_digest(secret), created_at=now)
     return row, secret
 
 
@@ -291,10 +274,9 @@ def revoke_token(user_id: int, token_id: int) -> bool:
     )
 
 
-def token_principal(secret: str, now: datetime | None = None) -> Principal | None:
+def token_principal(secret: str, *, now: datetime) -> Principal | None:
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    now = now or utcnow()
     row = (
         ApiToken.select(ApiToken, User)
         .join(User)
@@ -304,10 +286,10 @@ def token_principal(secret: str, now: datetime | None = None) -> Principal | Non
     if row is None or row.user.disabled:
         return None
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
-        _touch_token(row.id, now)
+        _touch_token(row.id, now=now)
     return _principal(row.user, "token")
 
 
 @write
-def _touch_token(token_id: int, now: datetime) -> None:
+def _touch_token(token_id: int, *, now: datetime) -> None:
     ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()

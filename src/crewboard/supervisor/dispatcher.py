@@ -35,7 +35,7 @@ class Outlook:
 
 
 def _outlook(now: datetime) -> Outlook:
-    return Outlook(job_views.count_ready(now), dispatch.next_due_at(now))
+    return Outlook(job_views.count_ready(now=now), dispatch.next_due_at(now=now))
 
 
 class Dispatcher:
@@ -49,11 +49,11 @@ class Dispatcher:
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
-        await db.call(dispatch.promote_waiting, utcnow())
+        await db.call(dispatch.promote_waiting, now=utcnow())
         await self._stop_cancelled()
         while self.launcher.free_slots > 0:
             claim = await db.call(
-                dispatch.claim_ready_job, self.supervisor_id, utcnow(), self.home.run_log
+                dispatch.claim_ready_job, self.supervisor_id, self.home.run_log, now=utcnow()
             )
             if claim is None:
                 break

@@ -64,6 +64,7 @@ async def serve_heartbeat(
                 interval_s=interval_s,
                 running=running,
                 capacity=capacity,
+                now=utcnow(),
             )
         except Exception:
             # A missed beat is survivable; the next one may well succeed.

@@ -31,6 +31,7 @@ from crewboard.agents import Preset, load_presets, run_agents, shipped_agents_di
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import CrewboardError
 from crewboard.home import Home
@@ -291,7 +292,7 @@ class Launcher:
         task_status.started()
         try:
             try:
-                await db.call(set_run_pid, claim.run_id, proc.pid)
+                await db.call(set_run_pid, claim.run_id, proc.pid, now=utcnow())
             except Exception:
                 # Only the pid and its event are lost; the run goes on.
                 log.exception("could not record the pid of run %s", claim.run_id)
@@ -331,6 +332,7 @@ class Launcher:
                 error=ending.error,
                 result=ending.result,
                 artifact=artifact,
+                now=utcnow(),
             )
         except Exception:
             # The run stays "running" on the board; the next supervisor to
@@ -353,7 +355,9 @@ class Launcher:
         with trio.CancelScope(shield=True):
             try:
                 await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
-                await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message)
+                await db.call(
+                    finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow()
+                )
             except Exception:
                 log.exception("could not record the failed start of run %s", claim.run_id)
 

@@ -18,6 +18,7 @@ import trio
 
 from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
 from crewboard.supervisor.forkserver import ForkServer
@@ -95,7 +96,7 @@ async def run_supervisor(
                 nursery.cancel_scope.cancel()
     # Stopped: say so, so status turns "down" at once.
     with trio.CancelScope(shield=True):
-        await db.call(heartbeats.mark_stopped, identity.supervisor_id)
+        await db.call(heartbeats.mark_stopped, identity.supervisor_id, now=utcnow())
     notifier.close()
     log.info("supervisor %s stopped", identity.supervisor_id)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import trio
 
 from crewboard.board import db, recovery
+from crewboard.clock import utcnow
 from crewboard.supervisor.heartbeat import Identity
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def pid_alive(pid: int) -> bool:
 
 async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
     """Close the runs of dead supervisors once; returns what was closed."""
-    return await db.call(recovery.recover_orphans, identity.supervisor_id, identity.host, pid_alive)
+    return await db.call(
+        recovery.recover_orphans, identity.supervisor_id, identity.host, pid_alive, now=utcnow()
+    )
 
 
 async def serve_reaper(

@@ -30,6 +30,7 @@ import trio
 from crewboard.agents import Preset, run_agents
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import Conflict, ValidationFailed
 from crewboard.home import Home
@@ -216,7 +217,7 @@ class ChatTurns:
                 )
                 await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
                 try:
-                    await db.call(chats.touch, turn.session_id)
+                    await db.call(chats.touch, turn.session_id, now=utcnow())
                 except Exception:
                     log.exception("chat session %s: cannot mark it used", turn.session_id)
                 self._turns.pop(turn.session_id, None)

@@ -55,7 +55,7 @@ _CREW_FIELDS = ("templateId", "inputs", "title")
 
 async def _owned_job(job_id: int) -> Job:
     """The job, if the caller owns it or is an admin; else 404."""
-    job = await db.call(board_jobs.get_job, job_id)
+    job = await db.call(job_views.get_job, job_id)
     check_owner(job.owner_id, "job")
     return job
 
@@ -80,10 +80,8 @@ async def list_jobs():
     mine = params.flag("mine")
     limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
     cursor = params.text("cursor", max_length=200)
-    page, next_cursor = await db.call(board_jobs.list_jobs, who, status, mine, limit, cursor)
-    return jsonify(
-        {"jobs": [board_jobs.job_public(job) for job in page], "nextCursor": next_cursor}
-    )
+    page, next_cursor = await db.call(job_views.list_jobs, who, status, mine, limit, cursor)
+    return jsonify({"jobs": [job_views.job_public(job) for job in page], "nextCursor": next_cursor})
 
 
 def _scheduled_at() -> datetime | None:
@@ -139,7 +137,9 @@ async def create_crew():
             errors.update(_input_fields(exc.fields) or {"inputs": str(exc)})
     if errors or plan is None:
         raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
-    crew, jobs = await db.call(board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at)
+    crew, jobs = await db.call(
+        board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at, now=utcnow()
+    )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
 
@@ -149,7 +149,7 @@ async def create_crew():
 async def clear_jobs():
     who = require_principal()
     status = params.choice("status", STATUSES)
-    result = await db.call(board_jobs.clear, who.user_id, status)
+    result = await db.call(board_jobs.clear, who.user_id, status, now=utcnow())
     await _remove_files(result["runIds"])
     return jsonify({"deleted": result["deleted"], "skipped": result["skipped"]})
 
@@ -161,7 +161,7 @@ async def clear_jobs():
 @login_required
 async def job_detail(job_id: int):
     job = await _owned_job(job_id)
-    return jsonify(await db.call(board_jobs.job_detail, job))
+    return jsonify(await db.call(job_views.job_detail, job))
 
 
 @bp.delete("/<id:job_id>")
@@ -170,7 +170,9 @@ async def delete_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
     cascade = params.flag("cascade")
-    run_ids = await db.call(board_jobs.delete_job, job.id, who.user_id, cascade=cascade)
+    run_ids = await db.call(
+        board_jobs.delete_job, job.id, who.user_id, cascade=cascade, now=utcnow()
+    )
     await _remove_files(run_ids)
     return "", 204
 
@@ -179,7 +181,7 @@ async def delete_job(job_id: int):
 @login_required
 async def job_graph(job_id: int):
     job = await _owned_job(job_id)
-    return jsonify(await db.call(board_jobs.crew_graph, job))
+    return jsonify(await db.call(job_views.crew_graph, job))
 
 
 @bp.get("/<id:job_id>/stream")
@@ -205,8 +207,8 @@ async def add_comment(job_id: int):
     fields = Fields(body, allowed={"text"})
     text = fields.present("text")
     fields.done()
-    comment = await db.call(board_jobs.add_comment, job.id, who.user_id, text)
-    return jsonify(board_jobs.comment_public(comment)), 201
+    comment = await db.call(board_jobs.add_comment, job.id, who.user_id, text, now=utcnow())
+    return jsonify(job_views.comment_public(comment)), 201
 
 
 @bp.post("/<id:job_id>/unblock")
@@ -214,9 +216,9 @@ async def add_comment(job_id: int):
 async def unblock_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
-    job = await db.call(board_jobs.unblock, job.id, who.user_id)
+    job = await db.call(board_jobs.unblock, job.id, who.user_id, now=utcnow())
     _wake()
-    return jsonify(board_jobs.job_public(job))
+    return jsonify(job_views.job_public(job))
 
 
 @bp.post("/<id:job_id>/redo")
@@ -228,9 +230,9 @@ async def redo_job(job_id: int):
     fields = Fields(body, allowed={"feedback"})
     feedback = fields.present("feedback")
     fields.done()
-    job = await db.call(board_jobs.redo, job.id, who.user_id, feedback)
+    job = await db.call(board_jobs.redo, job.id, who.user_id, feedback, now=utcnow())
     _wake()
-    return jsonify(board_jobs.job_public(job))
+    return jsonify(job_views.job_public(job))
 
 
 @bp.post("/<id:job_id>/archive")
@@ -238,8 +240,8 @@ async def redo_job(job_id: int):
 async def archive_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
-    job = await db.call(board_jobs.archive, job.id, who.user_id)
-    return jsonify(board_jobs.job_public(job))
+    job = await db.call(board_jobs.archive, job.id, who.user_id, now=utcnow())
+    return jsonify(job_views.job_public(job))
 
 
 @bp.post("/<id:job_id>/cancel")
@@ -247,9 +249,9 @@ async def archive_job(job_id: int):
 async def cancel_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
-    job = await db.call(board_jobs.request_cancel, job.id, who.user_id)
+    job = await db.call(board_jobs.request_cancel, job.id, who.user_id, now=utcnow())
     _wake()
-    return jsonify(board_jobs.job_public(job))
+    return jsonify(job_views.job_public(job))
 
 
 # --- the artifact -------------------------------------------------------------
@@ -275,7 +277,7 @@ async def job_artifact(job_id: int):
     job = await _owned_job(job_id)
     download = params.flag("download")
     as_html = params.choice("format", ["html"]) == "html"
-    runs = await db.call(board_jobs.runs_newest_first, job.id)
+    runs = await db.call(job_views.runs_newest_first, job.id)
     artifact = await trio.to_thread.run_sync(
         find_artifact, state().home, [(run.id, run.artifact) for run in runs], job.artifact_name
     )

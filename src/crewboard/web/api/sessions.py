@@ -24,6 +24,7 @@ from quart import Blueprint, current_app, jsonify
 
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
+from crewboard.clock import utcnow
 from crewboard.errors import NotFound, ValidationFailed
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.sessionlog import Record, is_terminal, read_records
@@ -121,8 +122,14 @@ async def create_session():
         model_spec = resolve_model(model_spec, state().config)["spec"]
     except ValidationFailed as exc:
         raise ValidationFailed(str(exc), {"modelSpec": str(exc)}) from exc
+    now = utcnow()
     row, created = await db.call(
-        chats.open_session, who.user_id, name or chats.generated_name(agent), agent, model_spec
+        chats.open_session,
+        who.user_id,
+        name or chats.generated_name(agent, now=now),
+        agent,
+        model_spec,
+        now=now,
     )
     if created:
         # Ids of deleted sessions can be handed out again: start with nothing

@@ -7,6 +7,7 @@ from quart import Blueprint, jsonify
 
 from crewboard.board import db
 from crewboard.board import users as board_users
+from crewboard.clock import utcnow
 from crewboard.errors import NotFound
 from crewboard.web.auth.guards import login_required, require_principal
 from crewboard.web.validate import Fields, json_object
@@ -34,7 +35,7 @@ async def create_token():
     if len(await db.call(board_users.list_tokens, who.user_id)) >= MAX_TOKENS_PER_USER:
         fields.fail("name", f"you already have {MAX_TOKENS_PER_USER} tokens; revoke some first")
     fields.done()
-    row, secret = await db.call(board_users.create_token, who.user_id, name)
+    row, secret = await db.call(board_users.create_token, who.user_id, name, now=utcnow())
     public = board_users.token_public(row)
     del public["lastUsedAt"]  # never used yet: the answer names the token and shows its secret
     return jsonify({**public, "token": secret}), 201

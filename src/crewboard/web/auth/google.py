@@ -44,6 +44,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.board.models import User
+from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import NotFound
 from crewboard.web.auth.guards import SESSION_COOKIE, set_session_cookie
@@ -392,7 +393,9 @@ async def _sign_in(config: Config) -> User:
             DOMAIN_REFUSED, f"domain {_printable(email.rpartition('@')[2], 80)!r} not allowed"
         )
     name = claims.get("name") if isinstance(claims.get("name"), str) else ""
-    user = await db.call(board_users.provision_google_user, claims["sub"], email, name)
+    user = await db.call(
+        board_users.provision_google_user, claims["sub"], email, name, now=utcnow()
+    )
     if user.disabled:
         raise SignInRefused(DISABLED, f"user {user.id} is disabled")
     return user
@@ -443,7 +446,7 @@ async def google_callback() -> ResponseReturnValue:
         old = request.cookies.get(SESSION_COOKIE)
         if old:
             await db.call(board_users.revoke_session, old)
-        token = await db.call(board_users.create_session, user.id, "google")
+        token = await db.call(board_users.create_session, user.id, "google", now=utcnow())
     except SignInRefused as exc:
         return _refuse(exc)
     except Exception as exc:

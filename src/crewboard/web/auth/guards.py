@@ -19,6 +19,7 @@ from quart import Response, g, redirect, request
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.board.users import Principal
+from crewboard.clock import utcnow
 from crewboard.errors import Forbidden, NotFound, Unauthorized
 from crewboard.web.state import state
 
@@ -73,7 +74,7 @@ async def authenticate() -> None:
     g.auth_via = None
     token = _bearer_token()
     if token is not None:
-        who = await db.call(board_users.token_principal, token)
+        who = await db.call(board_users.token_principal, token, now=utcnow())
         if who is None:
             raise Unauthorized("the API token is unknown or revoked")
         g.principal, g.auth_via = who, "token"
@@ -86,7 +87,7 @@ async def authenticate() -> None:
             "cross-origin request refused: unsafe requests with the session cookie must "
             "send an Origin (or Referer) of this server"
         )
-    who = await db.call(board_users.session_principal, cookie)
+    who = await db.call(board_users.session_principal, cookie, now=utcnow())
     if who is not None:
         g.principal, g.auth_via = who, "cookie"
 

@@ -8,6 +8,7 @@ from quart import Blueprint, jsonify, redirect, request
 
 from crewboard.board import db
 from crewboard.board import users as board_users
+from crewboard.clock import utcnow
 from crewboard.errors import BadRequest, TooManyRequests, Unauthorized
 from crewboard.web.auth.guards import (
     SESSION_COOKIE,
@@ -47,7 +48,7 @@ async def login():
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         await db.call(board_users.revoke_session, old)
-    token = await db.call(board_users.create_session, user.id, "local")
+    token = await db.call(board_users.create_session, user.id, "local", now=utcnow())
     who = board_users.Principal(user.id, user.email, user.name, user.is_admin, "local")
     response = jsonify(who.profile())
     set_session_cookie(response, token)

@@ -1,6 +1,7 @@
 // What a person can do to a job — unblock, redo with feedback, cancel,
 // archive, delete — as buttons that ask first, for the board's cards and the
-// job page alike.
+// job page alike. Which of them a job allows is the server's call: each job
+// it sends lists them in `job.actions`, and only those get a button.
 //
 //   const buttons = jobActionButtons(job, {
 //     onDone: (action, job) => ...,   // job: the job as it is now, null once deleted
@@ -19,12 +20,11 @@ function quoted(job) {
   return `“${job.title || `job ${job.id}`}”`;
 }
 
-/** The actions, in the order they are offered; `when` says for which jobs. */
+/** How each action asks and what it sends, in the order they are offered. */
 export const ACTIONS = [
   {
     name: "unblock",
     label: "Unblock",
-    when: (job) => job.status === "blocked",
     ask: (job) => ({
       title: `Unblock ${quoted(job)}?`,
       message: "It goes back to the queue (or waits for its parents) with its retries reset.",
@@ -35,7 +35,6 @@ export const ACTIONS = [
   {
     name: "redo",
     label: "Redo…",
-    when: (job) => job.status === "done" || job.status === "blocked",
     ask: (job) => ({
       title: `Redo ${quoted(job)}`,
       message: "It runs again with your feedback added to its prompt; jobs that depend on it run again after it.",
@@ -48,7 +47,6 @@ export const ACTIONS = [
   {
     name: "cancel",
     label: "Cancel",
-    when: (job) => ["waiting", "ready", "running"].includes(job.status) && !job.cancelRequested,
     ask: (job) => ({
       title: `Cancel ${quoted(job)}?`,
       message: job.status === "running"
@@ -63,7 +61,6 @@ export const ACTIONS = [
   {
     name: "archive",
     label: "Archive",
-    when: (job) => job.status !== "running" && job.status !== "archived",
     ask: (job) => ({
       title: `Archive ${quoted(job)}?`,
       message: "It leaves the board; “Show archived” finds it again.",
@@ -74,7 +71,6 @@ export const ACTIONS = [
   {
     name: "delete",
     label: "Delete…",
-    when: (job) => job.status !== "running",
     ask: (job) => ({
       title: `Delete ${quoted(job)}?`,
       message: "The job goes for good, with its runs, logs, artifacts and comments.",
@@ -102,9 +98,10 @@ export async function runJobAction(action, job, { onError = () => {} } = {}) {
   }
 }
 
-/** Buttons for the actions that apply to `job` (see the top of this file). */
+/** Buttons for the actions `job.actions` allows (see the top of this file). */
 export function jobActionButtons(job, { onDone = () => {}, onError = () => {}, refocus = () => {}, small = true } = {}) {
-  return ACTIONS.filter((action) => action.when(job)).map((action) => {
+  const allowed = new Set(job.actions || []);
+  return ACTIONS.filter((action) => allowed.has(action.name)).map((action) => {
     const danger = action.name === "delete" || action.name === "cancel";
     const button = el("button", {
       type: "button",
