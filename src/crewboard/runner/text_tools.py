@@ -1,0 +1,70 @@
+"""Tool calls a model wrote as text instead of sending them as tool calls.
+
+Small local models often answer a tools request with the call spelled out in
+the message: the whole message one JSON object ``{"name": ..., "arguments":
+{...}}`` (Llama 3.x writes ``"parameters"``), or Hermes-style
+``<tool_call>{...}</tool_call>`` blocks (Qwen2.5, SmolLM2, Hermes), the last
+one sometimes unclosed because the model stopped at its end-of-turn token.
+With ``text_tool_calls = true`` on a provider, :func:`find_text_tool_calls`
+turns those into real calls. Only the agent's own tools count: an object or
+block naming anything else, or one that is not valid JSON, stays text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from typing import Any
+
+from crewboard.runner.stream import ToolCall
+
+_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.S)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
+
+
+def _call(payload: str, tools: Collection[str], call_id: str) -> ToolCall | None:
+    """The call a JSON text spells, if it names one of ``tools``."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("name") not in tools:
+        return None
+    if set(data) - {"name", "arguments", "parameters", "id", "type"}:
+        return None  # an object that merely has a "name" is data, not a call
+    arguments: Any = data.get("arguments", data.get("parameters", {}))
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except ValueError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(call_id, data["name"], json.dumps(arguments, ensure_ascii=False))
+
+
+def find_text_tool_calls(
+    text: str, tools: Collection[str], id_prefix: str = "call_text"
+) -> tuple[list[ToolCall], str]:
+    """The tool calls written in ``text`` and the text left once they are
+    taken out; ``([], text)`` when there are none."""
+    stripped = text.strip()
+    fenced = _FENCE.match(stripped)
+    whole = _call(fenced.group(1) if fenced else stripped, tools, f"{id_prefix}_0")
+    if whole is not None:
+        return [whole], ""
+    calls: list[ToolCall] = []
+    kept: list[str] = []
+    position = 0
+    for match in _BLOCK.finditer(text):
+        call = _call(match.group(1), tools, f"{id_prefix}_{len(calls)}")
+        if call is None:
+            continue  # not a call of ours: the block stays in the text
+        kept.append(text[position : match.start()])
+        position = match.end()
+        calls.append(call)
+    if not calls:
+        return [], text
+    kept.append(text[position:])
+    return calls, "".join(kept).strip()
