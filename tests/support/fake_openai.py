@@ -89,6 +89,7 @@ class Reply:
     done: bool = True  # send "data: [DONE]" at the end
     cut: bool = False  # drop the connection after the events, mid chunked body
     delay_s: float = 0.0  # pause before each event (or before a JSON body)
+    hold: threading.Event | None = None  # answer only once this is set
 
     @classmethod
     def text(cls, text: str, pieces: int = 3, usage: tuple[int, int] = (10, 5)) -> Reply:
@@ -274,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._play(reply, interrupted)
 
     def _play(self, reply: Reply, interrupted: threading.Event | None = None) -> None:
+        if reply.hold is not None:
+            reply.hold.wait(30)
         if reply.body is not None or not reply.events:
             if reply.delay_s:
                 time.sleep(reply.delay_s)
@@ -380,7 +383,13 @@ def _whole(reply: Reply) -> Reply:
     }
     if usage is not None:
         body["usage"] = usage
-    return Reply(status=reply.status, headers=reply.headers, body=body, delay_s=reply.delay_s)
+    return Reply(
+        status=reply.status,
+        headers=reply.headers,
+        body=body,
+        delay_s=reply.delay_s,
+        hold=reply.hold,
+    )
 
 
 class _Server(ThreadingHTTPServer):
