@@ -5,7 +5,8 @@ spec, and the template validator checks that jobs name real ones.
 
 A preset file holds ``name``, ``description``, ``instructions``, an optional
 ``model`` (``provider:model``), ``tools`` (names from the runner's tool
-registry) and ``handoffs`` (ids of other presets); its id is the file stem.
+registry), ``handoffs`` (ids of other presets) and an optional ``max_tokens``
+(the cap on each of its answers, over the provider's); its id is the file stem.
 Later folders override earlier ones by id. A broken file is reported (file and
 field) and left out; the others still load.
 """
@@ -28,7 +29,7 @@ SUFFIX = ".agent.yaml"
 # An id becomes part of a tool name (transfer_to_<id>), which providers cap at 64.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,52}$")
 _MODEL = re.compile(r"^[A-Za-z0-9_.-]+:\S+$")
-_FIELDS = ("name", "description", "instructions", "model", "tools", "handoffs")
+_FIELDS = ("name", "description", "instructions", "model", "tools", "handoffs", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Preset:
     model: str | None = None
     tools: tuple[str, ...] = ()
     handoffs: tuple[str, ...] = ()
+    max_tokens: int | None = None
     path: Path | None = field(default=None, compare=False)
 
     def public(self) -> dict[str, Any]:
@@ -55,7 +57,7 @@ class Preset:
 
     def runner_dict(self) -> dict[str, Any]:
         """The preset as a runner's spec carries it."""
-        return {**self.public(), "instructions": self.instructions}
+        return {**self.public(), "instructions": self.instructions, "maxTokens": self.max_tokens}
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,11 @@ def parse_preset(path: Path, text: str) -> Preset:
     bad = [t for t in tools if t not in TOOL_NAMES]
     if bad:
         raise _Invalid("tools", f"unknown tool {bad[0]!r} (known: {', '.join(TOOL_NAMES)})")
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise _Invalid("max_tokens", "must be a positive integer")
     handoffs = _names(data, "handoffs")
     if preset_id in handoffs:
         raise _Invalid("handoffs", "a preset cannot hand off to itself")
@@ -144,6 +151,7 @@ def parse_preset(path: Path, text: str) -> Preset:
         model=model,
         tools=tools,
         handoffs=handoffs,
+        max_tokens=max_tokens,
         path=path,
     )
 

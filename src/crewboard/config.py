@@ -19,11 +19,19 @@ from crewboard.errors import ConfigError
 
 @dataclass(frozen=True)
 class ProviderEndpoint:
-    """A named OpenAI-compatible endpoint from ``[providers.NAME]`` in the toml."""
+    """A named OpenAI-compatible endpoint from ``[providers.NAME]`` in the toml.
+
+    ``max_tokens`` caps each answer unless the agent preset sets its own;
+    ``max_concurrency`` is how many requests the host's runners send it at
+    once (None: the default for its kind, 0: no limit); ``text_tool_calls``
+    turns tool calls the model wrote as text into real ones."""
 
     name: str
     base_url: str
     api_key_env: str | None = None
+    max_tokens: int | None = None
+    max_concurrency: int | None = None
+    text_tool_calls: bool = False
 
     @property
     def api_key(self) -> str | None:
@@ -191,7 +199,28 @@ def _providers(table: Any) -> dict[str, ProviderEndpoint]:
             raise ConfigError(f"crewboard.toml: [providers.{name}] shadows a built-in provider")
         if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
             raise ConfigError(f'crewboard.toml: [providers.{name}] needs base_url = "..."')
+        text_tool_calls = entry.get("text_tool_calls", False)
+        if not isinstance(text_tool_calls, bool):
+            raise ConfigError(
+                f"crewboard.toml: [providers.{name}] text_tool_calls must be true or false"
+            )
         result[name] = ProviderEndpoint(
-            name, entry["base_url"].rstrip("/"), entry.get("api_key_env")
+            name,
+            entry["base_url"].rstrip("/"),
+            entry.get("api_key_env"),
+            max_tokens=_count(entry, name, "max_tokens", minimum=1),
+            max_concurrency=_count(entry, name, "max_concurrency", minimum=0),
+            text_tool_calls=text_tool_calls,
         )
     return result
+
+
+def _count(entry: dict[str, Any], name: str, key: str, *, minimum: int) -> int | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"crewboard.toml: [providers.{name}] {key} must be an integer of at least {minimum}"
+        )
+    return value

@@ -37,6 +37,12 @@ class Home:
     def wake_socket(self) -> Path:
         return self.run_dir / WAKE_SOCKET
 
+    def provider_dir(self, provider: str) -> Path:
+        """A model provider's state shared by the host's runners: its
+        concurrency slots, and what its runners learnt of the server."""
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", provider)[:64] or "_"
+        return self.run_dir / "providers" / safe
+
     def run_log(self, run_id: int | str) -> Path:
         return self.root / "logs" / "runs" / f"{_checked(run_id)}.jsonl"
 

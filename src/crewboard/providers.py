@@ -8,16 +8,26 @@ Providers: ``openai`` (needs ``OPENAI_API_KEY``), ``lmstudio`` (at
 ``LMSTUDIO_BASE_URL``), ``offline`` (built in, always there) and every
 ``[providers.NAME]`` endpoint of ``crewboard.toml``. An API key leaves this
 module only inside a runner's spec, which travels on the runner's stdin.
+
+Besides where to send requests, a resolved model carries how: ``maxTokens``
+(the provider's cap; a preset's own wins in the runner), ``maxConcurrency``
+(requests at once from all the host's runners: 1 for LM Studio and any
+endpoint on loopback unless its table says otherwise, no limit for OpenAI and
+remote endpoints), ``stateDir`` (where the runners share the provider's slots)
+and ``textToolCalls``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from crewboard.errors import ValidationFailed
+from crewboard.home import Home
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +49,9 @@ OPENAI_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mi
 BUILTIN = ("openai", "lmstudio", "offline")
 LIST_TIMEOUT_S = 1.5
 CACHE_TTL_S = 30.0
+# One model on one machine answers one request well, and several badly: some
+# servers queue the others silently, some abandon the running answer.
+LOCAL_MAX_CONCURRENCY = 1
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -71,6 +84,12 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
                 {"modelSpec": "unknown offline model"},
             )
         return model
+    model.update(
+        maxTokens=None,
+        maxConcurrency=None,
+        stateDir=str(Home(config.home).provider_dir(provider)),
+        textToolCalls=False,
+    )
     if provider == "openai":
         if not config.openai_api_key:
             raise ValidationFailed(
@@ -80,7 +99,7 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
         model.update(baseUrl=config.openai_base_url, apiKey=config.openai_api_key)
         return model
     if provider == "lmstudio":
-        model["baseUrl"] = config.lmstudio_base_url
+        model.update(baseUrl=config.lmstudio_base_url, maxConcurrency=LOCAL_MAX_CONCURRENCY)
         return model
     endpoint = config.providers.get(provider)
     if endpoint is None:
@@ -95,8 +114,28 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
             f"provider {provider!r} needs its key in ${endpoint.api_key_env}, which is not set",
             {"modelSpec": f"the {provider} provider has no API key"},
         )
-    model.update(baseUrl=endpoint.base_url, apiKey=key)
+    concurrency = endpoint.max_concurrency
+    if concurrency is None:
+        concurrency = LOCAL_MAX_CONCURRENCY if is_loopback(endpoint.base_url) else 0
+    model.update(
+        baseUrl=endpoint.base_url,
+        apiKey=key,
+        maxTokens=endpoint.max_tokens,
+        maxConcurrency=concurrency or None,
+        textToolCalls=endpoint.text_tool_calls,
+    )
     return model
+
+
+def is_loopback(base_url: str) -> bool:
+    """Whether a base URL points at this machine."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _endpoints(config: Config, *, warn: bool = False) -> list[tuple[str, str, str | None]]:

@@ -3,6 +3,27 @@ streamed text, streamed tool calls (arguments split across deltas, parallel
 calls), usage chunks, error bodies with their statuses, ``Retry-After``, a
 stream cut off midway and a malformed chunk.
 
+It also plays the strict and odd behaviours of real servers, each a switch on
+:class:`FakeOpenAI`:
+
+- ``strict`` (on by default): an assistant message with ``tool_calls`` and
+  ``content: null``, or a tool result that is not a string, is refused with
+  llama-cpp-python's HTTP 500 (a pydantic message naming a server file);
+- ``interrupt_on_second``: a running stream ends with ``data: [DONE]`` and no
+  finish reason when another request arrives (llama-cpp-python's
+  ``interrupt_requests``);
+- ``reports_usage = False``: ``stream_options.include_usage`` is ignored and
+  no usage is sent (llama-cpp-python);
+- ``refuse_streamed_tool_choice``: a streamed request with tools and
+  ``tool_choice: "auto"`` gets its headers, then an error event and the end of
+  the connection (llama-cpp-python's ``chatml-function-calling``);
+- ``max_tokens`` is always honoured: a text answer longer than it (counted in
+  words) is cut and finishes with ``length``.
+
+Non-streamed requests (``"stream": false``) get the scripted reply as one
+``chat.completion`` body. ``max_in_flight`` records how many requests were
+ever being answered at once.
+
 It is a real HTTP/1.1 server (stdlib, in a thread, chunked transfer encoding as
 OpenAI sends it), so it serves sync tests, trio tests and runner subprocesses
 alike::
@@ -19,7 +40,9 @@ left it streams an echo of the last user message. ``GET /v1/models`` lists
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -56,7 +79,8 @@ def usage_chunk(prompt: int = 10, completion: int = 5) -> dict[str, Any]:
 @dataclass
 class Reply:
     """One scripted answer: a status, headers, and either a JSON body or a
-    list of SSE ``data:`` payloads (dicts, or raw strings sent as they are)."""
+    list of SSE ``data:`` payloads (dicts, or raw strings sent as they are;
+    bytes are sent as a whole SSE line)."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -65,6 +89,7 @@ class Reply:
     done: bool = True  # send "data: [DONE]" at the end
     cut: bool = False  # drop the connection after the events, mid chunked body
     delay_s: float = 0.0  # pause before each event (or before a JSON body)
+    hold: threading.Event | None = None  # answer only once this is set
 
     @classmethod
     def text(cls, text: str, pieces: int = 3, usage: tuple[int, int] = (10, 5)) -> Reply:
@@ -110,6 +135,20 @@ class Reply:
         return cls(events=[chunk({"content": "fine so far"}), "{this is not json"])
 
 
+# What llama-cpp-python's server answers (HTTP 500) to an assistant message
+# whose content is null: its pydantic validation error, traceback path included.
+PYDANTIC_NULL_CONTENT = (
+    'Traceback: File "/srv/llama/venv/lib/python3.11/site-packages/llama_cpp/server/app.py", '
+    "line 376, in create_chat_completion\n"
+    "1 validation error for CreateChatCompletionRequest\n"
+    "messages.{index}.typed-dict.content\n"
+    "  Input should be a valid string [type=string_type, input_value=None, "
+    "input_type=NoneType]\n"
+    "    For further information visit https://errors.pydantic.dev/2.9/v/string_type"
+)
+REFUSED_STREAMED_TOOL_CHOICE = "Automatic streaming tool choice is not supported"
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.replies: list[Reply] = []
@@ -118,6 +157,49 @@ class FakeOpenAI:
         self.models_reply: Reply | None = None
         self.lock = threading.Lock()
         self.base_url = ""
+        self.strict = True
+        self.interrupt_on_second = False
+        self.reports_usage = True
+        self.refuse_streamed_tool_choice = False
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._running: set[threading.Event] = set()
+
+    def refusal(self, body: Any) -> Reply | None:
+        """The strict server's refusal of a request's shape, if it has one."""
+        if not self.strict or not isinstance(body, dict):
+            return None
+        for index, message in enumerate(body.get("messages", [])):
+            if not isinstance(message, dict):
+                continue
+            if (
+                message.get("role") == "assistant"
+                and message.get("tool_calls")
+                and message.get("content", "") is None
+            ):
+                return Reply.error(500, PYDANTIC_NULL_CONTENT.format(index=index))
+            if message.get("role") == "tool" and not isinstance(message.get("content"), str):
+                return Reply.error(500, PYDANTIC_NULL_CONTENT.format(index=index))
+        return None
+
+    @contextmanager
+    def answering(self) -> Iterator[threading.Event]:
+        """Count one request in flight; the event is set if a later request
+        interrupts it."""
+        interrupted = threading.Event()
+        with self.lock:
+            if self.interrupt_on_second:
+                for other in self._running:
+                    other.set()
+            self._running.add(interrupted)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield interrupted
+        finally:
+            with self.lock:
+                self._running.discard(interrupted)
+                self.in_flight -= 1
 
     def script(self, *replies: Reply) -> None:
         with self.lock:
@@ -164,9 +246,37 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._play(Reply.error(404, f"no route {self.path}"))
             return
-        self._play(fake.next_reply(body))
+        with fake.answering() as interrupted:
+            refusal = fake.refusal(body)
+            if refusal is not None:
+                self._play(refusal)
+                return
+            if not isinstance(body, dict):
+                body = {}
+            streamed = body.get("stream", False) is True
+            if (
+                streamed
+                and fake.refuse_streamed_tool_choice
+                and body.get("tools")
+                and body.get("tool_choice") == "auto"
+            ):
+                error = {"error": {"message": REFUSED_STREAMED_TOOL_CHOICE, "code": 500}}
+                self._play(Reply(events=[error], done=False, cut=True))
+                return
+            reply = fake.next_reply(body)
+            if reply.events and reply.body is None:
+                limit = body.get("max_tokens") or body.get("max_completion_tokens")
+                events = _within(reply.events, limit)
+                if not fake.reports_usage:
+                    events = [e for e in events if not (isinstance(e, dict) and "usage" in e)]
+                reply = dataclasses.replace(reply, events=events)
+                if not streamed:
+                    reply = _whole(reply)
+            self._play(reply, interrupted)
 
-    def _play(self, reply: Reply) -> None:
+    def _play(self, reply: Reply, interrupted: threading.Event | None = None) -> None:
+        if reply.hold is not None:
+            reply.hold.wait(30)
         if reply.body is not None or not reply.events:
             if reply.delay_s:
                 time.sleep(reply.delay_s)
@@ -188,6 +298,13 @@ class _Handler(BaseHTTPRequestHandler):
         for event in reply.events:
             if reply.delay_s:
                 time.sleep(reply.delay_s)
+            if interrupted is not None and interrupted.is_set():
+                self._send_chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            if isinstance(event, bytes):  # a raw SSE line, e.g. llama.cpp's "error: {...}"
+                self._send_chunk(event + b"\n\n")
+                continue
             payload = event if isinstance(event, str) else json.dumps(event)
             self._send_chunk(f"data: {payload}\n\n".encode())
         if reply.cut:
@@ -204,9 +321,86 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+def _within(events: list[Any], limit: Any) -> list[Any]:
+    """The events of a streamed answer cut at ``limit`` words of text, ending
+    with finish reason ``length`` if they had to be cut."""
+    if not isinstance(limit, int) or limit <= 0:
+        return events
+    kept: list[Any] = []
+    words = 0
+    for event in events:
+        choices = event.get("choices") if isinstance(event, dict) else None
+        content = choices[0].get("delta", {}).get("content") if choices else None
+        if isinstance(content, str) and content:
+            room = limit - words
+            pieces = content.split(" ")
+            if len([p for p in pieces if p]) > room:
+                kept_text = " ".join(pieces[: max(room, 0)])
+                if kept_text:
+                    kept.append(chunk({"content": kept_text}))
+                kept.append(chunk({}, "length"))
+                kept += [e for e in events if isinstance(e, dict) and "usage" in e]
+                return kept
+            words += len([p for p in pieces if p])
+        kept.append(event)
+    return kept
+
+
+def _whole(reply: Reply) -> Reply:
+    """A streamed reply as the one ``chat.completion`` body a non-streamed
+    request gets."""
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish = "stop"
+    usage = None
+    for event in reply.events:
+        if not isinstance(event, dict):
+            continue
+        usage = event.get("usage") or usage
+        for choice in event.get("choices", []):
+            delta = choice.get("delta", {})
+            if delta.get("content"):
+                text.append(delta["content"])
+            for piece in delta.get("tool_calls") or []:
+                call = calls.setdefault(
+                    piece["index"],
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = piece.get("id") or call["id"]
+                function = piece.get("function", {})
+                call["function"]["name"] += function.get("name", "")
+                call["function"]["arguments"] += function.get("arguments", "")
+            finish = choice.get("finish_reason") or finish
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "fake-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return Reply(
+        status=reply.status,
+        headers=reply.headers,
+        body=body,
+        delay_s=reply.delay_s,
+        hold=reply.hold,
+    )
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeOpenAI
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (a cancelled run, a test that has
+        # seen enough) is normal here; anything else is a bug worth a trace.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @contextmanager

@@ -98,3 +98,13 @@ def test_odd_file_names_are_reported(tmp_path: Path) -> None:
     write(tmp_path, "has space", GOOD)
     presets, errors = load_presets([tmp_path], shipped=False)
     assert presets == {} and "file name" in errors[0].message
+
+
+def test_a_preset_may_cap_its_answers_with_max_tokens(tmp_path: Path) -> None:
+    write(tmp_path, "brief", GOOD + "max_tokens: 512\n")
+    bad = write(tmp_path, "huge", GOOD + "max_tokens: -1\n")
+    presets, errors = load_presets([tmp_path], shipped=False)
+    assert presets["brief"].max_tokens == 512
+    assert presets["brief"].runner_dict()["maxTokens"] == 512
+    assert "maxTokens" not in presets["brief"].public()
+    assert [(e.path, e.field) for e in errors] == [(bad, "max_tokens")]

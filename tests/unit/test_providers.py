@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crewboard.config import Config, ProviderEndpoint
-from crewboard.errors import ValidationFailed
+from crewboard.errors import ConfigError, ValidationFailed
 from crewboard.providers import ModelCatalog, list_models, parse_model_spec, resolve_model
 from tests.support.fake_openai import Reply, fake_openai
 
@@ -125,3 +125,44 @@ async def test_the_list_is_cached_for_thirty_seconds(tmp_path: Path) -> None:
         assert await catalog.list(config) == first
         now[0] += 2
         assert "lmstudio:another" in [m["id"] for m in await catalog.list(config)]
+
+
+def test_provider_tables_carry_limits_and_quirks(tmp_path: Path) -> None:
+    (tmp_path / "crewboard.toml").write_text(
+        "[providers.llamacpp]\n"
+        'base_url = "http://127.0.0.1:8080/v1"\n'
+        "max_tokens = 512\n"
+        "text_tool_calls = true\n"
+        "[providers.vllm]\n"
+        'base_url = "http://gpu.lan:8000/v1"\n'
+        "max_concurrency = 8\n"
+        "[providers.ollama]\n"
+        'base_url = "http://localhost:11434/v1"\n'
+        "max_concurrency = 0\n"
+        "[providers.remote]\n"
+        'base_url = "https://models.example.com/v1"\n'
+    )
+    config = dataclasses.replace(
+        Config.load(tmp_path, environ={}), openai_api_key="sk-abc", lmstudio_base_url=DEAD_URL
+    )
+    local = resolve_model("llamacpp:smollm2", config)
+    assert (local["maxTokens"], local["maxConcurrency"], local["textToolCalls"]) == (512, 1, True)
+    assert local["stateDir"] == str(tmp_path.resolve() / "run" / "providers" / "llamacpp")
+    assert resolve_model("vllm:m", config)["maxConcurrency"] == 8
+    assert resolve_model("ollama:m", config)["maxConcurrency"] is None, "0 lifts the limit"
+    assert resolve_model("remote:m", config)["maxConcurrency"] is None
+    assert resolve_model("remote:m", config)["textToolCalls"] is False
+    assert resolve_model("lmstudio:m", config)["maxConcurrency"] == 1
+    assert resolve_model("openai:gpt-4o", config)["maxConcurrency"] is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["max_tokens = 0", "max_concurrency = -1", 'max_tokens = "many"', 'text_tool_calls = "yes"'],
+)
+def test_bad_provider_limits_are_config_errors(tmp_path: Path, line: str) -> None:
+    (tmp_path / "crewboard.toml").write_text(
+        f'[providers.local]\nbase_url = "http://127.0.0.1:8080/v1"\n{line}\n'
+    )
+    with pytest.raises(ConfigError, match=r"\[providers.local\]"):
+        Config.load(tmp_path, environ={})

@@ -85,3 +85,23 @@ def test_a_tool_call_without_a_name_is_refused() -> None:
     ]
     with pytest.raises(ProviderError, match="without a function name"):
         assemble(events, lambda _: None)
+
+
+def test_the_assistant_turn_with_tool_calls_carries_content_as_a_string() -> None:
+    turn = assemble(Reply.tools([("list_files", "{}")]).events, lambda _: None)
+    message = turn.message()
+    assert message["content"] == "", "strict servers refuse null content"
+    assert message["tool_calls"] == [
+        {
+            "id": "call_fake_0",
+            "type": "function",
+            "function": {"name": "list_files", "arguments": "{}"},
+        }
+    ]
+
+
+def test_usage_a_server_does_not_report_is_none() -> None:
+    events = [e for e in Reply.text("hi").events if "usage" not in e]
+    assert assemble(events, lambda _: None).usage is None
+    empty = [*events, {"choices": [], "usage": {"prompt_tokens": None}}]
+    assert assemble(empty, lambda _: None).usage is None

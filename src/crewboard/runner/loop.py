@@ -8,7 +8,16 @@ go back to the model as ``tool`` messages. Handoffs are tools named
 ``transfer_to_<agent>``: calling one makes that agent the active one (its
 instructions become the system prompt) for the next step. The loop ends with
 exactly one terminal record: ``final_result``, ``blocked`` (the block tool) or
-``error`` (the provider failed, or the step limit was reached).
+``error`` (the provider failed, the model hit its token limit, or the step
+limit was reached).
+
+Each request asks for at most ``max_tokens`` (the active preset's, else the
+provider's, else ``DEFAULT_MAX_TOKENS``) and, with tools, ``tool_choice:
+"auto"``. On a provider with a concurrency limit a request first takes one of
+its slots (:mod:`crewboard.runner.slots`), logging ``waiting`` records while
+it queues; the HTTP timeouts start only once it has one. An answer the server
+interrupts is asked for once more (a ``retry`` record). Usage a server does
+not report is ``null`` in the ``final_result``, never 0.
 """
 
 from __future__ import annotations
@@ -17,15 +26,22 @@ import json
 import queue
 import threading
 import time
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
-from crewboard.runner.providers import ProviderError, Transport
+from crewboard.runner.providers import ProviderError, StreamInterrupted, Transport
 from crewboard.runner.session_log import RunLog, scrub
 from crewboard.runner.spec import AgentDef, RunSpec
 from crewboard.runner.stream import ModelTurn, ToolCall, assemble
 from crewboard.runner.tools.base import ToolContext, ToolError, clip
 
+if TYPE_CHECKING:
+    from crewboard.runner.slots import SlotPool
+
 HANDOFF_PREFIX = "transfer_to_"
+# Enough for a page-long answer; a small model that loops stops within a
+# minute instead of streaming until its context is full.
+DEFAULT_MAX_TOKENS = 2048
 MAX_PARALLEL_TOOLS = 8
 # A tool that overruns its own limit by this much is abandoned (its thread is
 # left behind; the shell tool kills its process group at its own timeout).
@@ -44,7 +60,14 @@ class AgentLoop:
         self.history: list[dict[str, Any]] = [dict(m) for m in spec.messages]
         self.history.append({"role": "user", "content": spec.prompt})
         self.usage = {"requests": 0, "inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+        self._usage_reported = True
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL_TOOLS)
+        self._model_slots: SlotPool | None = None
+        model = spec.model
+        if model.provider != "offline" and model.max_concurrency and model.state_dir:
+            from crewboard.runner.slots import SlotPool
+
+            self._model_slots = SlotPool(model.state_dir, model.max_concurrency)
 
     def run(self) -> int:
         """Run to a terminal record; returns the runner's exit code."""
@@ -52,6 +75,8 @@ class AgentLoop:
         try:
             for _ in range(self.spec.limits.max_steps):
                 turn = self._call_model()
+                if turn.finish_reason == "length":
+                    return self._hit_token_limit()
                 if not turn.tool_calls:
                     return self._finish(turn.text)
                 self.history.append(turn.message())
@@ -74,6 +99,10 @@ class AgentLoop:
             self.log.finish("error", message=str(exc), agentName=self.agent.id)
             return EXIT_ERROR
 
+    @property
+    def max_tokens(self) -> int:
+        return self.agent.max_tokens or self.spec.model.max_tokens or DEFAULT_MAX_TOKENS
+
     def _call_model(self) -> ModelTurn:
         request: dict[str, Any] = {
             "model": self.spec.model.name,
@@ -81,23 +110,88 @@ class AgentLoop:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        # OpenAI's own API has renamed the field (its reasoning models refuse
+        # the old one); every other server knows max_tokens.
+        if self.spec.model.provider == "openai":
+            request["max_completion_tokens"] = self.max_tokens
+        else:
+            request["max_tokens"] = self.max_tokens
         tools = self._tool_schemas()
         if tools:
             request["tools"] = tools
+            # Without it llama-cpp-python's chatml-function-calling drops the tools.
+            request["tool_choice"] = "auto"
         agent_name = self.agent.id
 
         def on_text(delta: str) -> None:
             self.log.append("text", agentName=agent_name, text=delta)
 
-        turn = assemble(self.transport.stream(request), on_text)
+        with self._model_slot():
+            try:
+                turn = assemble(self.transport.stream(request), on_text)
+            except StreamInterrupted:
+                self.log.append(
+                    "retry",
+                    agentName=agent_name,
+                    reason="the model server interrupted the answer; asking again",
+                )
+                try:
+                    turn = assemble(self.transport.stream(request), on_text)
+                except StreamInterrupted as exc:
+                    raise ProviderError(
+                        "the model server interrupted the answer, twice (it ended the stream "
+                        "without finishing; a server that serves one request at a time does "
+                        "this when another arrives: lower the provider's max_concurrency)"
+                    ) from exc
         self.usage["requests"] += 1
-        for ours, theirs in (
-            ("inputTokens", "prompt_tokens"),
-            ("outputTokens", "completion_tokens"),
-            ("totalTokens", "total_tokens"),
-        ):
-            self.usage[ours] += turn.usage.get(theirs, 0)
+        if turn.usage is None:
+            self._usage_reported = False
+        else:
+            for ours, theirs in (
+                ("inputTokens", "prompt_tokens"),
+                ("outputTokens", "completion_tokens"),
+                ("totalTokens", "total_tokens"),
+            ):
+                self.usage[ours] += turn.usage.get(theirs, 0)
+        if self.spec.model.text_tool_calls and not turn.tool_calls and turn.text:
+            self._take_text_tool_calls(turn, [t["function"]["name"] for t in tools])
         return turn
+
+    def _model_slot(self) -> AbstractContextManager[None]:
+        """Hold one of the provider's slots for one request (a no-op when the
+        provider has no concurrency limit), logging the wait."""
+        if self._model_slots is None:
+            return nullcontext()
+        agent_name = self.agent.id
+
+        def on_wait(ahead: int) -> None:
+            self.log.append(
+                "waiting",
+                agentName=agent_name,
+                reason=f"waiting for the model: {ahead} ahead",
+                ahead=ahead,
+            )
+
+        return self._model_slots.hold(on_wait)
+
+    def _take_text_tool_calls(self, turn: ModelTurn, tools: list[str]) -> None:
+        from crewboard.runner.text_tools import find_text_tool_calls
+
+        calls, rest = find_text_tool_calls(
+            turn.text, tools, id_prefix=f"call_text_{self.usage['requests']}"
+        )
+        if calls:
+            turn.tool_calls, turn.text = calls, rest
+
+    def _hit_token_limit(self) -> int:
+        self.log.finish(
+            "error",
+            message=f"the model hit its token limit (max_tokens={self.max_tokens}) before it "
+            "finished; raise max_tokens in the agent preset or the provider's table",
+            agentName=self.agent.id,
+            maxTokens=self.max_tokens,
+        )
+        return EXIT_ERROR
 
     def _system_prompt(self) -> str:
         prompt = self.agent.instructions
@@ -244,7 +338,11 @@ class AgentLoop:
 
     def _finish(self, text: str) -> int:
         self.log.append("agent_end", agentName=self.agent.id)
-        fields: dict[str, Any] = {"text": text, "agentName": self.agent.id, "usage": self.usage}
+        usage: dict[str, Any] = dict(self.usage)
+        if not self._usage_reported:
+            # Not reported is not zero.
+            usage.update(inputTokens=None, outputTokens=None, totalTokens=None)
+        fields: dict[str, Any] = {"text": text, "agentName": self.agent.id, "usage": usage}
         if self.spec.artifact and self.spec.artifact not in self.ctx.saved_artifacts:
             from crewboard.runner.tools.save_artifact import write_artifact
 

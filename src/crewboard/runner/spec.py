@@ -7,9 +7,11 @@ optional)::
 
     {"runId": "42", "kind": "job" | "chat", "agentId": "triage",
      "agents": {"triage": {"id", "name", "description", "instructions",
-                           "model", "tools", "handoffs"}, ...},
+                           "model", "tools", "handoffs", "maxTokens"}, ...},
      "model": {"spec": "offline:scripted", "provider": "offline",
-               "name": "scripted", "baseUrl": null, "apiKey": null},
+               "name": "scripted", "baseUrl": null, "apiKey": null,
+               "maxTokens": null, "maxConcurrency": null, "stateDir": null,
+               "textToolCalls": false},
      "messages": [{"role": "user" | "assistant", "content": "..."}],
      "prompt": "...", "workspace": "/abs/dir", "logPath": "/abs/file.jsonl",
      "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
@@ -89,7 +91,16 @@ class Limits(_Value):
 class AgentDef(_Value):
     """One preset as the runner sees it."""
 
-    __slots__ = ("description", "handoffs", "id", "instructions", "model", "name", "tools")
+    __slots__ = (
+        "description",
+        "handoffs",
+        "id",
+        "instructions",
+        "max_tokens",
+        "model",
+        "name",
+        "tools",
+    )
     _defaults: ClassVar[dict[str, Any]] = {"description": "", "tools": (), "handoffs": ()}
     id: str
     name: str
@@ -98,16 +109,36 @@ class AgentDef(_Value):
     model: str | None
     tools: tuple[str, ...]
     handoffs: tuple[str, ...]
+    max_tokens: int | None
 
 
 class ModelDef(_Value):
-    __slots__ = ("api_key", "base_url", "name", "provider", "spec")
+    """The model and how to talk to it. ``max_concurrency`` None means no
+    limit; ``state_dir`` is the provider's folder of slots and remembered
+    quirks, shared by the host's runners."""
+
+    __slots__ = (
+        "api_key",
+        "base_url",
+        "max_concurrency",
+        "max_tokens",
+        "name",
+        "provider",
+        "spec",
+        "state_dir",
+        "text_tool_calls",
+    )
     _hidden = ("api_key",)
+    _defaults: ClassVar[dict[str, Any]] = {"text_tool_calls": False}
     spec: str
     provider: str
     name: str
     base_url: str | None
     api_key: str | None
+    max_tokens: int | None
+    max_concurrency: int | None
+    state_dir: Path | None
+    text_tool_calls: bool
 
 
 class RunSpec(_Value):
@@ -252,8 +283,18 @@ def _agents(value: Any) -> dict[str, AgentDef]:
             model=entry.get("model") if isinstance(entry.get("model"), str) else None,
             tools=_str_list(entry.get("tools"), f"{where}.tools"),
             handoffs=_str_list(entry.get("handoffs"), f"{where}.handoffs"),
+            max_tokens=_positive(entry, "maxTokens", where),
         )
     return agents
+
+
+def _positive(raw: dict[str, Any], key: str, where: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(f"{where}.{key}: must be a positive integer or null")
+    return value
 
 
 def _model(value: Any) -> ModelDef:
@@ -265,12 +306,21 @@ def _model(value: Any) -> ModelDef:
     for key in ("baseUrl", "apiKey"):
         if value.get(key) is not None and not isinstance(value[key], str):
             raise SpecError(f"model.{key}: must be a string or null")
+    state_dir = value.get("stateDir")
+    if state_dir is not None and (not isinstance(state_dir, str) or not os.path.isabs(state_dir)):
+        raise SpecError("model.stateDir: must be an absolute path or null")
+    if not isinstance(value.get("textToolCalls", False), bool):
+        raise SpecError("model.textToolCalls: must be true or false")
     return ModelDef(
         spec=value["spec"],
         provider=value["provider"],
         name=value["name"],
         base_url=value.get("baseUrl"),
         api_key=value.get("apiKey") or None,
+        max_tokens=_positive(value, "maxTokens", "model"),
+        max_concurrency=_positive(value, "maxConcurrency", "model"),
+        state_dir=Path(state_dir) if state_dir else None,
+        text_tool_calls=value.get("textToolCalls", False),
     )
 
 

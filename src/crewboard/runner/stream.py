@@ -4,8 +4,9 @@ Every provider, the offline one included, hands the loop an iterator of chunk
 dicts shaped like OpenAI's ``chat.completion.chunk``; this module turns them
 into one :class:`ModelTurn`: the text (reported delta by delta as it arrives),
 the tool calls (argument fragments joined by ``index``), the finish reason and
-the usage. A chunk that is not that shape, or a stream that stops before a
-finish reason, is a :class:`ProviderError`.
+the usage (``None`` when the server did not report it). A chunk that is not
+that shape, or a stream that stops before a finish reason, is a
+:class:`ProviderError`.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ class ModelTurn:
         self.text = ""
         self.tool_calls: list[ToolCall] = []
         self.finish_reason: str | None = None
-        self.usage: dict[str, int] = {}
+        self.usage: dict[str, int] | None = None
 
     def message(self) -> dict[str, Any]:
-        """The assistant message to put back in the conversation."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        """The assistant message to put back in the conversation, in the form
+        the OpenAI reference gives and strict servers validate: ``content`` is
+        always a string ("" beside tool calls, never null: llama-cpp-python
+        refuses null with a 500, llama.cpp with a 400)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text}
         if self.tool_calls:
             message["tool_calls"] = [call.message() for call in self.tool_calls]
         return message
@@ -77,7 +81,8 @@ def assemble(chunks: Iterable[Any], on_text: Callable[[str], None]) -> ModelTurn
             raise ProviderError(f"the model reported an error: {_error_message(chunk['error'])}")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            turn.usage = {k: v for k, v in usage.items() if isinstance(v, int)}
+            counts = {k: v for k, v in usage.items() if isinstance(v, int)}
+            turn.usage = counts or turn.usage
         choices = chunk.get("choices", [])
         if not isinstance(choices, list):
             raise _malformed("choices is not a list", chunk)

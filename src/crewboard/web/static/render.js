@@ -14,11 +14,16 @@
 //                 tool calls (with their results, matched by callId),
 //                 handoffs and agent starts go into a collapsed "thinking"
 //                 section; a `blocked` record ends the turn as blocked;
+//                 `waiting` (for a slot of the model) shows in the status
+//                 line until the next record; `retry` (the model server
+//                 interrupted the answer) sets the partial answer aside;
 //   final_result, done
 //                 end the turn: the answer is replaced by the server's
 //                 sanitised `html` (the ONLY markup this client inserts,
 //                 in answer() below);
 //                 a job's `done {runId, outcome}` only adds the outcome;
+//                 the result's usage is shown under the answer, token
+//                 counts the server did not report (null) as "not reported";
 //   error         ends the turn with the message.
 // A live chat turn's stream carries no user_message: call
 // view.userMessage(text) when sending (a replay that then brings the same
@@ -112,7 +117,15 @@ class Turn {
 
   record(record) {
     this.setAgent(record.agentName);
+    if (record.type !== "waiting") this.status.textContent = "Working…";
     switch (record.type) {
+      case "waiting":
+        this.status.textContent = `${record.reason || "waiting for the model"}…`;
+        break;
+      case "retry":
+        this.streaming.replaceChildren();
+        this.addStep("note", el("p", {}, record.reason || "asked the model again"));
+        break;
       case "text":
         this.streaming.append(String(record.text ?? ""));
         break;
@@ -178,7 +191,9 @@ class Turn {
     }
     if (result && blocked === undefined) {
       this.setAgent(result.agentName);
-      this.streaming.replaceWith(answer(result.html, result.text));
+      const shown = answer(result.html, result.text);
+      this.streaming.replaceWith(shown);
+      if (result.usage) shown.after(usageLine(result.usage));
       this.reply.dataset.outcome = "answered";
     } else if (blocked !== undefined) {
       this.moveTextToThinking();
@@ -206,6 +221,15 @@ function withoutInlineStyles(html) {
     const align = /text-align:\s*(left|center|right)/.exec(style);
     return `<${tag}${attrs}${align ? ` class="align-${align[1]}"` : ""}`;
   });
+}
+
+/** "2 model requests · 1,234 tokens", or "… · tokens not reported" (null counts). */
+function usageLine(usage) {
+  const parts = [];
+  if (Number.isInteger(usage.requests)) parts.push(plural(usage.requests, "model request"));
+  const total = usage.totalTokens;
+  parts.push(Number.isInteger(total) ? plural(total, "token").replace(/^\d+/, total.toLocaleString()) : "tokens not reported");
+  return el("p", { class: "usage" }, parts.join(" · "));
 }
 
 /** The final answer: the server's sanitised HTML, or plain text without it. */
