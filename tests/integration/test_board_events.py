@@ -127,6 +127,25 @@ async def test_events_after_a_delete_are_not_missed(server, as_alice):
     assert new.data["jobId"] == after and int(new.id) > int(comment.id)
 
 
+async def test_feeds_opened_after_a_quiet_spell_start_from_now_or_resume(server, as_alice):
+    async with open_raw_stream(server, FEED, client=as_alice) as stream:
+        await ask(as_alice, "first")
+        (seen,) = await until_settled(stream, 1)
+    # With no feed open the board is not polled; the next feed starts afresh.
+    await trio.sleep(1)
+    missed = await ask(as_alice, "while no feed was open")
+    async with (
+        open_raw_stream(server, FEED, client=as_alice) as fresh,
+        open_raw_stream(server, FEED, client=as_alice, Last_Event_ID=seen.id) as resumed,
+    ):
+        later = await ask(as_alice, "after")
+        (new,) = await until_settled(fresh, 1)
+        caught_up = await until_settled(resumed, 2)
+        assert await fresh.quiet_for(0.5) == []
+    assert new.data["jobId"] == later
+    assert [f.data["jobId"] for f in caught_up] == [missed, later]
+
+
 async def test_an_idle_feed_is_pinged(server, as_alice, monkeypatch):
     monkeypatch.setattr(sse, "PING_S", 0.3)
     async with open_raw_stream(server, FEED, client=as_alice) as stream:

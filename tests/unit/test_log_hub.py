@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from crewboard.sessionlog import LogWriter
-from crewboard.web.sse import LogHub
+from crewboard.web.loghub import LogHub
 
 
 async def test_followers_share_one_reader_and_all_get_every_record(tmp_path: Path, nursery):

@@ -1,6 +1,6 @@
-"""``create_app``: wires the web process together — state, auth, error
-handling, request logs and one blueprint per resource. Routes live in their
-blueprints, not here."""
+"""``create_app``: wires the web process together — state, the services that
+run while it serves, auth, error handling, request logs and one blueprint per
+resource. Routes live in their blueprints, not here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 
+import trio
 from quart import Quart, g, request
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
@@ -16,10 +17,15 @@ from werkzeug.routing import BaseConverter
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.passwords import Passwords
+from crewboard.web.auth.google import ProviderCache
 from crewboard.web.auth.guards import authenticate
 from crewboard.web.auth.ratelimit import LoginLimiter
+from crewboard.web.board_feed import serve_board_feed
+from crewboard.web.chat import ChatTurns
 from crewboard.web.errors import register_error_handlers
-from crewboard.web.state import WebState
+from crewboard.web.job_stream import BoardWatch
+from crewboard.web.loghub import serve_log_hub
+from crewboard.web.state import WebServices, WebState
 
 access_log = logging.getLogger("crewboard.access")
 
@@ -44,6 +50,28 @@ def _body_still_arriving() -> bool:
     return complete is None or not complete.is_set()
 
 
+async def serve_chat_turns(
+    config: Config, home: Home, *, task_status: trio.TaskStatus[ChatTurns]
+) -> None:
+    """Run chat turns, reported through ``task_status``, until cancelled;
+    cancelling stops every running turn (its task reaps the runner)."""
+    async with trio.open_nursery() as nursery:
+        task_status.started(ChatTurns(config, home, nursery))
+        await trio.sleep_forever()
+
+
+async def serve_services(
+    config: Config, home: Home, *, task_status: trio.TaskStatus[WebServices]
+) -> None:
+    """Start every service of the web process, each once the previous one is
+    ready; report them, then run until cancelled."""
+    async with trio.open_nursery() as nursery:
+        log_hub = await nursery.start(serve_log_hub)
+        board_feed = await nursery.start(serve_board_feed)
+        chat_turns = await nursery.start(serve_chat_turns, config, home)
+        task_status.started(WebServices(log_hub, board_feed, chat_turns, nursery.cancel_scope))
+
+
 def create_app(config: Config, home: Home | None = None) -> Quart:
     home = home or Home(config.home)
     app = QuartTrio("crewboard.web", static_folder=None)
@@ -59,13 +87,26 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.secret_key = home.secret_key()
-    app.extensions["crewboard"] = WebState(
+    web = app.extensions["crewboard"] = WebState(
         config=config,
         home=home,
         passwords=Passwords(config.argon2_time_cost, config.argon2_memory_kib),
         login_limiter=LoginLimiter(config.login_attempts, config.login_window_s),
+        board_watch=BoardWatch(),
+        google_oidc=ProviderCache(),
     )
     register_error_handlers(app)
+
+    @app.before_serving
+    async def _start_services() -> None:
+        # quart-trio's nursery lives exactly as long as the app serves.
+        web.running = await app.nursery.start(serve_services, config, home)  # type: ignore[attr-defined]
+
+    @app.after_serving
+    async def _stop_services() -> None:
+        if web.running is not None:
+            await web.running.stop()
+            web.running = None
 
     @app.before_request
     async def _start() -> None:

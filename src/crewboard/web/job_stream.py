@@ -4,7 +4,7 @@ The run's prompt comes as ``user_message``, each step as a ``chunk``, the end
 as ``final_result`` or ``error`` (a ``blocked`` record is a ``chunk``), then
 ``done {"runId", "outcome"}`` once the supervisor has finished the run. A job
 without a run yet is waited for. The log itself is read by the shared
-:class:`~crewboard.web.sse.LogHub`; what streams ask of the board (the
+:class:`~crewboard.web.loghub.LogHub`; what streams ask of the board (the
 latest run of a job, a run's outcome) is answered by one :class:`BoardWatch`
 query per question and interval, however many streams ask. A client going
 away ends only its own stream, never the job.
@@ -23,9 +23,9 @@ from crewboard.board import db, job_views
 from crewboard.board.models import RunOutcome
 from crewboard.home import Home
 from crewboard.sessionlog import Record, is_terminal, last_record
+from crewboard.web.loghub import LogHub
 from crewboard.web.render import render_markdown
-from crewboard.web.sse import PING, LogHub, Pinger, encode_frame
-from crewboard.web.state import state
+from crewboard.web.sse import PING, Pinger, encode_frame
 
 WAIT_POLL_S = 0.25
 # How long a stream waits on a quiet log before it looks at the run's row (or
@@ -102,14 +102,6 @@ def _latest_run_of(job_id: int) -> tuple[int, str] | str | None:
     if run is not None:
         return run.id, run.outcome
     return None if job_views.job_exists(job_id) else GONE
-
-
-def board_watch() -> BoardWatch:
-    extras = state().extras
-    watch = extras.get("board_watch")
-    if watch is None:
-        watch = extras["board_watch"] = BoardWatch()
-    return watch
 
 
 async def stream_job(

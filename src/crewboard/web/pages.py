@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
 from quart import Blueprint, Response, send_from_directory
 
 from crewboard.web.auth.guards import login_required
@@ -40,8 +41,10 @@ CSP = (
 )
 
 
-def _page(name: str) -> Response:
-    response = Response((PAGES / name).read_text(encoding="utf-8"), content_type="text/html")
+async def _page(name: str) -> Response:
+    # Read on a worker thread: file reads block, and the event loop serves every stream.
+    html = await trio.Path(PAGES / name).read_text(encoding="utf-8")
+    response = Response(html, content_type="text/html")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -49,12 +52,12 @@ def _page(name: str) -> Response:
 
 @bp.get("/")
 async def landing():
-    return _page("landing.html")
+    return await _page("landing.html")
 
 
 @bp.get("/login")
 async def login_page():
-    return _page("login.html")
+    return await _page("login.html")
 
 
 # Pages for signed-in users: the path and the shell it serves. Each shell's
@@ -72,7 +75,7 @@ SIGNED_IN_PAGES = {
 def _signed_in_page(name: str):
     @login_required
     async def view(**_ids: int) -> Response:
-        return _page(name)
+        return await _page(name)
 
     return view
 

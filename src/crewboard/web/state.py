@@ -1,16 +1,45 @@
-"""What the web process holds for its lifetime, reachable from any route."""
+"""What the web process holds for its lifetime, reachable from any route:
+:class:`WebState`, made by ``create_app``, and the :class:`WebServices` it
+starts when the app begins serving."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+import trio
 from quart import current_app
 
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.passwords import Passwords
 from crewboard.web.auth.ratelimit import LoginLimiter
+
+if TYPE_CHECKING:
+    from crewboard.web.api.templates import Catalog
+    from crewboard.web.auth.google import ProviderCache
+    from crewboard.web.board_feed import BoardFeed
+    from crewboard.web.chat import ChatTurns
+    from crewboard.web.job_stream import BoardWatch
+    from crewboard.web.loghub import LogHub
+
+
+@dataclass
+class WebServices:
+    """The services with tasks of their own: each is started with
+    ``nursery.start`` when the app begins serving and stopped when it stops."""
+
+    log_hub: LogHub
+    board_feed: BoardFeed
+    chat_turns: ChatTurns
+    # Cancels every service's tasks.
+    cancel_scope: trio.CancelScope
+
+    async def stop(self) -> None:
+        """Stop every running chat turn (each is recorded as stopped), then
+        every service."""
+        await self.chat_turns.stop_all()
+        self.cancel_scope.cancel()
 
 
 @dataclass
@@ -19,8 +48,22 @@ class WebState:
     home: Home
     passwords: Passwords
     login_limiter: LoginLimiter
-    # Filled by later wiring (chat turns, log hub, caches); keyed by duty.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # What job streams ask of the board, shared by all of them.
+    board_watch: BoardWatch
+    # The Google provider's documents and key sets, and the spent sign-in states.
+    google_oidc: ProviderCache
+    # The workflow templates as last loaded; each request checks them against their files.
+    templates: Catalog | None = None
+    # Agent preset problems already logged, so each is logged once.
+    reported_preset_errors: set[str] = field(default_factory=set)
+    running: WebServices | None = None
+
+    @property
+    def services(self) -> WebServices:
+        """The running services; they exist only while the app is serving."""
+        if self.running is None:
+            raise RuntimeError("the web services run only while the app is serving")
+        return self.running
 
 
 def state() -> WebState:

@@ -21,14 +21,12 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
-_REPORTED = "agents.reported_errors"
-
 
 async def current_presets() -> dict[str, Preset]:
     """Every loadable preset by id: the shipped ones, then ``CREWBOARD_AGENTS``."""
     st = state()
     presets, errors = await trio.to_thread.run_sync(load_presets, st.config.agents)
-    reported: set[str] = st.extras.setdefault(_REPORTED, set())
+    reported = st.reported_preset_errors
     for error in errors:
         text = str(error)
         if text not in reported:

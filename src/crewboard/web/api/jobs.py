@@ -31,7 +31,7 @@ from crewboard.web.auth.guards import (
     login_required,
     require_principal,
 )
-from crewboard.web.job_stream import board_watch, stream_job
+from crewboard.web.job_stream import stream_job
 from crewboard.web.run_files import (
     HTML_CSP,
     MAX_RENDER_BYTES,
@@ -188,12 +188,13 @@ async def job_graph(job_id: int):
 @login_required
 async def job_stream(job_id: int):
     job = await _owned_job(job_id)
+    web = state()
     body = stream_job(
         job.id,
         sse.last_event_id(),
-        home=state().home,
-        hub=sse.log_hub(),
-        watch=board_watch(),
+        home=web.home,
+        hub=web.services.log_hub,
+        watch=web.board_watch,
     )
     return sse.stream_response(body)
 

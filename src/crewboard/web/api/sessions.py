@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from quart import Blueprint, current_app, jsonify
+from quart import Blueprint, jsonify
 
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
@@ -45,24 +45,10 @@ MAX_MESSAGE_LENGTH = 100_000
 REAP_WAIT_S = 10.0
 # A replay following a turn looks this often whether the turn has ended.
 REPLAY_CHECK_S = 1.0
-_TURNS = "chat_turns"
 
 
 def turns() -> ChatTurns:
-    return state().extras[_TURNS]
-
-
-@bp.before_app_serving
-async def _open_turns() -> None:
-    st = state()
-    st.extras[_TURNS] = ChatTurns(st.config, st.home, current_app.nursery)  # type: ignore[attr-defined]
-
-
-@bp.after_app_serving
-async def _stop_turns() -> None:
-    chat_turns = state().extras.get(_TURNS)
-    if chat_turns is not None:
-        await chat_turns.stop_all()
+    return state().services.chat_turns
 
 
 # --- lookups ------------------------------------------------------------------
@@ -216,7 +202,9 @@ def _replay_frame(record: Record) -> bytes:
 
 async def _turn_frames(turn: Turn, session: ChatSession) -> AsyncIterator[bytes]:
     """A live turn: ``chunk`` per step, then ``done`` or ``error``."""
-    batches = sse.log_hub().follow_batches(turn.log_path, turn.after_seq, idle_s=sse.PING_S)
+    batches = state().services.log_hub.follow_batches(
+        turn.log_path, turn.after_seq, idle_s=sse.PING_S
+    )
     async with aclosing(batches):
         async for batch in batches:
             if batch is None:
@@ -254,7 +242,8 @@ async def _replay_frames(path: Path, after: int, turn: Turn | None) -> AsyncIter
         return
     await turn.ready.wait()
     pinger = sse.Pinger()
-    batches = sse.log_hub().follow_batches(path, after, idle_s=REPLAY_CHECK_S, until_terminal=False)
+    hub = state().services.log_hub
+    batches = hub.follow_batches(path, after, idle_s=REPLAY_CHECK_S, until_terminal=False)
     async with aclosing(batches):
         async for batch in batches:
             if batch is None:

@@ -72,9 +72,7 @@ def _load(config: Config, known: Catalog | None) -> Catalog:
 async def current_templates() -> dict[str, Template]:
     """Every template by id, reloaded if a template or preset file changed."""
     web = state()
-    known = web.extras.get("templates")
-    catalog = await trio.to_thread.run_sync(_load, web.config, known)
-    web.extras["templates"] = catalog
+    catalog = web.templates = await trio.to_thread.run_sync(_load, web.config, web.templates)
     return catalog.templates
 
 

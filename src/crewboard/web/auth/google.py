@@ -127,7 +127,7 @@ class ProviderCache:
 
 
 def _cache() -> ProviderCache:
-    return state().extras.setdefault("google_oidc", ProviderCache())
+    return state().google_oidc
 
 
 def _google_config() -> Config:

@@ -1,0 +1,162 @@
+"""The board's change feed: one poller of the events table shared by every
+open ``GET /api/board/events`` stream, so clients stay live without polling
+thousands of jobs.
+
+The poller reads new events every ``poll_s``, joins each with its job as it
+is now, encodes the frame once and publishes it to a bounded
+:class:`~crewboard.web.broadcast.Broadcast`; each stream walks that buffer,
+keeping what its viewer may see (scoped like the job list). A client resuming
+with ``Last-Event-ID`` from before the buffer is served from the board first,
+then joins the buffer: it misses nothing.
+
+The web process runs one feed (:func:`serve_board_feed`) from startup to
+shutdown. It polls in rounds: a round starts with the first follower, takes
+the newest event id as its floor, and ends once no one follows, so an idle
+server does not poll its board.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import trio
+
+from crewboard.board import db, job_views
+from crewboard.board.users import Principal
+from crewboard.web import sse
+from crewboard.web.broadcast import Broadcast
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+POLL_S = 0.25
+# Events the buffer holds for streams that fall behind or resume.
+KEEP = 5000
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    owner_id: int | None
+    frame: bytes
+
+
+def _changes_after(
+    after_id: int, viewer: Principal | None = None, mine: bool = False
+) -> list[Change]:
+    """Events after ``after_id`` as encoded feed frames: all of them for the
+    shared poller, or the ones ``viewer`` may see for a backfill."""
+    if viewer is None:
+        events = job_views.all_events_after(after_id, BATCH)
+    else:
+        events = job_views.events_after(viewer, after_id, BATCH, mine=mine)
+    return [
+        Change(event.id, event.owner_id, sse.encode_frame("event", change, event.id))
+        for event, change in zip(events, job_views.board_changes(events), strict=True)
+    ]
+
+
+@dataclass(eq=False)
+class _Round:
+    """One stretch of polling, from its first follower until none is left."""
+
+    changes: Broadcast[Change]
+    # Set once the round's floor is read (or the round failed: changes closed).
+    ready: trio.Event = field(default_factory=trio.Event)
+
+
+class BoardFeed:
+    """One poller of the events table shared by every open change feed."""
+
+    def __init__(self, poll_s: float = POLL_S, keep: int = KEEP) -> None:
+        self.poll_s = poll_s
+        self.keep = keep
+        self.followers = 0
+        self._round: _Round | None = None
+        self._wanted = trio.Event()  # a follower came while no round ran
+
+    async def follow(
+        self, viewer: Principal, after_id: int | None, mine: bool
+    ) -> AsyncIterator[list[bytes] | None]:
+        """Frames of the events ``viewer`` may see after ``after_id`` (or
+        from now), live; None after :data:`~crewboard.web.sse.PING_S` without any."""
+        self.followers += 1
+        try:
+            current = self._round
+            if current is None:
+                # Made here, with no await since counting ourselves, so the
+                # poller cannot end the round for want of followers first.
+                current = self._round = _Round(Broadcast(keep=self.keep))
+                self._wanted.set()
+            await current.ready.wait()
+            changes = current.changes
+            position = changes.last_id if after_id is None else after_id
+            everyone = viewer.is_admin and not mine
+            while True:
+                if position < changes.floor:
+                    # Behind the buffer: read what was missed from the board.
+                    rows = await db.call(_changes_after, position, viewer, mine)
+                    frames = [row.frame for row in rows if row.id <= changes.floor]
+                    position = rows[-1].id if len(rows) == BATCH else changes.floor
+                    position = min(position, changes.floor)
+                    if frames:
+                        yield frames
+                    continue
+                new: list[Change] = changes.after(position)
+                if new:
+                    position = new[-1].id
+                    frames = [c.frame for c in new if everyone or c.owner_id == viewer.user_id]
+                    if frames:
+                        yield frames
+                    continue
+                if changes.closed:
+                    return
+                with trio.move_on_after(sse.PING_S) as idle:
+                    await changes.wait_after(position)
+                if idle.cancelled_caught:
+                    yield None
+        finally:
+            self.followers -= 1
+
+    async def serve(self, *, task_status: trio.TaskStatus[BoardFeed]) -> None:
+        """Poll a round whenever a follower wants one, until cancelled."""
+        task_status.started(self)
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            current = self._round
+            if current is None:
+                continue
+            try:
+                await self._poll(current)
+            except Exception:
+                log.exception("the board feed poller failed; open feeds are ended")
+            finally:
+                if self._round is current:
+                    self._round = None
+                current.changes.close()
+                current.ready.set()
+
+    async def _poll(self, current: _Round) -> None:
+        changes = current.changes
+        changes.floor = await db.call(job_views.last_event_id)
+        current.ready.set()
+        while True:
+            rows = await db.call(_changes_after, changes.last_id)
+            if rows:
+                changes.publish((row.id, row) for row in rows)
+            if len(rows) < BATCH:
+                await trio.sleep(self.poll_s)
+            if self.followers <= 0:
+                return
+
+
+async def serve_board_feed(
+    *,
+    poll_s: float = POLL_S,
+    task_status: trio.TaskStatus[BoardFeed] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the feed, reported through ``task_status``, until cancelled."""
+    await BoardFeed(poll_s).serve(task_status=task_status)

@@ -1,0 +1,242 @@
+"""The log hub: session logs followed live by any number of streams, with ONE
+reader task per log file however many clients follow it.
+
+The reader polls a :class:`~crewboard.sessionlog.LogCursor` every ``poll_s``
+while the file has followers and publishes what it reads, by ``seq``, to a
+:class:`~crewboard.web.broadcast.Broadcast` shared by all of them. A
+follower is a position in that buffer, not a queue, so a record costs one
+read, one parse and (per frame encoder) one encoding, whatever the audience.
+The web process runs one hub (:func:`serve_log_hub`) from startup to shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crewboard.sessionlog import LogCursor, Record, is_terminal
+from crewboard.web.broadcast import Broadcast
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.025
+# Growth beyond this is read on a worker thread rather than on the event loop.
+INLINE_READ_BYTES = 256 * 1024
+
+
+def _seq(record: Record) -> int:
+    return int(record.get("seq", 0))
+
+
+@dataclass(eq=False)
+class _Tail:
+    """One log file being read, and what has been read of it so far."""
+
+    path: Path
+    cursor: LogCursor
+    records: Broadcast[Record] = field(default_factory=Broadcast)
+    followers: int = 0
+
+
+class Following:
+    """One follower of a log: an async iterator (not a generator, so leaving
+    it early needs no ``aclose`` — though it has one — and never leaves a
+    half-run generator behind). It joins the file's tail on its first step."""
+
+    def __init__(
+        self,
+        hub: LogHub,
+        path: Path,
+        after_seq: int,
+        *,
+        encode: Callable[[Record], Any] | None = None,
+        idle_s: float | None = None,
+        until_terminal: bool = True,
+    ) -> None:
+        self._hub = hub
+        self._path = path
+        self._after_seq = after_seq
+        self._encode = encode
+        self.idle_s = idle_s  # may be changed while following
+        self._until_terminal = until_terminal
+        self._tail: _Tail | None = None
+        self._done = False
+
+    def __aiter__(self) -> Following:
+        return self
+
+    async def __anext__(self) -> list[Any] | None:
+        # Flat down to the buffer's wait: thousands of followers idle at once
+        # between records, and the cyclic GC walks what they hold.
+        if self._done:
+            raise StopAsyncIteration
+        if self._tail is None:
+            self._tail = self._hub._join(self._path)
+        records = self._tail.records
+        while True:
+            new = records.after(self._after_seq)
+            if new:
+                count = len(new)
+                if self._until_terminal:
+                    ends = next((i for i, record in enumerate(new) if is_terminal(record)), None)
+                    if ends is not None:
+                        count = ends + 1
+                        self._leave()
+                batch = (
+                    new if self._encode is None else records.after(self._after_seq, self._encode)
+                )
+                self._after_seq = _seq(new[count - 1])
+                return batch[:count]
+            if records.closed:
+                self._leave()
+                raise StopAsyncIteration
+            if self.idle_s is None:
+                await records.wait_after(self._after_seq)
+            else:
+                with trio.move_on_after(self.idle_s) as idle:
+                    await records.wait_after(self._after_seq)
+                if idle.cancelled_caught:
+                    return None
+
+    def _leave(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._tail is not None:
+                self._tail.followers -= 1
+
+    async def aclose(self) -> None:
+        self._leave()
+
+    def __del__(self) -> None:
+        self._leave()
+
+
+class FollowingRecords:
+    """:class:`Following` one record at a time."""
+
+    def __init__(self, batches: Following) -> None:
+        self._batches = batches
+        self._pending: list[Record] = []
+
+    def __aiter__(self) -> FollowingRecords:
+        return self
+
+    async def __anext__(self) -> Record:
+        while not self._pending:
+            self._pending = list(await self._batches.__anext__() or [])
+        return self._pending.pop(0)
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()
+
+
+class LogHub:
+    """Follows session logs for any number of streams, one reader per file.
+
+    >>> async for record in hub.follow(path, after_seq=12):
+    ...     ...  # every record with seq > 12, ending after a terminal one
+
+    Readers run in ``nursery``, from a file's first follower until its last
+    one leaves.
+    """
+
+    def __init__(self, nursery: trio.Nursery, poll_s: float = POLL_S) -> None:
+        self._nursery = nursery
+        self.poll_s = poll_s
+        self._tails: dict[Path, _Tail] = {}
+
+    @property
+    def files(self) -> int:
+        """How many files have a reader right now."""
+        return len(self._tails)
+
+    def follow(self, path: str | os.PathLike[str], after_seq: int = 0) -> FollowingRecords:
+        """Every record of the log after ``after_seq``, live, up to and
+        including the first terminal record (then the iteration ends)."""
+        return FollowingRecords(Following(self, Path(path), after_seq))
+
+    def follow_batches(
+        self,
+        path: str | os.PathLike[str],
+        after_seq: int = 0,
+        *,
+        encode: Callable[[Record], Any] | None = None,
+        idle_s: float | None = None,
+        until_terminal: bool = True,
+    ) -> Following:
+        """Like :meth:`follow`, in batches of whatever arrived together, each
+        record passed through ``encode`` (memoised per record and encoder:
+        every follower shares the work). With ``idle_s``, yields None after
+        that long without records, so the caller can ping or look around;
+        without ``until_terminal`` it keeps following past terminal records
+        (a chat log's next turn)."""
+        return Following(
+            self,
+            Path(path),
+            after_seq,
+            encode=encode,
+            idle_s=idle_s,
+            until_terminal=until_terminal,
+        )
+
+    def _join(self, path: Path) -> _Tail:
+        tail = self._tails.get(path)
+        if tail is None or tail.records.closed:
+            tail = _Tail(path, LogCursor(path))
+            self._tails[path] = tail
+            # start_soon, not start: registering the tail and counting the
+            # follower happen in one step, so no follower can see a tail
+            # whose reader has already decided to stop.
+            self._nursery.start_soon(self._serve_tail, tail, name=f"log reader {path.name}")
+        tail.followers += 1
+        return tail
+
+    async def _serve_tail(self, tail: _Tail) -> None:
+        ended = False  # the newest record read is a terminal one
+        try:
+            while True:
+                grown = _grown_by(tail)
+                if grown:
+                    if grown > INLINE_READ_BYTES:
+                        records = await trio.to_thread.run_sync(tail.cursor.read_new)
+                    else:
+                        records = tail.cursor.read_new()
+                    if records:
+                        tail.records.publish((_seq(record), record) for record in records)
+                        ended = is_terminal(records[-1])
+                if tail.followers <= 0:
+                    return
+                # After a terminal record more is unlikely (a chat's next turn): look less often.
+                await trio.sleep(self.poll_s * (10 if ended else 1))
+                if tail.followers <= 0:
+                    return
+        except Exception:
+            log.exception("reading %s failed; its followers are ended", tail.path)
+        finally:
+            if self._tails.get(tail.path) is tail:
+                del self._tails[tail.path]
+            tail.records.close()
+
+
+def _grown_by(tail: _Tail) -> int:
+    try:
+        size = os.stat(tail.path).st_size
+    except FileNotFoundError:
+        return 0
+    return size - tail.cursor.offset
+
+
+async def serve_log_hub(
+    *, poll_s: float = POLL_S, task_status: trio.TaskStatus[LogHub] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a hub, reported through ``task_status``, until cancelled; its
+    readers run in a nursery of its own."""
+    async with trio.open_nursery() as readers:
+        task_status.started(LogHub(readers, poll_s))
+        await trio.sleep_forever()
