@@ -1,153 +1,31 @@
-"""The runner's spec: the JSON document a launcher writes as the first line of
-the runner's stdin. Owns parsing and validating it, and the defaults of every
-optional key, so the rest of the runner works with typed values only.
-
-Shape (keys other than runId, agentId, agents, model, prompt and logPath are
-optional)::
-
-    {"runId": "42", "kind": "job" | "chat", "agentId": "triage",
-     "agents": {"triage": {"id", "name", "description", "instructions",
-                           "model", "tools", "handoffs"}, ...},
-     "model": {"spec": "offline:scripted", "provider": "offline",
-               "name": "scripted", "baseUrl": null, "apiKey": null},
-     "messages": [{"role": "user" | "assistant", "content": "..."}],
-     "prompt": "...", "workspace": "/abs/dir", "logPath": "/abs/file.jsonl",
-     "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
-     "limits": {"maxSteps": 25, "toolTimeoutS": 60, "toolOutputBytes": 65536,
-                "httpMaxBytes": 1048576, "httpTimeoutS": 15,
-                "allowShell": false, "httpAllow": []}}
+"""The runner's spec as the runner reads it: the first line of its stdin,
+parsed into :class:`crewboard.runspec.RunnerSpec`, the one type the launcher
+and the chat turns build it with. The shape, the validation and the defaults
+live there; this module is the runner's door to them, and knows where to say
+what is wrong with a spec it cannot run.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
+
+from crewboard.runspec import AgentDef, Limits, ModelDef, RunnerSpec, SpecError
+
+__all__ = [
+    "AgentDef",
+    "Limits",
+    "ModelDef",
+    "RunnerSpec",
+    "SpecError",
+    "find_log_path",
+    "parse_spec",
+]
 
 
-class SpecError(ValueError):
-    """The launcher handed the runner a spec it cannot run (the launcher's fault)."""
-
-
-class _Value:
-    """A small immutable-by-convention record. Plain slotted classes rather than
-    dataclasses: ``dataclasses`` imports ``inspect``, which would add a third
-    to the runner's start-up time."""
-
-    __slots__: tuple[str, ...] = ()
-    _defaults: ClassVar[dict[str, Any]] = {}
-    _hidden: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, **values: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, values.pop(name, self._defaults.get(name)))
-        if values:
-            raise TypeError(f"unexpected fields: {', '.join(values)}")
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in self._hidden
-        )
-        return f"{type(self).__name__}({shown})"
-
-
-class Limits(_Value):
-    __slots__ = (
-        "allow_shell",
-        "http_allow",
-        "http_max_bytes",
-        "http_timeout_s",
-        "max_steps",
-        "tool_output_bytes",
-        "tool_timeout_s",
-    )
-    _defaults: ClassVar[dict[str, Any]] = {
-        "max_steps": 25,
-        "tool_timeout_s": 60.0,
-        "tool_output_bytes": 65536,
-        "http_max_bytes": 1 << 20,
-        "http_timeout_s": 15.0,
-        "allow_shell": False,
-        "http_allow": (),
-    }
-    max_steps: int
-    tool_timeout_s: float
-    tool_output_bytes: int
-    http_max_bytes: int
-    http_timeout_s: float
-    allow_shell: bool
-    http_allow: tuple[str, ...]
-
-
-class AgentDef(_Value):
-    """One preset as the runner sees it."""
-
-    __slots__ = ("description", "handoffs", "id", "instructions", "model", "name", "tools")
-    _defaults: ClassVar[dict[str, Any]] = {"description": "", "tools": (), "handoffs": ()}
-    id: str
-    name: str
-    instructions: str
-    description: str
-    model: str | None
-    tools: tuple[str, ...]
-    handoffs: tuple[str, ...]
-
-
-class ModelDef(_Value):
-    __slots__ = ("api_key", "base_url", "name", "provider", "spec")
-    _hidden = ("api_key",)
-    spec: str
-    provider: str
-    name: str
-    base_url: str | None
-    api_key: str | None
-
-
-class RunSpec(_Value):
-    __slots__ = (
-        "agent_id",
-        "agents",
-        "artifact",
-        "artifact_dir",
-        "kind",
-        "limits",
-        "log_path",
-        "messages",
-        "model",
-        "prompt",
-        "run_id",
-        "workspace",
-    )
-    _defaults: ClassVar[dict[str, Any]] = {"messages": (), "limits": Limits()}
-    run_id: str
-    kind: str
-    agent_id: str
-    agents: dict[str, AgentDef]
-    model: ModelDef
-    prompt: str
-    log_path: Path
-    workspace: Path
-    artifact_dir: Path
-    messages: tuple[dict[str, str], ...]
-    artifact: str | None
-    limits: Limits
-
-
-_LIMIT_KEYS: dict[str, tuple[str, type]] = {
-    "maxSteps": ("max_steps", int),
-    "toolTimeoutS": ("tool_timeout_s", float),
-    "toolOutputBytes": ("tool_output_bytes", int),
-    "httpMaxBytes": ("http_max_bytes", int),
-    "httpTimeoutS": ("http_timeout_s", float),
-    "allowShell": ("allow_shell", bool),
-}
+def parse_spec(raw: Any) -> RunnerSpec:
+    """Validate a decoded spec; a SpecError names the first bad key."""
+    return RunnerSpec.from_json(raw)
 
 
 def find_log_path(raw: Any) -> Path | None:
@@ -158,150 +36,3 @@ def find_log_path(raw: Any) -> Path | None:
         if path.is_absolute():
             return path
     return None
-
-
-def parse_spec(raw: Any) -> RunSpec:
-    """Validate a decoded spec; a SpecError names the first bad key."""
-    if not isinstance(raw, dict):
-        raise SpecError("the spec must be a JSON object")
-    run_id = raw.get("runId")
-    if isinstance(run_id, int) and not isinstance(run_id, bool):
-        run_id = str(run_id)
-    if not isinstance(run_id, str) or not run_id:
-        raise SpecError("runId: must be a non-empty string")
-    log_path = _abs_path(raw, "logPath", None)
-    agents = _agents(raw.get("agents"))
-    agent_id = _text(raw, "agentId")
-    if agent_id not in agents:
-        raise SpecError(f"agentId: {agent_id!r} is not among the spec's agents")
-    for agent in agents.values():
-        for target in agent.handoffs:
-            if target not in agents:
-                raise SpecError(
-                    f"agents.{agent.id}.handoffs: {target!r} is not among the spec's agents"
-                )
-    kind = raw.get("kind", "job")
-    if kind not in ("job", "chat"):
-        raise SpecError("kind: must be 'job' or 'chat'")
-    safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:64]
-    scratch = Path(os.environ.get("TMPDIR") or "/tmp") / f"crewboard-run-{safe_id}"
-    artifact = raw.get("artifact")
-    if artifact is not None and (not isinstance(artifact, str) or not artifact):
-        raise SpecError("artifact: must be a file name or null")
-    return RunSpec(
-        run_id=run_id,
-        kind=kind,
-        agent_id=agent_id,
-        agents=agents,
-        model=_model(raw.get("model")),
-        prompt=_text(raw, "prompt", allow_empty=True),
-        log_path=log_path,
-        workspace=_abs_path(raw, "workspace", scratch / "workspace"),
-        artifact_dir=_abs_path(raw, "artifactDir", scratch / "artifacts"),
-        messages=_messages(raw.get("messages", [])),
-        artifact=artifact,
-        limits=_limits(raw.get("limits", {})),
-    )
-
-
-def _text(
-    raw: dict[str, Any], key: str, default: str | None = None, *, allow_empty: bool = False
-) -> str:
-    value = raw.get(key, default)
-    if not isinstance(value, str) or (not value and not allow_empty):
-        raise SpecError(f"{key}: must be a non-empty string")
-    return value
-
-
-def _abs_path(raw: dict[str, Any], key: str, default: Path | None) -> Path:
-    value = raw.get(key)
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, str) or not os.path.isabs(value):
-        raise SpecError(f"{key}: must be an absolute path")
-    return Path(value)
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"{where}: must be a list of strings")
-    return tuple(value)
-
-
-def _agents(value: Any) -> dict[str, AgentDef]:
-    if not isinstance(value, dict) or not value:
-        raise SpecError("agents: must be an object of presets by id")
-    agents = {}
-    for agent_id, entry in value.items():
-        where = f"agents.{agent_id}"
-        if not isinstance(entry, dict):
-            raise SpecError(f"{where}: must be an object")
-        instructions = entry.get("instructions", "")
-        if not isinstance(instructions, str):
-            raise SpecError(f"{where}.instructions: must be a string")
-        name = entry.get("name") or agent_id
-        if not isinstance(name, str):
-            raise SpecError(f"{where}.name: must be a string")
-        agents[agent_id] = AgentDef(
-            id=agent_id,
-            name=name,
-            instructions=instructions,
-            description=str(entry.get("description") or ""),
-            model=entry.get("model") if isinstance(entry.get("model"), str) else None,
-            tools=_str_list(entry.get("tools"), f"{where}.tools"),
-            handoffs=_str_list(entry.get("handoffs"), f"{where}.handoffs"),
-        )
-    return agents
-
-
-def _model(value: Any) -> ModelDef:
-    if not isinstance(value, dict):
-        raise SpecError("model: must be an object with spec, provider and name")
-    for key in ("spec", "provider", "name"):
-        if not isinstance(value.get(key), str) or not value[key]:
-            raise SpecError(f"model.{key}: must be a non-empty string")
-    for key in ("baseUrl", "apiKey"):
-        if value.get(key) is not None and not isinstance(value[key], str):
-            raise SpecError(f"model.{key}: must be a string or null")
-    return ModelDef(
-        spec=value["spec"],
-        provider=value["provider"],
-        name=value["name"],
-        base_url=value.get("baseUrl"),
-        api_key=value.get("apiKey") or None,
-    )
-
-
-def _messages(value: Any) -> tuple[dict[str, str], ...]:
-    if not isinstance(value, list):
-        raise SpecError("messages: must be a list")
-    messages = []
-    for i, message in enumerate(value):
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in ("user", "assistant")
-            or not isinstance(message.get("content"), str)
-        ):
-            raise SpecError(f"messages[{i}]: must be {{role: user|assistant, content: string}}")
-        messages.append({"role": message["role"], "content": message["content"]})
-    return tuple(messages)
-
-
-def _limits(value: Any) -> Limits:
-    if not isinstance(value, dict):
-        raise SpecError("limits: must be an object")
-    kwargs: dict[str, Any] = {}
-    for key, (attr, type_) in _LIMIT_KEYS.items():
-        if value.get(key) is None:
-            continue
-        item = value[key]
-        if type_ is bool:
-            if not isinstance(item, bool):
-                raise SpecError(f"limits.{key}: must be true or false")
-        elif isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
-            raise SpecError(f"limits.{key}: must be a positive number")
-        kwargs[attr] = type_(item)
-    kwargs["http_allow"] = _str_list(value.get("httpAllow"), "limits.httpAllow")
-    return Limits(**kwargs)

@@ -30,7 +30,7 @@ from crewboard.sessionlog import Record, is_terminal, read_records
 from crewboard.web import sse
 from crewboard.web.api.agents import current_presets
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
-from crewboard.web.chat import ChatTurns, Turn
+from crewboard.web.chat import ChatTurns, Turn, serve_chat_turns
 from crewboard.web.render import render_markdown
 from crewboard.web.state import state
 from crewboard.web.validate import Fields, json_object
@@ -54,14 +54,15 @@ def turns() -> ChatTurns:
 @bp.before_app_serving
 async def _open_turns() -> None:
     st = state()
-    st.extras[_TURNS] = ChatTurns(st.config, st.home, current_app.nursery)  # type: ignore[attr-defined]
+    nursery: trio.Nursery = current_app.nursery  # type: ignore[attr-defined]
+    st.extras[_TURNS] = await nursery.start(serve_chat_turns, st.config, st.home)
 
 
 @bp.after_app_serving
 async def _stop_turns() -> None:
     chat_turns = state().extras.get(_TURNS)
     if chat_turns is not None:
-        await chat_turns.stop_all()
+        await chat_turns.close()
 
 
 # --- lookups ------------------------------------------------------------------
