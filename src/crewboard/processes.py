@@ -132,7 +132,7 @@ async def stop_process(proc: RunnerProcess, grace_s: float = DEFAULT_GRACE_S) ->
         code = await proc.wait()
         # Tools may have left grandchildren in the group; take them down too.
         _signal_group(proc, signal.SIGKILL)
-        return code
+    return code
 
 
 async def spawn_runner(
@@ -178,12 +178,19 @@ async def start_runner(
     Shielded, so a cancellation arriving mid-start cannot lose the process.
     OSError if it cannot be started."""
     with trio.CancelScope(shield=True):
-        if template is not None and template.available:
-            try:
-                return await template.start_runner(spec, stderr_path=stderr_path)
-            except TemplateUnavailable as exc:
-                log.warning("%s; spawning the runner instead", exc)
-        return await spawn_runner(spec, stderr_path=stderr_path)
+        proc = await _fork_or_spawn(spec, template, stderr_path)
+    return proc
+
+
+async def _fork_or_spawn(
+    spec: SpecDocument, template: RunnerTemplate | None, stderr_path: StrPath | None
+) -> RunnerProcess:
+    if template is not None and template.available:
+        try:
+            return await template.start_runner(spec, stderr_path=stderr_path)
+        except TemplateUnavailable as exc:
+            log.warning("%s; spawning the runner instead", exc)
+    return await spawn_runner(spec, stderr_path=stderr_path)
 
 
 async def run_runner(
