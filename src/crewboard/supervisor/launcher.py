@@ -39,7 +39,7 @@ from crewboard.forkserver import ForkServer
 from crewboard.home import Home
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
-from crewboard.runspec import Limits, ModelDef, RunnerSpec, agents_from_json
+from crewboard.runspec import Limits, ModelDef, RunnerSpec, SpecError, agents_from_json
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class Launcher:
                 template=self.forkserver,
                 stderr_path=_stderr_path(claim.log_path),
             )
-        except (CrewboardError, OSError) as exc:
+        except (CrewboardError, SpecError, OSError) as exc:
             # Only before the runner started: the hooks handle their own errors.
             task_status.started()
             await self._finish_unlaunched(claim, exc)
