@@ -1,31 +1,86 @@
-"""Launching, stopping and reaping runner subprocesses. Neutral ground shared by
-the supervisor (job runs) and the web process (chat turns), so both stop a
-runner the same way: SIGTERM to its process group, a grace period, SIGKILL,
-then a reap inside a shielded scope.
+"""Runner processes from start to reap. Neutral ground shared by the
+supervisor (job runs) and the web process (chat turns): both run a runner
+through :func:`run_runner`, so both start, stop and reap it the same way —
+SIGTERM to its process group, a grace period, SIGKILL, then a reap inside a
+shielded scope.
 
-Every runner is ``sys.executable -m crewboard.runner`` in a new session (its own
-process group), with a scrubbed environment. Its JSON spec is the first line of
-its stdin; stdin then stays open, and its EOF tells the runner its parent died.
+A runner is forked from a pre-imported template (:mod:`crewboard.forkserver`)
+when one runs, else spawned as ``sys.executable -m crewboard.runner``; either
+way it is in a new session (its own process group), with a scrubbed
+environment. Its spec (:class:`crewboard.runspec.RunnerSpec`) is the first
+line of its stdin; stdin then stays open, and its EOF tells the runner its
+parent died.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
 
 import trio
+
+from crewboard.runspec import RunnerSpec, spec_line
+
+log = logging.getLogger(__name__)
 
 # Only these survive into a runner's environment: secrets travel in the spec on
 # stdin, never in an environment that /proc/<pid>/environ could show.
 _ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
 
 DEFAULT_GRACE_S = 5.0
+
+# A spec as the launcher and the chat turns build it, or its JSON document as
+# is (a test may hand a runner a spec the runner must refuse).
+SpecDocument: TypeAlias = RunnerSpec | Mapping[str, Any]
+StrPath: TypeAlias = str | os.PathLike[str]
+
+
+class RunnerProcess(Protocol):
+    """A running runner as its owner sees it: a spawned ``trio.Process`` and a
+    forked :class:`crewboard.forkserver.ForkedRunner` alike."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdin(self) -> trio.abc.SendStream | None: ...
+
+    async def wait(self) -> int: ...
+
+
+class TemplateUnavailable(Exception):
+    """The runner template is not running (it failed to start or died);
+    start runners without it."""
+
+
+class RunnerTemplate(Protocol):
+    """Something that forks runners (:class:`crewboard.forkserver.ForkServer`)."""
+
+    @property
+    def available(self) -> bool: ...
+
+    async def start_runner(
+        self, spec: SpecDocument, *, stderr_path: StrPath | None = None
+    ) -> RunnerProcess: ...
+
+
+@dataclass(frozen=True)
+class RunnerExit:
+    """How a runner ended, once reaped."""
+
+    returncode: int
+    # It still ran when its wait ended (its scope or its owner was
+    # cancelled), so it was stopped: SIGTERM, the grace period, SIGKILL.
+    stopped: bool
 
 
 def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -37,6 +92,11 @@ def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def encode_spec(spec: SpecDocument) -> bytes:
+    """The first line of a runner's stdin."""
+    return spec.to_line() if isinstance(spec, RunnerSpec) else spec_line(spec)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -52,14 +112,14 @@ def describe_exit(returncode: int | None) -> str:
     return f"exited with status {returncode}"
 
 
-def _signal_group(proc: trio.Process, sig: int) -> None:
+def _signal_group(proc: RunnerProcess, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass  # already gone (the group leader may have been reaped)
 
 
-async def stop_process(proc: trio.Process, grace_s: float = DEFAULT_GRACE_S) -> int:
+async def stop_process(proc: RunnerProcess, grace_s: float = DEFAULT_GRACE_S) -> int:
     """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it; always
     reaps. Safe to call on a process that already exited. Returns the exit code."""
     with trio.CancelScope(shield=True):
@@ -69,20 +129,21 @@ async def stop_process(proc: trio.Process, grace_s: float = DEFAULT_GRACE_S) -> 
                 await proc.wait()
         if proc.returncode is None:
             _signal_group(proc, signal.SIGKILL)
-        await proc.wait()
+        code = await proc.wait()
         # Tools may have left grandchildren in the group; take them down too.
         _signal_group(proc, signal.SIGKILL)
-        return proc.returncode  # type: ignore[return-value]
+    return code
 
 
-async def start_runner(
-    spec: Mapping[str, Any],
+async def spawn_runner(
+    spec: SpecDocument,
     *,
     env: Mapping[str, str] | None = None,
-    stderr_path: str | os.PathLike[str] | None = None,
+    stderr_path: StrPath | None = None,
 ) -> trio.Process:
-    """Start one runner in its own process group and hand it its spec. The
-    caller owns the process: stop it with :func:`stop_process` (which reaps)."""
+    """Start one runner as a fresh interpreter in its own process group and
+    hand it its spec. The caller owns the process: stop it with
+    :func:`stop_process` (which reaps)."""
     stderr: Any = subprocess.DEVNULL
     if stderr_path is not None:
         stderr = open(stderr_path, "ab")  # noqa: SIM115 - handed to the child, closed below
@@ -100,29 +161,71 @@ async def start_runner(
         if stderr_path is not None:
             stderr.close()
     assert proc.stdin is not None
-    line = json.dumps(spec, separators=(",", ":")) + "\n"
     try:
-        await proc.stdin.send_all(line.encode())
+        await proc.stdin.send_all(encode_spec(spec))
     except trio.BrokenResourceError:
-        pass  # it died at once; the reaper will see why
+        pass  # it died at once; its exit code says why
     return proc
 
 
-@asynccontextmanager
-async def open_runner(
-    spec: Mapping[str, Any],
+async def start_runner(
+    spec: SpecDocument,
     *,
-    grace_s: float = DEFAULT_GRACE_S,
-    env: Mapping[str, str] | None = None,
-    stderr_path: str | os.PathLike[str] | None = None,
-) -> AsyncIterator[trio.Process]:
-    """Run a runner for the duration of the block. Leaving the block (normally,
-    by error or by cancellation) stops it if it still runs and always reaps it."""
-    proc = await start_runner(spec, env=env, stderr_path=stderr_path)
+    template: RunnerTemplate | None = None,
+    stderr_path: StrPath | None = None,
+) -> RunnerProcess:
+    """Start one runner: forked from ``template`` if it runs, else spawned.
+    Shielded, so a cancellation arriving mid-start cannot lose the process.
+    OSError if it cannot be started."""
+    with trio.CancelScope(shield=True):
+        proc = await _fork_or_spawn(spec, template, stderr_path)
+    return proc
+
+
+async def _fork_or_spawn(
+    spec: SpecDocument, template: RunnerTemplate | None, stderr_path: StrPath | None
+) -> RunnerProcess:
+    if template is not None and template.available:
+        try:
+            return await template.start_runner(spec, stderr_path=stderr_path)
+        except TemplateUnavailable as exc:
+            log.warning("%s; spawning the runner instead", exc)
+    return await spawn_runner(spec, stderr_path=stderr_path)
+
+
+async def run_runner(
+    spec: SpecDocument,
+    scope: trio.CancelScope,
+    *,
+    grace_s: float | Callable[[], float],
+    started: Callable[[RunnerProcess], Awaitable[None]],
+    ended: Callable[[RunnerExit], Awaitable[None]],
+    template: RunnerTemplate | None = None,
+    stderr_path: StrPath | None = None,
+) -> None:
+    """One runner from start to reap, as job runs and chat turns both run it.
+
+    Start it (:func:`start_runner`) and hand it to ``started``; wait for it
+    to exit inside ``scope``; then, however the wait ended (the runner
+    exited, ``scope`` was cancelled, or the caller was), stop it if it still
+    runs (``grace_s`` between SIGTERM and SIGKILL, asked at that moment if a
+    callable), reap it, close its stdin, and hand ``ended`` its exit — all
+    shielded, so the owner's terminal record is written even while it is
+    being torn down.
+
+    OSError if it cannot be started; then nothing runs and neither hook is
+    called. The hooks handle their own errors."""
+    proc = await start_runner(spec, template=template, stderr_path=stderr_path)
     try:
-        yield proc
+        await started(proc)
+        with scope:
+            await proc.wait()
     finally:
-        await stop_process(proc, grace_s)
         with trio.CancelScope(shield=True):
+            stopped = proc.returncode is None
+            # Asked only now: a chat turn's grace depends on why it is stopped.
+            grace = (grace_s() if callable(grace_s) else grace_s) if stopped else 0.0
+            code = await stop_process(proc, grace)
             if proc.stdin is not None:
                 await proc.stdin.aclose()
+            await ended(RunnerExit(code, stopped))

@@ -14,6 +14,7 @@ import trio
 
 from crewboard.board import chats
 from crewboard.config import ProviderEndpoint
+from crewboard.forkserver import TEMPLATE_MODULE
 from crewboard.sessionlog import read_records
 from crewboard.web import sse
 from tests.conftest import client_for, make_config, signed_in
@@ -30,6 +31,7 @@ from tests.support.chat import (
 )
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.sse_client import Frame
+from tests.support.supervisor import children_running
 
 
 class _Elements(HTMLParser):
@@ -243,6 +245,20 @@ async def test_reopening_by_name_continues_the_history_on_the_offline_model(as_a
 
 
 # --- running turns: conflicts, kills, stops -----------------------------------
+
+
+async def test_turns_fork_from_the_web_process_template_and_go_on_spawned_without_it(as_alice):
+    session = await create_session(as_alice)
+    (template,) = children_running(os.getpid(), TEMPLATE_MODULE)
+    async with open_turn(as_alice, session["id"], "/sleep 1\nforked") as raw:
+        await next_chunk(raw, "agent_start")
+        assert await wait_for_runner() in children_running(template, TEMPLATE_MODULE)
+        assert (await rest_of(raw))[-1].type == "done"
+    os.kill(template, signal.SIGKILL)
+    async with open_turn(as_alice, session["id"], "/sleep 1\nspawned") as raw:
+        await next_chunk(raw, "agent_start")
+        assert await wait_for_runner() in children_running(os.getpid(), "crewboard.runner")
+        assert (await rest_of(raw))[-1].type == "done"
 
 
 async def test_a_runner_killed_with_sigkill_ends_the_turn_with_an_error(as_alice, home):

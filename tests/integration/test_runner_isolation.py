@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from crewboard.processes import start_runner, stop_process
+from crewboard.processes import spawn_runner, stop_process
 from crewboard.sessionlog import read_records
 from tests.support import need
 from tests.support.runner import offline_spec
@@ -58,7 +58,7 @@ print("FOUND" if found else "CLEAN", found, "denied", denied, "scanned", scanned
 
 
 async def run(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    proc = await start_runner(spec)
+    proc = await spawn_runner(spec)
     try:
         with trio.fail_after(30):
             await proc.wait()

@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from crewboard.processes import runner_env, start_runner, stop_process
+from crewboard.processes import runner_env, spawn_runner, stop_process
 from crewboard.sessionlog import ensure_terminal, is_terminal, read_records
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.runner import offline_spec
@@ -34,7 +34,7 @@ async def run_to_end(
     spec: dict[str, Any], tmp_path: Path, timeout_s: float = 15.0
 ) -> tuple[int, list[dict[str, Any]]]:
     stderr = tmp_path / "stderr.txt"
-    proc = await start_runner(spec, stderr_path=stderr)
+    proc = await spawn_runner(spec, stderr_path=stderr)
     try:
         with trio.fail_after(timeout_s):
             code = await proc.wait()
@@ -120,7 +120,7 @@ async def test_the_step_limit_exits_1(tmp_path: Path) -> None:
 
 async def test_sigterm_cancels_with_a_record_and_exit_143(tmp_path: Path) -> None:
     spec = offline_spec(tmp_path, "/sleep 30\nslow please")
-    proc = await start_runner(spec)
+    proc = await spawn_runner(spec)
     try:
         await wait_for(Path(spec["logPath"]), "agent_start")
         proc.send_signal(signal.SIGTERM)
@@ -137,7 +137,7 @@ async def test_sigterm_cancels_with_a_record_and_exit_143(tmp_path: Path) -> Non
 
 async def test_stdin_eof_means_the_parent_died_and_the_runner_stops_at_once(tmp_path: Path) -> None:
     spec = offline_spec(tmp_path, "/sleep 30\nslow please")
-    proc = await start_runner(spec)
+    proc = await spawn_runner(spec)
     try:
         await wait_for(Path(spec["logPath"]), "agent_start")
         await proc.stdin.aclose()  # type: ignore[union-attr]
@@ -152,7 +152,7 @@ async def test_stdin_eof_means_the_parent_died_and_the_runner_stops_at_once(tmp_
 
 async def test_kill_9_leaves_the_reaper_to_close_the_log(tmp_path: Path) -> None:
     spec = offline_spec(tmp_path, "/sleep 30")
-    proc = await start_runner(spec)
+    proc = await spawn_runner(spec)
     try:
         await wait_for(Path(spec["logPath"]), "agent_start")
         proc.send_signal(signal.SIGKILL)

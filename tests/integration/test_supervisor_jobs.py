@@ -216,7 +216,7 @@ async def test_if_the_runner_template_dies_runs_go_on_spawned(board) -> None:
     config, _ = board(poll_s=5.0)
     first = crews.add_job("/sleep 1\nFirst.")
     async with supervising(config):
-        (template,) = children_running(os.getpid(), "crewboard.supervisor.template")
+        (template,) = children_running(os.getpid(), "crewboard.runner.template")
         forked = await wait_for(lambda: crews.runs(first) and crews.runs(first)[0].pid, what="pid")
         os.kill(template, signal.SIGKILL)
         # The run it forked is still followed to its end…

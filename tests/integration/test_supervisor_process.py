@@ -97,7 +97,7 @@ def test_a_killed_supervisors_runners_exit_and_a_restart_recovers_its_runs(home:
     with supervisor_process(home.root) as first:
         started(first)
         runner = running_pid(job_id)
-        (template,) = children_running(first.popen.pid, "crewboard.supervisor.template")
+        (template,) = children_running(first.popen.pid, "crewboard.runner.template")
         first.popen.kill()
         first.popen.wait(5)
     # Its runner sees EOF on stdin and exits at once; nobody has to kill it.

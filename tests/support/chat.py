@@ -10,14 +10,15 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import trio
 
+from crewboard.forkserver import TEMPLATE_MODULE as TEMPLATE
 from tests.support.sse_client import Frame, RawStream, collect
+from tests.support.supervisor import children_running
 
 TURN_TIMEOUT_S = 30.0
 
@@ -114,22 +115,16 @@ async def rest_of(raw: RawStream, timeout_s: float = TURN_TIMEOUT_S) -> list[Fra
 
 
 def runner_pids() -> list[int]:
-    """The runner processes whose parent is this process (the web app runs
-    in the test's process, so its chat runners are our children)."""
+    """The chat runners of the web app running in this test's process: forked
+    ones are children of its runner template, a child of ours; spawned ones
+    (if the template is down) are our own children."""
     me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"crewboard.runner" in cmdline:
-            found.append(int(entry.name))
-    return found
+    forked = [
+        pid
+        for template in children_running(me, TEMPLATE)
+        for pid in children_running(template, TEMPLATE)
+    ]
+    return forked + children_running(me, "crewboard.runner")
 
 
 async def wait_for_runner(timeout_s: float = 10.0) -> int:

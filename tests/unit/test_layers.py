@@ -22,7 +22,15 @@ FORBIDDEN = {
         "crewboard.processes",
     ),
 }
-NEUTRAL = ("sessionlog.py", "processes.py", "clock.py", "home.py", "errors.py")
+NEUTRAL = (
+    "sessionlog.py",
+    "processes.py",
+    "runspec.py",
+    "forkserver.py",
+    "clock.py",
+    "home.py",
+    "errors.py",
+)
 
 
 def imports_of(path: Path) -> set[str]:

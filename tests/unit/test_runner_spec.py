@@ -1,13 +1,24 @@
-"""The runner's spec: defaults for optional keys, and errors naming the bad key."""
+"""The runner's spec: defaults for optional keys, errors naming the bad key, and
+the round trip from the type the launcher and the chat turns build to the wire."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crewboard.runner.spec import Limits, SpecError, find_log_path, parse_spec
+from crewboard.runner.spec import (
+    AgentDef,
+    Limits,
+    ModelDef,
+    RunnerSpec,
+    SpecError,
+    find_log_path,
+    parse_spec,
+)
+from crewboard.runspec import MAX_STEPS
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
@@ -90,3 +101,63 @@ def test_the_log_path_is_found_in_an_otherwise_broken_spec() -> None:
     assert find_log_path({"logPath": "/x/y.jsonl", "agents": 3}) == Path("/x/y.jsonl")
     assert find_log_path({"logPath": "rel"}) is None
     assert find_log_path([1, 2]) is None
+
+
+def test_a_built_spec_goes_over_the_wire_and_back_unchanged() -> None:
+    spec = RunnerSpec(
+        run_id="chat-3-5",
+        kind="chat",
+        agent_id="assistant",
+        agents={"assistant": AgentDef(id="assistant", name="Assistant", instructions="Help.")},
+        model=ModelDef(spec="openai:x", provider="openai", name="x", api_key="sk-1"),
+        messages=({"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}),
+        prompt="hi",
+        log_path=Path("/tmp/chat.jsonl"),
+        workspace=Path("/tmp/ws"),
+        artifact_dir=Path("/tmp/art"),
+        limits=Limits(allow_shell=True, http_allow=("10.0.0.0/8",), tool_timeout_s=5.0),
+    )
+    document = json.loads(spec.to_line())
+    assert set(document) == {
+        "runId",
+        "kind",
+        "agentId",
+        "agents",
+        "model",
+        "messages",
+        "prompt",
+        "workspace",
+        "logPath",
+        "artifactDir",
+        "artifact",
+        "limits",
+    }
+    assert document["limits"] == {
+        "maxSteps": MAX_STEPS,
+        "allowShell": True,
+        "httpAllow": ["10.0.0.0/8"],
+        "toolTimeoutS": 5.0,
+    }
+    assert document["model"]["apiKey"] == "sk-1"
+    assert parse_spec(document) == spec
+
+
+def test_every_run_and_turn_gets_the_step_limit_unless_told_otherwise() -> None:
+    assert parse_spec(minimal(kind="chat")).limits.max_steps == MAX_STEPS
+    assert Limits().to_json()["maxSteps"] == MAX_STEPS
+
+
+def test_a_spec_is_frozen_and_names_what_it_lacks() -> None:
+    spec = parse_spec(minimal())
+    with pytest.raises(AttributeError):
+        spec.prompt = "something else"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="log_path"):
+        RunnerSpec(
+            run_id="1",
+            agent_id="a",
+            agents={},
+            model=spec.model,
+            prompt="",
+            workspace=Path("/w"),
+            artifact_dir=Path("/a"),
+        )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from crewboard.runner.providers import ProviderError, StreamInterrupted, Transport
 from crewboard.runner.session_log import RunLog, scrub
-from crewboard.runner.spec import AgentDef, RunSpec
+from crewboard.runner.spec import AgentDef, RunnerSpec
 from crewboard.runner.stream import ModelTurn, ToolCall, assemble
 from crewboard.runner.tools.base import ToolContext, ToolError, clip
 
@@ -51,7 +51,9 @@ EXIT_OK, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
 
 
 class AgentLoop:
-    def __init__(self, spec: RunSpec, log: RunLog, transport: Transport, ctx: ToolContext) -> None:
+    def __init__(
+        self, spec: RunnerSpec, log: RunLog, transport: Transport, ctx: ToolContext
+    ) -> None:
         self.spec = spec
         self.log = log
         self.transport = transport

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from crewboard.runner.session_log import RunLog
-from crewboard.runner.spec import RunSpec, SpecError, find_log_path, parse_spec
+from crewboard.runner.spec import RunnerSpec, SpecError, find_log_path, parse_spec
 
 EXIT_ERROR, EXIT_BAD_SPEC, EXIT_BLOCKED, EXIT_SIGTERM, EXIT_SIGINT = 1, 2, 3, 143, 130
 _EXIT_BY_TERMINAL = {"final_result": 0, "blocked": EXIT_BLOCKED, "error": EXIT_ERROR}
@@ -123,7 +123,7 @@ def _bad_spec(message: str, raw: Any) -> NoReturn:
     os._exit(EXIT_BAD_SPEC)
 
 
-def load_spec() -> RunSpec:
+def load_spec() -> RunnerSpec:
     line = read_spec_line()
     if not line.strip():
         _bad_spec("no spec on stdin (expected one line of JSON)", None)

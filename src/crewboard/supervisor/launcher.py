@@ -1,15 +1,16 @@
 """The launcher: one runner process per claimed run, from spawn to reap.
 
-For each run it builds the runner's spec (the agent's presets, the resolved
-model, the composed prompt, the run's workspace, log and artifact folder),
-starts a runner in its own process group — forked from the pre-imported
-template (:mod:`crewboard.supervisor.forkserver`) when it runs, else
-``python -m crewboard.runner`` — records its pid, and awaits the process (so
-a runner killed with ``kill -9`` is seen the moment it dies, not at a poll).
-A run is stopped — SIGTERM to its group, the grace period, SIGKILL — when its
-job's timeout passes (``timed_out``), a user cancels it (``cancelled``) or the
-supervisor drains (``interrupted``). After the reap the log is closed with a
-terminal record if the runner left none, and
+For each run it builds the runner's spec (:class:`crewboard.runspec.RunnerSpec`:
+the agent's presets, the resolved model, the composed prompt, the run's
+workspace, log and artifact folder) and runs it through
+:func:`crewboard.processes.run_runner`: a runner in its own process group,
+forked from the supervisor's pre-imported template
+(:mod:`crewboard.forkserver`) when it runs, its pid recorded, the process
+awaited (so a runner killed with ``kill -9`` is seen the moment it dies, not
+at a poll). A run is stopped — SIGTERM to its group, the grace period,
+SIGKILL — when its job's timeout passes (``timed_out``), a user cancels it
+(``cancelled``) or the supervisor drains (``interrupted``). After the reap the
+log is closed with a terminal record if the runner left none, and
 :func:`crewboard.board.dispatch.finish_run` applies the failure policy.
 """
 
@@ -21,6 +22,7 @@ import math
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +36,14 @@ from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import CrewboardError
+from crewboard.forkserver import ForkServer
 from crewboard.home import Home
-from crewboard.processes import describe_exit, runner_env, start_runner, stop_process
+from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
-from crewboard.supervisor.forkserver import ForkedRunner, ForkServer, TemplateUnavailable
+from crewboard.runspec import Limits, ModelDef, RunnerSpec, SpecError, agents_from_json
 
 log = logging.getLogger(__name__)
 
-MAX_STEPS = 25
 # The runner's exit codes for its own error record, and for a spec it refused.
 _RUNNER_ERROR_EXITS = frozenset({1, 2})
 
@@ -92,12 +94,13 @@ def classify(
 
 class PresetCache:
     """The agent presets, re-read only when a preset file changes (a stat of
-    each file per run instead of parsing YAML per run)."""
+    each file per run instead of parsing YAML per run), on a worker thread."""
 
     def __init__(self, dirs: tuple[Path, ...]) -> None:
         self.folders = (shipped_agents_dir(), *dirs)
         self._signature: tuple[Any, ...] | None = None
         self._presets: dict[str, Preset] = {}
+        self._lock = trio.Lock()
 
     def _stat(self) -> tuple[Any, ...]:
         seen: list[Any] = []
@@ -112,7 +115,7 @@ class PresetCache:
                 seen.append((str(folder), None, None))
         return tuple(sorted(seen, key=repr))
 
-    def get(self) -> dict[str, Preset]:
+    def _load(self) -> dict[str, Preset]:
         signature = self._stat()
         if signature != self._signature:
             presets, errors = load_presets(self.folders[1:])
@@ -121,32 +124,32 @@ class PresetCache:
             self._presets, self._signature = presets, signature
         return self._presets
 
+    async def get(self) -> dict[str, Preset]:
+        """The presets as the files are now (stat and YAML off the event loop)."""
+        async with self._lock:
+            return await trio.to_thread.run_sync(self._load)
 
-def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> dict:
+
+def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
     """The runner's spec for a claimed run. CrewboardError (the operator's or
     the template's to fix) if the agent or its model cannot be used."""
     if claim.agent not in presets:
         raise CrewboardError(f"no agent preset {claim.agent!r} is loaded")
     preset = presets[claim.agent]
     model = resolve_model(preset.model or DEFAULT_MODEL, config)
-    return {
-        "runId": str(claim.run_id),
-        "kind": "job",
-        "agentId": claim.agent,
-        "agents": run_agents(presets, claim.agent),
-        "model": model,
-        "messages": [],
-        "prompt": claim.prompt,
-        "workspace": str(home.workspace(claim.run_id)),
-        "logPath": str(claim.log_path),
-        "artifactDir": str(home.artifact_dir(claim.run_id)),
-        "artifact": claim.artifact,
-        "limits": {
-            "maxSteps": MAX_STEPS,
-            "allowShell": config.allow_shell,
-            "httpAllow": list(config.http_allow),
-        },
-    }
+    return RunnerSpec(
+        run_id=str(claim.run_id),
+        kind="job",
+        agent_id=claim.agent,
+        agents=agents_from_json(run_agents(presets, claim.agent)),
+        model=ModelDef.from_json(model),
+        prompt=claim.prompt,
+        workspace=home.workspace(claim.run_id),
+        log_path=claim.log_path,
+        artifact_dir=home.artifact_dir(claim.run_id),
+        artifact=claim.artifact,
+        limits=Limits(allow_shell=config.allow_shell, http_allow=tuple(config.http_allow)),
+    )
 
 
 def _stderr_path(log_path: Path) -> Path:
@@ -154,10 +157,10 @@ def _stderr_path(log_path: Path) -> Path:
     return log_path.with_suffix(".stderr")
 
 
-def _prepare(claim: Claim, spec: dict) -> None:
-    for key in ("workspace", "artifactDir"):
-        os.makedirs(spec[key], mode=0o700, exist_ok=True)
-    claim.log_path.parent.mkdir(parents=True, exist_ok=True)
+def _prepare(spec: RunnerSpec) -> None:
+    for folder in (spec.workspace, spec.artifact_dir):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
@@ -269,57 +272,44 @@ class Launcher:
                 self._idle.set()
             self._on_finished()
 
-    async def _start(self, spec: dict, stderr_path: Path) -> trio.Process | ForkedRunner:
-        """Fork the runner from the template if it runs, else spawn it."""
-        if self.forkserver is not None and self.forkserver.available:
-            try:
-                return await self.forkserver.start_runner(spec, stderr_path=stderr_path)
-            except TemplateUnavailable as exc:
-                log.warning("%s; spawning the runner instead", exc)
-        return await start_runner(spec, env=runner_env(), stderr_path=stderr_path)
-
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
         try:
-            spec = build_spec(claim, self.config, self.home, self.presets.get())
-            await trio.to_thread.run_sync(_prepare, claim, spec)
-            proc = await self._start(spec, _stderr_path(claim.log_path))
-        except (CrewboardError, OSError) as exc:
+            spec = build_spec(claim, self.config, self.home, await self.presets.get())
+            await trio.to_thread.run_sync(_prepare, spec)
+            await run_runner(
+                spec,
+                active.scope,
+                grace_s=self.config.grace_s,
+                started=partial(self._started, active, task_status),
+                ended=partial(self._finish, active),
+                template=self.forkserver,
+                stderr_path=_stderr_path(claim.log_path),
+            )
+        except (CrewboardError, SpecError, OSError) as exc:
+            # Only before the runner started: the hooks handle their own errors.
             task_status.started()
             await self._finish_unlaunched(claim, exc)
-            return
+
+    async def _started(
+        self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
+    ) -> None:
         active.pid = proc.pid
         task_status.started()
         try:
-            try:
-                await db.call(set_run_pid, claim.run_id, proc.pid, now=utcnow())
-            except Exception:
-                # Only the pid and its event are lost; the run goes on.
-                log.exception("could not record the pid of run %s", claim.run_id)
-            with active.scope:
-                await proc.wait()
-        finally:
-            with trio.CancelScope(shield=True):
-                stopped_as = active.stopped_as
-                if proc.returncode is None:
-                    # The timeout passed, someone stopped it, or the supervisor
-                    # itself is being torn down: stop it either way.
-                    if stopped_as is None:
-                        stopped_as = (
-                            RunOutcome.TIMED_OUT
-                            if active.scope.cancelled_caught
-                            else RunOutcome.INTERRUPTED
-                        )
-                    await stop_process(proc, self.config.grace_s)
-                if proc.stdin is not None:
-                    await proc.stdin.aclose()
-                await self._finish(active, proc.returncode, stopped_as)
+            await db.call(set_run_pid, active.claim.run_id, proc.pid, now=utcnow())
+        except Exception:
+            # Only the pid and its event are lost; the run goes on.
+            log.exception("could not record the pid of run %s", active.claim.run_id)
 
-    async def _finish(
-        self, active: ActiveRun, returncode: int | None, stopped_as: RunOutcome | None
-    ) -> None:
+    async def _finish(self, active: ActiveRun, runner_exit: RunnerExit) -> None:
         claim = active.claim
-        code = returncode if returncode is not None else -9
+        code = runner_exit.returncode
+        stopped_as = active.stopped_as
+        if runner_exit.stopped and stopped_as is None:
+            # The timeout passed, or the supervisor itself is being torn down.
+            cancelled_caught = active.scope.cancelled_caught
+            stopped_as = RunOutcome.TIMED_OUT if cancelled_caught else RunOutcome.INTERRUPTED
         try:
             last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
             ending = classify(last, code, stopped_as, claim.timeout_s)

@@ -20,8 +20,8 @@ from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home
 from crewboard.clock import utcnow
 from crewboard.config import Config
+from crewboard.forkserver import ForkServer
 from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
-from crewboard.supervisor.forkserver import ForkServer
 from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
 from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper

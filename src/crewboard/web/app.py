@@ -21,7 +21,7 @@ from crewboard.web.auth.google import ProviderCache
 from crewboard.web.auth.guards import authenticate
 from crewboard.web.auth.ratelimit import LoginLimiter
 from crewboard.web.board_feed import serve_board_feed
-from crewboard.web.chat import ChatTurns
+from crewboard.web.chat import serve_chat_turns
 from crewboard.web.errors import register_error_handlers
 from crewboard.web.job_stream import BoardWatch
 from crewboard.web.loghub import serve_log_hub
@@ -48,16 +48,6 @@ def _body_still_arriving() -> bool:
         return False
     complete = getattr(request.body, "_complete", None)
     return complete is None or not complete.is_set()
-
-
-async def serve_chat_turns(
-    config: Config, home: Home, *, task_status: trio.TaskStatus[ChatTurns]
-) -> None:
-    """Run chat turns, reported through ``task_status``, until cancelled;
-    cancelling stops every running turn (its task reaps the runner)."""
-    async with trio.open_nursery() as nursery:
-        task_status.started(ChatTurns(config, home, nursery))
-        await trio.sleep_forever()
 
 
 async def serve_services(

@@ -2,15 +2,18 @@
 subprocess of its own, and owns those runners from start to reap.
 
 A turn is one user message and the agent's answer to it. :class:`ChatTurns`
-starts the turn's runner (kind ``chat``) with the session's earlier turns as
-context, in the app's nursery, so the turn carries on when the client that
-asked for it goes away. After reaping the runner it makes sure the turn ends
-with a terminal record in the session's log, whatever killed the runner, so
-every follower of the log ends too. One turn at a time per session; a
-session being deleted takes no new turn. On shutdown every running turn is
-stopped (SIGTERM, grace, SIGKILL) and recorded as stopped.
+runs the turn's runner (kind ``chat``, with the session's earlier turns as
+context) through :func:`crewboard.processes.run_runner`, as the supervisor
+runs a job's, forked from the web process's own runner template
+(:mod:`crewboard.forkserver`) when it runs. Turns live in the nursery of
+:func:`serve_chat_turns`, so a turn carries on when the client that asked
+for it goes away. After reaping the runner it makes sure the turn ends with
+a terminal record in the session's log, whatever killed the runner, so every
+follower of the log ends too. One turn at a time per session; a session
+being deleted takes no new turn. On shutdown every running turn is stopped
+(SIGTERM, grace, SIGKILL) and recorded as stopped, then the template.
 
-Streams read a turn's records through :mod:`crewboard.web.sse`'s log hub;
+Streams read a turn's records through :mod:`crewboard.web.loghub`;
 a turn's ``after_seq`` and ``finished`` tell them where it starts and when
 it is over.
 """
@@ -22,8 +25,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -33,9 +36,11 @@ from crewboard.board.models import ChatSession
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import Conflict, ValidationFailed
+from crewboard.forkserver import ForkServer
 from crewboard.home import Home
-from crewboard.processes import describe_exit, start_runner, stop_process
+from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import resolve_model
+from crewboard.runspec import Limits, ModelDef, RunnerSpec, agents_from_json
 from crewboard.sessionlog import (
     LogWriter,
     Record,
@@ -108,19 +113,57 @@ class Turn:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ready: trio.Event = field(default_factory=trio.Event)
     finished: trio.Event = field(default_factory=trio.Event)
-    proc: trio.Process | None = None
+    proc: RunnerProcess | None = None
     stop_reason: str | None = None
 
 
-class ChatTurns:
-    """The chat turns of one web process."""
+async def serve_chat_turns(
+    config: Config,
+    home: Home,
+    *,
+    task_status: trio.TaskStatus[ChatTurns] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Own the web process's chat turns: start a runner template, hand a ready
+    :class:`ChatTurns` to ``task_status.started()``, and run its turns until
+    cancelled or :meth:`ChatTurns.close` is called. On the way out every
+    running turn is stopped and recorded as stopped, then the template."""
+    template = ForkServer()
+    turns: ChatTurns | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(template.serve)
+            turns = ChatTurns(config, home, nursery, template)
+            try:
+                task_status.started(turns)
+                await turns._closing.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await turns.stop_all()
+                nursery.cancel_scope.cancel()  # the template, now that no turn needs it
+    finally:
+        if turns is not None:
+            turns._closed.set()
 
-    def __init__(self, config: Config, home: Home, nursery: trio.Nursery) -> None:
+
+class ChatTurns:
+    """The chat turns of one web process. Made by :func:`serve_chat_turns`;
+    one built directly, without a template, spawns each turn's runner."""
+
+    def __init__(
+        self,
+        config: Config,
+        home: Home,
+        nursery: trio.Nursery,
+        template: ForkServer | None = None,
+    ) -> None:
         self.config = config
         self.home = home
         self._nursery = nursery
+        self._template = template
         self._turns: dict[int, Turn] = {}
         self._deleting: set[int] = set()
+        self._closing = trio.Event()
+        self._closed = trio.Event()
 
     def running(self, session_id: int) -> Turn | None:
         return self._turns.get(session_id)
@@ -133,6 +176,8 @@ class ChatTurns:
         runner runs. Conflict if a turn is running or the session is being
         deleted; ValidationFailed if its agent or model cannot be used now."""
         session_id = session.id
+        if self._closing.is_set():
+            raise Conflict("the web server is shutting down")
         if session_id in self._deleting:
             raise Conflict("the session is being deleted")
         if session_id in self._turns:
@@ -157,9 +202,7 @@ class ChatTurns:
             raise
         return turn
 
-    def _prepare(
-        self, session: ChatSession, turn: Turn, presets: dict[str, Preset]
-    ) -> dict[str, Any]:
+    def _prepare(self, session: ChatSession, turn: Turn, presets: dict[str, Preset]) -> RunnerSpec:
         """The runner's spec (on a worker thread: it reads the log)."""
         if session.agent not in presets:
             raise ValidationFailed(
@@ -172,60 +215,71 @@ class ChatTurns:
         records = read_records(turn.log_path)
         turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
         ident = self.home.chat_workspace_id(session.id)
-        return {
-            "runId": f"{ident}-{turn.after_seq + 1}",
-            "kind": "chat",
-            "agentId": session.agent,
-            "agents": run_agents(presets, session.agent),
-            "model": model,
-            "messages": history_messages(records),
-            "prompt": turn.prompt,
-            "logPath": str(turn.log_path),
-            "workspace": str(self.home.workspace(ident)),
-            "artifactDir": str(self.home.artifact_dir(ident)),
-            "limits": {
-                "allowShell": self.config.allow_shell,
-                "httpAllow": list(self.config.http_allow),
-            },
-        }
+        return RunnerSpec(
+            run_id=f"{ident}-{turn.after_seq + 1}",
+            kind="chat",
+            agent_id=session.agent,
+            agents=agents_from_json(run_agents(presets, session.agent)),
+            model=ModelDef.from_json(model),
+            messages=tuple(history_messages(records)),
+            prompt=turn.prompt,
+            log_path=turn.log_path,
+            workspace=self.home.workspace(ident),
+            artifact_dir=self.home.artifact_dir(ident),
+            limits=Limits(
+                allow_shell=self.config.allow_shell, http_allow=tuple(self.config.http_allow)
+            ),
+        )
 
     async def _run(
-        self, turn: Turn, spec: dict[str, Any], *, task_status: trio.TaskStatus[None]
+        self, turn: Turn, spec: RunnerSpec, *, task_status: trio.TaskStatus[None]
     ) -> None:
-        """The turn's task in the app's nursery: start the runner, wait for it,
-        and always reap it and close its turn in the log."""
+        """The turn's task: run its runner, and always close its turn in the
+        log, even when the runner could not be started."""
         stderr_path = self.home.run_dir / f"{self.home.chat_workspace_id(turn.session_id)}.stderr"
-        started = False
-        code: int | None = None
-        try:
-            with turn.scope:
-                # Shielded: a stop arriving mid-launch must not lose the process.
-                with trio.CancelScope(shield=True):
-                    turn.proc = await start_runner(spec, stderr_path=stderr_path)
-                task_status.started()
-                started = True
-                await turn.proc.wait()
-        finally:
-            with trio.CancelScope(shield=True):
-                if turn.proc is not None:
-                    code = await stop_process(turn.proc, self._grace_s(turn))
-                    if turn.proc.stdin is not None:
-                        await turn.proc.stdin.aclose()
-                message = self._end_message(turn, code)
-                await trio.to_thread.run_sync(
-                    end_turn, turn.log_path, turn.after_seq, turn.prompt, message
-                )
-                await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
-                try:
-                    await db.call(chats.touch, turn.session_id, now=utcnow())
-                except Exception:
-                    log.exception("chat session %s: cannot mark it used", turn.session_id)
-                self._turns.pop(turn.session_id, None)
-                turn.finished.set()
-        if not started:
+
+        async def started(proc: RunnerProcess) -> None:
+            turn.proc = proc
             task_status.started()
 
-    def _grace_s(self, turn: Turn) -> float:
+        try:
+            await run_runner(
+                spec,
+                turn.scope,
+                grace_s=partial(self._stop_grace_s, turn),
+                started=started,
+                ended=partial(self._end, turn, stderr_path),
+                template=self._template,
+                stderr_path=stderr_path,
+            )
+        except BaseException:
+            if turn.proc is None:  # it never started; the turn still ends in the log
+                with trio.CancelScope(shield=True):
+                    await self._end(turn, stderr_path, None)
+            raise
+
+    async def _end(self, turn: Turn, stderr_path: Path, runner_exit: RunnerExit | None) -> None:
+        """After the reap (``None``: the runner never started): end the turn
+        in the log, report what a failed runner printed, free the session."""
+        code = runner_exit.returncode if runner_exit is not None else None
+        message = self._end_message(turn, code)
+        try:
+            await trio.to_thread.run_sync(
+                end_turn, turn.log_path, turn.after_seq, turn.prompt, message
+            )
+            await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
+            await db.call(chats.touch, turn.session_id, now=utcnow())
+        except Exception:
+            log.exception("chat session %s: cannot close the turn", turn.session_id)
+        finally:
+            self._turns.pop(turn.session_id, None)
+            turn.finished.set()
+
+    def _stop_grace_s(self, turn: Turn) -> float:
+        """The grace of a turn's runner, asked as it is stopped. A turn stopped
+        without a reason of its own is being stopped with the web process."""
+        if turn.stop_reason is None:
+            turn.stop_reason = SHUTDOWN
         if turn.stop_reason == SHUTDOWN:
             return min(self.config.grace_s, SHUTDOWN_GRACE_S)
         return self.config.grace_s
@@ -255,6 +309,15 @@ class ChatTurns:
         async with trio.open_nursery() as nursery:
             for session_id in list(self._turns):
                 nursery.start_soon(self.stop, session_id, SHUTDOWN)
+
+    async def close(self) -> None:
+        """Stop every running turn and the runner template, and wait until
+        :func:`serve_chat_turns` is done (the web process is shutting down)."""
+        self._closing.set()
+        if self._template is None:
+            await self.stop_all()
+        else:
+            await self._closed.wait()
 
     @contextmanager
     def deleting(self, session_id: int) -> Iterator[None]:

@@ -36,9 +36,9 @@ class WebServices:
     cancel_scope: trio.CancelScope
 
     async def stop(self) -> None:
-        """Stop every running chat turn (each is recorded as stopped), then
-        every service."""
-        await self.chat_turns.stop_all()
+        """Stop every running chat turn (each is recorded as stopped) and
+        their template, then every service."""
+        await self.chat_turns.close()
         self.cancel_scope.cancel()
 
 

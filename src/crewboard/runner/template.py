@@ -1,27 +1,27 @@
 """The runner template: a process that has already imported the runner and
-forks a fresh runner for each run, so a run starts in a few milliseconds of
-``fork`` instead of a new interpreter's start-up. A forked child is still its
-own process in its own process group, as README's "How it runs" promises of
-every run.
+forks a fresh runner for each run or chat turn, so a runner starts in a few
+milliseconds of ``fork`` instead of a new interpreter's start-up (a forked
+child of a pre-imported template counts as its own process).
 
-``python -m crewboard.supervisor.template FD`` is started by the supervisor's
-:class:`~crewboard.supervisor.forkserver.ForkServer` with a scrubbed
-environment, a SOCK_SEQPACKET socket on file descriptor FD, and a pipe on stdin whose EOF
-means the supervisor died (the template then exits). It never sees a run's
-spec: each request carries only the run's stdin (the read end of a pipe the
-supervisor writes the spec into) and stderr, as passed file descriptors.
+``python -m crewboard.runner.template FD`` is started by its owner's
+:class:`~crewboard.forkserver.ForkServer` (the supervisor's, or the web
+process's) with a scrubbed environment, a SOCK_SEQPACKET socket on file
+descriptor FD, and a pipe on stdin whose EOF means the owner died (the
+template then exits). It never sees a spec: each request carries only the
+runner's stdin (the read end of a pipe the owner writes the spec into) and
+stderr, as passed file descriptors.
 
 Protocol, one JSON object per packet:
 
-- template → supervisor: ``{"ready": true}`` once imported;
-- supervisor → template: ``{"id": N}`` with two fds (stdin, stderr);
-- template → supervisor: ``{"id": N, "pid": P}`` once forked, or
+- template → owner: ``{"ready": true}`` once imported;
+- owner → template: ``{"id": N}`` with two fds (stdin, stderr);
+- template → owner: ``{"id": N, "pid": P}`` once forked, or
   ``{"id": N, "error": "..."}``;
-- template → supervisor: ``{"exited": P, "status": S}`` when child P ends
+- template → owner: ``{"exited": P, "status": S}`` when child P ends
   (``S`` as ``subprocess`` reports it: the exit code, or minus the signal).
 
-This module imports nothing from the supervisor, the board or trio: the
-template, and every runner forked from it, carries only the runner's code.
+This module imports nothing from the supervisor, the web, the board or trio:
+the template, and every runner forked from it, carries only the runner's code.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _run_child(stdin_fd: int, stderr_fd: int, started_fd: int) -> NoReturn:
     """In the forked child: become a runner in a session of its own."""
     try:
         os.setsid()
-        # Only now may the supervisor learn our pid: it signals our process
+        # Only now may the owner learn our pid: it signals our process
         # group, which must be ours by then.
         os.close(started_fd)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -131,13 +131,13 @@ def _reap(sock: socket.socket) -> None:
 
 
 def serve(sock: socket.socket) -> None:
-    """Fork runners on request until the supervisor goes away."""
+    """Fork runners on request until the owner goes away."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    # Stopping is the supervisor's business (it closes our stdin): a Ctrl-C
-    # or a SIGTERM meant for the supervisor must not take the template first.
+    # Stopping is the owner's business (it closes our stdin): a Ctrl-C
+    # or a SIGTERM meant for the owner must not take the template first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     selector = selectors.DefaultSelector()
@@ -170,7 +170,7 @@ def main() -> None:
     try:
         serve(sock)
     except (BrokenPipeError, ConnectionError):
-        pass  # the supervisor went away
+        pass  # the owner went away
 
 
 if __name__ == "__main__":

@@ -1,20 +1,23 @@
 """Starting runners by forking a pre-imported template process
-(:mod:`crewboard.supervisor.template`) instead of starting a new interpreter
-for each run: a few milliseconds instead of tens, which is most of what a
-short job costs.
+(:mod:`crewboard.runner.template`) instead of starting a new interpreter for
+each one: a few milliseconds instead of tens, which is most of what a short
+job or chat turn costs. Neutral ground: the supervisor and the web process
+each own a :class:`ForkServer` of their own, and hand it to
+:func:`crewboard.processes.run_runner`.
 
 A forked runner keeps every property of a spawned one: its own process and
 session (so its own process group), the scrubbed environment, its spec as the
-first line of a stdin pipe that only the supervisor writes to (EOF when the
-supervisor dies, and the runner stops at once), and its stderr in a file.
-:class:`ForkedRunner` quacks like the ``trio.Process`` that
-:func:`crewboard.processes.start_runner` returns, so
+first line of a stdin pipe that only its owner writes to (EOF when the owner
+dies, and the runner stops at once), and its stderr in a file.
+:class:`ForkedRunner` is a :class:`crewboard.processes.RunnerProcess` like the
+``trio.Process`` of a spawned runner, so
 :func:`crewboard.processes.stop_process` stops it the same way (SIGTERM to the
 group, grace, SIGKILL). The template reaps each runner and reports its exit
 status at once, so a runner killed with ``kill -9`` is seen immediately.
 
 If the template cannot start or dies, :meth:`ForkServer.start_runner` raises
-:class:`TemplateUnavailable` and the launcher spawns runners the plain way.
+:class:`crewboard.processes.TemplateUnavailable` and runners are spawned the
+plain way.
 """
 
 from __future__ import annotations
@@ -25,21 +28,17 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import trio
 
-from crewboard.processes import runner_env
+from crewboard.processes import SpecDocument, StrPath, TemplateUnavailable, encode_spec, runner_env
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
-
-
-class TemplateUnavailable(Exception):
-    """The template process is not running (it failed to start or died);
-    start runners without it."""
+# The template's module: ``python -m`` it with the socket's file descriptor.
+TEMPLATE_MODULE = "crewboard.runner.template"
 
 
 class ForkedRunner:
@@ -64,12 +63,10 @@ class ForkedRunner:
 
 
 class ForkServer:
-    """The supervisor's side of the runner template: starts it
-    (:meth:`serve`), asks it for runners (:meth:`start_runner`) and relays
-    their exits."""
+    """The owner's side of the runner template: starts it (:meth:`serve`),
+    asks it for runners (:meth:`start_runner`) and relays their exits."""
 
     def __init__(self) -> None:
-        self._proc: trio.Process | None = None
         self._sock: trio.socket.SocketType | None = None
         self._next_id = 0
         self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
@@ -90,7 +87,7 @@ class ForkServer:
         try:
             try:
                 proc = await trio.lowlevel.open_process(
-                    [sys.executable, "-m", "crewboard.supervisor.template", str(theirs.fileno())],
+                    [sys.executable, "-m", TEMPLATE_MODULE, str(theirs.fileno())],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL,
                     start_new_session=True,
@@ -113,7 +110,7 @@ class ForkServer:
                 log.warning("the runner template did not start; spawning runners")
                 task_status.started()
                 return
-            self._proc, self._sock = proc, sock
+            self._sock = sock
             task_status.started()
             await self._relay(sock)
             log.warning("the runner template exited (%s); spawning runners", proc.returncode)
@@ -166,9 +163,9 @@ class ForkServer:
 
     async def start_runner(
         self,
-        spec: Mapping[str, Any],
+        spec: SpecDocument,
         *,
-        stderr_path: str | os.PathLike[str] | None = None,
+        stderr_path: StrPath | None = None,
     ) -> ForkedRunner:
         """Fork a runner and hand it its spec. TemplateUnavailable if the
         template is not running."""
@@ -198,11 +195,17 @@ class ForkServer:
             os.close(stdin_r)
             os.close(stderr_fd)
         try:
-            with receive:
+            # Bounded: runners are started in a shielded scope, and a template
+            # that stopped answering must not hold its owner's shutdown.
+            with receive, trio.fail_after(START_TIMEOUT_S):
                 reply = await receive.receive()
         except trio.EndOfChannel:
             os.close(stdin_w)
             raise TemplateUnavailable("the runner template went away") from None
+        except trio.TooSlowError:
+            self._pending.pop(request_id, None)
+            os.close(stdin_w)
+            raise TemplateUnavailable("the runner template did not answer") from None
         except BaseException:
             # Cancelled while the template forks: EOF makes that runner exit.
             os.close(stdin_w)
@@ -217,9 +220,8 @@ class ForkServer:
         else:
             self._runners[runner.pid] = runner
         assert runner.stdin is not None
-        line = json.dumps(spec, separators=(",", ":")) + "\n"
         try:
-            await runner.stdin.send_all(line.encode())
+            await runner.stdin.send_all(encode_spec(spec))
         except trio.BrokenResourceError:
             pass  # it died at once; its exit report says why
         return runner

@@ -1,0 +1,463 @@
+"""The runner spec: what one runner is asked to do, as :class:`RunnerSpec`.
+Neutral ground: the launcher (a job's run) and the chat turns (a chat's turn)
+build one, :mod:`crewboard.processes` writes it as the first line of the
+runner's stdin (:meth:`RunnerSpec.to_line`), and the runner reads it back
+through :meth:`RunnerSpec.from_json`, which owns the validation and the
+defaults of every optional key. It imports no layer, so the runner, the
+supervisor and the web process all share it.
+
+Wire shape (keys other than runId, agentId, agents, model, prompt and logPath
+are optional)::
+
+    {"runId": "42", "kind": "job" | "chat", "agentId": "triage",
+     "agents": {"triage": {"id", "name", "description", "instructions",
+                           "model", "tools", "handoffs", "maxTokens"}, ...},
+     "model": {"spec": "offline:scripted", "provider": "offline",
+               "name": "scripted", "baseUrl": null, "apiKey": null,
+               "maxTokens": null, "maxConcurrency": null, "stateDir": null,
+               "textToolCalls": false},
+     "messages": [{"role": "user" | "assistant", "content": "..."}],
+     "prompt": "...", "workspace": "/abs/dir", "logPath": "/abs/file.jsonl",
+     "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
+     "limits": {"maxSteps": 25, "toolTimeoutS": 60, "toolOutputBytes": 65536,
+                "httpMaxBytes": 1048576, "httpTimeoutS": 15,
+                "allowShell": false, "httpAllow": []}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+# The most model calls one run or one chat turn may make before it ends with
+# an error; a loop between agents or tools stops here.
+MAX_STEPS = 25
+
+
+class SpecError(ValueError):
+    """The launcher handed the runner a spec it cannot run (the launcher's fault)."""
+
+
+class _Value:
+    """A small frozen record with keyword construction, equality and a repr
+    that leaves secrets out. Plain slotted classes rather than dataclasses:
+    ``dataclasses`` imports ``inspect``, which would add a third to the
+    runner's start-up time, and the runner reads its spec before anything else."""
+
+    __slots__: tuple[str, ...] = ()
+    # Fields left out of the constructor take these; any other field is required.
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _hidden: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        missing = [n for n in self.__slots__ if n not in values and n not in self._defaults]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
+        for name in self.__slots__:
+            object.__setattr__(self, name, values.pop(name, self._defaults.get(name)))
+        if values:
+            raise TypeError(f"unexpected fields: {', '.join(values)}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in self._hidden
+        )
+        return f"{type(self).__name__}({shown})"
+
+
+class Limits(_Value):
+    """What a run may spend: model calls, tool time and output, HTTP, shell."""
+
+    __slots__ = (
+        "allow_shell",
+        "http_allow",
+        "http_max_bytes",
+        "http_timeout_s",
+        "max_steps",
+        "tool_output_bytes",
+        "tool_timeout_s",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {
+        "max_steps": MAX_STEPS,
+        "tool_timeout_s": 60.0,
+        "tool_output_bytes": 65536,
+        "http_max_bytes": 1 << 20,
+        "http_timeout_s": 15.0,
+        "allow_shell": False,
+        "http_allow": (),
+    }
+    max_steps: int
+    tool_timeout_s: float
+    tool_output_bytes: int
+    http_max_bytes: int
+    http_timeout_s: float
+    allow_shell: bool
+    http_allow: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``limits`` object. The tuning limits go out only when they
+        differ from the defaults the runner would take anyway."""
+        out: dict[str, Any] = {
+            "maxSteps": self.max_steps,
+            "allowShell": self.allow_shell,
+            "httpAllow": list(self.http_allow),
+        }
+        for key, (attr, _) in _TUNING_KEYS.items():
+            value = getattr(self, attr)
+            if value != self._defaults[attr]:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_json(cls, value: Any) -> Limits:
+        if not isinstance(value, dict):
+            raise SpecError("limits: must be an object")
+        kwargs: dict[str, Any] = {}
+        for key, (attr, type_) in _LIMIT_KEYS.items():
+            if value.get(key) is None:
+                continue
+            item = value[key]
+            if type_ is bool:
+                if not isinstance(item, bool):
+                    raise SpecError(f"limits.{key}: must be true or false")
+            elif isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
+                raise SpecError(f"limits.{key}: must be a positive number")
+            kwargs[attr] = type_(item)
+        kwargs["http_allow"] = _str_list(value.get("httpAllow"), "limits.httpAllow")
+        return cls(**kwargs)
+
+
+_TUNING_KEYS: dict[str, tuple[str, type]] = {
+    "toolTimeoutS": ("tool_timeout_s", float),
+    "toolOutputBytes": ("tool_output_bytes", int),
+    "httpMaxBytes": ("http_max_bytes", int),
+    "httpTimeoutS": ("http_timeout_s", float),
+}
+_LIMIT_KEYS: dict[str, tuple[str, type]] = {
+    "maxSteps": ("max_steps", int),
+    **_TUNING_KEYS,
+    "allowShell": ("allow_shell", bool),
+}
+
+
+class AgentDef(_Value):
+    """One preset as the runner sees it."""
+
+    __slots__ = (
+        "description",
+        "handoffs",
+        "id",
+        "instructions",
+        "max_tokens",
+        "model",
+        "name",
+        "tools",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {
+        "description": "",
+        "max_tokens": None,
+        "model": None,
+        "tools": (),
+        "handoffs": (),
+    }
+    id: str
+    name: str
+    instructions: str
+    description: str
+    model: str | None
+    tools: tuple[str, ...]
+    handoffs: tuple[str, ...]
+    max_tokens: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "instructions": self.instructions,
+            "model": self.model,
+            "tools": list(self.tools),
+            "handoffs": list(self.handoffs),
+            "maxTokens": self.max_tokens,
+        }
+
+
+def agents_from_json(value: Any) -> dict[str, AgentDef]:
+    """The ``agents`` object (presets by id) as :class:`AgentDef` values."""
+    if not isinstance(value, dict) or not value:
+        raise SpecError("agents: must be an object of presets by id")
+    agents = {}
+    for agent_id, entry in value.items():
+        where = f"agents.{agent_id}"
+        if not isinstance(entry, dict):
+            raise SpecError(f"{where}: must be an object")
+        instructions = entry.get("instructions", "")
+        if not isinstance(instructions, str):
+            raise SpecError(f"{where}.instructions: must be a string")
+        name = entry.get("name") or agent_id
+        if not isinstance(name, str):
+            raise SpecError(f"{where}.name: must be a string")
+        agents[agent_id] = AgentDef(
+            id=agent_id,
+            name=name,
+            instructions=instructions,
+            description=str(entry.get("description") or ""),
+            model=entry.get("model") if isinstance(entry.get("model"), str) else None,
+            tools=_str_list(entry.get("tools"), f"{where}.tools"),
+            handoffs=_str_list(entry.get("handoffs"), f"{where}.handoffs"),
+            max_tokens=_positive(entry, "maxTokens", where),
+        )
+    return agents
+
+
+def _positive(raw: dict[str, Any], key: str, where: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SpecError(f"{where}.{key}: must be a positive integer or null")
+    return value
+
+
+class ModelDef(_Value):
+    """The model a run calls, with its endpoint and key (never shown in a
+    repr). ``max_concurrency`` None means no limit; ``state_dir`` is the
+    provider's folder of slots and remembered quirks, shared by the host's
+    runners."""
+
+    __slots__ = (
+        "api_key",
+        "base_url",
+        "max_concurrency",
+        "max_tokens",
+        "name",
+        "provider",
+        "spec",
+        "state_dir",
+        "text_tool_calls",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {
+        "base_url": None,
+        "api_key": None,
+        "max_tokens": None,
+        "max_concurrency": None,
+        "state_dir": None,
+        "text_tool_calls": False,
+    }
+    _hidden = ("api_key",)
+    spec: str
+    provider: str
+    name: str
+    base_url: str | None
+    api_key: str | None
+    max_tokens: int | None
+    max_concurrency: int | None
+    state_dir: Path | None
+    text_tool_calls: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "provider": self.provider,
+            "name": self.name,
+            "baseUrl": self.base_url,
+            "apiKey": self.api_key,
+            "maxTokens": self.max_tokens,
+            "maxConcurrency": self.max_concurrency,
+            "stateDir": str(self.state_dir) if self.state_dir else None,
+            "textToolCalls": self.text_tool_calls,
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> ModelDef:
+        if not isinstance(value, dict):
+            raise SpecError("model: must be an object with spec, provider and name")
+        for key in ("spec", "provider", "name"):
+            if not isinstance(value.get(key), str) or not value[key]:
+                raise SpecError(f"model.{key}: must be a non-empty string")
+        for key in ("baseUrl", "apiKey"):
+            if value.get(key) is not None and not isinstance(value[key], str):
+                raise SpecError(f"model.{key}: must be a string or null")
+        state_dir = value.get("stateDir")
+        if state_dir is not None and (
+            not isinstance(state_dir, str) or not os.path.isabs(state_dir)
+        ):
+            raise SpecError("model.stateDir: must be an absolute path or null")
+        if not isinstance(value.get("textToolCalls", False), bool):
+            raise SpecError("model.textToolCalls: must be true or false")
+        return cls(
+            spec=value["spec"],
+            provider=value["provider"],
+            name=value["name"],
+            base_url=value.get("baseUrl"),
+            api_key=value.get("apiKey") or None,
+            max_tokens=_positive(value, "maxTokens", "model"),
+            max_concurrency=_positive(value, "maxConcurrency", "model"),
+            state_dir=Path(state_dir) if state_dir else None,
+            text_tool_calls=value.get("textToolCalls", False),
+        )
+
+
+class RunnerSpec(_Value):
+    """Everything one runner needs: who answers (``agents``, starting with
+    ``agent_id``), on which model, to what (``prompt`` after ``messages``),
+    where it writes, and its limits. ``kind`` is ``job`` or ``chat``."""
+
+    __slots__ = (
+        "agent_id",
+        "agents",
+        "artifact",
+        "artifact_dir",
+        "kind",
+        "limits",
+        "log_path",
+        "messages",
+        "model",
+        "prompt",
+        "run_id",
+        "workspace",
+    )
+    _defaults: ClassVar[dict[str, Any]] = {
+        "kind": "job",
+        "messages": (),
+        "artifact": None,
+        "limits": Limits(),
+    }
+    run_id: str
+    kind: str
+    agent_id: str
+    agents: dict[str, AgentDef]
+    model: ModelDef
+    prompt: str
+    log_path: Path
+    workspace: Path
+    artifact_dir: Path
+    messages: tuple[dict[str, str], ...]
+    artifact: str | None
+    limits: Limits
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as its JSON document (see the module docstring)."""
+        return {
+            "runId": self.run_id,
+            "kind": self.kind,
+            "agentId": self.agent_id,
+            "agents": {agent_id: agent.to_json() for agent_id, agent in self.agents.items()},
+            "model": self.model.to_json(),
+            "messages": [dict(message) for message in self.messages],
+            "prompt": self.prompt,
+            "workspace": str(self.workspace),
+            "logPath": str(self.log_path),
+            "artifactDir": str(self.artifact_dir),
+            "artifact": self.artifact,
+            "limits": self.limits.to_json(),
+        }
+
+    def to_line(self) -> bytes:
+        """The spec as the runner reads it: one line of JSON."""
+        return spec_line(self.to_json())
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RunnerSpec:
+        """Validate a decoded spec; a SpecError names the first bad key. A
+        spec without a workspace or artifact folder gets scratch ones under
+        ``$TMPDIR``."""
+        if not isinstance(raw, dict):
+            raise SpecError("the spec must be a JSON object")
+        run_id = raw.get("runId")
+        if isinstance(run_id, int) and not isinstance(run_id, bool):
+            run_id = str(run_id)
+        if not isinstance(run_id, str) or not run_id:
+            raise SpecError("runId: must be a non-empty string")
+        log_path = _abs_path(raw, "logPath", None)
+        agents = agents_from_json(raw.get("agents"))
+        agent_id = _text(raw, "agentId")
+        if agent_id not in agents:
+            raise SpecError(f"agentId: {agent_id!r} is not among the spec's agents")
+        for agent in agents.values():
+            for target in agent.handoffs:
+                if target not in agents:
+                    raise SpecError(
+                        f"agents.{agent.id}.handoffs: {target!r} is not among the spec's agents"
+                    )
+        kind = raw.get("kind", "job")
+        if kind not in ("job", "chat"):
+            raise SpecError("kind: must be 'job' or 'chat'")
+        safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:64]
+        scratch = Path(os.environ.get("TMPDIR") or "/tmp") / f"crewboard-run-{safe_id}"
+        artifact = raw.get("artifact")
+        if artifact is not None and (not isinstance(artifact, str) or not artifact):
+            raise SpecError("artifact: must be a file name or null")
+        return cls(
+            run_id=run_id,
+            kind=kind,
+            agent_id=agent_id,
+            agents=agents,
+            model=ModelDef.from_json(raw.get("model")),
+            prompt=_text(raw, "prompt", allow_empty=True),
+            log_path=log_path,
+            workspace=_abs_path(raw, "workspace", scratch / "workspace"),
+            artifact_dir=_abs_path(raw, "artifactDir", scratch / "artifacts"),
+            messages=_messages(raw.get("messages", [])),
+            artifact=artifact,
+            limits=Limits.from_json(raw.get("limits", {})),
+        )
+
+
+def spec_line(document: Mapping[str, Any]) -> bytes:
+    """A spec's JSON document as the first line of a runner's stdin."""
+    return json.dumps(document, separators=(",", ":")).encode() + b"\n"
+
+
+def _text(
+    raw: dict[str, Any], key: str, default: str | None = None, *, allow_empty: bool = False
+) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise SpecError(f"{key}: must be a non-empty string")
+    return value
+
+
+def _abs_path(raw: dict[str, Any], key: str, default: Path | None) -> Path:
+    value = raw.get(key)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise SpecError(f"{key}: must be an absolute path")
+    return Path(value)
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where}: must be a list of strings")
+    return tuple(value)
+
+
+def _messages(value: Any) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list):
+        raise SpecError("messages: must be a list")
+    messages = []
+    for i, message in enumerate(value):
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ("user", "assistant")
+            or not isinstance(message.get("content"), str)
+        ):
+            raise SpecError(f"messages[{i}]: must be {{role: user|assistant, content: string}}")
+        messages.append({"role": message["role"], "content": message["content"]})
+    return tuple(messages)
