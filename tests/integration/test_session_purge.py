@@ -22,8 +22,8 @@ def session_users() -> list[int]:
 
 
 async def test_the_supervisor_purges_expired_sessions(config, home, alice, bob):
-    await db.call(users.create_session, alice.id)
-    await db.call(users.create_session, bob.id)
+    await db.call(users.create_session, alice.id, now=utcnow())
+    await db.call(users.create_session, bob.id, now=utcnow())
     await db.call(expire_sessions_of, alice.id)
     assert await db.call(session_users) == [alice.id, bob.id]
     async with supervising(config):
