@@ -10,13 +10,13 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import trio
 
+from tests.support.procs import child_processes
 from tests.support.sse_client import Frame, RawStream, collect
 
 TURN_TIMEOUT_S = 30.0
@@ -116,20 +116,8 @@ async def rest_of(raw: RawStream, timeout_s: float = TURN_TIMEOUT_S) -> list[Fra
 def runner_pids() -> list[int]:
     """The runner processes whose parent is this process (the web app runs
     in the test's process, so its chat runners are our children)."""
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"crewboard.runner" in cmdline:
-            found.append(int(entry.name))
-    return found
+    children = child_processes(os.getpid())
+    return [pid for pid, _, cmdline in children if b"crewboard.runner" in cmdline]
 
 
 async def wait_for_runner(timeout_s: float = 10.0) -> int:

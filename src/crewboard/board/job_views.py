@@ -41,7 +41,7 @@ LISTED_BY_DEFAULT = (
 # --- shapes -------------------------------------------------------------------
 
 
-def jobs_query() -> peewee.ModelSelect:
+def jobs_query() -> peewee.ModelSelect[Job]:
     """Jobs with the owner's email and the crew's template joined in, which
     :func:`job_public` shows (one query, not one per job)."""
     return (

@@ -237,7 +237,7 @@ def check_changes(
 # --- reading ------------------------------------------------------------------
 
 
-def _with_owner() -> peewee.ModelSelect:
+def _with_owner() -> peewee.ModelSelect[Schedule]:
     return Schedule.select(Schedule, User.id, User.email).join(User, on=(Schedule.owner == User.id))
 
 
