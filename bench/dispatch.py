@@ -43,6 +43,7 @@ from crewboard.clock import parse_iso, utcnow
 from crewboard.home import Home
 from crewboard.wakeup import wake_supervisor
 from crewboard.workflows.templates import CrewPlan, PlannedJob
+from percentiles import pct
 
 # ``crewboard supervisor`` with every runner a fresh interpreter (no template).
 SPAWNING_SUPERVISOR = """
@@ -51,14 +52,6 @@ from crewboard.config import Config
 from crewboard.supervisor.main import run_supervisor
 trio.run(lambda: run_supervisor(Config.load(sys.argv[1]), forkserver=False))
 """
-
-
-def pct(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    k = (len(xs) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def summary_ms(values_s: list[float]) -> dict[str, float]:

@@ -42,18 +42,11 @@ from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
 from crewboard.workflows.templates import CrewPlan, PlannedJob
+from percentiles import pct
 
 MARK = re.compile(rb'"mark":(\d+)')
 DONE = b'"type":"done"'
 CONNECT_AT_ONCE = 50
-
-
-def pct(values: list[float], q: float) -> float:
-    xs = sorted(values)
-    k = (len(xs) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def rss_mib(pid: int) -> tuple[float, float]:

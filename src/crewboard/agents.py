@@ -4,9 +4,10 @@ process lists them, the supervisor and the chat turns put them in a runner's
 spec, and the template validator checks that jobs name real ones.
 
 A preset file holds ``name``, ``description``, ``instructions``, an optional
-``model`` (``provider:model``), ``tools`` (names from the runner's tool
-registry), ``handoffs`` (ids of other presets) and an optional ``max_tokens``
-(the cap on each of its answers, over the provider's); its id is the file stem.
+``model`` (``provider:model``), ``tools`` (names from the tool registry,
+:mod:`crewboard.toolnames`), ``handoffs`` (ids of other presets) and an
+optional ``max_tokens`` (the cap on each of its answers, over the
+provider's); its id is the file stem.
 Later folders override earlier ones by id. A broken file is reported (file and
 field) and left out; the others still load.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from crewboard.runner.tools import TOOL_NAMES
+from crewboard.toolnames import TOOL_NAMES
 
 SUFFIX = ".agent.yaml"
 # An id becomes part of a tool name (transfer_to_<id>), which providers cap at 64.

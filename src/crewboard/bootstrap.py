@@ -35,7 +35,7 @@ def ensure_first_admin(config: Config, out: TextIO = sys.stdout) -> str | None:
     email = config.admin_email or "admin@localhost"
     password = config.admin_password
     generated = password is None
-    if generated:
+    if password is None:
         password = random_password()
     elif problem := check_new_password(password):
         raise ConfigError(f"CREWBOARD_ADMIN_PASSWORD {problem}")

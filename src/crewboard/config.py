@@ -171,10 +171,10 @@ def _coerce(type_: Any, raw: Any) -> Any:
             raise ValueError("must not be negative")
         return value
     if t == "float":
-        value = float(raw)
-        if value < 0:
+        number = float(raw)
+        if number < 0:
             raise ValueError("must not be negative")
-        return value
+        return number
     if t in ("str | None", "str"):
         return str(raw) or None if t == "str | None" else str(raw)
     raise TypeError(f"unsupported setting type {t}")

@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 from crewboard.errors import ValidationFailed
@@ -52,6 +52,9 @@ CACHE_TTL_S = 30.0
 # One model on one machine answers one request well, and several badly: some
 # servers queue the others silently, some abandon the running answer.
 LOCAL_MAX_CONCURRENCY = 1
+
+# Models as ``GET /api/models`` lists them: ``{"id", "provider", "name"}`` each.
+ModelList: TypeAlias = list[dict[str, str]]
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -140,7 +143,7 @@ def is_loopback(base_url: str) -> bool:
 
 def _endpoints(config: Config, *, warn: bool = False) -> list[tuple[str, str, str | None]]:
     """(provider, base URL, key) of every provider whose models are listed live."""
-    found = [("lmstudio", config.lmstudio_base_url, None)]
+    found: list[tuple[str, str, str | None]] = [("lmstudio", config.lmstudio_base_url, None)]
     for name, endpoint in config.providers.items():
         if endpoint.api_key_env and not endpoint.api_key:
             if warn:
@@ -156,7 +159,7 @@ def _endpoints(config: Config, *, warn: bool = False) -> list[tuple[str, str, st
 
 async def _fetch_models(
     client: httpx.AsyncClient, provider: str, base_url: str, key: str | None
-) -> list[dict[str, str]]:
+) -> ModelList:
     """The models one endpoint reports at ``/models``, or none if it is down,
     slow or answers garbage (logged, never raised)."""
     import httpx
@@ -193,9 +196,9 @@ class ModelCatalog:
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.transport = transport
-        self._cache: dict[tuple[Any, ...], tuple[float, list[dict[str, str]]]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[float, ModelList]] = {}
 
-    async def list(self, config: Config) -> list[dict[str, str]]:
+    async def list(self, config: Config) -> ModelList:
         key = (bool(config.openai_api_key), tuple(_endpoints(config)))
         cached = self._cache.get(key)
         if cached is not None and self.clock() < cached[0]:
@@ -204,17 +207,17 @@ class ModelCatalog:
         self._cache[key] = (self.clock() + self.ttl_s, models)
         return [dict(m) for m in models]
 
-    async def _collect(self, config: Config) -> list[dict[str, str]]:
+    async def _collect(self, config: Config) -> ModelList:
         import httpx
         import trio
 
-        models: list[dict[str, str]] = []
+        models: ModelList = []
         if config.openai_api_key:
             models += [
                 {"id": f"openai:{m}", "provider": "openai", "name": m} for m in OPENAI_MODELS
             ]
         endpoints = _endpoints(config, warn=True)
-        found: list[list[dict[str, str]]] = [[] for _ in endpoints]
+        found: list[ModelList] = [[] for _ in endpoints]
         async with httpx.AsyncClient(
             timeout=self.timeout_s, transport=self.transport, trust_env=False
         ) as client:
@@ -239,7 +242,7 @@ class ModelCatalog:
 _default_catalog = ModelCatalog()
 
 
-async def list_models(config: Config, catalog: ModelCatalog | None = None) -> list[dict[str, str]]:
+async def list_models(config: Config, catalog: ModelCatalog | None = None) -> ModelList:
     """``GET /api/models``: curated OpenAI models when a key is set, the models
     LM Studio and each configured endpoint report, and the offline model,
     always. Cached about 30 s; never raises for a provider that is down."""

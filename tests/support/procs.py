@@ -15,6 +15,24 @@ from pathlib import Path
 from tests.conftest import TEST_SETTINGS
 
 
+def child_processes(parent_pid: int) -> list[tuple[int, str, bytes]]:
+    """``(pid, state, raw cmdline)`` of each child of ``parent_pid``, from /proc
+    (a zombie's cmdline is empty)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == parent_pid:
+            found.append((int(entry.name), state, cmdline))
+    return found
+
+
 def crewboard_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
     env.update(TEST_SETTINGS)

@@ -16,7 +16,7 @@ from crewboard.board import db
 from crewboard.config import Config
 from crewboard.supervisor.heartbeat import Identity
 from crewboard.supervisor.main import run_supervisor
-from tests.support.procs import Proc
+from tests.support.procs import Proc, child_processes
 
 T = TypeVar("T")
 
@@ -70,16 +70,8 @@ def supervisor_process(home: Path, env: Mapping[str, str] | None = None) -> Proc
 
 def children_running(parent_pid: int, module: str) -> list[int]:
     """Pids of ``parent_pid``'s children running ``python -m module``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent_pid and module.encode() in argv and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return [
+        pid
+        for pid, state, cmdline in child_processes(parent_pid)
+        if state != "Z" and module.encode() in cmdline.split(b"\0")
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crewboard.agents import load_presets, run_agents, shipped_agents_dir
-from crewboard.runner.tools import TOOL_NAMES
+from crewboard.toolnames import TOOL_NAMES
 
 
 def write(folder: Path, agent_id: str, text: str) -> Path:

@@ -73,7 +73,7 @@ def job_actions(job: Job) -> list[str]:
 # --- shapes -------------------------------------------------------------------
 
 
-def jobs_query() -> peewee.ModelSelect:
+def jobs_query() -> peewee.ModelSelect[Job]:
     """Jobs with the owner's email and the crew's template joined in, which
     :func:`job_public` shows (one query, not one per job)."""
     return (

@@ -70,6 +70,10 @@ class BoardIdField(peewee.AutoField):
 
 
 class BaseModel(peewee.Model):
+    """Every table. peewee gives each foreign key ``x`` an attribute ``x_id``
+    holding the raw id; the tables declare those as bare annotations, which
+    peewee ignores, so that the type checker knows them too."""
+
     id = BoardIdField()
 
     class Meta:
@@ -101,6 +105,7 @@ class AuthSession(BaseModel):
 
     token_hash = peewee.CharField(max_length=64, unique=True)
     user = peewee.ForeignKeyField(User, backref="auth_sessions", on_delete="CASCADE")
+    user_id: int
     auth_method = peewee.CharField(max_length=16, default="local")
     created_at = UTCDateTimeField()
     last_seen_at = UTCDateTimeField()
@@ -109,6 +114,7 @@ class AuthSession(BaseModel):
 
 class ApiToken(BaseModel):
     user = peewee.ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+    user_id: int
     name = peewee.CharField(max_length=100)
     token_hash = peewee.CharField(max_length=64, unique=True)
     created_at = UTCDateTimeField()
@@ -117,6 +123,7 @@ class ApiToken(BaseModel):
 
 class ChatSession(BaseModel):
     owner = peewee.ForeignKeyField(User, backref="chat_sessions", on_delete="CASCADE", index=False)
+    owner_id: int
     session_name = peewee.CharField(max_length=200)
     agent = peewee.CharField(max_length=64)
     model_spec = peewee.CharField(max_length=200)
@@ -129,6 +136,7 @@ class ChatSession(BaseModel):
 
 class Schedule(BaseModel):
     owner = peewee.ForeignKeyField(User, backref="schedules", on_delete="CASCADE", index=False)
+    owner_id: int
     name = peewee.CharField(max_length=200)
     template_id = peewee.CharField(max_length=100)
     inputs = peewee.JSONField(default=dict)
@@ -152,16 +160,21 @@ class Crew(BaseModel):
     title = peewee.CharField(max_length=300)
     inputs = peewee.JSONField(default=dict)
     owner = peewee.ForeignKeyField(User, backref="crews", on_delete="CASCADE")
+    owner_id: int
     schedule = peewee.ForeignKeyField(Schedule, null=True, backref="crews", on_delete="SET NULL")
+    schedule_id: int | None
     created_at = UTCDateTimeField()
 
 
 class Job(BaseModel):
     crew = peewee.ForeignKeyField(Crew, backref="jobs", on_delete="CASCADE", index=False)
+    crew_id: int
     owner = peewee.ForeignKeyField(User, backref="jobs", on_delete="CASCADE", index=False)
+    owner_id: int
     schedule = peewee.ForeignKeyField(
         Schedule, null=True, backref="jobs", on_delete="SET NULL", index=False
     )
+    schedule_id: int | None
     key = peewee.CharField(max_length=100)
     title = peewee.CharField(max_length=300)
     agent = peewee.CharField(max_length=64)
@@ -197,7 +210,9 @@ class JobEdge(BaseModel):
     """``child`` needs ``parent``: it waits for the parent's result."""
 
     parent = peewee.ForeignKeyField(Job, backref="child_edges", on_delete="CASCADE", index=False)
+    parent_id: int
     child = peewee.ForeignKeyField(Job, backref="parent_edges", on_delete="CASCADE", index=False)
+    child_id: int
 
     class Meta:
         indexes = ((("parent", "child"), True), (("child",), False))
@@ -223,6 +238,7 @@ class Run(BaseModel):
     """One attempt of a job, in its own runner process."""
 
     job = peewee.ForeignKeyField(Job, backref="runs", on_delete="CASCADE", index=False)
+    job_id: int
     attempt = peewee.IntegerField(default=1)
     outcome = peewee.CharField(max_length=16, default=RunOutcome.RUNNING)
     supervisor_id = peewee.CharField(max_length=100)
@@ -244,10 +260,13 @@ class Event(BaseModel):
     ``owner`` is denormalised so the change feed scopes like the job list."""
 
     job = peewee.ForeignKeyField(Job, null=True, backref="events", on_delete="CASCADE", index=False)
+    job_id: int | None
     schedule = peewee.ForeignKeyField(
         Schedule, null=True, backref="events", on_delete="CASCADE", index=False
     )
+    schedule_id: int | None
     owner = peewee.ForeignKeyField(User, null=True, on_delete="CASCADE", index=False)
+    owner_id: int | None
     kind = peewee.CharField(max_length=32)
     actor = peewee.CharField(max_length=100)
     message = peewee.TextField(default="")
@@ -260,7 +279,9 @@ class Event(BaseModel):
 
 class Comment(BaseModel):
     job = peewee.ForeignKeyField(Job, backref="comments", on_delete="CASCADE", index=False)
+    job_id: int
     author = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    author_id: int
     text = peewee.TextField()
     created_at = UTCDateTimeField()
 
@@ -273,10 +294,12 @@ class ScheduleFire(BaseModel):
     fire spawn at most one crew, across restarts and supervisors."""
 
     schedule = peewee.ForeignKeyField(Schedule, backref="fires", on_delete="CASCADE", index=False)
+    schedule_id: int
     fire_at = UTCDateTimeField()
     outcome = peewee.CharField(max_length=16)  # spawned | skipped
     missed = peewee.IntegerField(default=0)
     crew = peewee.ForeignKeyField(Crew, null=True, on_delete="SET NULL")
+    crew_id: int | None
     created_at = UTCDateTimeField()
 
     class Meta:

@@ -54,7 +54,7 @@ def schedule_public(schedule: Schedule) -> dict[str, Any]:
     }
 
 
-def _with_owner() -> peewee.ModelSelect:
+def _with_owner() -> peewee.ModelSelect[Schedule]:
     return Schedule.select(Schedule, User.id, User.email).join(User, on=(Schedule.owner == User.id))
 
 

@@ -90,7 +90,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         # quart-trio's nursery lives exactly as long as the app serves.
-        web.running = await app.nursery.start(serve_services, config, home)  # type: ignore[attr-defined]
+        web.running = await app.nursery.start(serve_services, config, home)
 
     @app.after_serving
     async def _stop_services() -> None:

@@ -1,9 +1,6 @@
-"""The tool registry: every tool a preset may be granted, by name.
-
-Each tool is its own module here exposing ``TOOL`` (a :class:`.base.Tool`), and
-is loaded only when a run uses it, so importing this registry (as the preset
-loader does) costs nothing. ``transfer_to_<agent>`` handoff tools are not in
-the registry: the loop makes them from a preset's ``handoffs``.
+"""The runner's tools, one module each, exposing ``TOOL`` (a
+:class:`.base.Tool`). Which tools exist is decided by the registry in
+:mod:`crewboard.toolnames`; a tool module is loaded only when a run uses it.
 """
 
 from __future__ import annotations
@@ -11,18 +8,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from crewboard.toolnames import TOOL_NAMES
+
 if TYPE_CHECKING:
     from crewboard.runner.tools.base import Tool
 
-TOOL_NAMES: tuple[str, ...] = (
-    "read_file",
-    "write_file",
-    "list_files",
-    "http_get",
-    "save_artifact",
-    "block",
-    "shell",
-)
+__all__ = ["TOOL_NAMES", "load_tool"]
 
 
 def load_tool(name: str) -> Tool:
@@ -30,4 +21,5 @@ def load_tool(name: str) -> Tool:
     if name not in TOOL_NAMES:
         raise KeyError(name)
     module = importlib.import_module(f"crewboard.runner.tools.{name}")
-    return module.TOOL
+    tool: Tool = module.TOOL
+    return tool

@@ -76,9 +76,9 @@ def sandbox_argv(workspace: Path, hidden: list[Path]) -> list[str]:
         if os.path.isdir(folder):
             argv += ["--ro-bind", folder, folder]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for folder in hidden:
-        if any(str(folder).startswith(d + "/") for d in _SYSTEM_DIRS) and folder.is_dir():
-            argv += ["--tmpfs", str(folder)]
+    for path in hidden:
+        if any(str(path).startswith(d + "/") for d in _SYSTEM_DIRS) and path.is_dir():
+            argv += ["--tmpfs", str(path)]
     ws = str(workspace.resolve())
     argv += ["--bind", ws, ws, "--chdir", ws]
     return argv
