@@ -14,7 +14,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.procs import crewboard_env, run_cli, serve, served_url, wait_until
+from tests.support.procs import crewboard_env, run_cli, serve, served_url
+from tests.support.waits import wait_until
 
 PASSWORD = "s3cret pass phrase"
 
