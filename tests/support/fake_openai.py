@@ -116,6 +116,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.models: list[str] = ["fake-model"]
         self.models_reply: Reply | None = None
+        self.models_asked = 0  # GET /models requests served
         self.lock = threading.Lock()
         self.base_url = ""
 
@@ -144,6 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fake = self.server.fake
         if self.path.rstrip("/").endswith("/models"):
+            with fake.lock:
+                fake.models_asked += 1
             reply = fake.models_reply or Reply(
                 body={"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]}
             )

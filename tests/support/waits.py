@@ -26,7 +26,9 @@ T = TypeVar("T")
 POLL_S = 0.02
 
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = 10, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float = 10, what: str = "", every_s: float = POLL_S
+) -> T:
     """Call ``predicate`` until it returns a truthy value, and return that;
     fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -37,7 +39,7 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10, what: str = ""
         if time.monotonic() > deadline:
             described = what or getattr(predicate, "__name__", "the condition")
             raise AssertionError(f"timed out after {timeout_s} s waiting for {described}")
-        time.sleep(POLL_S)
+        time.sleep(every_s)
 
 
 async def wait_for(
