@@ -31,6 +31,7 @@ from tests.support.chat import (
 )
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.sse_client import Frame
+from tests.support.waits import wait_for
 
 
 class _Elements(HTMLParser):
@@ -291,10 +292,12 @@ async def test_a_turn_keeps_running_when_its_client_goes_away(as_alice):
     session = await create_session(as_alice)
     async with open_turn(as_alice, session["id"], "/sleep 0.5\nstill here") as raw:
         await next_chunk(raw, "agent_start")
-    with trio.fail_after(30):
-        # The client hung up; the turn finishes anyway and is in the log.
-        while (await as_alice.get(f"/api/session/get/{session['id']}")).json()["live"]:
-            await trio.sleep(0.05)
+
+    async def turn_over() -> bool:
+        return not (await as_alice.get(f"/api/session/get/{session['id']}")).json()["live"]
+
+    # The client hung up; the turn finishes anyway and is in the log.
+    await wait_for(turn_over, 30, "the turn to finish", every_s=0.05)
     frames = await replay(as_alice, session["sessionName"])
     assert frames[-1].type == "final_result"
     assert "still here" in frames[-1].data["text"]

@@ -14,7 +14,7 @@ import trio
 from crewboard.config import ProviderEndpoint
 from crewboard.providers import OPENAI_MODELS
 from tests.conftest import make_config, signed_in
-from tests.support.fake_openai import Reply, fake_openai
+from tests.support.fake_openai import Reply, fake_openai, silent_endpoint
 
 SHIPPED = {"assistant", "coder", "researcher", "triage", "writer"}
 
@@ -94,10 +94,8 @@ def closed_port_url() -> str:
 @pytest.fixture
 def silent_url() -> Iterator[str]:
     """A loopback URL that accepts connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(8)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    with silent_endpoint() as url:
+        yield url
 
 
 class TestProvidersThatMisbehave:

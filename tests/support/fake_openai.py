@@ -15,13 +15,14 @@ alike::
 Each ``POST /v1/chat/completions`` takes the next scripted reply; with none
 left it streams an echo of the last user message. ``GET /v1/models`` lists
 ``server.models`` (or plays ``server.models_reply`` when set).
+:func:`silent_endpoint` is a provider that never answers.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,7 +65,6 @@ class Reply:
     events: list[Any] = field(default_factory=list)
     done: bool = True  # send "data: [DONE]" at the end
     cut: bool = False  # drop the connection after the events, mid chunked body
-    delay_s: float = 0.0  # pause before each event (or before a JSON body)
 
     @classmethod
     def text(cls, text: str, pieces: int = 3, usage: tuple[int, int] = (10, 5)) -> Reply:
@@ -171,8 +171,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _play(self, reply: Reply) -> None:
         if reply.body is not None or not reply.events:
-            if reply.delay_s:
-                time.sleep(reply.delay_s)
             data = json.dumps(reply.body if reply.body is not None else {}).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
@@ -189,8 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         for event in reply.events:
-            if reply.delay_s:
-                time.sleep(reply.delay_s)
             payload = event if isinstance(event, str) else json.dumps(event)
             self._send_chunk(f"data: {payload}\n\n".encode())
         if reply.cut:
@@ -227,3 +223,13 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """A loopback base URL that accepts connections and never answers: a
+    provider slower than any timeout, with no race against the timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
