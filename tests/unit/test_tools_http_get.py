@@ -45,9 +45,9 @@ class _Pages(BaseHTTPRequestHandler):
         elif self.path == "/big":
             self._send(200, b"y" * 50_000)
         elif self.path == "/slow":
-            # Answers only once the test is over: later than any timeout.
+            # Holds the request, unanswered, until the test is over: later
+            # than any timeout.
             self.server.test_over.wait(30)  # type: ignore[attr-defined]
-            self._send(200, b"late")
         elif self.path == "/binary":
             self._send(200, b"\x89PNG....", {"Content-Type": "image/png"})
         else:
