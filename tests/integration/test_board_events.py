@@ -5,7 +5,6 @@ with ``Last-Event-ID`` without gaps or repeats."""
 from __future__ import annotations
 
 import pytest
-import trio
 
 from crewboard.web import sse
 from tests.conftest import make_config
@@ -29,7 +28,7 @@ async def ask(client, question: str = "Why?") -> int:
 
 
 async def until_settled(stream: RawStream, count: int) -> list:
-    frames = await stream.take(count, timeout_s=5)
+    frames = await stream.take(count)
     assert len(frames) == count, frames
     return frames
 
@@ -50,11 +49,16 @@ async def test_the_feed_sends_new_events_with_their_job(server, as_alice):
         assert_conforms({"type": frame.type, "data": frame.data}, "BoardEventFrame")
 
 
-async def test_nothing_from_before_the_feed_opened_without_last_event_id(server, as_alice):
+async def test_nothing_from_before_the_feed_opened_without_last_event_id(
+    server, as_alice, monkeypatch
+):
+    monkeypatch.setattr(sse, "PING_S", 0.2)
     await ask(as_alice, "old")
     async with open_raw_stream(server, FEED, client=as_alice) as stream:
-        await trio.sleep(0.5)
+        # A ping: the feed is following, and has sent nothing of the old job.
+        assert await stream.frames_until_pings(1) == []
         new = await ask(as_alice, "new")
+        # The next frame is the new job's: the old one's would have come first.
         (frame,) = await until_settled(stream, 1)
     assert frame.data["jobId"] == new
 
@@ -69,12 +73,14 @@ async def test_others_never_see_your_events(server, as_alice, as_bob, as_admin):
         await as_alice.post(f"/api/jobs/{alices}/cancel")
         bob_job = await ask(as_bob)
         admin_job = await ask(as_admin)
-        (bob_sees,) = await until_settled(bobs, 1)
-        everything = await until_settled(admins, 4)
+        bob_again = await ask(as_bob)
+        bob_sees = await until_settled(bobs, 2)
+        everything = await until_settled(admins, 5)
         (own,) = await until_settled(admins_own, 1)
-        assert await bobs.quiet_for(0.6) == []
-    assert bob_sees.data["jobId"] == bob_job
-    assert [f.data["jobId"] for f in everything] == [alices, alices, bob_job, admin_job]
+    # Bob's two jobs came one after the other: nothing of Alice's before
+    # them, nothing of the admin's between them.
+    assert [f.data["jobId"] for f in bob_sees] == [bob_job, bob_again]
+    assert [f.data["jobId"] for f in everything] == [alices, alices, bob_job, admin_job, bob_again]
     assert own.data["jobId"] == admin_job
 
 
@@ -85,10 +91,11 @@ async def test_last_event_id_resumes_without_gaps_or_repeats(server, as_alice):
     missed = [await ask(as_alice, f"while away {n}") for n in range(3)]
     async with open_raw_stream(server, FEED, client=as_alice, Last_Event_ID=seen.id) as stream:
         later = await ask(as_alice, "after")
-        frames = await until_settled(stream, 4)
-        assert await stream.quiet_for(0.5) == []
+        marker = await ask(as_alice, "marker")
+        # Up to a marker made last: any repeat would have come before it.
+        frames = await until_settled(stream, 5)
     assert seen.data["jobId"] == first
-    assert [f.data["jobId"] for f in frames] == [*missed, later]
+    assert [f.data["jobId"] for f in frames] == [*missed, later, marker]
     ids = [int(f.id) for f in frames]
     assert ids == sorted(set(ids)) and ids[0] > int(seen.id)
 
@@ -98,8 +105,11 @@ async def test_resuming_from_zero_replays_the_callers_history(server, as_alice, 
     await ask(as_bob)
     async with open_raw_stream(server, FEED, client=as_alice, Last_Event_ID="0") as stream:
         frames = await until_settled(stream, 3)
-        assert await stream.quiet_for(0.5) == []
+        marker = await ask(as_alice, "marker")
+        # The next frame is the marker's: nothing else of the history, nor Bob's.
+        (next_frame,) = await until_settled(stream, 1)
     assert [f.data["jobId"] for f in frames] == own
+    assert next_frame.data["jobId"] == marker
 
 
 async def test_a_deleted_job_is_announced_without_its_job(server, as_alice):
@@ -127,12 +137,15 @@ async def test_events_after_a_delete_are_not_missed(server, as_alice):
     assert new.data["jobId"] == after and int(new.id) > int(comment.id)
 
 
-async def test_feeds_opened_after_a_quiet_spell_start_from_now_or_resume(server, as_alice):
+async def test_feeds_opened_after_a_quiet_spell_start_from_now_or_resume(
+    server, as_alice, monkeypatch
+):
+    monkeypatch.setattr(sse, "PING_S", 0.3)
     async with open_raw_stream(server, FEED, client=as_alice) as stream:
         await ask(as_alice, "first")
         (seen,) = await until_settled(stream, 1)
-    # With no feed open the board is not polled; the next feed starts afresh.
-    await trio.sleep(1)
+    # With no feed open the board is not polled, so what happens now is only
+    # found by a feed that asks for it: a fresh one starts from now.
     missed = await ask(as_alice, "while no feed was open")
     async with (
         open_raw_stream(server, FEED, client=as_alice) as fresh,
@@ -141,7 +154,7 @@ async def test_feeds_opened_after_a_quiet_spell_start_from_now_or_resume(server,
         later = await ask(as_alice, "after")
         (new,) = await until_settled(fresh, 1)
         caught_up = await until_settled(resumed, 2)
-        assert await fresh.quiet_for(0.5) == []
+        assert await fresh.frames_until_pings(2) == []
     assert new.data["jobId"] == later
     assert [f.data["jobId"] for f in caught_up] == [missed, later]
 
@@ -149,8 +162,8 @@ async def test_feeds_opened_after_a_quiet_spell_start_from_now_or_resume(server,
 async def test_an_idle_feed_is_pinged(server, as_alice, monkeypatch):
     monkeypatch.setattr(sse, "PING_S", 0.3)
     async with open_raw_stream(server, FEED, client=as_alice) as stream:
-        assert await stream.quiet_for(1.2) == []
-    assert len(stream.pings) >= 2
+        assert await stream.frames_until_pings(2) == []
+    assert set(stream.pings) == {": ping"}
 
 
 async def test_many_feeds_share_one_poller(server, as_alice, as_bob):

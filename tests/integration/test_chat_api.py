@@ -4,6 +4,7 @@ OpenAI-compatible endpoint)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from html.parser import HTMLParser
@@ -32,6 +33,7 @@ from tests.support.chat import (
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.sse_client import Frame
 from tests.support.supervisor import children_running
+from tests.support.waits import wait_for
 
 
 class _Elements(HTMLParser):
@@ -306,10 +308,12 @@ async def test_a_turn_keeps_running_when_its_client_goes_away(as_alice):
     session = await create_session(as_alice)
     async with open_turn(as_alice, session["id"], "/sleep 0.5\nstill here") as raw:
         await next_chunk(raw, "agent_start")
-    with trio.fail_after(30):
-        # The client hung up; the turn finishes anyway and is in the log.
-        while (await as_alice.get(f"/api/session/get/{session['id']}")).json()["live"]:
-            await trio.sleep(0.05)
+
+    async def turn_over() -> bool:
+        return not (await as_alice.get(f"/api/session/get/{session['id']}")).json()["live"]
+
+    # The client hung up; the turn finishes anyway and is in the log.
+    await wait_for(turn_over, 30, "the turn to finish", every_s=0.05)
     frames = await replay(as_alice, session["sessionName"])
     assert frames[-1].type == "final_result"
     assert "still here" in frames[-1].data["text"]
@@ -318,34 +322,39 @@ async def test_a_turn_keeps_running_when_its_client_goes_away(as_alice):
 async def test_quiet_streams_are_kept_alive_with_pings(as_alice, monkeypatch):
     monkeypatch.setattr(sse, "PING_S", 0.2)
     session = await create_session(as_alice)
-    async with open_turn(as_alice, session["id"], "/sleep 1\nslowly") as raw:
-        frames = await rest_of(raw)
+    async with open_turn(as_alice, session["id"], "/sleep 2\nslowly") as raw:
+        # Two pings while the agent sleeps, then the turn goes on to its end.
+        frames = await raw.frames_until_pings(2)
+        frames += await rest_of(raw)
     assert frames[-1].type == "done"
-    assert len(raw.pings) >= 2
+    assert set(raw.pings) == {": ping"}
 
 
 async def test_shutting_down_stops_running_turns_within_five_seconds(config, home, alice):
+    from crewboard.web.chat import SHUTDOWN_GRACE_S
     from crewboard.web.server import serve_web
 
+    # Five seconds by construction: on shutdown a turn's runner gets SIGTERM
+    # and at most SHUTDOWN_GRACE_S before a SIGKILL. What is checked is that
+    # the turn is recorded as stopped by the runner itself, on the SIGTERM.
+    assert SHUTDOWN_GRACE_S < 5
+    config = dataclasses.replace(config, grace_s=60.0)
     stop = trio.Event()
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(
                 lambda task_status: serve_web(config, shutdown=stop, task_status=task_status)
             )
             async with signed_in(binds[0], alice) as client:
                 session = await create_session(client)
-                async with open_turn(client, session["id"], "/sleep 30\nslow") as raw:
+                async with open_turn(client, session["id"], "/sleep 600\nslow") as raw:
                     await next_chunk(raw, "agent_start")
                     await wait_for_runner()
-                    started = trio.current_time()
                     stop.set()
                     await rest_of(raw)
-    assert trio.current_time() - started < 5
     assert runner_pids() == []
     last = read_records(home.chat_log(session["id"]))[-1]
-    assert last["type"] == "error"
-    assert last.get("cancelled") is True or "shut down" in last["message"]
+    assert last["type"] == "error" and last.get("cancelled") is True, last
 
 
 # --- replay -------------------------------------------------------------------

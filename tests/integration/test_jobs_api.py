@@ -703,11 +703,11 @@ def write_run(home: Home, run_id: int, *, end: str = "final_result") -> None:
             writer.append("error", message="the model went away")
 
 
-async def test_the_stream_waits_for_a_run_and_ends_with_done(as_alice, home):
+async def test_the_stream_waits_for_a_run_and_ends_with_done(server, as_alice, home, monkeypatch):
+    monkeypatch.setattr(sse, "PING_S", 0.2)
     job_id = await ask(as_alice)
 
     async def run_it() -> None:
-        await trio.sleep(0.4)
         run_id = start_run(job_id, home)
         with log_writer(home, run_id) as writer:
             writer.append("user_message", text="Why is the sky blue?")
@@ -719,12 +719,15 @@ async def test_the_stream_waits_for_a_run_and_ends_with_done(as_alice, home):
         await trio.sleep(0.3)
         finish_run(run_id, result="Rayleigh.")
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_it)
-        async with as_alice.stream("GET", f"/api/jobs/{job_id}/stream") as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            got = await collect(response, until="done")
+    path = f"/api/jobs/{job_id}/stream"
+    async with open_raw_stream(server, path, client=as_alice) as stream:
+        assert stream.status == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        # It pings while it waits: the job has no run yet.
+        assert await stream.frames_until_pings(1) == []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_it)
+            got = await stream.take(6)  # one more than it has: it must end after done
     assert [f.type for f in got] == ["user_message", "chunk", "chunk", "final_result", "done"]
     assert [f.id for f in got] == ["1", "2", "3", "4", None]
     assert got[0].data["text"] == "Why is the sky blue?"
@@ -790,23 +793,24 @@ async def test_a_client_going_away_leaves_the_job_alone(server, as_alice, home):
             async with open_raw_stream(server, path, client=as_alice) as stream:
                 assert stream.status == 200
                 assert [f.type for f in await stream.take(1)] == ["user_message"]
-        await trio.sleep(0.2)
-        assert job_row(job_id).status == JobStatus.RUNNING
-        assert Run.get_by_id(run_id).outcome == RunOutcome.RUNNING
         async with open_raw_stream(server, path, client=as_alice) as stream:
+            # Served after the three went away: the job and its run are untouched.
             assert [f.type for f in await stream.take(1)] == ["user_message"]
+            assert job_row(job_id).status == JobStatus.RUNNING
+            assert Run.get_by_id(run_id).outcome == RunOutcome.RUNNING
             writer.append("final_result", text="bye", agentName="assistant")
             finish_run(run_id)
             got = await stream.take(3)
             assert [f.type for f in got] == ["final_result", "done"]
+            assert got[-1].data["outcome"] == "succeeded"
 
 
 async def test_idle_streams_are_pinged(server, as_alice, monkeypatch):
     monkeypatch.setattr(sse, "PING_S", 0.3)
     job_id = await ask(as_alice)
     async with open_raw_stream(server, f"/api/jobs/{job_id}/stream", client=as_alice) as stream:
-        assert await stream.quiet_for(1.2) == []
-        assert len(stream.pings) >= 2 and set(stream.pings) == {": ping"}
+        assert await stream.frames_until_pings(2) == []
+    assert set(stream.pings) == {": ping"}
 
 
 # --- who may do what ----------------------------------------------------------

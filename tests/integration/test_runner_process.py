@@ -19,15 +19,16 @@ from crewboard.processes import runner_env, spawn_runner, stop_process
 from crewboard.sessionlog import ensure_terminal, is_terminal, read_records
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.runner import offline_spec
+from tests.support.waits import wait_for
 
 
-async def wait_for(path: Path, type_: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    with trio.fail_after(timeout_s):
-        while True:
-            for record in read_records(path):
-                if record["type"] == type_:
-                    return record
-            await trio.sleep(0.02)
+async def wait_for_record(path: Path, type_: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The log's first record of type ``type_``, once it is written."""
+
+    def first() -> dict[str, Any] | None:
+        return next((r for r in read_records(path) if r["type"] == type_), None)
+
+    return await wait_for(first, timeout_s, f"a {type_} record")
 
 
 async def run_to_end(
@@ -119,12 +120,12 @@ async def test_the_step_limit_exits_1(tmp_path: Path) -> None:
 
 
 async def test_sigterm_cancels_with_a_record_and_exit_143(tmp_path: Path) -> None:
-    spec = offline_spec(tmp_path, "/sleep 30\nslow please")
+    spec = offline_spec(tmp_path, "/sleep 600\nslow please")
     proc = await spawn_runner(spec)
     try:
-        await wait_for(Path(spec["logPath"]), "agent_start")
+        await wait_for_record(Path(spec["logPath"]), "agent_start")
         proc.send_signal(signal.SIGTERM)
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             code = await proc.wait()
     finally:
         await stop_process(proc, 1.0)
@@ -136,12 +137,13 @@ async def test_sigterm_cancels_with_a_record_and_exit_143(tmp_path: Path) -> Non
 
 
 async def test_stdin_eof_means_the_parent_died_and_the_runner_stops_at_once(tmp_path: Path) -> None:
-    spec = offline_spec(tmp_path, "/sleep 30\nslow please")
+    spec = offline_spec(tmp_path, "/sleep 600\nslow please")
     proc = await spawn_runner(spec)
     try:
-        await wait_for(Path(spec["logPath"]), "agent_start")
+        await wait_for_record(Path(spec["logPath"]), "agent_start")
         await proc.stdin.aclose()  # type: ignore[union-attr]
-        with trio.fail_after(3):
+        # Ending at all, long before its sleep is over, is stopping at once.
+        with trio.fail_after(30):
             code = await proc.wait()
     finally:
         await stop_process(proc, 1.0)
@@ -154,9 +156,9 @@ async def test_kill_9_leaves_the_reaper_to_close_the_log(tmp_path: Path) -> None
     spec = offline_spec(tmp_path, "/sleep 30")
     proc = await spawn_runner(spec)
     try:
-        await wait_for(Path(spec["logPath"]), "agent_start")
+        await wait_for_record(Path(spec["logPath"]), "agent_start")
         proc.send_signal(signal.SIGKILL)
-        with trio.fail_after(5):
+        with trio.fail_after(30):
             code = await proc.wait()
     finally:
         await stop_process(proc, 1.0)

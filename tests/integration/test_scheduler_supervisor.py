@@ -21,8 +21,9 @@ from crewboard.board.schedules import ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.wakeup import wake_supervisor
 from tests.support.board_jobs import signed_in_client
-from tests.support.procs import Proc, wait_until
+from tests.support.procs import Proc
 from tests.support.supervisor import supervising, supervisor_process, wait_for
+from tests.support.waits import wait_until
 
 NEW_YEAR = "0 0 1 1 *"  # fires far from any test run, unless told otherwise
 

@@ -12,16 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from crewboard import sessionlog
 from crewboard.board import recovery
 from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.supervisor.reaper import pid_alive
 from tests.support import crews, need
-from tests.support.procs import Proc, wait_until
+from tests.support.procs import Proc
 from tests.support.supervisor import children_running, supervisor_process
+from tests.support.waits import wait_until
 
 HOST = socket.gethostname()
+# How a runner that stops on SIGTERM exits (128 + 15); a SIGKILL shows as -9.
+EXIT_ON_SIGTERM = 143
 
 
 def gone(pid: int) -> bool:
@@ -45,24 +49,57 @@ def running_pid(job_id: int) -> int:
     return wait_until(probe, 15, "a live run with a pid")  # type: ignore[return-value]
 
 
+def in_order(output: str, *fragments: str) -> bool:
+    """Each fragment appears in ``output``, each after the one before."""
+    at = 0
+    for fragment in fragments:
+        at = output.find(fragment, at)
+        if at < 0:
+            return False
+        at += len(fragment)
+    return True
+
+
+def add_run_only_this_pid_sees_orphaned(pid: int) -> int:
+    """A running run of a supervisor whose heartbeat is fresh but names
+    ``pid`` on this host. To the process with that pid its owner is gone (a
+    supervisor's pid now taken by itself); to every other supervisor the owner
+    is alive. Returns the run's id."""
+    now = utcnow()
+    Heartbeat.create(
+        supervisor_id="marker",
+        pid=pid,
+        host=HOST,
+        version="test",
+        started_at=now,
+        beat_at=now,
+        interval_s=3600,
+    )
+    job_id = crews.add_job("Say hello.", extra={"status": JobStatus.RUNNING})
+    run = Run.create(job=job_id, outcome=RunOutcome.RUNNING, supervisor_id="marker", started_at=now)
+    return run.id
+
+
 def no_job_has_two_live_runs() -> None:
     live = [r.job_id for r in crews.live_runs()]
     assert len(live) == len(set(live)), f"two live runs for one job: {live}"
 
 
 def test_sigterm_drains_then_interrupts_and_requeues(home: Home) -> None:
-    job_id = crews.add_job("/sleep 30\nThen answer.")
-    with supervisor_process(home.root, {"CREWBOARD_DRAIN_S": "0.5"}) as proc:
+    job_id = crews.add_job("/sleep 600\nThen answer.")
+    # A grace far longer than a runner needs: a SIGKILL would show as exit -9.
+    env = {"CREWBOARD_DRAIN_S": "0.5", "CREWBOARD_GRACE_S": "20"}
+    with supervisor_process(home.root, env) as proc:
         started(proc)
         runner = running_pid(job_id)
-        stopping = time.monotonic()
         proc.popen.send_signal(signal.SIGTERM)
-        assert proc.popen.wait(10) == 0, proc.output()
-        # drain_s 0.5 + the runner's quick exit on SIGTERM, well inside grace + margin
-        assert time.monotonic() - stopping < 0.5 + 1 + 2
+        assert proc.wait_exit() == 0, proc.output()
     assert gone(runner)
     (run,) = crews.runs(job_id)
+    # It drained first, then stopped the run, whose runner ended on that SIGTERM.
+    assert in_order(proc.output(), "draining 1 run(s)", f"stopping run {run.id} ")
     assert run.outcome == RunOutcome.INTERRUPTED and run.ended_at is not None
+    assert run.exit_code == EXIT_ON_SIGTERM
     job = crews.job(job_id)
     assert job.status == JobStatus.READY and job.attempts == 0
     assert Heartbeat.get().stopped_at is not None
@@ -70,26 +107,29 @@ def test_sigterm_drains_then_interrupts_and_requeues(home: Home) -> None:
 
 
 def test_a_second_signal_cuts_the_drain_short(home: Home) -> None:
-    job_id = crews.add_job("/sleep 30\nThen answer.")
-    with supervisor_process(home.root, {"CREWBOARD_DRAIN_S": "30"}) as proc:
+    job_id = crews.add_job("/sleep 600\nThen answer.")
+    # A drain no test could wait out: ending at all means it was cut short.
+    with supervisor_process(home.root, {"CREWBOARD_DRAIN_S": "3600"}) as proc:
         started(proc)
         running_pid(job_id)
         proc.popen.send_signal(signal.SIGINT)
         proc.wait_for_line(lambda line: "draining 1 run" in line)
-        stopping = time.monotonic()
         proc.popen.send_signal(signal.SIGINT)
-        assert proc.popen.wait(10) == 0, proc.output()
-        assert time.monotonic() - stopping < 3  # not the 30 s drain
+        assert proc.wait_exit() == 0, proc.output()
+    assert "second signal: stopping the running jobs now" in proc.output()
     assert crews.runs(job_id)[0].outcome == RunOutcome.INTERRUPTED
 
 
 def test_an_idle_supervisor_exits_promptly_on_sigterm(home: Home) -> None:
-    with supervisor_process(home.root) as proc:
+    # Neither a drain nor a poll interval it could be waiting out stands
+    # between the signal and the exit.
+    env = {"CREWBOARD_DRAIN_S": "3600", "CREWBOARD_POLL_S": "3600"}
+    with supervisor_process(home.root, env) as proc:
         started(proc)
-        stopping = time.monotonic()
         proc.popen.send_signal(signal.SIGTERM)
-        assert proc.popen.wait(10) == 0, proc.output()
-        assert time.monotonic() - stopping < 5
+        assert proc.wait_exit() == 0, proc.output()
+    assert "draining" not in proc.output()
+    assert Heartbeat.get().stopped_at is not None
 
 
 def test_a_killed_supervisors_runners_exit_and_a_restart_recovers_its_runs(home: Home) -> None:
@@ -100,12 +140,15 @@ def test_a_killed_supervisors_runners_exit_and_a_restart_recovers_its_runs(home:
         (template,) = children_running(first.popen.pid, "crewboard.runner.template")
         first.popen.kill()
         first.popen.wait(5)
-    # Its runner sees EOF on stdin and exits at once; nobody has to kill it.
-    # Nor the runner template, which sees EOF the same way.
-    wait_until(lambda: gone(runner), 3, "the orphaned runner to exit")
-    wait_until(lambda: gone(template), 3, "the runner template to exit")
+    # Its runner sees EOF on stdin and exits at once, before its 2 s sleep is
+    # over, saying why; nobody has to kill it. Nor the runner template, which
+    # sees EOF the same way.
+    wait_until(lambda: gone(runner), 30, "the orphaned runner to exit")
+    wait_until(lambda: gone(template), 30, "the runner template to exit")
     (orphan,) = crews.runs(job_id)
     assert orphan.outcome == RunOutcome.RUNNING  # nobody has closed it yet
+    last = sessionlog.last_record(orphan.log_path)
+    assert last["type"] == "error" and "parent went away" in last["message"], last
     with supervisor_process(home.root) as second:
         started(second)
 
@@ -130,7 +173,19 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
         assert recovery.recover_orphans("peer", HOST, pid_alive, now=utcnow()) == []
         with supervisor_process(home.root, {"CREWBOARD_CONCURRENCY": "1"}) as peer:
             started(peer)
-            time.sleep(1.5)  # past the peer's first periodic recovery (5 heartbeats)
+            # …and so does the peer's own periodic recovery: once it has closed
+            # a marker run that only it can see is orphaned, it has looked at
+            # the owner's run too.
+            marker = add_run_only_this_pid_sees_orphaned(peer.popen.pid)
+            closed = wait_until(
+                lambda: (
+                    Run.get_by_id(marker).outcome != RunOutcome.RUNNING and Run.get_by_id(marker)
+                ),
+                15,
+                "the peer's periodic recovery to close the marker run",
+            )
+            assert closed.outcome == RunOutcome.INTERRUPTED
+            assert f"recovered run {marker} " in peer.output()
             (run,) = crews.runs(job_id)
             assert run.outcome == RunOutcome.RUNNING and not gone(runner)
             # …until the owner dies: then the peer recovers the run and reruns the job.
@@ -142,7 +197,7 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
                 runs = crews.runs(job_id)
                 return len(runs) == 2 and runs[1].outcome == RunOutcome.RUNNING
 
-            wait_until(rerun, 10, "the peer to recover and rerun the job")
+            wait_until(rerun, 30, "the peer to recover and rerun the job")
             assert crews.runs(job_id)[0].outcome == RunOutcome.INTERRUPTED
             peer.stop()
 
@@ -216,11 +271,11 @@ def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: H
                         and runs[1].pid is not None
                     )
 
-                wait_until(taken_over, 10, "the peer to recover the stale run and rerun it")
+                wait_until(taken_over, 30, "the peer to recover the stale run and rerun it")
                 assert not gone(runner)  # the stalled supervisor cannot stop it yet…
                 stalled.popen.send_signal(signal.SIGCONT)
                 # …and once it runs again it sees the run is no longer its own.
-                wait_until(lambda: gone(runner), 5, "the stalled supervisor to stop its runner")
+                wait_until(lambda: gone(runner), 30, "the stalled supervisor to stop its runner")
                 first, second = crews.runs(job_id)
                 assert first.outcome == RunOutcome.INTERRUPTED
                 assert second.outcome == RunOutcome.RUNNING and not gone(second.pid)

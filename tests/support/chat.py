@@ -19,6 +19,7 @@ import trio
 from crewboard.forkserver import TEMPLATE_MODULE as TEMPLATE
 from tests.support.sse_client import Frame, RawStream, collect
 from tests.support.supervisor import children_running
+from tests.support.waits import wait_for
 
 TURN_TIMEOUT_S = 30.0
 
@@ -129,10 +130,6 @@ def runner_pids() -> list[int]:
 
 async def wait_for_runner(timeout_s: float = 10.0) -> int:
     """The pid of the one runner this process has, once it exists."""
-    with trio.fail_after(timeout_s):
-        while True:
-            pids = runner_pids()
-            if pids:
-                assert len(pids) == 1, pids
-                return pids[0]
-            await trio.sleep(0.02)
+    pids = await wait_for(runner_pids, timeout_s, "a runner process")
+    assert len(pids) == 1, pids
+    return pids[0]

@@ -36,12 +36,14 @@ alike::
 Each ``POST /v1/chat/completions`` takes the next scripted reply; with none
 left it streams an echo of the last user message. ``GET /v1/models`` lists
 ``server.models`` (or plays ``server.models_reply`` when set).
+:func:`silent_endpoint` is a provider that never answers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import sys
 import threading
 import time
@@ -155,6 +157,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.models: list[str] = ["fake-model"]
         self.models_reply: Reply | None = None
+        self.models_asked = 0  # GET /models requests served
         self.lock = threading.Lock()
         self.base_url = ""
         self.strict = True
@@ -226,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         fake = self.server.fake
         if self.path.rstrip("/").endswith("/models"):
+            with fake.lock:
+                fake.models_asked += 1
             reply = fake.models_reply or Reply(
                 body={"object": "list", "data": [{"id": m, "object": "model"} for m in fake.models]}
             )
@@ -278,8 +283,6 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.hold is not None:
             reply.hold.wait(30)
         if reply.body is not None or not reply.events:
-            if reply.delay_s:
-                time.sleep(reply.delay_s)
             data = json.dumps(reply.body if reply.body is not None else {}).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
@@ -418,3 +421,13 @@ def fake_openai() -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """A loopback base URL that accepts connections and never answers: a
+    provider slower than any timeout, with no race against the timeout."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"

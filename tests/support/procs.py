@@ -105,6 +105,13 @@ class Proc:
                 self.lines.append(line)
         return "\n".join(self.lines)
 
+    def wait_exit(self, timeout_s: float = 30) -> int:
+        """Wait for the process to exit and its output to end, so that
+        :meth:`output` holds every line it printed; returns its exit code."""
+        code = self.popen.wait(timeout_s)
+        self._pump_thread.join(timeout_s)
+        return code
+
     def stop(self, timeout_s: float = 10) -> int:
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -125,17 +132,6 @@ class Proc:
         self._pump_thread.join(5)
         if self.popen.stdout is not None:
             self.popen.stdout.close()
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float = 10, what: str = "") -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def serve(home: Path, env: Mapping[str, str] | None = None) -> Proc:

@@ -135,12 +135,21 @@ class RawStream:
 
     async def next_frame(self) -> Frame | None:
         """The next frame, or None when the stream ends."""
+        while isinstance(item := await self._next_item(), str):
+            pass
+        return item
+
+    async def _next_item(self) -> Frame | str | None:
+        """The next frame or ping (a comment line), or None at the end."""
         while True:
             while b"\n" in self._body:
                 raw, self._body = self._body.split(b"\n", 1)
-                frame = self.parser.line(raw.decode().rstrip("\r"))
+                line = raw.decode().rstrip("\r")
+                frame = self.parser.line(line)
                 if frame is not None:
                     return frame
+                if line.startswith(":"):
+                    return line
             if not await self._more_body():
                 return None
 
@@ -155,12 +164,20 @@ class RawStream:
                 got.append(frame)
         return got
 
-    async def quiet_for(self, seconds: float) -> list[Frame]:
-        """Whatever frames arrive within ``seconds``."""
+    async def frames_until_pings(self, count: int, timeout_s: float = 10.0) -> list[Frame]:
+        """The frames that arrive before ``count`` more pings (what a stream
+        sends after a quiet spell); fails if the stream ends first."""
         got: list[Frame] = []
-        with trio.move_on_after(seconds):
-            while (frame := await self.next_frame()) is not None:
-                got.append(frame)
+        pinged = 0
+        with trio.fail_after(timeout_s):
+            while pinged < count:
+                item = await self._next_item()
+                if item is None:
+                    raise AssertionError(f"the stream ended after {pinged} ping(s): {got}")
+                if isinstance(item, str):
+                    pinged += 1
+                else:
+                    got.append(item)
         return got
 
 

@@ -13,7 +13,9 @@ from crewboard.sessionlog import LogWriter
 from crewboard.web.loghub import LogHub
 
 
-async def test_followers_share_one_reader_and_all_get_every_record(tmp_path: Path, nursery):
+async def test_followers_share_one_reader_and_all_get_every_record(
+    tmp_path: Path, nursery, autojump_clock
+):
     path = tmp_path / "run.jsonl"
     hub = LogHub(nursery, poll_s=0.005)
     encoded: list[int] = []
@@ -47,11 +49,13 @@ async def test_followers_share_one_reader_and_all_get_every_record(tmp_path: Pat
     assert all(results[n] == list(range(n % 3 + 1, 22)) for n in range(100))
     # Encoded once per record, not once per follower.
     assert len(encoded) == len(set(encoded)) and set(range(1, 22)) <= set(encoded)
-    await trio.sleep(0.05)
+    await trio.sleep(1)  # virtual: past the reader's longest poll (0.05 s after the end)
     assert hub.files == 0
 
 
-async def test_follow_yields_records_and_ends_after_the_terminal_one(tmp_path, nursery):
+async def test_follow_yields_records_and_ends_after_the_terminal_one(
+    tmp_path, nursery, autojump_clock
+):
     path = tmp_path / "run.jsonl"
     with LogWriter(path) as writer:
         writer.append("user_message", text="hi")
@@ -63,7 +67,7 @@ async def test_follow_yields_records_and_ends_after_the_terminal_one(tmp_path, n
     assert got == ["text", "error"]
 
 
-async def test_the_reader_stops_when_the_last_follower_leaves(tmp_path, nursery):
+async def test_the_reader_stops_when_the_last_follower_leaves(tmp_path, nursery, autojump_clock):
     path = tmp_path / "run.jsonl"
     hub = LogHub(nursery, poll_s=0.005)
     with LogWriter(path) as writer:
@@ -77,7 +81,7 @@ async def test_the_reader_stops_when_the_last_follower_leaves(tmp_path, nursery)
         assert hub.files == 0
 
 
-async def test_an_idle_follower_is_told_so(tmp_path, nursery):
+async def test_an_idle_follower_is_told_so(tmp_path, nursery, autojump_clock):
     path = tmp_path / "missing-yet.jsonl"
     hub = LogHub(nursery, poll_s=0.005)
     batches = hub.follow_batches(path, 0, idle_s=0.05)

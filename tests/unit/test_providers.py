@@ -12,7 +12,7 @@ import pytest
 from crewboard.config import Config, ProviderEndpoint
 from crewboard.errors import ConfigError, ValidationFailed
 from crewboard.providers import ModelCatalog, list_models, parse_model_spec, resolve_model
-from tests.support.fake_openai import Reply, fake_openai
+from tests.support.fake_openai import Reply, fake_openai, silent_endpoint
 
 DEAD_URL = "http://127.0.0.1:9/v1"  # the discard port: nothing listens
 
@@ -97,13 +97,12 @@ async def test_models_lists_openai_lmstudio_endpoints_and_offline(tmp_path: Path
 async def test_down_slow_or_garbage_providers_are_left_out_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with fake_openai() as slow, fake_openai() as garbage:
-        slow.models_reply = Reply(body={"data": [{"id": "late"}]}, delay_s=1.0)
+    with silent_endpoint() as slow, fake_openai() as garbage:
         garbage.models_reply = Reply(body={"models": "what"})
         config = make_config(
             tmp_path,
             providers={
-                "slow": ProviderEndpoint("slow", slow.base_url),
+                "slow": ProviderEndpoint("slow", slow),
                 "garbage": ProviderEndpoint("garbage", garbage.base_url),
             },
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,8 +45,9 @@ class _Pages(BaseHTTPRequestHandler):
         elif self.path == "/big":
             self._send(200, b"y" * 50_000)
         elif self.path == "/slow":
-            time.sleep(1.5)
-            self._send(200, b"late")
+            # Holds the request, unanswered, until the test is over: later
+            # than any timeout.
+            self.server.test_over.wait(30)  # type: ignore[attr-defined]
         elif self.path == "/binary":
             self._send(200, b"\x89PNG....", {"Content-Type": "image/png"})
         else:
@@ -67,9 +67,11 @@ class _Pages(BaseHTTPRequestHandler):
 def site() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
     server.daemon_threads = True
+    server.test_over = threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
+    server.test_over.set()  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
     thread.join(5)

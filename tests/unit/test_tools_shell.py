@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from crewboard.runner.tools.base import ToolContext, ToolError
 from crewboard.runner.tools.shell import DISABLED, TOOL
 from tests.support import need
 from tests.support.runner import tool_context
+from tests.support.waits import wait_until
 
 
 def shell_context(tmp_path: Path, **limits: object) -> ToolContext:
@@ -41,22 +41,61 @@ def test_runs_in_the_workspace_and_reports_status_and_both_streams(tmp_path: Pat
     assert (ctx.workspace / "made.txt").read_text() == "made\n"
 
 
+class HeldPipe:
+    """A FIFO that a command's background loop holds open (``exec 3>held``)
+    after writing ``up`` to it. It reads as ended only once every process
+    holding it is gone: a sign, seen without waiting on the clock, that a
+    whole process group died."""
+
+    LOOP = "(exec 3>held; echo up >&3; while true; do sleep 0.05; done)"
+
+    def __init__(self, folder: Path) -> None:
+        os.mkfifo(folder / "held")
+        # Non-blocking, so opening does not wait for a writer.
+        self._fd = os.open(folder / "held", os.O_RDONLY | os.O_NONBLOCK)
+        self._data = b""
+        self._ended = False
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self._fd, 4096)
+        except BlockingIOError:
+            return  # held open, nothing new
+        if chunk:
+            self._data += chunk
+        elif self._data:
+            self._ended = True  # its holders wrote, then all went away
+
+    def started(self) -> bool:
+        self._read()
+        return b"up" in self._data
+
+    def released(self) -> bool:
+        self._read()
+        return self._ended
+
+    def __enter__(self) -> HeldPipe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
 def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     ctx = shell_context(tmp_path)
-    started = time.monotonic()
-    out = sh(ctx, "(while true; do echo . >> tick; sleep 0.05; done) & sleep 30", timeout_s=0.5)
-    assert "killed after the 0.5 s timeout" in out
-    assert time.monotonic() - started < 5
-    size = (ctx.workspace / "tick").stat().st_size
-    time.sleep(0.3)
-    assert (ctx.workspace / "tick").stat().st_size == size, "the background loop died too"
+    with HeldPipe(ctx.workspace) as held:
+        out = sh(ctx, f"{HeldPipe.LOOP} & sleep 600", timeout_s=0.5)
+        assert "killed after the 0.5 s timeout" in out
+        assert held.started(), "the background loop ran"
+        wait_until(held.released, 30, "the background loop to die with its group")
     assert ctx.children == set()
 
 
 def test_a_background_child_does_not_hold_the_call(tmp_path: Path) -> None:
-    started = time.monotonic()
-    out = sh(shell_context(tmp_path), "sleep 20 & echo quick")
-    assert "quick" in out and time.monotonic() - started < 3
+    # Were the call held until the child ends, the tool's own 10 s timeout
+    # would cut it and say so.
+    out = sh(shell_context(tmp_path), "sleep 600 & echo quick")
+    assert out.startswith("[exit status 0,") and "quick" in out
 
 
 def test_output_is_capped_and_drained(tmp_path: Path) -> None:
@@ -119,26 +158,18 @@ from crewboard.runner.tools.base import ToolContext
 sandbox.sandbox_argv = lambda *a: []
 ws = Path(sys.argv[1])
 ctx = ToolContext(ws, ws.parent / "artifacts", Limits(allow_shell=True, tool_timeout_s=60.0))
-shell.TOOL.run({"command": "(while true; do echo . >> tick; sleep 0.05; done) & sleep 60"}, ctx)
+shell.TOOL.run({"command": sys.argv[2] + " & sleep 600"}, ctx)
 """
 
 
 def test_without_bubblewrap_tool_processes_die_with_a_killed_runner(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     workspace.mkdir()
-    runner = subprocess.Popen([sys.executable, "-c", _RUNNER, str(workspace)])
-    tick = workspace / "tick"
-    deadline = time.monotonic() + 10
-    while not tick.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert tick.exists(), "the tool's loop started"
-    runner.kill()
-    runner.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        size = tick.stat().st_size
-        time.sleep(0.3)
-        if tick.stat().st_size == size:
-            break
-    else:
-        raise AssertionError("the tool's loop outlived its runner")
+    with HeldPipe(workspace) as held:
+        runner = subprocess.Popen([sys.executable, "-c", _RUNNER, str(workspace), HeldPipe.LOOP])
+        try:
+            wait_until(held.started, 30, "the tool's loop to start")
+        finally:
+            runner.kill()
+            runner.wait()
+        wait_until(held.released, 30, "the tool's loop to die with its runner")

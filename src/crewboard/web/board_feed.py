@@ -92,7 +92,12 @@ class BoardFeed:
                 self._wanted.set()
             await current.ready.wait()
             changes = current.changes
-            position = changes.last_id if after_id is None else after_id
+            if after_id is None:
+                # "From now" is the board's newest event, not the round's: a
+                # round that has not polled lately would replay older ones.
+                position = max(changes.last_id, await db.call(job_views.last_event_id))
+            else:
+                position = after_id
             everyone = viewer.is_admin and not mine
             while True:
                 if position < changes.floor:

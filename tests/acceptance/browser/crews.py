@@ -4,10 +4,10 @@ status, and a context in a chosen time zone."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tests.acceptance.browser.conftest import TIMEOUT_MS, Site, Watch
+from tests.support.waits import wait_until
 
 
 def start_crew(site: Site, context, template: str, inputs: dict[str, Any], **query: str) -> dict:
@@ -30,13 +30,13 @@ def job(context, job_id: int) -> dict:
 
 def wait_for_status(context, job_id: int, *statuses: str, timeout_s: float = 15) -> dict:
     """The job's detail once its status is one of ``statuses``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def detail_once_there() -> dict | None:
         detail = job(context, job_id)
-        if detail["job"]["status"] in statuses:
-            return detail
-        assert time.monotonic() < deadline, f"job {job_id} stayed {detail['job']['status']}"
-        time.sleep(0.1)
+        return detail if detail["job"]["status"] in statuses else None
+
+    wanted = f"job {job_id} to be {' or '.join(statuses)}"
+    return wait_until(detail_once_there, timeout_s, wanted, every_s=0.1)
 
 
 def zoned_context(browser, site: Site, watch: Watch, request, timezone_id: str, **options):
