@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from crewboard import localmodel
 from crewboard.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ OFFLINE_MODELS = (
 )
 # Shown when an OpenAI key is set: current, widely available chat models with tool calls.
 OPENAI_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini")
-BUILTIN = ("openai", "lmstudio", "offline")
+BUILTIN = ("openai", "lmstudio", "offline", "local")
 LIST_TIMEOUT_S = 1.5
 CACHE_TTL_S = 30.0
 
@@ -82,6 +83,9 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
     if provider == "lmstudio":
         model["baseUrl"] = config.lmstudio_base_url
         return model
+    if provider == localmodel.PROVIDER:  # the model server CREWBOARD_LOCAL_MODEL turns on
+        model.update(localmodel.resolve_endpoint(name, config))
+        return model
     endpoint = config.providers.get(provider)
     if endpoint is None:
         known = ", ".join([*BUILTIN, *config.providers])
@@ -102,6 +106,8 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
 def _endpoints(config: Config, *, warn: bool = False) -> list[tuple[str, str, str | None]]:
     """(provider, base URL, key) of every provider whose models are listed live."""
     found = [("lmstudio", config.lmstudio_base_url, None)]
+    if config.local_model:
+        found.append((localmodel.PROVIDER, localmodel.base_url(config), None))
     for name, endpoint in config.providers.items():
         if endpoint.api_key_env and not endpoint.api_key:
             if warn:
