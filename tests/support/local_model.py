@@ -36,6 +36,10 @@ START_TIMEOUT_S = 60.0
 # The model writes a tool call only when its answer starts with the Hermes
 # marker; an assistant message left open is continued by llama.cpp.
 TOOL_CALL_PREFILL = "<tool_call>\n"
+CALL_TOKENS = 256
+# A short answer that ends by itself: the first sentence, within this many tokens.
+ANSWER_TOKENS = 200
+SENTENCE_ENDS = [".", "!", "?", "\n\n"]
 
 
 def need_local_model() -> Path:
@@ -90,29 +94,38 @@ def model_server(model: str = localmodel.SMOLLM2) -> Iterator[ModelServer]:
 Steer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def cap(max_tokens: int, **extra: Any) -> Steer:
-    """Every chat request answers in at most ``max_tokens`` tokens, as text."""
+def text_only(max_tokens: int = ANSWER_TOKENS, **extra: Any) -> Steer:
+    """Every chat request is offered no tools and answers in text: up to its
+    first sentence end, so it finishes on its own ("stop"), well before
+    ``max_tokens``. ``extra`` overrides (``stop=[]``, ``ignore_eos=True`` for
+    an answer that only a cancel ends)."""
 
     def steer(body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "max_tokens": max_tokens, "tool_choice": "none", **extra}
+        rest = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+        return {**rest, "max_tokens": max_tokens, "stop": SENTENCE_ENDS, **extra}
 
     return steer
 
 
 def force_tool(name: str, parameters: dict[str, Any] | None = None, max_tokens: int = 48) -> Steer:
-    """The first step must call tool ``name``, the steps after it answer in text.
+    """The first step must call tool ``name``; the steps after it, offered no
+    tools, answer in text.
 
     llama.cpp takes no named ``tool_choice`` object (it logs a type error and
     falls back to "auto"), and its "required" still lets a model write text
     before its call. So the step offers only that tool, says "required", and
     opens the answer with the tool-call marker: from there llama.cpp's grammar
     admits nothing but a call of that tool whose arguments match its schema,
-    narrowed to ``parameters`` when given (a small model picks odd paths)."""
+    narrowed to ``parameters`` when given (a small model picks odd paths). The
+    grammar admits some whitespace at every turn of the JSON, which a small
+    model uses freely, so the call gets ``CALL_TOKENS`` to close."""
 
     def steer(body: dict[str, Any]) -> dict[str, Any]:
         messages = body["messages"]
         if any(m.get("role") == "tool" for m in messages):
-            return {**body, "tool_choice": "none", "max_tokens": max_tokens}
+            # Without tools: llama.cpp still parses a call the model writes
+            # under tool_choice "none".
+            return text_only()(body)
         tools = [t for t in body.get("tools", []) if t["function"]["name"] == name]
         assert tools, f"the agent has no tool {name}"
         if parameters is not None:
@@ -121,7 +134,9 @@ def force_tool(name: str, parameters: dict[str, Any] | None = None, max_tokens: 
             **body,
             "tools": tools,
             "tool_choice": "required",
-            "max_tokens": max_tokens,
+            "max_tokens": CALL_TOKENS,
+            # "required" admits one call or more; the first one ends the answer.
+            "stop": ["</tool_call>"],
             "messages": [*messages, {"role": "assistant", "content": TOOL_CALL_PREFILL}],
         }
 
