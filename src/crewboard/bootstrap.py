@@ -22,7 +22,7 @@ def open_home(config: Config) -> Home:
     """Create the home if needed and connect the board (applying migrations)."""
     home = Home(config.home).ensure()
     home.secret_key()
-    db.connect(config.board_path, url=config.database_url)
+    db.connect(home.board_db, url=config.database_url)
     return home
 
 

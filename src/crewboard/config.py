@@ -58,6 +58,9 @@ class Config:
     openai_api_key: str | None = _secret()
     openai_base_url: str = "https://api.openai.com/v1"
     lmstudio_base_url: str = "http://127.0.0.1:1234/v1"
+    # The optional local model (crewboard.localmodel): smollm2 or a GGUF path.
+    local_model: str | None = None
+    local_model_port: int = 8091
     google_client_id: str | None = None
     google_client_secret: str | None = _secret()
     google_allowed_domains: tuple[str, ...] = ()
@@ -76,10 +79,6 @@ class Config:
     max_body_bytes: int = 1 << 20
     login_attempts: int = 5
     login_window_s: float = 60.0
-
-    @property
-    def board_path(self) -> Path:
-        return self.home / "board.db"
 
     @property
     def google_enabled(self) -> bool:
@@ -195,7 +194,7 @@ def _providers(table: Any) -> dict[str, ProviderEndpoint]:
         raise ConfigError("crewboard.toml: [providers] must be a table of tables")
     result = {}
     for name, entry in table.items():
-        if name in ("openai", "lmstudio", "offline"):
+        if name in ("openai", "lmstudio", "offline", "local"):
             raise ConfigError(f"crewboard.toml: [providers.{name}] shadows a built-in provider")
         if not isinstance(entry, dict) or not isinstance(entry.get("base_url"), str):
             raise ConfigError(f'crewboard.toml: [providers.{name}] needs base_url = "..."')

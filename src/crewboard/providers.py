@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
+from crewboard import localmodel
 from crewboard.errors import ValidationFailed
 from crewboard.home import Home
 
@@ -46,7 +47,7 @@ OFFLINE_MODELS = (
 )
 # Shown when an OpenAI key is set: current, widely available chat models with tool calls.
 OPENAI_MODELS = ("gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini")
-BUILTIN = ("openai", "lmstudio", "offline")
+BUILTIN = ("openai", "lmstudio", "offline", "local")
 LIST_TIMEOUT_S = 1.5
 CACHE_TTL_S = 30.0
 # One model on one machine answers one request well, and several badly: some
@@ -104,6 +105,9 @@ def resolve_model(spec: str, config: Config) -> dict[str, Any]:
     if provider == "lmstudio":
         model.update(baseUrl=config.lmstudio_base_url, maxConcurrency=LOCAL_MAX_CONCURRENCY)
         return model
+    if provider == localmodel.PROVIDER:  # the model server CREWBOARD_LOCAL_MODEL turns on
+        model.update(localmodel.resolve_endpoint(name, config))
+        return model
     endpoint = config.providers.get(provider)
     if endpoint is None:
         known = ", ".join([*BUILTIN, *config.providers])
@@ -144,6 +148,8 @@ def is_loopback(base_url: str) -> bool:
 def _endpoints(config: Config, *, warn: bool = False) -> list[tuple[str, str, str | None]]:
     """(provider, base URL, key) of every provider whose models are listed live."""
     found: list[tuple[str, str, str | None]] = [("lmstudio", config.lmstudio_base_url, None)]
+    if config.local_model:
+        found.append((localmodel.PROVIDER, localmodel.base_url(config), None))
     for name, endpoint in config.providers.items():
         if endpoint.api_key_env and not endpoint.api_key:
             if warn:

@@ -1,7 +1,8 @@
 """``crewboard serve``: the one-command start. Runs ``crewboard web`` and
-``crewboard supervisor`` as two child processes, prints the URL, restarts a
+``crewboard supervisor`` as child processes, plus ``crewboard local-model
+serve`` when ``CREWBOARD_LOCAL_MODEL`` is set; prints the URL, restarts a
 child that dies unexpectedly (with backoff, saying why), and on Ctrl-C or
-SIGTERM stops both within 5 s."""
+SIGTERM stops them all within 5 s."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import trio
 
+from crewboard import localmodel
 from crewboard.bootstrap import ensure_first_admin, open_home
 from crewboard.config import Config
 from crewboard.processes import describe_exit
@@ -102,7 +104,7 @@ def _read_url(url_file: Path) -> str | None:
 
 
 async def _stop_children(children: list[Child]) -> None:
-    """SIGTERM both; a second SIGTERM near the deadline tells the supervisor to
+    """SIGTERM them all; a second SIGTERM near the deadline tells the supervisor to
     cut its drain short (its runs end interrupted and are requeued); SIGKILL
     whatever still runs at the deadline."""
     running = [c for c in children if c.process is not None and c.process.returncode is None]
@@ -128,6 +130,9 @@ async def _stop_children(children: list[Child]) -> None:
 
 
 async def run_serve(config: Config) -> int:
+    # A local model that is asked for but cannot run stops the start here,
+    # with the fix, rather than in a child restarted forever.
+    local = await trio.to_thread.run_sync(localmodel.check_usable, config)
     await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     url_file = config.home / "run" / URL_FILE
@@ -138,6 +143,11 @@ async def run_serve(config: Config) -> int:
         Child("web", [*base, "web", *home, "--host", config.host, "--port", str(config.port)]),
         Child("supervisor", [*base, "supervisor", *home]),
     ]
+    if local is not None:
+        children.append(Child("local model", [*base, "local-model", "serve", *home]))
+        log.info(
+            "local model %s:%s at %s", localmodel.PROVIDER, local.name, localmodel.base_url(config)
+        )
     stopping = trio.Event()
     lifeline, _keep_open = os.pipe()  # the write end lives exactly as long as we do
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -12,6 +12,7 @@ import trio
 from crewboard.board import db
 from crewboard.board.models import ApiToken, User
 from crewboard.clock import utcnow
+from crewboard.home import Home
 
 WRITER = textwrap.dedent(
     """
@@ -46,7 +47,7 @@ def test_two_processes_writing_at_once_never_see_a_locked_database(home, config)
     n = 150
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(config.board_path), name, str(n)],
+            [sys.executable, "-c", WRITER, str(Home(config.home).board_db), name, str(n)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -76,7 +77,7 @@ def test_schema_version_is_recorded_and_reopening_is_idempotent(home, config):
     from crewboard.board.migrations import SCHEMA_VERSION, current_version
 
     assert current_version(db.database.obj) == SCHEMA_VERSION
-    db.connect(config.board_path)
+    db.connect(Home(config.home).board_db)
     assert current_version(db.database.obj) == SCHEMA_VERSION
     pragmas = {
         name: db.database.execute_sql(f"PRAGMA {name}").fetchone()[0]

@@ -9,20 +9,32 @@ from pathlib import Path
 
 import pytest
 
+from crewboard import localmodel
 from crewboard.board.heartbeats import STALE_AFTER_INTERVALS
 from crewboard.config import Config
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 
 
-def unit(name: str) -> configparser.SectionProxy:
+SERVICES = [
+    "crewboard-supervisor.service",
+    "crewboard-web.service",
+    "crewboard-local-model.service",
+]
+
+
+def unit(name: str, section: str = "Service") -> configparser.SectionProxy:
     parser = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes="#")
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string((UNITS / name).read_text())
-    return parser["Service"]
+    return parser[section]
 
 
-@pytest.mark.parametrize("name", ["crewboard-supervisor.service", "crewboard-web.service"])
+def test_every_shipped_unit_is_checked_here() -> None:
+    assert sorted(p.name for p in UNITS.glob("*.service")) == sorted(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
 def test_each_unit_notifies_runs_as_its_user_and_may_write_only_the_home(name: str) -> None:
     service = unit(name)
     assert service["Type"] == "notify"
@@ -41,3 +53,25 @@ def test_the_supervisor_unit_leaves_room_to_drain_and_beats_its_watchdog() -> No
     assert float(service["TimeoutStopSec"]) > defaults.drain_s + defaults.grace_s + 5
     # The watchdog fires only well after a heartbeat would be seen as stale.
     assert float(service["WatchdogSec"]) >= 3 * STALE_AFTER_INTERVALS * defaults.heartbeat_s
+
+
+def test_the_units_share_one_home_and_one_environment_file() -> None:
+    """The web and the supervisor find the local model's port in the same
+    settings the model's own unit reads."""
+    for key in ("Environment", "EnvironmentFile"):
+        assert len({unit(name)[key] for name in SERVICES}) == 1, key
+
+
+def test_the_local_model_unit_serves_the_configured_model_on_loopback_only() -> None:
+    service = unit("crewboard-local-model.service")
+    assert service["ExecStart"].endswith("crewboard local-model serve")
+    assert service["Restart"] == "on-failure"
+    # It stops within localmodel.STOP_WITHIN_S of SIGTERM; systemd waits longer.
+    assert float(service["TimeoutStopSec"]) > localmodel.STOP_WITHIN_S + 1
+    assert service["IPAddressDeny"] == "any" and service["IPAddressAllow"] == "localhost"
+    assert localmodel.HOST == "127.0.0.1"
+
+
+@pytest.mark.parametrize("name", ["crewboard-supervisor.service", "crewboard-web.service"])
+def test_the_web_and_the_supervisor_start_after_the_local_model(name: str) -> None:
+    assert "crewboard-local-model.service" in unit(name, "Unit")["After"].split()

@@ -566,5 +566,9 @@ def next_due_at(*, now: datetime) -> datetime | None:
         .where((Job.status == JobStatus.WAITING) & (Job.scheduled_at > now))
         .scalar()
     )
-    times = [Job.available_at.python_value(t) for t in (ready, scheduled) if t is not None]
+    times = [
+        when
+        for raw in (ready, scheduled)
+        if raw is not None and (when := Job.available_at.python_value(raw)) is not None
+    ]
     return min(times) if times else None

@@ -18,7 +18,7 @@ server does not poll its board.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import trio
@@ -79,7 +79,7 @@ class BoardFeed:
 
     async def follow(
         self, viewer: Principal, after_id: int | None, mine: bool
-    ) -> AsyncIterator[list[bytes] | None]:
+    ) -> AsyncGenerator[list[bytes] | None, None]:
         """Frames of the events ``viewer`` may see after ``after_id`` (or
         from now), live; None after :data:`~crewboard.web.sse.PING_S` without any."""
         self.followers += 1

@@ -47,8 +47,9 @@ def register_error_handlers(app: Quart) -> None:
             413: "request body too large",
         }.get(status, exc.description or exc.name)
         response = error_body(status, _http_code(exc), message)
-        if status == 405 and getattr(exc, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        allowed = getattr(exc, "valid_methods", None)  # set by a 405 only
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
     @app.errorhandler(Exception)

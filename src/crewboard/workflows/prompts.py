@@ -10,7 +10,7 @@ escapes such as ``''.__class__``.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from jinja2 import meta, nodes
@@ -84,18 +84,19 @@ def compile_source(
         problems.add(where, f"{type(node).__name__.lower()} is not available in prompts")
     for name in sorted(meta.find_undeclared_variables(tree) - _KNOWN_NAMES):
         problems.add(where, f"unknown name {name[:64]!r} (inputs are written inputs.<name>)")
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        if isinstance(node, nodes.Getattr):
-            attr: Any = node.attr
+    for found in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        access = cast(nodes.Getattr | nodes.Getitem, found)
+        if isinstance(access, nodes.Getattr):
+            attr: Any = access.attr
         else:
-            attr = node.arg.value if isinstance(node.arg, nodes.Const) else None
+            attr = access.arg.value if isinstance(access.arg, nodes.Const) else None
         if not isinstance(attr, str):
             continue
         if attr.startswith("_"):
             problems.add(where, f"{attr[:64]!r}: private attributes are not available")
         elif (
-            isinstance(node.node, nodes.Name)
-            and node.node.name == "inputs"
+            isinstance(access.node, nodes.Name)
+            and access.node.name == "inputs"
             and attr not in input_names
         ):
             problems.add(where, f"inputs.{attr[:64]} is not an input of this template")

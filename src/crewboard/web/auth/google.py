@@ -309,7 +309,7 @@ async def _verify_id_token(
         now=lambda: int(wall_clock()),
         leeway=LEEWAY_S,
         iss={"essential": True, "values": [issuer, *ISSUER_ALIASES.get(issuer, ())]},
-        aud={"essential": True, "value": config.google_client_id},
+        aud={"essential": True, "value": config.google_client_id or ""},
         sub={"essential": True},
         exp={"essential": True},
         iat={"essential": True},
@@ -458,5 +458,5 @@ async def google_callback() -> ResponseReturnValue:
         return _refuse(SignInRefused(FAILED, "unexpected error"))
     log.info("google sign-in: user %s", user.id)
     response = _redirect("/profile")
-    set_session_cookie(response, token)  # type: ignore[arg-type]
+    set_session_cookie(response, token)
     return response

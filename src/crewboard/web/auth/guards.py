@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from quart import Response, g, redirect, request
+from quart import g, redirect, request
+from werkzeug.sansio.response import Response as SansIOResponse
 
 from crewboard.board import db
 from crewboard.board import users as board_users
@@ -128,7 +129,7 @@ def check_owner(owner_id: int, what: str = "thing") -> Principal:
     return who
 
 
-def set_session_cookie(response: Response, token: str) -> None:
+def set_session_cookie(response: SansIOResponse, token: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -140,7 +141,7 @@ def set_session_cookie(response: Response, token: str) -> None:
     )
 
 
-def clear_session_cookie(response: Response) -> None:
+def clear_session_cookie(response: SansIOResponse) -> None:
     response.delete_cookie(
         SESSION_COOKIE,
         httponly=True,

@@ -41,7 +41,7 @@ async def login():
     user = await db.call(board_users.get_user_by_email, email)
     password_hash = user.password_hash if user is not None and not user.disabled else None
     ok = await trio.to_thread.run_sync(st.passwords.verify, password_hash, password)
-    if not ok:
+    if not ok or user is None:
         st.login_limiter.failed(keys)
         raise Unauthorized(BAD_CREDENTIALS)
     st.login_limiter.succeeded(keys)

@@ -1,0 +1,192 @@
+"""Chat turns through the live web app and real runners against a real model
+server: llama.cpp's (xllamacpp) with SmolLM2-135M, as ``local:smollm2``.
+
+Only shapes are checked, never the model's words. A steering proxy between
+the runner and the server shapes requests where a test needs a shape the
+model would not choose (see :mod:`tests.support.local_model`). Skipped with
+the reason when xllamacpp or the weights are missing; under
+CREWBOARD_TEST_REQUIRE_ALL=1 (CI) that fails instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from crewboard.sessionlog import read_records
+from tests.conftest import make_config
+from tests.support.chat import create_session, next_chunk, open_turn, rest_of, send
+from tests.support.local_model import (
+    ModelServer,
+    SteeringProxy,
+    force_tool,
+    free_port,
+    model_server,
+    need_local_model,
+    steering_proxy,
+    text_only,
+)
+from tests.support.sse_client import Frame
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Iterator[ModelServer]:
+    """One real model server for the whole session (it loads in about a second)."""
+    need_local_model()
+    with model_server() as server:
+        yield server
+
+
+def chunks(frames: list[Frame], kind: str) -> list[dict]:
+    return [f.data for f in frames if f.type == "chunk" and f.data["type"] == kind]
+
+
+async def metrics(server: ModelServer) -> dict[str, float]:
+    # Off the event loop: the web app under test runs on it.
+    return await trio.to_thread.run_sync(server.metrics)
+
+
+class TestThroughTheProduct:
+    @pytest.fixture
+    def proxy(self, smollm2: ModelServer) -> Iterator[SteeringProxy]:
+        with steering_proxy(smollm2.base_url) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def config(self, tmp_path, proxy):
+        return make_config(tmp_path / "home", local_model="smollm2", local_model_port=proxy.port)
+
+    async def test_the_model_list_offers_the_local_model(self, as_alice):
+        response = await as_alice.get("/api/models")
+        assert response.status_code == 200
+        ids = [m["id"] for m in response.json()]
+        assert "local:smollm2" in ids and "offline:scripted" in ids
+
+    async def test_a_chat_turn_streams_text_frames_then_done(self, as_alice, proxy):
+        proxy.steer = text_only()
+        session = await create_session(as_alice, modelSpec="local:smollm2")
+        frames = await send(as_alice, session["id"], "Say hello.")
+        assert chunks(frames, "text"), [f.type for f in frames]
+        assert frames[-1].type == "done", frames[-1].data
+        assert frames[-1].data["text"]
+        assert proxy.statuses == [200]
+        sent = proxy.sent[0]
+        assert sent["stream"] is True and sent["model"] == "smollm2"
+
+    async def test_a_forced_tool_call_goes_round_trip(self, as_alice, proxy, home):
+        here = {"type": "object", "properties": {"path": {"enum": ["."]}}, "required": ["path"]}
+        proxy.steer = force_tool("list_files", here)
+        session = await create_session(as_alice, modelSpec="local:smollm2")
+        workspace = home.workspace(f"chat-{session['id']}")
+        workspace.mkdir(parents=True, exist_ok=True)
+        (workspace / "notes.md").write_text("x")
+        frames = await send(as_alice, session["id"], "Which files do you have?")
+
+        started = chunks(frames, "agent_tool_start")
+        ended = chunks(frames, "agent_tool_end")
+        assert [c["toolName"] for c in started] == ["list_files"], frames
+        failed = [(c.get("output") or c.get("result") or c) for c in ended if c.get("isError")]
+        assert len(ended) == len(started) and not failed, failed
+        assert frames[-1].type == "done", frames[-1].data
+        # The server accepted the calls and their results back, and answered.
+        assert proxy.statuses == [200, 200]
+        follow_up = proxy.sent[1]["messages"]
+        call = next(m for m in follow_up if m["role"] == "assistant" and m.get("tool_calls"))
+        results = {m["tool_call_id"]: m["content"] for m in follow_up if m["role"] == "tool"}
+        assert [c["function"]["name"] for c in call["tool_calls"]] == ["list_files"]
+        assert set(results) == {c["id"] for c in call["tool_calls"]}
+        assert all("notes.md" in content for content in results.values())
+
+    async def test_cancelling_a_turn_stops_the_generation(self, as_alice, proxy, smollm2):
+        # Past every end of an answer, up to 4000 tokens (two minutes or more):
+        # only the cancel can stop it early.
+        proxy.steer = text_only(4000, stop=[], ignore_eos=True)
+        session = await create_session(as_alice, modelSpec="local:smollm2")
+        async with open_turn(as_alice, session["id"], "Tell me a long story.") as raw:
+            await next_chunk(raw, "text", timeout_s=60)
+            assert (await metrics(smollm2))["requests_processing"] == 1
+            closed = await as_alice.post(f"/api/session/delete/{session['id']}")
+            assert closed.status_code == 204
+            rest = await rest_of(raw)
+        assert rest[-1].type == "error"
+        with trio.fail_after(10):
+            while (await metrics(smollm2))["requests_processing"] != 0:
+                await trio.sleep(0.1)
+        predicted = (await metrics(smollm2))["tokens_predicted_total"]
+        await trio.sleep(1)
+        assert (await metrics(smollm2))["tokens_predicted_total"] == predicted
+        assert predicted < 4000
+
+
+class TestWhenTheServerDies:
+    @pytest.fixture
+    def own_server(self) -> Iterator[ModelServer]:
+        need_local_model()
+        with model_server() as server:
+            yield server
+
+    @pytest.fixture
+    def proxy(self, own_server: ModelServer) -> Iterator[SteeringProxy]:
+        with steering_proxy(
+            own_server.base_url, text_only(4000, stop=[], ignore_eos=True)
+        ) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def config(self, tmp_path, proxy):
+        return make_config(tmp_path / "home", local_model="smollm2", local_model_port=proxy.port)
+
+    async def test_killing_the_server_mid_stream_gives_a_clear_error(
+        self, as_alice, own_server, home
+    ):
+        session = await create_session(as_alice, modelSpec="local:smollm2")
+        async with open_turn(as_alice, session["id"], "Tell me a long story.") as raw:
+            await next_chunk(raw, "text", timeout_s=60)
+            os.kill(own_server.proc.popen.pid, signal.SIGKILL)
+            rest = await rest_of(raw)
+        error = rest[-1]
+        assert error.type == "error", [f.type for f in rest]
+        message = error.data["message"]
+        assert message.startswith("local:") or "local" in message, message
+        assert "cut off" in message or "cannot reach" in message, message
+        assert "Traceback" not in message and len(message) < 500
+        assert read_records(home.chat_log(session["id"]))[-1]["type"] == "error"
+
+
+def test_the_model_server_stops_promptly_on_sigterm():
+    need_local_model()
+    with model_server() as server:
+        started = time.monotonic()
+        server.proc.popen.send_signal(signal.SIGTERM)
+        assert server.proc.popen.wait(10) == 0
+        assert time.monotonic() - started < 3.5
+
+
+class TestWithTheServerDown:
+    """No model needed: the local model is on, but nothing listens on its port."""
+
+    @pytest.fixture
+    def config(self, tmp_path):
+        return make_config(tmp_path / "home", local_model="smollm2", local_model_port=free_port())
+
+    async def test_the_model_list_leaves_it_out_and_says_why(self, as_alice, caplog):
+        with caplog.at_level(logging.WARNING, logger="crewboard.providers"):
+            response = await as_alice.get("/api/models")
+        assert response.status_code == 200
+        ids = [m["id"] for m in response.json()]
+        assert "offline:scripted" in ids
+        assert not [i for i in ids if i.startswith("local:")]
+        said = [r.getMessage() for r in caplog.records]
+        assert any("local" in m and "left out" in m for m in said), said
+
+    async def test_a_turn_says_it_cannot_reach_the_model(self, as_alice):
+        session = await create_session(as_alice, modelSpec="local:smollm2")
+        frames = await send(as_alice, session["id"], "hello?")
+        assert frames[-1].type == "error"
+        assert "cannot reach the model" in frames[-1].data["message"]
