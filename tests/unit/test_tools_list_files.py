@@ -9,7 +9,11 @@ import pytest
 
 from crewboard.runner.tools.base import ToolError
 from crewboard.runner.tools.list_files import TOOL
+from tests.support.confinement import resolution  # noqa: F401  (a fixture)
 from tests.support.runner import tool_context
+
+# Every test here runs on openat2 and on the walk that stands in for it.
+pytestmark = pytest.mark.usefixtures("resolution")
 
 
 def test_lists_recursively_with_sizes(tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ import pytest
 
 from crewboard.runner.tools.base import ToolError
 from crewboard.runner.tools.read_file import TOOL
+from tests.support.confinement import resolution  # noqa: F401  (a fixture)
 from tests.support.runner import tool_context
+
+# Every test here runs on openat2 and on the walk that stands in for it.
+pytestmark = pytest.mark.usefixtures("resolution")
 
 
 def test_reads_a_file_in_the_workspace(tmp_path: Path) -> None:

@@ -8,7 +8,11 @@ import pytest
 
 from crewboard.runner.tools.base import ToolError
 from crewboard.runner.tools.save_artifact import TOOL
+from tests.support.confinement import resolution  # noqa: F401  (a fixture)
 from tests.support.runner import tool_context
+
+# Every test here runs on openat2 and on the walk that stands in for it.
+pytestmark = pytest.mark.usefixtures("resolution")
 
 
 def test_saves_a_named_file_and_reports_it(tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ import pytest
 
 from crewboard.runner.tools.base import ToolError
 from crewboard.runner.tools.write_file import TOOL
+from tests.support.confinement import resolution  # noqa: F401  (a fixture)
 from tests.support.runner import tool_context
+
+# Every test here runs on openat2 and on the walk that stands in for it.
+pytestmark = pytest.mark.usefixtures("resolution")
 
 
 def test_writes_creating_folders_then_appends(tmp_path: Path) -> None:
