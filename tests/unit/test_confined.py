@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from crewboard.runner.tools import confined
+from crewboard.runner.tools import confined, list_files, read_file, write_file
+from crewboard.runner.tools.base import ToolError
 from tests.support import need
-from tests.support.confinement import RESOLUTIONS
+from tests.support.confinement import (
+    RESOLUTIONS,
+    flipping,
+    resolution,  # noqa: F401  (a fixture)
+)
+from tests.support.runner import tool_context
 
 
 @pytest.fixture(params=RESOLUTIONS)
@@ -194,3 +203,100 @@ def test_replace_file_never_writes_through_a_link(tmp_path: Path, tree: Path, ro
 def test_the_folder_itself_must_not_be_a_symlink(tmp_path: Path, tree: Path) -> None:
     os.symlink(tree, tmp_path / "link")
     assert errno_of(confined.open_folder, tmp_path / "link") in (errno.ELOOP, errno.ENOTDIR)
+
+
+# --- the race ------------------------------------------------------------------
+
+CALLS_PER_THREAD = 300
+THREADS = 4
+
+
+@pytest.mark.usefixtures("resolution")
+def test_a_folder_flipped_with_a_symlink_never_leads_a_tool_outside(tmp_path: Path) -> None:
+    """A hostile shell swaps a workspace folder with a symlink to a folder
+    outside (renameat2 RENAME_EXCHANGE in a tight loop) while 1,200 file-tool
+    calls go through it from parallel threads, as a run's parallel calls do.
+    Nothing outside is read, listed or written; a plain path-based open in
+    the same race is fooled, which shows the race is real."""
+    secret = "SECRET-" + secrets.token_hex(8)
+    ctx = tool_context(tmp_path)
+    outside = tmp_path / "outside"
+    for folder in (outside, ctx.workspace / "d"):
+        content = secret if folder == outside else "inside"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "canary").mkdir()
+        (folder / "secret.txt").write_text(content)
+        (folder / "sub" / "secret.txt").write_text(content)
+    (outside / "outside-only.txt").write_text(secret)
+    before = snapshot(outside)
+    os.symlink(outside, ctx.workspace / "l")
+
+    calls: list[tuple[Any, dict[str, Any]]] = [
+        (read_file.TOOL, {"path": "d/secret.txt"}),
+        (read_file.TOOL, {"path": "d/sub/secret.txt"}),
+        (write_file.TOOL, {"path": "d/canary/planted.txt", "content": "pwned"}),
+        (write_file.TOOL, {"path": "d/sub/new.txt", "content": "pwned", "append": True}),
+        (write_file.TOOL, {"path": "d/new.txt", "content": "pwned"}),
+        (list_files.TOOL, {"path": "d"}),
+        (list_files.TOOL, {"path": "d/sub"}),
+        (list_files.TOOL, {}),
+    ]
+    results: list[str] = []
+    refusals: list[str] = []
+    crashes: list[str] = []
+    fooled = 0
+    lock = threading.Lock()
+
+    def attack(offset: int) -> None:
+        nonlocal fooled
+        mine: list[str] = []
+        refused: list[str] = []
+        crashed: list[str] = []
+        hits = 0
+        for i in range(CALLS_PER_THREAD):
+            tool, args = calls[(i + offset) % len(calls)]
+            try:
+                mine.append(tool.run(args, ctx))
+            except ToolError as exc:
+                refused.append(str(exc))
+            except Exception as exc:  # the run would show it as a tool error too
+                crashed.append(f"{type(exc).__name__}: {exc}")
+            # The control: what a path-based open sees in the same race.
+            try:
+                hits += secret in (ctx.workspace / "d" / "secret.txt").read_text()
+            except OSError:
+                pass
+        with lock:
+            results.extend(mine)
+            refusals.extend(refused)
+            crashes.extend(crashed)
+            fooled += hits
+
+    started = time.monotonic()
+    with flipping(ctx.workspace / "d", ctx.workspace / "l") as flipper:
+        threads = [threading.Thread(target=attack, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert time.monotonic() - started < 10
+
+    assert len(results) + len(refusals) + len(crashes) == THREADS * CALLS_PER_THREAD
+    assert not [r for r in results + refusals + crashes if secret in r or "outside-only" in r]
+    assert snapshot(outside) == before, "something was written outside the workspace"
+    assert list((outside / "canary").iterdir()) == []
+    # The race really ran: the folder flipped under the calls, some went
+    # through and some met the symlink, and a plain open was fooled.
+    assert flipper.flips > 1000, flipper.flips
+    assert results and any("symlink" in r for r in refusals), refusals[:5]
+    assert fooled > 0
+    # Every refusal is a clear tool error, never a crash.
+    assert crashes == [], crashes[:5]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every path under ``folder`` with a file's content ("/" for a folder)."""
+    return {
+        str(p.relative_to(folder)): "/" if p.is_dir() else p.read_text()
+        for p in sorted(folder.rglob("*"))
+    }
