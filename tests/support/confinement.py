@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,39 @@ from tests.support import need
 
 RESOLUTIONS = ["openat2", "walk"]
 
+SECRET = "SIGNING-KEY-0a1b2c"
+
+# Ways up and out of the workspace a file tool must refuse.
+ESCAPES = [
+    "..",
+    "../",
+    "../secret_key",
+    "./../secret_key",
+    "notes/../../secret_key",
+    "notes/./../..",
+    "/etc/passwd",
+    "//etc/passwd",
+    "/proc/self/environ",
+    "~/secret_key",
+    "~root/.bashrc",
+]
+# Encoded and look-alike forms: each is a plain name, taken literally, never decoded.
+ENCODED = [
+    "%2e%2e/secret_key",
+    "%2e%2e%2fsecret_key",
+    "..%2fsecret_key",
+    "%252e%252e%252fsecret_key",
+    ".%2e/secret_key",
+    "..\\secret_key",
+    "..;/secret_key",
+    "\uff0e\uff0e/secret_key",
+    "\u2024\u2024/secret_key",
+    "%00secret_key",
+    "..%00/secret_key",
+]
+# A NUL anywhere, or text that is no file name: a clear tool error, not a crash.
+UNNAMEABLE = [("\0", "NUL"), ("a\0b", "NUL"), ("notes/\0/x", "NUL"), ("\ud800", "not valid text")]
+
 
 def use_resolution(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the file tools resolve paths by ``name``: openat2 (needs a kernel
@@ -28,6 +62,33 @@ def use_resolution(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
         need(confined.kernel_has_openat2(), "the kernel (or its seccomp filter) refuses openat2")
     else:
         monkeypatch.setattr(confined, "kernel_has_openat2", lambda: False)
+
+
+def hostile_workspace(tmp_path: Path, workspace: Path) -> None:
+    """Beside ``workspace``, the secrets a tool must not reach; inside it, the
+    traps a shell could plant: symlinks out (at a last and a middle component,
+    a folder that is ``/``), a hard link to a secret, a FIFO and a socket."""
+    (tmp_path / "secret_key").write_text(SECRET)
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "board.db").write_text(SECRET)
+    (workspace / "notes").mkdir(exist_ok=True)
+    os.symlink(tmp_path / "secret_key", workspace / "key")
+    os.symlink(tmp_path / "private", workspace / "priv")
+    os.symlink("/", workspace / "rootfs")
+    os.symlink("notes", workspace / "alias")
+    os.link(tmp_path / "secret_key", workspace / "hard")
+    os.mkfifo(workspace / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(workspace / "sock"))
+
+
+def outside(tmp_path: Path, workspace: Path) -> dict[str, bytes]:
+    """Every file under ``tmp_path`` but in ``workspace``, with its content."""
+    return {
+        str(p): p.read_bytes()
+        for p in sorted(tmp_path.rglob("*"))
+        if p.is_file() and not p.is_symlink() and workspace not in p.parents
+    }
 
 
 @pytest.fixture(params=RESOLUTIONS)

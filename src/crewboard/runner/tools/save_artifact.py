@@ -3,6 +3,7 @@ files a user downloads from the job (not the scratch workspace)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ def check_name(name: str) -> str:
         raise ToolError(f"{name!r}: an artifact name is a plain file name (no folders, no '..')")
     if any(ord(c) < 32 for c in name):
         raise ToolError(f"{name!r}: an artifact name has no control characters")
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"{name!r}: an artifact name must be valid text") from exc
     return name
 
 
