@@ -84,7 +84,7 @@ def _syscall() -> Callable[..., int] | None:
     except (OSError, AttributeError):
         return None
     function.restype = ctypes.c_long
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:

@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, Any
 
 from crewboard.runner.tools.base import ToolError
 
@@ -72,7 +72,7 @@ def refusal(path: ModelPath, exc: OSError, doing: str = "open") -> ToolError:
             return ToolError(f"cannot {doing} {name}: {exc.strerror}")
 
 
-def regular_file(fd: int, path: ModelPath, mode: str) -> tuple[BinaryIO, os.stat_result]:
+def regular_file(fd: int, path: ModelPath, mode: str) -> tuple[IO[Any], os.stat_result]:
     """The open file ``fd`` as a file object, if it is a regular file with
     one link; otherwise ``fd`` is closed and the call refused.
 
