@@ -1,42 +1,89 @@
-"""Tool ``list_files``: list a folder of the run's workspace, recursively."""
+"""Tool ``list_files``: list a folder of the run's workspace, recursively.
+
+The listing reads folders through fds (``scandir`` of an fd, ``stat`` and
+``readlink`` relative to it) and descends one name at a time without
+following symlinks, so a folder swapped for a symlink meanwhile is skipped,
+never listed."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import stat
 from typing import Any
 
+from crewboard.runner.tools import confined
 from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, params
-from crewboard.runner.tools.workspace import confine, shown
+from crewboard.runner.tools.workspace import parse, refusal
 
 MAX_ENTRIES = 500
 
 
+class _Full(Exception):
+    """The listing reached MAX_ENTRIES."""
+
+
 def list_files(args: dict[str, Any], ctx: ToolContext) -> str:
-    relative = arg_str(args, "path", ".")
-    root = confine(ctx.workspace, relative)
-    if not root.is_dir():
-        raise ToolError(f"{relative!r} is not a folder")
+    path = parse(arg_str(args, "path", "."))
+    try:
+        with confined.opened_folder(ctx.workspace, create=True) as root:
+            fd = confined.open_beneath(root, path.parts, confined.FOLDER)
+    except NotADirectoryError as exc:
+        raise ToolError(f"{path.text!r} is not a folder") from exc
+    except OSError as exc:
+        raise refusal(path, exc, "list") from exc
     lines: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):  # never follows symlinks
-        dirnames.sort()
-        for name in dirnames + sorted(filenames):
-            path = os.path.join(dirpath, name)
-            label = shown(ctx.workspace, Path(path))
+    try:
+        _list(fd, path.parts, lines)
+    except _Full:
+        lines.append(f"[listing cut at {MAX_ENTRIES} entries]")
+    finally:
+        os.close(fd)
+    return "\n".join(lines) if lines else f"{path.shown} is empty"
+
+
+def _list(fd: int, prefix: tuple[str, ...], lines: list[str]) -> None:
+    """List the folder ``fd`` (named ``prefix``): its folders, then the rest,
+    then what is inside each folder, as ``os.walk`` goes."""
+    with os.scandir(fd) as it:
+        entries = sorted(it, key=lambda entry: entry.name)
+    folders: list[str] = []
+    others: list[str] = []
+    for entry in entries:
+        label = "/".join((*prefix, entry.name))
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # gone meanwhile
+        if stat.S_ISDIR(st.st_mode):
+            folders.append(entry.name)
+            _add(lines, f"{label}/")
+        elif stat.S_ISLNK(st.st_mode):
             try:
-                st = os.lstat(path)
+                target = os.readlink(entry.name, dir_fd=fd)
             except OSError:
                 continue
-            if os.path.islink(path):
-                lines.append(f"{label} -> (symlink, {os.readlink(path)})")
-            elif name in dirnames:
-                lines.append(f"{label}/")
-            else:
-                lines.append(f"{label} ({st.st_size} bytes)")
-            if len(lines) >= MAX_ENTRIES:
-                lines.append(f"[listing cut at {MAX_ENTRIES} entries]")
-                return "\n".join(lines)
-    return "\n".join(lines) if lines else f"{shown(ctx.workspace, root)} is empty"
+            others.append(f"{label} -> (symlink, {target})")
+        elif stat.S_ISREG(st.st_mode):
+            others.append(f"{label} ({st.st_size} bytes)")
+        else:
+            others.append(f"{label} (special file)")
+    for line in others:
+        _add(lines, line)
+    for name in folders:
+        try:
+            sub = confined.open_beneath(fd, (name,), confined.FOLDER)
+        except OSError:
+            continue  # replaced (by a symlink, say) since it was listed: not followed
+        try:
+            _list(sub, (*prefix, name), lines)
+        finally:
+            os.close(sub)
+
+
+def _add(lines: list[str], line: str) -> None:
+    lines.append(line)
+    if len(lines) >= MAX_ENTRIES:
+        raise _Full
 
 
 TOOL = Tool(

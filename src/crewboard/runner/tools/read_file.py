@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any
 
-from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, params
-from crewboard.runner.tools.workspace import confine
+from crewboard.runner.tools import confined
+from crewboard.runner.tools.base import Tool, ToolContext, arg_str, params
+from crewboard.runner.tools.workspace import parse, refusal, regular_file
 
 
 def read_file(args: dict[str, Any], ctx: ToolContext) -> str:
-    relative = arg_str(args, "path")
-    path = confine(ctx.workspace, relative)
+    path = parse(arg_str(args, "path"))
     limit = ctx.limits.tool_output_bytes
     try:
-        # O_NONBLOCK: a FIFO planted in the workspace must not hang the call.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError as exc:
-        raise ToolError(f"{relative!r} does not exist") from exc
+        with confined.opened_folder(ctx.workspace, create=True) as root:
+            # O_NONBLOCK: a FIFO planted in the workspace must not hang the call.
+            fd = confined.open_beneath(root, path.parts, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise ToolError(f"cannot open {relative!r}: {exc.strerror}") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ToolError(f"{relative!r} is not a regular file")
-        data = os.read(fd, limit)
-    finally:
-        os.close(fd)
-    size = st.st_size
+        raise refusal(path, exc, "read") from exc
+    f, st = regular_file(fd, path, "rb")
+    with f:
+        data = f.read(limit)
     text = data.decode(errors="replace")
-    if size > limit:
-        text += f"\n[file cut: {size} bytes, the first {limit} shown]"
+    if st.st_size > limit:
+        text += f"\n[file cut: {st.st_size} bytes, the first {limit} shown]"
     return text
 
 

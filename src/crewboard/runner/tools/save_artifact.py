@@ -4,10 +4,10 @@ files a user downloads from the job (not the scratch workspace)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from crewboard.runner.tools import confined
 from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, params
 
 MAX_NAME = 128
@@ -21,29 +21,30 @@ def check_name(name: str) -> str:
         raise ToolError(f"{name!r}: an artifact name is a plain file name (no folders, no '..')")
     if any(ord(c) < 32 for c in name):
         raise ToolError(f"{name!r}: an artifact name has no control characters")
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"{name!r}: an artifact name must be valid text") from exc
     return name
 
 
 def write_artifact(artifact_dir: Path, name: str, content: str) -> int:
-    """Write an artifact atomically (a reader never sees half a file); returns its size."""
+    """Write an artifact atomically (a reader never sees half a file), through
+    an fd of the artifact folder and without following a link planted at its
+    name (see :mod:`.confined`); returns its size."""
     check_name(name)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
     data = content.encode()
-    fd, tmp = tempfile.mkstemp(dir=artifact_dir, prefix=".saving-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, artifact_dir / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with confined.opened_folder(artifact_dir, create=True) as folder:
+        confined.replace_file(folder, name, data, mode=0o644)
     return len(data)
 
 
 def save_artifact(args: dict[str, Any], ctx: ToolContext) -> str:
     name = check_name(arg_str(args, "name"))
-    size = write_artifact(ctx.artifact_dir, name, arg_str(args, "content"))
+    try:
+        size = write_artifact(ctx.artifact_dir, name, arg_str(args, "content"))
+    except OSError as exc:
+        raise ToolError(f"cannot save the artifact {name!r}: {exc.strerror}") from exc
     if name not in ctx.saved_artifacts:
         ctx.saved_artifacts.append(name)
     return f"saved artifact {name} ({size} bytes)"

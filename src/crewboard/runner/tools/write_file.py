@@ -3,42 +3,45 @@
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any
 
+from crewboard.runner.tools import confined
 from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_bool, arg_str, params
-from crewboard.runner.tools.workspace import confine, shown
+from crewboard.runner.tools.workspace import ModelPath, parse, refusal, regular_file
 
 
 def write_file(args: dict[str, Any], ctx: ToolContext) -> str:
-    relative = arg_str(args, "path")
+    path = parse(arg_str(args, "path"))
     content = arg_str(args, "content")
     append = arg_bool(args, "append", False)
-    path = confine(ctx.workspace, relative)
-    if path.is_dir():
-        raise ToolError(f"{relative!r} is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Check again once the folders exist: a symlinked parent planted meanwhile
-    # (by a shell call running in parallel) must not lead the write outside.
-    confine(ctx.workspace, shown(ctx.workspace, path.parent))
-    # O_NONBLOCK: a FIFO planted in the workspace must not hang the call.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    if not path.parts:
+        raise ToolError(f"{path.text!r} is a directory")
     data = content.encode()
+    *folders, name = path.parts
     try:
-        fd = os.open(path, flags, 0o644)
+        with confined.opened_folder(ctx.workspace, create=True) as root:
+            folder = confined.make_folders(root, folders)
+        try:
+            if append:
+                _append(folder, name, path, data)
+            else:
+                # A new file renamed over the old entry: a link planted at the
+                # name (to a file outside) is replaced, never written through.
+                confined.replace_file(folder, name, data)
+        finally:
+            os.close(folder)
     except OSError as exc:
-        raise ToolError(f"cannot write {relative!r}: {exc.strerror}") from exc
-    with os.fdopen(fd, "wb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ToolError(f"{relative!r} is not a regular file")
-        os.set_blocking(fd, True)
-        if append:
-            f.seek(0, os.SEEK_END)
-        else:
-            f.truncate(0)
-        f.write(data)
+        raise refusal(path, exc, "write") from exc
     verb = "appended" if append else "wrote"
-    return f"{verb} {len(data)} bytes to {shown(ctx.workspace, path)}"
+    return f"{verb} {len(data)} bytes to {path.shown}"
+
+
+def _append(folder: int, name: str, path: ModelPath, data: bytes) -> None:
+    # O_NONBLOCK: a FIFO planted in the workspace must not hang the call.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+    f, _ = regular_file(confined.open_beneath(folder, (name,), flags, 0o644), path, "wb")
+    with f:
+        f.write(data)
 
 
 TOOL = Tool(
