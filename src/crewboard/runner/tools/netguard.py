@@ -4,8 +4,9 @@ A target is vetted before any connection: its host is resolved (through an
 injectable resolver) and every address it resolves to must be public. Loopback,
 link-local, private (RFC 1918, ULA, CGNAT), unspecified, multicast and reserved
 addresses are refused, and so is an IPv6 address that carries one of those as
-IPv4 inside it (IPv4-mapped, NAT64, 6to4, Teredo), unless the operator's allow-list (``CREWBOARD_HTTP_ALLOW``,
-the spec's ``limits.httpAllow``) names the host or a network holding the address.
+IPv4 inside it (IPv4-mapped, NAT64, 6to4, Teredo), unless the operator's
+allow-list (``CREWBOARD_HTTP_ALLOW``, the spec's ``limits.httpAllow``) names the
+host or a network holding the address.
 The caller then connects to the vetted address itself, so a second DNS answer
 cannot swap in another one (DNS rebinding).
 """
