@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -249,26 +250,11 @@ class ShellSandbox:
     problem: str | None
 
 
-# The namespaces and mounts the shell's sandbox needs, tried once.
-_PROBE_ARGS = (
-    "--unshare-all",
-    "--unshare-user",
-    "--disable-userns",
-    "--die-with-parent",
-    "--new-session",
-    "--cap-drop",
-    "ALL",
-    "--ro-bind",
-    "/",
-    "/",
-    "--proc",
-    "/proc",
-    "--dev",
-    "/dev",
-    "--tmpfs",
-    "/tmp",
-    "--",
-    "/bin/true",
+# The namespaces and mounts the shell's sandbox (the runner's
+# ``tools/sandbox.py``) needs, tried once.
+_PROBE_ARGS = shlex.split(
+    "--unshare-all --unshare-user --disable-userns --die-with-parent --new-session "
+    "--cap-drop ALL --ro-bind / / --proc /proc --dev /dev --tmpfs /tmp -- /bin/true"
 )
 
 

@@ -49,6 +49,8 @@ PASSWORD = "tenant pass phrase"
 BOB_SECRETS = ("BOB-WORKSPACE-" + uuid.uuid4().hex[:8], "BOB-ARTIFACT-" + uuid.uuid4().hex[:8])
 BOB_CHAT = "BOB-CHAT-" + uuid.uuid4().hex[:8]
 ETC_SECRET = "ETC-ENV-" + uuid.uuid4().hex[:8]
+# Matches the secrets' lines, and (bracketed) never its own text in a cmdline.
+SECRET_PATTERN = "OPENAI_API_KE[Y]|_PASSWOR[D]|sk-hostil[e]"
 UNAVAILABLE = "the shell is enabled but its sandbox (bubblewrap) is not available"
 
 # A template per preset: ``coder`` has the shell, ``researcher`` http_get.
@@ -166,7 +168,8 @@ def environ_probe(pids: list[int], *, every_process: bool = True) -> str:
         for p in {targets} $PPID {visible}; do
           for f in environ cmdline; do
             if cat /proc/$p/$f >/dev/null 2>&1; then
-              tr '\\0' '\\n' < /proc/$p/$f | grep -E 'OPENAI_API_KE[Y]|_PASSWOR[D]|sk-hostil[e]' | sed "s/^/LEAK $p $f: /"
+              tr '\\0' '\\n' < /proc/$p/$f | grep -E '{SECRET_PATTERN}' \\
+                | sed "s/^/LEAK $p $f: /"
             else
               echo "closed $p $f"
             fi
