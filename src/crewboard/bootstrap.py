@@ -1,5 +1,6 @@
 """Bringing a data home to life: the directory tree, the secret key, the board
-(migrated), and on first start an administrator."""
+(migrated), on first start an administrator; and saying at start how the shell
+tool will run here."""
 
 from __future__ import annotations
 
@@ -55,3 +56,31 @@ def ensure_first_admin(config: Config, out: TextIO = sys.stdout) -> str | None:
         print(f"Created the first administrator: {email}", file=out, flush=True)
     log.info("created first administrator %s", email)
     return email
+
+
+def report_shell_sandbox(config: Config) -> None:
+    """Say once, at a server process's start, how the shell tool runs here;
+    warn when it cannot run, or runs without a sandbox."""
+    if not config.allow_shell:
+        return
+    sandbox = config.shell_sandbox()
+    if sandbox.problem is None:
+        log.info(
+            "the shell tool runs in bubblewrap (%s), network %s",
+            sandbox.bwrap,
+            "shared with the host" if config.shell_network else "off",
+        )
+    elif config.allow_unsandboxed_shell:
+        log.warning(
+            "the shell tool runs WITHOUT a sandbox (CREWBOARD_ALLOW_UNSANDBOXED_SHELL=1, and "
+            "bubblewrap is not available: %s): every user's agents can read and change every "
+            "file this server's user can, and reach the network and local services",
+            sandbox.problem,
+        )
+    else:
+        log.warning(
+            "the shell is enabled but its sandbox (bubblewrap) is not available: %s. Each "
+            "shell call fails until bubblewrap works here (CREWBOARD_ALLOW_UNSANDBOXED_SHELL=1 "
+            "would let commands run unsandboxed, as this server's user)",
+            sandbox.problem,
+        )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from crewboard import __version__
 from crewboard.clock import utcnow
-from crewboard.config import Config
+from crewboard.config import Config, make_non_dumpable
 from crewboard.errors import CrewboardError
 
 
@@ -38,6 +38,20 @@ def _setup_logging() -> None:
 def _load(args: argparse.Namespace) -> Config:
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     return Config.load(args.home, flags)
+
+
+def _load_server(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
+    """The configuration of a long-running server process, whose runs' tools
+    must not find its secrets: it reads them (from its environment and files,
+    or those `crewboard serve` handed it) and takes them out of
+    ``os.environ``. Returns the configuration and the secret variables taken."""
+    from crewboard.config import take_secret_env
+    from crewboard.serve import receive_secrets
+
+    handed = receive_secrets()
+    flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    config = Config.load(args.home, flags, environ={**os.environ, **handed})
+    return config, {**take_secret_env(config), **handed}
 
 
 def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
@@ -65,8 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from crewboard.serve import run_serve
 
-    config = _load(args)
-    return trio.run(run_serve, config)
+    config, secrets = _load_server(args)
+    return trio.run(run_serve, config, secrets)
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -76,7 +90,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     from crewboard.web.server import serve_web
 
     follow_lifeline()
-    trio.run(serve_web, _load(args))
+    trio.run(serve_web, _load_server(args)[0])
     return 0
 
 
@@ -87,7 +101,7 @@ def cmd_supervisor(args: argparse.Namespace) -> int:
     from crewboard.supervisor.main import run_supervisor
 
     follow_lifeline()
-    trio.run(run_supervisor, _load(args))
+    trio.run(run_supervisor, _load_server(args)[0])
     return 0
 
 
@@ -232,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First of all: ``/proc/<pid>/environ`` shows the environment this process
+    # started with (keys, the first admin's password) whatever ``os.environ``
+    # becomes; non-dumpable, no other process of this user can read it.
+    make_non_dumpable()
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:

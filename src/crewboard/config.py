@@ -1,12 +1,27 @@
 """Configuration: command-line flag > environment > ``crewboard.toml`` in the home
 (keys named as the environment variables) > built-in default.
 
-Secrets live here only as values; ``Config.__repr__`` never prints them.
+Secrets live here only as values; ``Config.__repr__`` never prints them. A
+secret variable (the provider keys, the Google client secret, the database URL,
+the first administrator's password) may also come from a file: ``NAME_FILE``,
+or ``$CREDENTIALS_DIRECTORY/name`` (systemd's ``LoadCredential=``). A server
+process reads them once and then takes them out of its environment
+(:func:`take_secret_env`) and makes itself non-dumpable
+(:func:`make_non_dumpable`), so a tool cannot find them in
+``/proc/<pid>/environ``.
+
+Also here: how the shell tool runs on this host (:func:`probe_shell_sandbox`),
+found once per process and handed to every runner in its limits
+(:meth:`Config.runner_limits`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shlex
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crewboard.errors import ConfigError
+from crewboard.runspec import Limits
 
 
 @dataclass(frozen=True)
@@ -32,10 +48,15 @@ class ProviderEndpoint:
     max_tokens: int | None = None
     max_concurrency: int | None = None
     text_tool_calls: bool = False
+    # The key as read at start (the variable is gone from the environment by
+    # the time a run needs it).
+    loaded_key: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def api_key(self) -> str | None:
-        return os.environ.get(self.api_key_env) if self.api_key_env else None
+        if self.loaded_key is not None or not self.api_key_env:
+            return self.loaded_key
+        return os.environ.get(self.api_key_env)
 
 
 def _secret() -> Any:
@@ -54,6 +75,10 @@ class Config:
     admin_email: str | None = None
     admin_password: str | None = _secret()
     allow_shell: bool = False
+    # Only with this may the shell run when bubblewrap cannot.
+    allow_unsandboxed_shell: bool = False
+    # Commands of the shell share the host's network.
+    shell_network: bool = False
     http_allow: tuple[str, ...] = ()
     openai_api_key: str | None = _secret()
     openai_base_url: str = "https://api.openai.com/v1"
@@ -88,6 +113,26 @@ class Config:
     def secure_cookies(self) -> bool:
         return bool(self.base_url) and urlsplit(self.base_url or "").scheme == "https"
 
+    def shell_sandbox(self) -> ShellSandbox:
+        """How the shell can be sandboxed here (probed once per process)."""
+        if not self.allow_shell:
+            return ShellSandbox(None, None)
+        return probe_shell_sandbox(os.environ.get("PATH", os.defpath))
+
+    def runner_limits(self) -> Limits:
+        """The limits every runner of this server gets, with how its shell
+        may run here."""
+        sandbox = self.shell_sandbox()
+        unsandboxed = sandbox.problem is not None and self.allow_unsandboxed_shell
+        return Limits(
+            allow_shell=self.allow_shell,
+            http_allow=tuple(self.http_allow),
+            shell_sandbox="none" if unsandboxed else "bwrap",
+            shell_bwrap=sandbox.bwrap,
+            shell_unavailable=None if unsandboxed else sandbox.problem,
+            shell_network=self.shell_network,
+        )
+
     @property
     def origin(self) -> str | None:
         """The scheme://host[:port] of the base URL, if one is configured."""
@@ -119,6 +164,8 @@ class Config:
                 raw = flags[f.name]
             elif key in environ:
                 raw = environ[key]
+            elif key in SECRET_ENV and (from_file := read_secret_file(key, environ)):
+                raw = from_file
             elif key in toml:
                 raw = toml[key]
             if raw is None:
@@ -127,8 +174,110 @@ class Config:
                 values[f.name] = _coerce(f.type, raw)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{key}: {exc}") from exc
-        values["providers"] = _providers(toml.get("providers", {}))
+        values["providers"] = _providers(toml.get("providers", {}), environ)
         return cls(**values)
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        """The variables that hold this configuration's secrets."""
+        keys = (p.api_key_env for p in self.providers.values() if p.api_key_env)
+        return (*SECRET_ENV, *keys)
+
+
+# Variables whose values are secrets: read once, never left in a server's
+# environment.
+SECRET_ENV = (
+    "OPENAI_API_KEY",
+    "GOOGLE_CLIENT_SECRET",
+    "CREWBOARD_DATABASE_URL",
+    "CREWBOARD_ADMIN_PASSWORD",
+)
+
+
+def read_secret_file(name: str, environ: Mapping[str, str]) -> str | None:
+    """A secret kept in a file rather than the environment: the file named
+    by ``NAME_FILE``, else ``$CREDENTIALS_DIRECTORY/name`` (lower case), as
+    systemd's ``LoadCredential=`` places it. Trailing newlines are dropped."""
+    path = environ.get(name + "_FILE")
+    if not path and environ.get("CREDENTIALS_DIRECTORY"):
+        path = os.path.join(environ["CREDENTIALS_DIRECTORY"], name.lower())
+        if not os.path.exists(path):
+            return None
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n") or None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+
+
+def take_secret_env(config: Config) -> dict[str, str]:
+    """Remove the secret variables from this process's environment (its
+    children inherit ``os.environ``); returns what was removed. The process's
+    initial environment in ``/proc/<pid>/environ`` is not changed by this:
+    :func:`make_non_dumpable` closes that."""
+    taken = {}
+    for name in config.secret_env_names():
+        value = os.environ.pop(name, None)
+        if value is not None:
+            taken[name] = value
+    return taken
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def make_non_dumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0): ``/proc/<pid>/environ`` and ``mem`` of this
+    process (and of children forked from it, until they exec) become
+    unreadable to other processes of the same user; only root with
+    CAP_SYS_PTRACE may still read them. No core dumps either."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ShellSandbox:
+    """How this host can sandbox the shell: ``bwrap`` is the bubblewrap
+    binary; ``problem`` says why it cannot be used (None: it works)."""
+
+    bwrap: str | None
+    problem: str | None
+
+
+# The namespaces and mounts the shell's sandbox (the runner's
+# ``tools/sandbox.py``) needs, tried once.
+_PROBE_ARGS = shlex.split(
+    "--unshare-all --unshare-user --disable-userns --die-with-parent --new-session "
+    "--cap-drop ALL --ro-bind / / --proc /proc --dev /dev --tmpfs /tmp -- /bin/true"
+)
+
+
+@functools.cache
+def probe_shell_sandbox(path: str | None = None) -> ShellSandbox:
+    """Find ``bwrap`` on ``path`` (default ``$PATH``) and check, once per
+    process, that it can create the shell's namespaces here."""
+    bwrap = shutil.which("bwrap", path=path)
+    if bwrap is None:
+        return ShellSandbox(None, "bwrap is not installed (Debian: apt install bubblewrap)")
+    try:
+        done = subprocess.run(
+            [bwrap, *_PROBE_ARGS],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=10,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return ShellSandbox(bwrap, f"{bwrap} cannot be run: {exc}")
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+        return ShellSandbox(bwrap, f"{bwrap} cannot create the sandbox's namespaces: {said}")
+    return ShellSandbox(bwrap, None)
 
 
 # Field name -> variable name, where the variable is not CREWBOARD_<FIELD>.
@@ -189,7 +338,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
-def _providers(table: Any) -> dict[str, ProviderEndpoint]:
+def _providers(table: Any, environ: Mapping[str, str]) -> dict[str, ProviderEndpoint]:
     if not isinstance(table, dict):
         raise ConfigError("crewboard.toml: [providers] must be a table of tables")
     result = {}
@@ -203,13 +352,16 @@ def _providers(table: Any) -> dict[str, ProviderEndpoint]:
             raise ConfigError(
                 f"crewboard.toml: [providers.{name}] text_tool_calls must be true or false"
             )
+        key_env = entry.get("api_key_env")
+        key = (environ.get(key_env) or read_secret_file(key_env, environ)) if key_env else None
         result[name] = ProviderEndpoint(
             name,
             entry["base_url"].rstrip("/"),
-            entry.get("api_key_env"),
+            key_env,
             max_tokens=_count(entry, name, "max_tokens", minimum=1),
             max_concurrency=_count(entry, name, "max_concurrency", minimum=0),
             text_tool_calls=text_tool_calls,
+            loaded_key=key,
         )
     return result
 

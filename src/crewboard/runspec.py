@@ -21,7 +21,12 @@ are optional)::
      "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
      "limits": {"maxSteps": 25, "toolTimeoutS": 60, "toolOutputBytes": 65536,
                 "httpMaxBytes": 1048576, "httpTimeoutS": 15,
-                "allowShell": false, "httpAllow": []}}
+                "allowShell": false, "httpAllow": [],
+                "shellSandbox": "bwrap" | "none", "shellBwrap": "/usr/bin/bwrap",
+                "shellUnavailable": null, "shellNetwork": false,
+                "shellCpuS": 120, "shellMemoryBytes": 4294967296,
+                "shellProcesses": 256, "shellFileBytes": 1073741824,
+                "shellOpenFiles": 1024}}
 """
 
 from __future__ import annotations
@@ -79,7 +84,14 @@ class _Value:
 
 
 class Limits(_Value):
-    """What a run may spend: model calls, tool time and output, HTTP, shell."""
+    """What a run may spend: model calls, tool time and output, HTTP, shell.
+
+    The shell runs inside bubblewrap (``shell_sandbox`` "bwrap", at
+    ``shell_bwrap`` or the ``bwrap`` the runner finds) and refuses to run
+    without it, unless the operator allowed an unsandboxed shell ("none").
+    ``shell_unavailable`` is the server's finding that the sandbox cannot
+    work here; the shell then answers each call with it. The ``shell_*``
+    numbers are hard resource limits on each command."""
 
     __slots__ = (
         "allow_shell",
@@ -87,6 +99,15 @@ class Limits(_Value):
         "http_max_bytes",
         "http_timeout_s",
         "max_steps",
+        "shell_bwrap",
+        "shell_cpu_s",
+        "shell_file_bytes",
+        "shell_memory_bytes",
+        "shell_network",
+        "shell_open_files",
+        "shell_processes",
+        "shell_sandbox",
+        "shell_unavailable",
         "tool_output_bytes",
         "tool_timeout_s",
     )
@@ -98,6 +119,15 @@ class Limits(_Value):
         "http_timeout_s": 15.0,
         "allow_shell": False,
         "http_allow": (),
+        "shell_sandbox": "bwrap",
+        "shell_bwrap": None,
+        "shell_unavailable": None,
+        "shell_network": False,
+        "shell_cpu_s": 120,
+        "shell_memory_bytes": 4 << 30,
+        "shell_processes": 256,
+        "shell_file_bytes": 1 << 30,
+        "shell_open_files": 1024,
     }
     max_steps: int
     tool_timeout_s: float
@@ -106,6 +136,15 @@ class Limits(_Value):
     http_timeout_s: float
     allow_shell: bool
     http_allow: tuple[str, ...]
+    shell_sandbox: str
+    shell_bwrap: str | None
+    shell_unavailable: str | None
+    shell_network: bool
+    shell_cpu_s: int
+    shell_memory_bytes: int
+    shell_processes: int
+    shell_file_bytes: int
+    shell_open_files: int
 
     def to_json(self) -> dict[str, Any]:
         """The ``limits`` object. The tuning limits go out only when they
@@ -133,18 +172,36 @@ class Limits(_Value):
             if type_ is bool:
                 if not isinstance(item, bool):
                     raise SpecError(f"limits.{key}: must be true or false")
+            elif type_ is str:
+                if not isinstance(item, str) or not item:
+                    raise SpecError(f"limits.{key}: must be a non-empty string or null")
             elif isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
                 raise SpecError(f"limits.{key}: must be a positive number")
             kwargs[attr] = type_(item)
+        if kwargs.get("shell_sandbox", "bwrap") not in SHELL_SANDBOXES:
+            raise SpecError(f"limits.shellSandbox: must be one of {', '.join(SHELL_SANDBOXES)}")
         kwargs["http_allow"] = _str_list(value.get("httpAllow"), "limits.httpAllow")
         return cls(**kwargs)
 
+
+# How the shell may run: inside bubblewrap, or (only when the operator says
+# so) without any sandbox.
+SHELL_SANDBOXES = ("bwrap", "none")
 
 _TUNING_KEYS: dict[str, tuple[str, type]] = {
     "toolTimeoutS": ("tool_timeout_s", float),
     "toolOutputBytes": ("tool_output_bytes", int),
     "httpMaxBytes": ("http_max_bytes", int),
     "httpTimeoutS": ("http_timeout_s", float),
+    "shellSandbox": ("shell_sandbox", str),
+    "shellBwrap": ("shell_bwrap", str),
+    "shellUnavailable": ("shell_unavailable", str),
+    "shellNetwork": ("shell_network", bool),
+    "shellCpuS": ("shell_cpu_s", int),
+    "shellMemoryBytes": ("shell_memory_bytes", int),
+    "shellProcesses": ("shell_processes", int),
+    "shellFileBytes": ("shell_file_bytes", int),
+    "shellOpenFiles": ("shell_open_files", int),
 }
 _LIMIT_KEYS: dict[str, tuple[str, type]] = {
     "maxSteps": ("max_steps", int),

@@ -2,7 +2,13 @@
 ``crewboard supervisor`` as child processes, plus ``crewboard local-model
 serve`` when ``CREWBOARD_LOCAL_MODEL`` is set; prints the URL, restarts a
 child that dies unexpectedly (with backoff, saying why), and on Ctrl-C or
-SIGTERM stops them all within 5 s."""
+SIGTERM stops them all within 5 s.
+
+The children start without the secret variables in their environment (their
+``/proc/<pid>/environ`` would show them for as long as they run): `serve` hands
+them over on a pipe instead (:func:`receive_secrets`). The first
+administrator's password stays here: `serve` makes that account before either
+child starts."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +42,28 @@ URL_FILE = "web.json"
 
 
 LIFELINE_ENV = "CREWBOARD_LIFELINE_FD"
+SECRETS_ENV = "CREWBOARD_SECRETS_FD"
+# Secrets a child needs, by variable name; the others stay with `serve`.
+_NOT_HANDED = ("CREWBOARD_ADMIN_PASSWORD",)
+
+
+def receive_secrets() -> dict[str, str]:
+    """In a child of `crewboard serve`: the secret variables it was handed
+    on a pipe, as ``{name: value}`` ({} when not started by `serve`)."""
+    fd_text = os.environ.pop(SECRETS_ENV, None)
+    if not fd_text:
+        return {}
+    with os.fdopen(int(fd_text), "rb") as pipe:
+        handed = json.loads(pipe.read() or b"{}")
+    return {str(k): str(v) for k, v in handed.items()} if isinstance(handed, dict) else {}
+
+
+def _secrets_pipe(secrets: Mapping[str, str]) -> int:
+    """The read end of a pipe holding ``secrets`` as JSON, written and closed."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as pipe:
+        pipe.write(json.dumps(dict(secrets)).encode())  # a few hundred bytes: fits the pipe
+    return read_end
 
 
 def follow_lifeline() -> None:
@@ -61,19 +90,25 @@ class Child:
     process: trio.Process | None = None
 
 
-async def _supervise_child(child: Child, stopping: trio.Event, lifeline: int) -> None:
+async def _supervise_child(
+    child: Child, stopping: trio.Event, lifeline: int, secrets: Mapping[str, str]
+) -> None:
     backoff_s = 1.0
     while not stopping.is_set():
         started = trio.current_time()
-        child.process = await trio.lowlevel.open_process(
-            child.argv,
-            stdin=subprocess.DEVNULL,
-            # Their own process group: a Ctrl-C at the terminal reaches serve
-            # alone, which stops the children in order (and gives jobs a drain).
-            process_group=0,
-            pass_fds=(lifeline,),
-            env={**os.environ, LIFELINE_ENV: str(lifeline)},
-        )
+        handed = _secrets_pipe(secrets)
+        try:
+            child.process = await trio.lowlevel.open_process(
+                child.argv,
+                stdin=subprocess.DEVNULL,
+                # Their own process group: a Ctrl-C at the terminal reaches serve
+                # alone, which stops the children in order (and gives jobs a drain).
+                process_group=0,
+                pass_fds=(lifeline, handed),
+                env={**os.environ, LIFELINE_ENV: str(lifeline), SECRETS_ENV: str(handed)},
+            )
+        finally:
+            os.close(handed)
         code = await child.process.wait()
         if stopping.is_set():
             return
@@ -129,7 +164,10 @@ async def _stop_children(children: list[Child]) -> None:
             await child.process.wait()  # type: ignore[union-attr]
 
 
-async def run_serve(config: Config) -> int:
+async def run_serve(config: Config, secrets: Mapping[str, str] | None = None) -> int:
+    """Run both children until a signal; ``secrets`` are the secret
+    variables this process took out of its environment, for the children."""
+    handed = {k: v for k, v in (secrets or {}).items() if k not in _NOT_HANDED}
     # A local model that is asked for but cannot run stops the start here,
     # with the fix, rather than in a child restarted forever.
     local = await trio.to_thread.run_sync(localmodel.check_usable, config)
@@ -153,7 +191,7 @@ async def run_serve(config: Config) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             for child in children:
-                nursery.start_soon(_supervise_child, child, stopping, lifeline)
+                nursery.start_soon(_supervise_child, child, stopping, lifeline, handed)
             nursery.start_soon(_announce_url, url_file)
             async for signum in signals:
                 log.info("%s received; stopping", signal.Signals(signum).name)

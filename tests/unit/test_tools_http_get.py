@@ -28,7 +28,7 @@ NAMES = {
 
 
 def fake_resolver(host: str, port: int) -> list[str]:
-    if host == "localhost":
+    if host not in NAMES:
         return system_resolver(host, port)
     return NAMES[host]
 
@@ -107,6 +107,17 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ("http://[::ffff:10.0.0.1]/", "private"),
         ("http://100.64.0.1/", "CGNAT"),
         ("http://240.0.0.1/", "reserved"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[fe80::1%25eth0]/", "link-local"),
+        ("http://[fc00::1]/", "private"),
+        ("http://[fec0::1]/", "private"),
+        ("http://[::ffff:127.0.0.1]:8000/", "loopback"),
+        ("http://[64:ff9b::7f00:1]/", "loopback"),
+        ("http://[2002:a00:1::1]/", "private"),
+        ("http://[::]/", "unspecified"),
+        ("http://2130706433/", "loopback"),
+        ("http://0x7f.1/", "loopback"),
+        ("http://localhost./", "loopback|cannot resolve"),
     ],
 )
 def test_internal_targets_are_refused_before_connecting(

@@ -40,7 +40,7 @@ from crewboard.forkserver import ForkServer
 from crewboard.home import Home
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
-from crewboard.runspec import Limits, ModelDef, RunnerSpec, SpecError, agents_from_json
+from crewboard.runspec import ModelDef, RunnerSpec, SpecError, agents_from_json
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         log_path=claim.log_path,
         artifact_dir=home.artifact_dir(claim.run_id),
         artifact=claim.artifact,
-        limits=Limits(allow_shell=config.allow_shell, http_allow=tuple(config.http_allow)),
+        limits=config.runner_limits(),
     )
 
 

@@ -17,7 +17,7 @@ from functools import partial
 import trio
 
 from crewboard.board import db, heartbeats
-from crewboard.bootstrap import open_home
+from crewboard.bootstrap import open_home, report_shell_sandbox
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.forkserver import ForkServer
@@ -45,6 +45,7 @@ async def run_supervisor(
     False (then each is a fresh interpreter)."""
     # Boot.
     home = await trio.to_thread.run_sync(open_home, config)
+    await trio.to_thread.run_sync(report_shell_sandbox, config)
     identity = Identity()
     notifier = Notifier()
     wakeup = Wakeup()  # the dispatcher's: new work, finished runs

@@ -40,7 +40,7 @@ from crewboard.forkserver import ForkServer
 from crewboard.home import Home
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import resolve_model
-from crewboard.runspec import Limits, ModelDef, RunnerSpec, agents_from_json
+from crewboard.runspec import ModelDef, RunnerSpec, agents_from_json
 from crewboard.sessionlog import (
     LogWriter,
     Record,
@@ -226,9 +226,7 @@ class ChatTurns:
             log_path=turn.log_path,
             workspace=self.home.workspace(ident),
             artifact_dir=self.home.artifact_dir(ident),
-            limits=Limits(
-                allow_shell=self.config.allow_shell, http_allow=tuple(self.config.http_allow)
-            ),
+            limits=self.config.runner_limits(),
         )
 
     async def _run(

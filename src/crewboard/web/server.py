@@ -14,7 +14,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from crewboard.bootstrap import ensure_first_admin, open_home
+from crewboard.bootstrap import ensure_first_admin, open_home, report_shell_sandbox
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.systemd import Notifier
@@ -45,6 +45,7 @@ async def serve_web(
     """Serve until ``shutdown`` is set (or a signal arrives when none is given).
     Reports the bound URLs through ``task_status``."""
     home = await trio.to_thread.run_sync(open_home, config)
+    await trio.to_thread.run_sync(report_shell_sandbox, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     app = create_app(config, home)
     _settle_garbage_collector()

@@ -3,8 +3,10 @@
 A target is vetted before any connection: its host is resolved (through an
 injectable resolver) and every address it resolves to must be public. Loopback,
 link-local, private (RFC 1918, ULA, CGNAT), unspecified, multicast and reserved
-addresses are refused unless the operator's allow-list (``CREWBOARD_HTTP_ALLOW``,
-the spec's ``limits.httpAllow``) names the host or a network holding the address.
+addresses are refused, and so is an IPv6 address that carries one of those as
+IPv4 inside it (IPv4-mapped, NAT64, 6to4, Teredo), unless the operator's
+allow-list (``CREWBOARD_HTTP_ALLOW``, the spec's ``limits.httpAllow``) names the
+host or a network holding the address.
 The caller then connects to the vetted address itself, so a second DNS answer
 cannot swap in another one (DNS rebinding).
 """
@@ -19,6 +21,8 @@ from crewboard.runner.tools.base import Resolver, ToolError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# NAT64's well-known prefix: the last 32 bits are the IPv4 address reached.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,16 @@ class AllowList:
 
 def classify(address: IPAddress) -> str | None:
     """Why an address is not a public one, or None if it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return classify(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return classify(inner)
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
         return "link-local"
+    if isinstance(address, ipaddress.IPv6Address) and address.is_site_local:
+        return "private"
     if address.is_unspecified:
         return "unspecified"
     if address.is_multicast:
@@ -65,6 +73,19 @@ def classify(address: IPAddress) -> str | None:
         return "private"
     if not address.is_global:
         return "reserved"
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for, if it is a way of reaching one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
     return None
 
 

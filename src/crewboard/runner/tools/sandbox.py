@@ -1,14 +1,28 @@
-"""Where a tool's subprocess runs: a scrubbed environment, resource limits and,
-where Debian's ``bwrap`` (bubblewrap) exists, a sandbox.
+"""Where a shell command runs: inside bubblewrap (``bwrap``), with a scrubbed
+environment and hard resource limits.
 
-Inside bubblewrap a command sees the system folders (``/usr``, ``/etc``, …)
-read-only, its run's workspace read-write, a private ``/tmp``, fresh ``/proc``
-and ``/dev``, no network, and nothing else: not the data home (board, logs,
-secret key, other runs), not the runner (a separate PID namespace), and no
-capabilities even when crewboard runs as root. Without bubblewrap it is an
-ordinary child in its own process group; the runner is still closed to it
-(non-dumpable, capabilities dropped with ``setpriv`` when running as root), but
-it can read whatever the server's user can.
+Inside the sandbox a command sees only:
+
+- ``/usr`` and the ``/bin``, ``/sbin``, ``/lib*`` beside it, read-only;
+- a few named files of ``/etc`` that programs need to start, resolve users and
+  check TLS certificates (:data:`ETC_FILES`; ``resolv.conf`` and ``hosts``
+  only with the network on), never the whole of ``/etc``, where operators
+  keep environment files with keys;
+- its run's workspace, read-write, at its own path (the working directory);
+- a private ``/tmp`` and ``/dev/shm`` of bounded size, a minimal ``/dev``, and
+  a fresh ``/proc`` of its own PID namespace, where no process but its own is
+  listed (not the runner, the web or the supervisor);
+- no network (an empty network namespace: only its own loopback) unless
+  ``limits.shell_network``; no capabilities, even when crewboard runs as root;
+  no new user namespaces; its own session, killed with the runner.
+
+Not the data home (board, logs, secret key, other runs' files), nor the
+host's ``/tmp``, ``/opt``, ``/home``, ``/var`` or ``/run``.
+
+Without bubblewrap (only when the operator allowed an unsandboxed shell) a
+command is an ordinary child in its own process group: the runner is still
+closed to it (non-dumpable; capabilities dropped with ``setpriv`` when running
+as root), but it can read and write whatever the server's user can.
 """
 
 from __future__ import annotations
@@ -19,19 +33,40 @@ from pathlib import Path
 
 from crewboard.runner.spec import Limits
 
-# Read-only system folders visible inside the sandbox.
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt")
-# Only these pass from the runner's environment into a tool's.
+# System folders bound read-only; a symlink among them (merged /usr) is
+# recreated as the same symlink.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The files of /etc a command may need: users and groups by name, the dynamic
+# linker's cache, TLS roots, the time zone, and alternatives (awk, editor...).
+ETC_FILES = (
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
+# Name resolution, only when the command has a network to resolve names on.
+NETWORK_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf")
+# Only these pass from the runner's environment into a command's.
 _ENV_PASSTHROUGH = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_TOOL_DIRS = SAFE_PATH + ":/usr/sbin:/sbin"
+# The size of the private /dev/shm (the private /tmp gets shell_file_bytes).
+_SHM_BYTES = 64 << 20
 
 
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap", path=SAFE_PATH + ":/usr/sbin:/sbin")
+def find_tool(name: str) -> str | None:
+    return shutil.which(name, path=_TOOL_DIRS)
 
 
 def tool_env(workspace: Path, *, sandboxed: bool) -> dict[str, str]:
-    """A tool's whole environment, built from nothing: no keys, no
+    """A command's whole environment, built from nothing: no keys, no
     ``CREWBOARD_*``, no ``NOTIFY_SOCKET``."""
     env = {k: os.environ[k] for k in _ENV_PASSTHROUGH if k in os.environ}
     env.update(
@@ -45,11 +80,65 @@ def tool_env(workspace: Path, *, sandboxed: bool) -> dict[str, str]:
     return env
 
 
-def ulimit_prelude(limits: Limits) -> str:
-    """Shell lines setting hard limits (a command cannot raise them again):
-    CPU time, file size, address space, open files, no core dumps."""
-    cpu_s = int(limits.tool_timeout_s) + 5
-    return f"ulimit -t {cpu_s}; ulimit -f 2097152; ulimit -v 8388608; ulimit -n 1024; ulimit -c 0\n"
+def limits_argv(limits: Limits, *, sandboxed: bool) -> list[str]:
+    """``prlimit`` setting hard limits (a command cannot raise them again) on
+    CPU time, address space, processes, file size and open files, and no core
+    dumps. The process count is set only inside the sandbox: there it counts
+    the sandbox's own processes (a user namespace of its own), outside it every
+    process of the server's user. Empty if ``prlimit`` is missing."""
+    prlimit = find_tool("prlimit")
+    if prlimit is None:
+        return []
+    argv = [
+        prlimit,
+        f"--cpu={limits.shell_cpu_s}",
+        f"--as={limits.shell_memory_bytes}",
+        f"--fsize={limits.shell_file_bytes}",
+        f"--nofile={limits.shell_open_files}",
+        "--core=0",
+    ]
+    if sandboxed:
+        argv.append(f"--nproc={limits.shell_processes}")
+    return [*argv, "--"]
+
+
+def sandbox_argv(bwrap: str, workspace: Path, limits: Limits, env: dict[str, str]) -> list[str]:
+    """The bwrap command line that runs a command with only ``workspace``
+    writable (see the module docstring for all it sees)."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
+    if limits.shell_network:
+        argv.append("--share-net")
+    for folder in SYSTEM_DIRS:
+        if os.path.islink(folder):
+            argv += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            argv += ["--ro-bind", folder, folder]
+    etc = ETC_FILES + (NETWORK_ETC_FILES if limits.shell_network else ())
+    for path in etc:
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm"]
+    argv += ["--size", str(limits.shell_file_bytes), "--tmpfs", "/tmp"]
+    # A data home below a system folder (/usr/local/...) is covered over.
+    ws = workspace.resolve()
+    home = ws.parent.parent
+    if any(str(home).startswith(d + "/") for d in SYSTEM_DIRS) and home.is_dir():
+        argv += ["--tmpfs", str(home)]
+    argv += ["--bind", str(ws), str(ws), "--chdir", str(ws)]
+    argv += ["--remount-ro", "/", "--clearenv"]
+    for name, value in env.items():
+        argv += ["--setenv", name, value]
+    return [*argv, "--"]
 
 
 def watchdog_prelude(runner_pid: int) -> str:
@@ -64,30 +153,10 @@ def watchdog_prelude(runner_pid: int) -> str:
     )
 
 
-def sandbox_argv(workspace: Path, hidden: list[Path]) -> list[str]:
-    """The bwrap command line that runs a command with only ``workspace``
-    writable; ``hidden`` folders (the data home's) get an empty tmpfs over
-    them in case they lie below a visible system folder."""
-    bwrap = bwrap_path()
-    if bwrap is None:
-        return []
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
-    for folder in _SYSTEM_DIRS:
-        if os.path.isdir(folder):
-            argv += ["--ro-bind", folder, folder]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    for path in hidden:
-        if any(str(path).startswith(d + "/") for d in _SYSTEM_DIRS) and path.is_dir():
-            argv += ["--tmpfs", str(path)]
-    ws = str(workspace.resolve())
-    argv += ["--bind", ws, ws, "--chdir", ws]
-    return argv
-
-
 def unprivileged_argv() -> list[str]:
     """Without bubblewrap, root drops every capability so that it cannot read
-    the non-dumpable runner's memory or environment."""
-    setpriv = shutil.which("setpriv", path=SAFE_PATH + ":/usr/sbin:/sbin")
+    the non-dumpable runner's or server's memory and environment."""
+    setpriv = find_tool("setpriv")
     if os.geteuid() != 0 or setpriv is None:
         return []
     return [setpriv, "--bounding-set", "-all", "--inh-caps", "-all", "--no-new-privs"]

@@ -1,9 +1,11 @@
 """Tool ``shell``: run a command with ``/bin/sh`` in the run's workspace.
 
 Off unless the operator sets ``CREWBOARD_ALLOW_SHELL=1`` (``limits.allowShell``).
-The command gets a timeout, an output cap, hard resource limits, a scrubbed
-environment and its own process group, killed whole on timeout; where bubblewrap
-exists it runs inside it (see :mod:`.sandbox` for what it can reach).
+The command runs inside bubblewrap (see :mod:`.sandbox` for what it can reach)
+with a timeout, an output cap, hard resource limits, a scrubbed environment
+and its own process group, killed whole on timeout. Without a working
+bubblewrap each call is refused with a clear error, unless the operator
+allowed an unsandboxed shell (``limits.shellSandbox`` "none").
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import time
 from typing import Any
 
+from crewboard.runner.spec import Limits
 from crewboard.runner.tools import sandbox
 from crewboard.runner.tools.base import (
     Tool,
@@ -30,30 +33,34 @@ DISABLED = (
     "the shell tool is disabled on this server "
     "(the operator enables it with CREWBOARD_ALLOW_SHELL=1)"
 )
+UNAVAILABLE = "the shell is enabled but its sandbox (bubblewrap) is not available: "
 
 
 def shell(args: dict[str, Any], ctx: ToolContext) -> str:
-    if not ctx.limits.allow_shell:
+    limits = ctx.limits
+    if not limits.allow_shell:
         raise ToolError(DISABLED)
     command = arg_str(args, "command")
-    timeout_s = min(
-        arg_number(args, "timeout_s", ctx.limits.tool_timeout_s), ctx.limits.tool_timeout_s
-    )
+    timeout_s = min(arg_number(args, "timeout_s", limits.tool_timeout_s), limits.tool_timeout_s)
     ctx.workspace.mkdir(parents=True, exist_ok=True)
-    hidden = [ctx.artifact_dir.parent, ctx.workspace.parent]
-    wrapper = sandbox.sandbox_argv(ctx.workspace, hidden)
-    sandboxed = bool(wrapper)
-    prelude = sandbox.ulimit_prelude(ctx.limits)
-    if not sandboxed:
+    sandboxed = limits.shell_sandbox != "none"
+    env = sandbox.tool_env(ctx.workspace, sandboxed=sandboxed)
+    if sandboxed:
+        wrapper = sandbox.sandbox_argv(_bwrap(limits), ctx.workspace, limits, env)
+        script = command
+    else:
         wrapper = sandbox.unprivileged_argv()
-        prelude += sandbox.watchdog_prelude(os.getpid())
-    argv = [*wrapper, "/bin/sh", "-c", prelude + command]
+        script = sandbox.watchdog_prelude(os.getpid()) + command
+    rlimits = sandbox.limits_argv(limits, sandboxed=sandboxed)
+    if not rlimits:
+        raise ToolError("cannot limit the command's resources: prlimit (util-linux) is missing")
+    argv = [*wrapper, *rlimits, "/bin/sh", "-c", script]
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
             argv,
             cwd=ctx.workspace,
-            env=sandbox.tool_env(ctx.workspace, sandboxed=sandboxed),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -80,6 +87,16 @@ def shell(args: dict[str, Any], ctx: ToolContext) -> str:
     else:
         status = f"exit status {proc.returncode}"
     return clip(f"[{status}, {elapsed:.1f} s]\n{text}", ctx.limits.tool_output_bytes)
+
+
+def _bwrap(limits: Limits) -> str:
+    """The bubblewrap binary to run the command in, or the refusal."""
+    if limits.shell_unavailable:
+        raise ToolError(UNAVAILABLE + limits.shell_unavailable)
+    bwrap = limits.shell_bwrap or sandbox.find_tool("bwrap")
+    if bwrap is None or not os.access(bwrap, os.X_OK):
+        raise ToolError(UNAVAILABLE + f"{bwrap or 'bwrap'} is not installed")
+    return bwrap
 
 
 def _collect(proc: subprocess.Popen[bytes], timeout_s: float, cap: int) -> tuple[bytes, bool]:
@@ -123,7 +140,8 @@ TOOL = Tool(
     description=(
         "Run a shell command (/bin/sh) in your workspace and get its exit status and output "
         "(stdout and stderr together). It runs with a timeout and capped output, in a "
-        "sandbox with no network where the server has one."
+        "sandbox where only the workspace is writable"
+        " and, unless the server says otherwise, with no network."
     ),
     parameters=params(
         ["command"],
