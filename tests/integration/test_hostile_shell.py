@@ -41,7 +41,8 @@ import pytest
 
 from crewboard.sessionlog import read_records
 from tests.support import need
-from tests.support.procs import child_processes, run_cli, serve, served_url, wait_until
+from tests.support.procs import child_processes, run_cli, serve, served_url
+from tests.support.waits import wait_until
 
 KEY = "sk-hostile-" + uuid.uuid4().hex
 ADMIN_PASSWORD = "admin pass " + uuid.uuid4().hex
