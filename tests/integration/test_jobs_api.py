@@ -726,10 +726,10 @@ async def test_the_stream_waits_for_a_run_and_ends_with_done(as_alice, home):
             assert response.headers["content-type"].startswith("text/event-stream")
             got = await collect(response, until="done")
     assert [f.type for f in got] == ["user_message", "chunk", "chunk", "final_result", "done"]
-    assert [f.id for f in got] == ["1", "2", "3", "4", None]
+    run_id = Run.select().where(Run.job == job_id).get().id
+    assert [f.id for f in got] == [f"{run_id}:{seq}" for seq in (1, 2, 3, 4)] + [None]
     assert got[0].data["text"] == "Why is the sky blue?"
     assert got[2].data == {**got[2].data, "type": "text", "text": "Rayleigh."}
-    run_id = Run.select().where(Run.job == job_id).get().id
     assert got[-1].data == {"runId": run_id, "outcome": "succeeded"}
     for frame in got:
         assert_conforms({"type": frame.type, "data": frame.data}, "SseFrame")
@@ -740,14 +740,18 @@ async def test_last_event_id_resumes_after_that_record(as_alice, home):
     run_id = start_run(job_id, home)
     write_run(home, run_id)
     finish_run(run_id)
-    headers = {"Last-Event-ID": "3"}
-    async with as_alice.stream("GET", f"/api/jobs/{job_id}/stream", headers=headers) as response:
-        got = await collect(response, until="done")
-    assert [f.id for f in got] == ["4", "5", "6", None]
-    assert [f.type for f in got] == ["chunk", "chunk", "final_result", "done"]
-    headers = {"Last-Event-ID": "6"}
-    async with as_alice.stream("GET", f"/api/jobs/{job_id}/stream", headers=headers) as response:
-        assert [f.type for f in await collect(response, until="done")] == ["done"]
+    for last_id in (f"{run_id}:3", "3"):  # a plain seq, from older clients, is of the latest run
+        headers = {"Last-Event-ID": last_id}
+        path = f"/api/jobs/{job_id}/stream"
+        async with as_alice.stream("GET", path, headers=headers) as response:
+            got = await collect(response, until="done")
+        assert [f.id for f in got] == [f"{run_id}:{seq}" for seq in (4, 5, 6)] + [None]
+        assert [f.type for f in got] == ["chunk", "chunk", "final_result", "done"]
+    for last_id in (f"{run_id}:6", "6"):
+        headers = {"Last-Event-ID": last_id}
+        path = f"/api/jobs/{job_id}/stream"
+        async with as_alice.stream("GET", path, headers=headers) as response:
+            assert [f.type for f in await collect(response, until="done")] == ["done"]
 
 
 @pytest.mark.parametrize(
