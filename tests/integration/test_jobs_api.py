@@ -19,6 +19,7 @@ from crewboard.clock import iso, utcnow
 from crewboard.home import Home
 from crewboard.web import job_stream, sse
 from tests.conftest import client_for, make_config, signed_in
+from tests.support import crews
 from tests.support.board_jobs import (
     assert_conforms,
     finish_run,
@@ -29,6 +30,7 @@ from tests.support.board_jobs import (
     start_run,
     write_templates,
 )
+from tests.support.crews import JobDef
 from tests.support.sse_client import collect, open_raw_stream
 
 
@@ -234,6 +236,40 @@ async def test_jobs_added_while_paging_do_not_shift_pages(as_alice):
     await ask(as_alice, "newer")
     rest = await ids_of(as_alice, limit="10", cursor=page["nextCursor"])
     assert [j["id"] for j in page["jobs"]] + rest == sorted(first, reverse=True)
+
+
+# 80 KB texts, each a different length, so previews and sizes can be told apart.
+LONG_PROMPT = "Describe the owl. " * 4_500
+LONG_RESULT = "The owl hoots at night. " * 3_400
+
+
+async def test_a_page_of_large_jobs_carries_previews_and_sizes_not_texts(as_admin):
+    jobs = {
+        f"j{n}": JobDef(prompt=LONG_PROMPT, extra={"result": LONG_RESULT, "status": "done"})
+        for n in range(50)
+    }
+    ids = crews.add_crew(jobs).values()
+    response = await as_admin.get("/api/jobs", params={"limit": "50"})
+    assert response.status_code == 200
+    assert len(response.content) < 100_000, len(response.content)
+    page = response.json()
+    assert sorted(j["id"] for j in page["jobs"]) == sorted(ids)
+    for summary in page["jobs"]:
+        assert "prompt" not in summary and "result" not in summary
+        assert summary["promptPreview"] == LONG_PROMPT[:300]
+        assert summary["promptChars"] == len(LONG_PROMPT)
+        assert summary["resultPreview"] == LONG_RESULT[:300]
+        assert summary["resultChars"] == len(LONG_RESULT)
+    assert_conforms(page, "JobPage")
+    detail = await job(as_admin, page["jobs"][0]["id"])
+    assert detail["prompt"] == LONG_PROMPT and detail["result"] == LONG_RESULT
+
+
+async def test_a_job_without_a_result_lists_none(as_alice):
+    job_id = await ask(as_alice, "Short?")
+    (summary,) = (await as_alice.get("/api/jobs")).json()["jobs"]
+    assert summary["id"] == job_id and summary["promptPreview"].startswith("Short?")
+    assert summary["resultPreview"] is None and summary["resultChars"] == 0
 
 
 # --- detail and graph ---------------------------------------------------------
