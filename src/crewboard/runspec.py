@@ -21,6 +21,7 @@ are optional)::
      "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
      "limits": {"maxSteps": 25, "toolTimeoutS": 60, "toolOutputBytes": 65536,
                 "httpMaxBytes": 1048576, "httpTimeoutS": 15,
+                "maxResultBytes": 1048576, "maxLogBytes": 67108864,
                 "allowShell": false, "httpAllow": []}}
 """
 
@@ -35,6 +36,10 @@ from typing import Any, ClassVar
 # The most model calls one run or one chat turn may make before it ends with
 # an error; a loop between agents or tools stops here.
 MAX_STEPS = 25
+# The most one text of a run (a step's streamed text, the final result) and
+# its whole log may hold; past them the text is cut, the log ends the run.
+MAX_RESULT_BYTES = 1 << 20
+MAX_LOG_BYTES = 64 << 20
 
 
 class SpecError(ValueError):
@@ -79,13 +84,16 @@ class _Value:
 
 
 class Limits(_Value):
-    """What a run may spend: model calls, tool time and output, HTTP, shell."""
+    """What a run may spend: model calls, tool time and output, HTTP, shell,
+    and what it may write (each text, the whole log)."""
 
     __slots__ = (
         "allow_shell",
         "http_allow",
         "http_max_bytes",
         "http_timeout_s",
+        "max_log_bytes",
+        "max_result_bytes",
         "max_steps",
         "tool_output_bytes",
         "tool_timeout_s",
@@ -96,6 +104,8 @@ class Limits(_Value):
         "tool_output_bytes": 65536,
         "http_max_bytes": 1 << 20,
         "http_timeout_s": 15.0,
+        "max_result_bytes": MAX_RESULT_BYTES,
+        "max_log_bytes": MAX_LOG_BYTES,
         "allow_shell": False,
         "http_allow": (),
     }
@@ -104,6 +114,8 @@ class Limits(_Value):
     tool_output_bytes: int
     http_max_bytes: int
     http_timeout_s: float
+    max_result_bytes: int
+    max_log_bytes: int
     allow_shell: bool
     http_allow: tuple[str, ...]
 
@@ -145,6 +157,8 @@ _TUNING_KEYS: dict[str, tuple[str, type]] = {
     "toolOutputBytes": ("tool_output_bytes", int),
     "httpMaxBytes": ("http_max_bytes", int),
     "httpTimeoutS": ("http_timeout_s", float),
+    "maxResultBytes": ("max_result_bytes", int),
+    "maxLogBytes": ("max_log_bytes", int),
 }
 _LIMIT_KEYS: dict[str, tuple[str, type]] = {
     "maxSteps": ("max_steps", int),

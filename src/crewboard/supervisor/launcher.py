@@ -148,7 +148,12 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         log_path=claim.log_path,
         artifact_dir=home.artifact_dir(claim.run_id),
         artifact=claim.artifact,
-        limits=Limits(allow_shell=config.allow_shell, http_allow=tuple(config.http_allow)),
+        limits=Limits(
+            allow_shell=config.allow_shell,
+            http_allow=tuple(config.http_allow),
+            max_result_bytes=config.max_result_bytes,
+            max_log_bytes=config.max_log_bytes,
+        ),
     )
 
 

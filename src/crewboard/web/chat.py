@@ -227,7 +227,10 @@ class ChatTurns:
             workspace=self.home.workspace(ident),
             artifact_dir=self.home.artifact_dir(ident),
             limits=Limits(
-                allow_shell=self.config.allow_shell, http_allow=tuple(self.config.http_allow)
+                allow_shell=self.config.allow_shell,
+                http_allow=tuple(self.config.http_allow),
+                max_result_bytes=self.config.max_result_bytes,
+                max_log_bytes=self.config.max_log_bytes,
             ),
         )
 
