@@ -188,11 +188,10 @@ def main() -> None:
         db.connect(home.board_db)
         stream_output(home, int(args.play_run[1]), args)
         return
-    result = trio.run(run, args)
-    text = json.dumps(result, indent=2)
-    print(text)
+    report = json.dumps(trio.run(run, args), indent=2) + "\n"
+    sys.stdout.write(report)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        Path(args.out).write_text(report)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ def summaries_query() -> peewee.ModelSelect[Job]:
 def job_summary(job: Job) -> dict[str, Any]:
     """A job as lists and the change feed show it (``JobSummary``): a job
     read by :func:`summaries_query`, its long texts as previews."""
+    texts = vars(job)  # the previews and lengths the query read, by their aliases
     return {
         "id": job.id,
         "crewId": job.crew_id,
@@ -159,18 +160,18 @@ def job_summary(job: Job) -> dict[str, Any]:
         "key": job.key,
         "agent": job.agent,
         "status": job.status,
-        "promptPreview": job.prompt_preview or "",
-        "promptChars": job.prompt_chars or 0,
+        "promptPreview": texts["prompt_preview"] or "",
+        "promptChars": texts["prompt_chars"] or 0,
         "artifactName": job.artifact_name,
         "scheduledAt": iso(job.scheduled_at),
         "availableAt": iso(job.available_at),
         "attempts": job.attempts,
         "maxRetries": job.max_retries,
         "timeoutS": job.timeout_s,
-        "resultPreview": job.result_preview,
-        "resultChars": job.result_chars or 0,
-        "blockedReason": job.blocked_reason_preview,
-        "feedback": job.feedback_preview,
+        "resultPreview": texts["result_preview"],
+        "resultChars": texts["result_chars"] or 0,
+        "blockedReason": texts["blocked_reason_preview"],
+        "feedback": texts["feedback_preview"],
         "cancelRequested": job.cancel_requested,
         "actions": job_actions(job),
         "owner": {"id": job.owner.id, "email": job.owner.email},

@@ -14,7 +14,7 @@ away ends only its own stream, never the job.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,7 +175,7 @@ async def stream_job(
 
 async def _run_frames(
     run_id: int, after_seq: int, home: Home, hub: LogHub, watch: BoardWatch, pinger: Pinger
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """One run's frames after ``after_seq``, then its ``done`` once the
     supervisor has finished it; nothing more if the run is deleted."""
     path = home.run_log(run_id)
