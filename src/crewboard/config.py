@@ -100,10 +100,20 @@ class Config:
     poll_s: float = 1.0
     drain_s: float = 10.0
     grace_s: float = 5.0
+    # What one run may write: each text (a step's, the final result) and the
+    # whole log; past the first the rest goes to an artifact, past the second
+    # the run fails.
+    max_result_bytes: int = 1 << 20
+    max_log_bytes: int = 64 << 20
     # Web limits.
     max_body_bytes: int = 1 << 20
     login_attempts: int = 5
     login_window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_result_bytes", "max_log_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env_name(name)}: must be a positive number of bytes")
 
     @property
     def google_enabled(self) -> bool:
@@ -131,6 +141,8 @@ class Config:
             shell_bwrap=sandbox.bwrap,
             shell_unavailable=None if unsandboxed else sandbox.problem,
             shell_network=self.shell_network,
+            max_result_bytes=self.max_result_bytes,
+            max_log_bytes=self.max_log_bytes,
         )
 
     @property

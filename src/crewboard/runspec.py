@@ -21,6 +21,7 @@ are optional)::
      "artifactDir": "/abs/dir", "artifact": "brief.md" | null,
      "limits": {"maxSteps": 25, "toolTimeoutS": 60, "toolOutputBytes": 65536,
                 "httpMaxBytes": 1048576, "httpTimeoutS": 15,
+                "maxResultBytes": 1048576, "maxLogBytes": 67108864,
                 "allowShell": false, "httpAllow": [],
                 "shellSandbox": "bwrap" | "none", "shellBwrap": "/usr/bin/bwrap",
                 "shellUnavailable": null, "shellNetwork": false,
@@ -40,6 +41,10 @@ from typing import Any, ClassVar
 # The most model calls one run or one chat turn may make before it ends with
 # an error; a loop between agents or tools stops here.
 MAX_STEPS = 25
+# The most one text of a run (a step's streamed text, the final result) and
+# its whole log may hold; past them the text is cut, the log ends the run.
+MAX_RESULT_BYTES = 1 << 20
+MAX_LOG_BYTES = 64 << 20
 
 
 class SpecError(ValueError):
@@ -84,7 +89,8 @@ class _Value:
 
 
 class Limits(_Value):
-    """What a run may spend: model calls, tool time and output, HTTP, shell.
+    """What a run may spend: model calls, tool time and output, HTTP, shell,
+    and what it may write (each text, the whole log).
 
     The shell runs inside bubblewrap (``shell_sandbox`` "bwrap", at
     ``shell_bwrap`` or the ``bwrap`` the runner finds) and refuses to run
@@ -98,6 +104,8 @@ class Limits(_Value):
         "http_allow",
         "http_max_bytes",
         "http_timeout_s",
+        "max_log_bytes",
+        "max_result_bytes",
         "max_steps",
         "shell_bwrap",
         "shell_cpu_s",
@@ -117,6 +125,8 @@ class Limits(_Value):
         "tool_output_bytes": 65536,
         "http_max_bytes": 1 << 20,
         "http_timeout_s": 15.0,
+        "max_result_bytes": MAX_RESULT_BYTES,
+        "max_log_bytes": MAX_LOG_BYTES,
         "allow_shell": False,
         "http_allow": (),
         "shell_sandbox": "bwrap",
@@ -134,6 +144,8 @@ class Limits(_Value):
     tool_output_bytes: int
     http_max_bytes: int
     http_timeout_s: float
+    max_result_bytes: int
+    max_log_bytes: int
     allow_shell: bool
     http_allow: tuple[str, ...]
     shell_sandbox: str
@@ -202,6 +214,8 @@ _TUNING_KEYS: dict[str, tuple[str, type]] = {
     "shellProcesses": ("shell_processes", int),
     "shellFileBytes": ("shell_file_bytes", int),
     "shellOpenFiles": ("shell_open_files", int),
+    "maxResultBytes": ("max_result_bytes", int),
+    "maxLogBytes": ("max_log_bytes", int),
 }
 _LIMIT_KEYS: dict[str, tuple[str, type]] = {
     "maxSteps": ("max_steps", int),

@@ -4,11 +4,15 @@ with ``Last-Event-ID`` without gaps or repeats."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from crewboard.web import sse
 from tests.conftest import make_config
+from tests.support import crews
 from tests.support.board_jobs import assert_conforms, write_templates
+from tests.support.crews import JobDef
 from tests.support.sse_client import RawStream, open_raw_stream
 
 FEED = "/api/board/events"
@@ -46,6 +50,24 @@ async def test_the_feed_sends_new_events_with_their_job(server, as_alice):
     assert created.data["job"]["id"] == job_id and created.data["job"]["status"] == "ready"
     assert comment.data["kind"] == "comment"
     for frame in (created, comment):
+        assert_conforms({"type": frame.type, "data": frame.data}, "BoardEventFrame")
+
+
+async def test_the_feed_carries_job_summaries_not_their_long_texts(server, as_admin):
+    prompt, result = "Describe the owl. " * 4_500, "The owl hoots. " * 5_400
+    jobs = {f"j{n}": JobDef(prompt=prompt, extra={"result": result}) for n in range(10)}
+    ids = list(crews.add_crew(jobs).values())
+    async with open_raw_stream(server, FEED, client=as_admin) as stream:
+        for job_id in ids:
+            assert (await as_admin.post(f"/api/jobs/{job_id}/archive")).status_code == 200
+        frames = await until_settled(stream, len(ids))
+    assert [f.data["jobId"] for f in frames] == ids
+    for frame in frames:
+        job = frame.data["job"]
+        assert len(json.dumps(frame.data)) < 5_000
+        assert "prompt" not in job and "result" not in job
+        assert job["promptPreview"] == prompt[:300] and job["promptChars"] == len(prompt)
+        assert job["resultPreview"] == result[:300] and job["resultChars"] == len(result)
         assert_conforms({"type": frame.type, "data": frame.data}, "BoardEventFrame")
 
 

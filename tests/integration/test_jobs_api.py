@@ -19,6 +19,7 @@ from crewboard.clock import iso, utcnow
 from crewboard.home import Home
 from crewboard.web import job_stream, sse
 from tests.conftest import client_for, make_config, signed_in
+from tests.support import crews
 from tests.support.board_jobs import (
     assert_conforms,
     finish_run,
@@ -29,6 +30,7 @@ from tests.support.board_jobs import (
     start_run,
     write_templates,
 )
+from tests.support.crews import JobDef
 from tests.support.sse_client import collect, open_raw_stream
 
 
@@ -234,6 +236,40 @@ async def test_jobs_added_while_paging_do_not_shift_pages(as_alice):
     await ask(as_alice, "newer")
     rest = await ids_of(as_alice, limit="10", cursor=page["nextCursor"])
     assert [j["id"] for j in page["jobs"]] + rest == sorted(first, reverse=True)
+
+
+# 80 KB texts, each a different length, so previews and sizes can be told apart.
+LONG_PROMPT = "Describe the owl. " * 4_500
+LONG_RESULT = "The owl hoots at night. " * 3_400
+
+
+async def test_a_page_of_large_jobs_carries_previews_and_sizes_not_texts(as_admin):
+    jobs = {
+        f"j{n}": JobDef(prompt=LONG_PROMPT, extra={"result": LONG_RESULT, "status": "done"})
+        for n in range(50)
+    }
+    ids = crews.add_crew(jobs).values()
+    response = await as_admin.get("/api/jobs", params={"limit": "50"})
+    assert response.status_code == 200
+    assert len(response.content) < 100_000, len(response.content)
+    page = response.json()
+    assert sorted(j["id"] for j in page["jobs"]) == sorted(ids)
+    for summary in page["jobs"]:
+        assert "prompt" not in summary and "result" not in summary
+        assert summary["promptPreview"] == LONG_PROMPT[:300]
+        assert summary["promptChars"] == len(LONG_PROMPT)
+        assert summary["resultPreview"] == LONG_RESULT[:300]
+        assert summary["resultChars"] == len(LONG_RESULT)
+    assert_conforms(page, "JobPage")
+    detail = await job(as_admin, page["jobs"][0]["id"])
+    assert detail["prompt"] == LONG_PROMPT and detail["result"] == LONG_RESULT
+
+
+async def test_a_job_without_a_result_lists_none(as_alice):
+    job_id = await ask(as_alice, "Short?")
+    (summary,) = (await as_alice.get("/api/jobs")).json()["jobs"]
+    assert summary["id"] == job_id and summary["promptPreview"].startswith("Short?")
+    assert summary["resultPreview"] is None and summary["resultChars"] == 0
 
 
 # --- detail and graph ---------------------------------------------------------
@@ -729,10 +765,10 @@ async def test_the_stream_waits_for_a_run_and_ends_with_done(server, as_alice, h
             nursery.start_soon(run_it)
             got = await stream.take(6)  # one more than it has: it must end after done
     assert [f.type for f in got] == ["user_message", "chunk", "chunk", "final_result", "done"]
-    assert [f.id for f in got] == ["1", "2", "3", "4", None]
+    run_id = Run.select().where(Run.job == job_id).get().id
+    assert [f.id for f in got] == [f"{run_id}:{seq}" for seq in (1, 2, 3, 4)] + [None]
     assert got[0].data["text"] == "Why is the sky blue?"
     assert got[2].data == {**got[2].data, "type": "text", "text": "Rayleigh."}
-    run_id = Run.select().where(Run.job == job_id).get().id
     assert got[-1].data == {"runId": run_id, "outcome": "succeeded"}
     for frame in got:
         assert_conforms({"type": frame.type, "data": frame.data}, "SseFrame")
@@ -743,14 +779,18 @@ async def test_last_event_id_resumes_after_that_record(as_alice, home):
     run_id = start_run(job_id, home)
     write_run(home, run_id)
     finish_run(run_id)
-    headers = {"Last-Event-ID": "3"}
-    async with as_alice.stream("GET", f"/api/jobs/{job_id}/stream", headers=headers) as response:
-        got = await collect(response, until="done")
-    assert [f.id for f in got] == ["4", "5", "6", None]
-    assert [f.type for f in got] == ["chunk", "chunk", "final_result", "done"]
-    headers = {"Last-Event-ID": "6"}
-    async with as_alice.stream("GET", f"/api/jobs/{job_id}/stream", headers=headers) as response:
-        assert [f.type for f in await collect(response, until="done")] == ["done"]
+    for last_id in (f"{run_id}:3", "3"):  # a plain seq, from older clients, is of the latest run
+        headers = {"Last-Event-ID": last_id}
+        path = f"/api/jobs/{job_id}/stream"
+        async with as_alice.stream("GET", path, headers=headers) as response:
+            got = await collect(response, until="done")
+        assert [f.id for f in got] == [f"{run_id}:{seq}" for seq in (4, 5, 6)] + [None]
+        assert [f.type for f in got] == ["chunk", "chunk", "final_result", "done"]
+    for last_id in (f"{run_id}:6", "6"):
+        headers = {"Last-Event-ID": last_id}
+        path = f"/api/jobs/{job_id}/stream"
+        async with as_alice.stream("GET", path, headers=headers) as response:
+            assert [f.type for f in await collect(response, until="done")] == ["done"]
 
 
 @pytest.mark.parametrize(

@@ -237,3 +237,83 @@ def test_secrets_never_reach_the_log(tmp_path: Path) -> None:
     assert code == EXIT_ERROR
     assert "sk-offline-secret" not in (tmp_path / "run.jsonl").read_text()
     assert records[-1]["message"] == "bad key ***"
+
+
+# --- output caps ------------------------------------------------------------------
+
+
+class Flood:
+    """A model that answers with ``total`` characters of text in ``piece``-sized
+    deltas, after a first step of tool calls when ``tool_first``."""
+
+    def __init__(self, total: int, piece: int = 100, tool_first: bool = False) -> None:
+        self.total = total
+        self.piece = piece
+        self.tool_first = tool_first
+        self.calls = 0
+
+    def stream(self, request: dict[str, Any]):
+        self.calls += 1
+        for n in range(self.total // self.piece):
+            yield {"choices": [{"index": 0, "delta": {"content": chr(97 + n % 26) * self.piece}}]}
+        if self.tool_first and self.calls == 1:
+            call = {"index": 0, "id": "c1", "function": {"name": "list_files", "arguments": "{}"}}
+            yield {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+            yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+            return
+        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+
+
+def whole_text(total: int, piece: int = 100) -> str:
+    return "".join(chr(97 + n % 26) * piece for n in range(total // piece))
+
+
+def test_a_result_over_the_cap_keeps_its_beginning_and_the_rest_is_an_artifact(tmp_path):
+    limits = {"maxResultBytes": 1000}
+    code, records = run(tmp_path, "Go on", Flood(5000), limits=limits)
+    assert code == EXIT_OK
+    logged = "".join(r["text"] for r in records if r["type"] == "text")
+    assert logged.startswith(whole_text(5000)[:1000]) and len(logged) < 1300
+    assert "limits.maxResultBytes" in logged
+    final = records[-1]
+    assert final["type"] == "final_result" and final["truncated"] is True
+    assert final["text"].startswith(whole_text(5000)[:1000])
+    assert "5000 bytes" in final["text"] and "'result.md'" in final["text"]
+    assert len(final["text"].encode()) < 1400
+    assert final["fullChars"] == 5000 and final["fullArtifact"] == "result.md"
+    assert final["artifacts"] == ["result.md"]
+    assert (tmp_path / "artifacts" / "result.md").read_text() == whole_text(5000)
+
+
+def test_a_result_under_the_cap_is_whole(tmp_path):
+    code, records = run(tmp_path, "Go on", Flood(900), limits={"maxResultBytes": 1000})
+    assert code == EXIT_OK
+    assert records[-1]["text"] == whole_text(900) and "truncated" not in records[-1]
+
+
+def test_a_deliverable_written_from_the_answer_holds_it_whole(tmp_path):
+    code, records = run(
+        tmp_path, "Go on", Flood(5000), limits={"maxResultBytes": 1000}, artifact="brief.md"
+    )
+    assert code == EXIT_OK
+    final = records[-1]
+    assert final["fullArtifact"] == "brief.md" and final["artifacts"] == ["brief.md"]
+    assert (tmp_path / "artifacts" / "brief.md").read_text() == whole_text(5000)
+    assert not (tmp_path / "artifacts" / "result.md").exists()
+
+
+def test_a_step_over_the_cap_is_saved_whole_and_the_run_goes_on(tmp_path):
+    transport = Flood(3000, tool_first=True)
+    code, records = run(tmp_path, "Go on", transport, limits={"maxResultBytes": 1000})
+    assert code == EXIT_OK and transport.calls == 2
+    assert (tmp_path / "artifacts" / "step-1.md").read_text() == whole_text(3000)
+    assert records[-1]["fullArtifact"] == "result.md"
+    assert records[-1]["artifacts"] == ["result.md", "step-1.md"]
+
+
+def test_a_log_over_its_cap_ends_the_run_failed_with_the_reason(tmp_path):
+    limits = {"maxResultBytes": 10_000_000, "maxLogBytes": 20_000}
+    code, records = run(tmp_path, "Go on", Flood(1_000_000), limits=limits)
+    assert code == EXIT_ERROR
+    assert records[-1]["type"] == "error" and "limits.maxLogBytes" in records[-1]["message"]
+    assert (tmp_path / "run.jsonl").stat().st_size < 25_000

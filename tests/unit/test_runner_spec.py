@@ -142,6 +142,17 @@ def test_a_built_spec_goes_over_the_wire_and_back_unchanged() -> None:
     assert parse_spec(document) == spec
 
 
+def test_the_output_caps_go_over_the_wire_when_not_the_defaults() -> None:
+    assert "maxResultBytes" not in Limits().to_json() and "maxLogBytes" not in Limits().to_json()
+    assert Limits().max_result_bytes == 1 << 20 and Limits().max_log_bytes == 64 << 20
+    limits = Limits(max_result_bytes=4096, max_log_bytes=1 << 20)
+    document = limits.to_json()
+    assert document["maxResultBytes"] == 4096 and document["maxLogBytes"] == 1 << 20
+    assert Limits.from_json(document) == limits
+    with pytest.raises(SpecError, match=r"limits\.maxLogBytes"):
+        Limits.from_json({"maxLogBytes": 0})
+
+
 def test_every_run_and_turn_gets_the_step_limit_unless_told_otherwise() -> None:
     assert parse_spec(minimal(kind="chat")).limits.max_steps == MAX_STEPS
     assert Limits().to_json()["maxSteps"] == MAX_STEPS

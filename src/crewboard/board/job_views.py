@@ -1,8 +1,14 @@
 """Reading the board as people see it: the job list (keyset-paginated and
 scoped to the viewer), job detail, a crew's graph, the change feed, the
 public JSON shapes of jobs, runs and comments (``openapi.yaml``'s ``Job``,
-``Run``, ``Comment``, ``JobDetail``, ``Graph``), and the actions a job allows
-(:func:`job_actions`), which every job carries so clients offer only those.
+``JobSummary``, ``Run``, ``Comment``, ``JobDetail``, ``Graph``), and the
+actions a job allows (:func:`job_actions`), which every job carries so
+clients offer only those.
+
+Lists and the change feed carry :func:`job_summary`: previews of the long
+texts (prompt, result) and their lengths, read as such from the database
+(:func:`summaries_query`), so a page costs the same whatever the jobs said.
+The whole texts come with one job (:func:`job_public`, :func:`job_detail`).
 
 Nothing here writes; the named transitions live in :mod:`crewboard.board.jobs`.
 """
@@ -29,6 +35,8 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 DETAIL_EVENTS = 500
 CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
+# Characters of a long text (prompt, result, reason, feedback) a summary carries.
+PREVIEW_CHARS = 300
 
 # Without ?status= the list shows every status but archived (a soft delete).
 LISTED_BY_DEFAULT = (
@@ -113,6 +121,67 @@ def job_public(job: Job) -> dict[str, Any]:
     }
 
 
+def summaries_query() -> peewee.ModelSelect[Job]:
+    """Like :func:`jobs_query`, but the long texts are read as previews
+    (``*_preview``) and lengths (``*_chars``), never whole: what
+    :func:`job_summary` shows."""
+    columns = [
+        Job.id, Job.crew, Job.owner, Job.schedule, Job.key, Job.title, Job.agent,
+        Job.artifact_name, Job.status, Job.scheduled_at, Job.available_at, Job.timeout_s,
+        Job.max_retries, Job.attempts, Job.cancel_requested, Job.created_at, Job.updated_at,
+    ]  # fmt: skip
+    texts = []
+    for name, field in (
+        ("prompt", Job.prompt),
+        ("result", Job.result),
+        ("blocked_reason", Job.blocked_reason),
+        ("feedback", Job.feedback),
+    ):
+        texts.append(peewee.fn.substr(field, 1, PREVIEW_CHARS).alias(f"{name}_preview"))
+    texts.append(peewee.fn.length(Job.prompt).coerce(False).alias("prompt_chars"))
+    texts.append(peewee.fn.length(Job.result).coerce(False).alias("result_chars"))
+    return (
+        Job.select(*columns, *texts, User.id, User.email, Crew.id, Crew.template_id)
+        .join(User, on=(Job.owner == User.id))
+        .switch(Job)
+        .join(Crew, on=(Job.crew == Crew.id))
+        .switch(Job)
+    )
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """A job as lists and the change feed show it (``JobSummary``): a job
+    read by :func:`summaries_query`, its long texts as previews."""
+    texts = vars(job)  # the previews and lengths the query read, by their aliases
+    return {
+        "id": job.id,
+        "crewId": job.crew_id,
+        "title": job.title,
+        "key": job.key,
+        "agent": job.agent,
+        "status": job.status,
+        "promptPreview": texts["prompt_preview"] or "",
+        "promptChars": texts["prompt_chars"] or 0,
+        "artifactName": job.artifact_name,
+        "scheduledAt": iso(job.scheduled_at),
+        "availableAt": iso(job.available_at),
+        "attempts": job.attempts,
+        "maxRetries": job.max_retries,
+        "timeoutS": job.timeout_s,
+        "resultPreview": texts["result_preview"],
+        "resultChars": texts["result_chars"] or 0,
+        "blockedReason": texts["blocked_reason_preview"],
+        "feedback": texts["feedback_preview"],
+        "cancelRequested": job.cancel_requested,
+        "actions": job_actions(job),
+        "owner": {"id": job.owner.id, "email": job.owner.email},
+        "scheduleId": job.schedule_id,
+        "templateId": job.crew.template_id,
+        "createdAt": iso(job.created_at),
+        "updatedAt": iso(job.updated_at),
+    }
+
+
 def run_public(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -171,6 +240,10 @@ def runs_newest_first(job_id: int, limit: int = 20) -> list[Run]:
     return list(Run.select().where(Run.job == job_id).order_by(Run.id.desc()).limit(limit))
 
 
+def run_belongs_to(run_id: int, job_id: int) -> bool:
+    return Run.select().where((Run.id == run_id) & (Run.job == job_id)).exists()
+
+
 def run_outcome(run_id: int) -> str | None:
     """The run's outcome, or None if the run no longer exists."""
     row = Run.select(Run.outcome).where(Run.id == run_id).first()
@@ -220,9 +293,9 @@ def list_jobs(
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
 ) -> tuple[list[Job], str | None]:
-    """One page of the board, newest first, and the cursor of the next page
-    (None on the last). Non-admins see only their own jobs; admins see all
-    unless ``mine``.
+    """One page of the board, newest first, as summaries (for
+    :func:`job_summary`), and the cursor of the next page (None on the
+    last). Non-admins see only their own jobs; admins see all unless ``mine``.
 
     A page is one short range scan per status on the ``(owner, status, id)``
     or ``(status, id)`` index, merged here, so its cost does not grow with
@@ -234,7 +307,7 @@ def list_jobs(
     owner_id = viewer.user_id if (mine or not viewer.is_admin) else None
     found: list[Job] = []
     for each in statuses:
-        query = jobs_query().where(Job.status == each)
+        query = summaries_query().where(Job.status == each)
         if owner_id is not None:
             query = query.where(Job.owner == owner_id)
         if below is not None:
@@ -246,11 +319,13 @@ def list_jobs(
     return page, (encode_cursor(page[-1].id) if more and page else None)
 
 
-def jobs_by_id(job_ids: Iterable[int]) -> dict[int, Job]:
+def jobs_by_id(job_ids: Iterable[int], *, summaries: bool = False) -> dict[int, Job]:
+    """The jobs with these ids, whole (or as summaries, for :func:`job_summary`)."""
     ids = sorted(set(job_ids))
+    query = summaries_query() if summaries else jobs_query()
     found: dict[int, Job] = {}
     for start in range(0, len(ids), CHUNK):
-        for job in jobs_query().where(Job.id.in_(ids[start : start + CHUNK])):
+        for job in query.where(Job.id.in_(ids[start : start + CHUNK])):
             found[job.id] = job
     return found
 
@@ -367,13 +442,13 @@ def last_event_id() -> int:
 
 
 def board_changes(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Events as the change feed sends them: each with its job as it is now
-    (null once the job is deleted)."""
-    jobs = jobs_by_id(e.job_id for e in events if e.job_id is not None)
+    """Events as the change feed sends them: each with its job's summary as
+    it is now (null once the job is deleted)."""
+    jobs = jobs_by_id((e.job_id for e in events if e.job_id is not None), summaries=True)
     return [
         {
             **event_public(event),
-            "job": job_public(jobs[event.job_id]) if event.job_id in jobs else None,
+            "job": job_summary(jobs[event.job_id]) if event.job_id in jobs else None,
         }
         for event in events
     ]

@@ -78,9 +78,10 @@ def list_schedule_jobs(
     schedule_id: int, limit: int = job_views.DEFAULT_PAGE, cursor: str | None = None
 ) -> tuple[list[Job], str | None]:
     """One page of the jobs the schedule spawned, newest first (archived ones
-    included), and the cursor of the next page (None on the last)."""
+    included), as summaries (for :func:`~crewboard.board.job_views.job_summary`),
+    and the cursor of the next page (None on the last)."""
     limit = max(1, min(limit, job_views.MAX_PAGE))
-    query = job_views.jobs_query().where(Job.schedule == schedule_id)
+    query = job_views.summaries_query().where(Job.schedule == schedule_id)
     if cursor:
         query = query.where(Job.id < job_views.decode_cursor(cursor))
     found = list(query.order_by(Job.id.desc()).limit(limit + 1))

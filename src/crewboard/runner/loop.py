@@ -18,6 +18,11 @@ its slots (:mod:`crewboard.runner.slots`), logging ``waiting`` records while
 it queues; the HTTP timeouts start only once it has one. An answer the server
 interrupts is asked for once more (a ``retry`` record). Usage a server does
 not report is ``null`` in the ``final_result``, never 0.
+
+What a run writes is capped (:mod:`crewboard.runner.output`): a step's text
+is logged up to ``limits.maxResultBytes`` and saved whole as an artifact past
+it, a final result keeps its beginning and a note naming the artifact that
+holds it all, and a log past ``limits.maxLogBytes`` ends the run in an error.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from crewboard.runner.output import CappedLog, LogFull, StepText, head, result_note
 from crewboard.runner.providers import ProviderError, StreamInterrupted, Transport
 from crewboard.runner.session_log import RunLog, scrub
 from crewboard.runner.spec import AgentDef, RunnerSpec
@@ -48,6 +54,9 @@ MAX_PARALLEL_TOOLS = 8
 TOOL_GRACE_S = 5.0
 
 EXIT_OK, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
+# Where a final result over the cap is saved whole, when the job names no
+# deliverable of its own.
+RESULT_ARTIFACT = "result.md"
 
 
 class AgentLoop:
@@ -55,7 +64,10 @@ class AgentLoop:
         self, spec: RunnerSpec, log: RunLog, transport: Transport, ctx: ToolContext
     ) -> None:
         self.spec = spec
-        self.log = log
+        self.log = CappedLog(log, spec.log_path, spec.limits.max_log_bytes)
+        self._step_text: StepText | None = None
+        # The deliverable this loop wrote from the final answer, if any.
+        self._written_from_answer: str | None = None
         self.transport = transport
         self.ctx = ctx
         self.agent = spec.agents[spec.agent_id]
@@ -75,12 +87,15 @@ class AgentLoop:
         """Run to a terminal record; returns the runner's exit code."""
         self.log.append("agent_start", agentName=self.agent.id)
         try:
-            for _ in range(self.spec.limits.max_steps):
+            for step in range(1, self.spec.limits.max_steps + 1):
                 turn = self._call_model()
                 if turn.finish_reason == "length":
                     return self._hit_token_limit()
                 if not turn.tool_calls:
                     return self._finish(turn.text)
+                cut = self._step_text is not None and self._step_text.cut
+                if cut and self._save_whole(f"step-{step}.md", turn.text) is None:
+                    return EXIT_ERROR
                 self.history.append(turn.message())
                 handoff = self._run_calls(turn.tool_calls)
                 if self.ctx.block_reason is not None:
@@ -97,7 +112,7 @@ class AgentLoop:
                 "(limits.maxSteps)",
             )
             return EXIT_ERROR
-        except ProviderError as exc:
+        except (ProviderError, LogFull) as exc:
             self.log.finish("error", message=str(exc), agentName=self.agent.id)
             return EXIT_ERROR
 
@@ -124,12 +139,11 @@ class AgentLoop:
             # Without it llama-cpp-python's chatml-function-calling drops the tools.
             request["tool_choice"] = "auto"
         agent_name = self.agent.id
-
-        def on_text(delta: str) -> None:
-            self.log.append("text", agentName=agent_name, text=delta)
+        max_bytes = self.spec.limits.max_result_bytes
 
         with self._model_slot():
             try:
+                self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                 turn = assemble(self.transport.stream(request), on_text)
             except StreamInterrupted:
                 self.log.append(
@@ -138,6 +152,7 @@ class AgentLoop:
                     reason="the model server interrupted the answer; asking again",
                 )
                 try:
+                    self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                     turn = assemble(self.transport.stream(request), on_text)
                 except StreamInterrupted as exc:
                     raise ProviderError(
@@ -351,12 +366,50 @@ class AgentLoop:
             try:
                 write_artifact(self.spec.artifact_dir, self.spec.artifact, text)
                 self.ctx.saved_artifacts.append(self.spec.artifact)
+                self._written_from_answer = self.spec.artifact
             except (ToolError, OSError) as exc:
                 self.log.finish(
                     "error", message=f"cannot save the artifact {self.spec.artifact!r}: {exc}"
                 )
                 return EXIT_ERROR
+        max_bytes = self.spec.limits.max_result_bytes
+        full_bytes = len(text.encode())
+        if full_bytes > max_bytes:
+            # The deliverable written just above holds the whole answer already.
+            whole = self.spec.artifact if self.spec.artifact == self._written_from_answer else None
+            if whole is None:
+                whole = self._save_whole(RESULT_ARTIFACT, text, first=not self.spec.artifact)
+            if whole is None:
+                return EXIT_ERROR
+            fields.update(
+                text=head(text, max_bytes) + result_note(full_bytes, max_bytes, whole),
+                truncated=True,
+                fullChars=len(text),
+                fullArtifact=whole,
+            )
         if self.ctx.saved_artifacts:
             fields["artifacts"] = list(self.ctx.saved_artifacts)
         self.log.finish("final_result", **fields)
         return EXIT_OK
+
+    def _save_whole(self, name: str, text: str, *, first: bool = False) -> str | None:
+        """Save a text over the cap whole as an artifact (under a name of its
+        own if the agent saved one by that name); its name, or None after
+        ending the run in an error because it could not be written."""
+        from crewboard.runner.tools.save_artifact import write_artifact
+
+        stem, dot, suffix = name.rpartition(".")
+        n = 1
+        while name in self.ctx.saved_artifacts:
+            n += 1
+            name = f"{stem}-{n}{dot}{suffix}"
+        try:
+            write_artifact(self.spec.artifact_dir, name, text)
+        except (ToolError, OSError) as exc:
+            self.log.finish("error", message=f"cannot save the artifact {name!r}: {exc}")
+            return None
+        if first:
+            self.ctx.saved_artifacts.insert(0, name)
+        else:
+            self.ctx.saved_artifacts.append(name)
+        return name

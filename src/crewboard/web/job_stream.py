@@ -3,7 +3,9 @@
 The run's prompt comes as ``user_message``, each step as a ``chunk``, the end
 as ``final_result`` or ``error`` (a ``blocked`` record is a ``chunk``), then
 ``done {"runId", "outcome"}`` once the supervisor has finished the run. A job
-without a run yet is waited for. The log itself is read by the shared
+without a run yet is waited for. Frame ids are ``<runId>:<seq>``, so a client
+resuming after a retry learns how the run it followed ended and then gets the
+new run from its start. The log itself is read by the shared
 :class:`~crewboard.web.loghub.LogHub`; what streams ask of the board (the
 latest run of a job, a run's outcome) is answered by one :class:`BoardWatch`
 query per question and interval, however many streams ask. A client going
@@ -12,7 +14,7 @@ away ends only its own stream, never the job.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +27,7 @@ from crewboard.home import Home
 from crewboard.sessionlog import Record, is_terminal, last_record
 from crewboard.web.loghub import LogHub
 from crewboard.web.render import render_markdown
-from crewboard.web.sse import PING, Pinger, encode_frame
+from crewboard.web.sse import PING, LazyFrame, Pinger, encode_frame, frame_bytes, parse_id
 
 WAIT_POLL_S = 0.25
 # How long a stream waits on a quiet log before it looks at the run's row (or
@@ -39,15 +41,48 @@ GONE = "gone"
 _FRAME_KINDS = {"user_message": "user_message", "final_result": "final_result", "error": "error"}
 
 
-def job_frame(record: Record) -> bytes:
-    """A log record as the job stream sends it, with its seq as the id; a
-    final result or a block reason also as sanitised ``html``, as in chat."""
+def job_frame(record: Record, run_id: int | None = None) -> bytes:
+    """A log record as the job stream sends it, with ``<runId>:<seq>`` as its
+    id (its seq alone without ``run_id``); a final result or a block reason
+    also as sanitised ``html``, as in chat."""
     kind = _FRAME_KINDS.get(str(record.get("type")), "chunk")
     if kind == "final_result":
         record = {**record, "html": render_markdown(str(record.get("text") or ""))}
     elif record.get("type") == "blocked":
         record = {**record, "html": render_markdown(str(record.get("reason") or ""))}
-    return encode_frame(kind, record, int(record.get("seq", 0)))
+    seq = int(record.get("seq", 0))
+    return encode_frame(kind, record, seq if run_id is None else f"{run_id}:{seq}")
+
+
+@dataclass(frozen=True)
+class RunFrames:
+    """The frame encoder of one run's records. Equal for equal runs, so the
+    hub's per-encoder memo is shared by every stream of the run; each frame
+    is a :class:`~crewboard.web.sse.LazyFrame`, encoded when first sent (off
+    the event loop when it is large)."""
+
+    run_id: int
+
+    def __call__(self, record: Record) -> LazyFrame:
+        return LazyFrame(self._encode, record)
+
+    def _encode(self, record: Record) -> bytes:
+        return job_frame(record, self.run_id)
+
+
+def parse_resume(raw: str | None) -> tuple[int | None, int]:
+    """A ``Last-Event-ID`` as ``(run_id, seq)``: ``<runId>:<seq>`` names
+    both; a plain ``<seq>`` (from clients of the per-run ids) is a seq of the
+    current run, ``(None, seq)``; anything else is ``(None, 0)``, the start."""
+    if raw is None:
+        return None, 0
+    run, colon, seq = raw.partition(":")
+    if not colon:
+        return None, parse_id(raw) or 0
+    run_id, after = parse_id(run), parse_id(seq)
+    if run_id is None or after is None:
+        return None, 0
+    return run_id, after
 
 
 @dataclass
@@ -105,10 +140,13 @@ def _latest_run_of(job_id: int) -> tuple[int, str] | str | None:
 
 
 async def stream_job(
-    job_id: int, after_seq: int, *, home: Home, hub: LogHub, watch: BoardWatch
+    job_id: int, resume_from: str | None, *, home: Home, hub: LogHub, watch: BoardWatch
 ) -> AsyncIterator[bytes]:
-    """The frames of the job's latest run after ``after_seq``, then ``done``.
-    Everything it needs is passed in: it runs after the request has ended."""
+    """The frames of the job's latest run, then ``done``; resumed from
+    ``resume_from`` (a ``Last-Event-ID``). An id of an older run of the job
+    first ends that run (its frames after the id, then its ``done``), then
+    sends the latest run from its start. Everything it needs is passed in:
+    it runs after the request has ended."""
     pinger = Pinger()
     while True:
         latest = await watch.latest_run(job_id)
@@ -121,17 +159,36 @@ async def stream_job(
             yield PING
         await trio.sleep(WAIT_POLL_S)
 
+    resume_run, after_seq = parse_resume(resume_from)
+    if resume_run is not None and resume_run != run_id:
+        older = resume_run < run_id and await db.call(job_views.run_belongs_to, resume_run, job_id)
+        if older:
+            ending = _run_frames(resume_run, after_seq, home, hub, watch, pinger)
+            async with aclosing(ending):
+                async for chunk in ending:
+                    yield chunk
+        after_seq = 0
+    async with aclosing(_run_frames(run_id, after_seq, home, hub, watch, pinger)) as frames:
+        async for chunk in frames:
+            yield chunk
+
+
+async def _run_frames(
+    run_id: int, after_seq: int, home: Home, hub: LogHub, watch: BoardWatch, pinger: Pinger
+) -> AsyncGenerator[bytes, None]:
+    """One run's frames after ``after_seq``, then its ``done`` once the
+    supervisor has finished it; nothing more if the run is deleted."""
     path = home.run_log(run_id)
     last = await trio.to_thread.run_sync(last_record, path)
     if not (last is not None and is_terminal(last) and int(last.get("seq", 0)) <= after_seq):
         finished_at: float | None = None
         idle_s = min(IDLE_S, pinger.every_s)
-        batches = hub.follow_batches(path, after_seq, encode=job_frame, idle_s=idle_s)
+        batches = hub.follow_batches(path, after_seq, encode=RunFrames(run_id), idle_s=idle_s)
         async with aclosing(batches):
             async for batch in batches:
                 if batch is not None:
                     pinger.sent()
-                    yield b"".join(batch)
+                    yield await frame_bytes(batch)
                     continue
                 if pinger.due():
                     yield PING

@@ -7,6 +7,10 @@ raw HTML off (a ``<script>`` in the text comes out as text) and refuses
 attributes and URL schemes, and marks every link ``rel="noopener nofollow"``.
 Images are rendered as links: an image the browser fetches by itself could
 carry the conversation to whoever serves it.
+
+Rendering is CPU work that grows with the text: callers render large texts
+on a worker thread (:class:`crewboard.web.sse.LazyFrame`, ``trio.to_thread``),
+never on the event loop.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 the job page (detail, graph, live stream, artifact, comments) and what people
 may do to a job (unblock, redo, archive, cancel, delete, clear).
 
-Any signed-in user may list and create; a job's own routes answer 404 to
+The list carries job summaries (previews of the long texts); a job's detail
+carries them whole. Any signed-in user may list and create; a job's own routes answer 404 to
 anyone but its owner and admins; clearing the board is for admins. After
 writing intent the supervisor is woken, so it acts now rather than at its
 next poll.
@@ -10,6 +11,7 @@ next poll.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from urllib.parse import quote
@@ -81,7 +83,8 @@ async def list_jobs():
     limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
     cursor = params.text("cursor", max_length=200)
     page, next_cursor = await db.call(job_views.list_jobs, who, status, mine, limit, cursor)
-    return jsonify({"jobs": [job_views.job_public(job) for job in page], "nextCursor": next_cursor})
+    jobs = [job_views.job_summary(job) for job in page]
+    return jsonify({"jobs": jobs, "nextCursor": next_cursor})
 
 
 def _scheduled_at() -> datetime | None:
@@ -161,7 +164,15 @@ async def clear_jobs():
 @login_required
 async def job_detail(job_id: int):
     job = await _owned_job(job_id)
-    return jsonify(await db.call(job_views.job_detail, job))
+    detail = await db.call(job_views.job_detail, job)
+    # The detail carries whole results (up to a run's result cap each): encoded
+    # on a worker thread, so a large one never stalls other requests.
+    body = await trio.to_thread.run_sync(_json_bytes, detail)
+    return Response(body, mimetype="application/json")
+
+
+def _json_bytes(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @bp.delete("/<id:job_id>")
@@ -191,7 +202,7 @@ async def job_stream(job_id: int):
     web = state()
     body = stream_job(
         job.id,
-        sse.last_event_id(),
+        sse.resume_token(),
         home=web.home,
         hub=web.services.log_hub,
         watch=web.board_watch,

@@ -132,7 +132,7 @@ async def list_schedule_jobs(schedule_id: int):
     limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
     cursor = params.text("cursor", max_length=200)
     jobs, next_cursor = await db.call(schedule_views.list_schedule_jobs, schedule_id, limit, cursor)
-    return jsonify({"jobs": [job_views.job_public(j) for j in jobs], "nextCursor": next_cursor})
+    return jsonify({"jobs": [job_views.job_summary(j) for j in jobs], "nextCursor": next_cursor})
 
 
 @bp.post("/<id:schedule_id>/enable")

@@ -14,7 +14,7 @@ A turn ended by the agent's block tool ends with its ``blocked`` record: as
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,18 @@ def _replay_frame(record: Record) -> bytes:
     return sse.encode_frame("chunk", record, seq)
 
 
+async def _off_loop(encode: Callable[[Record], bytes], record: Record) -> bytes:
+    """``encode(record)``, on a worker thread when the record holds large
+    texts: rendering and encoding them would stall every other request."""
+    if sse.text_size(record) > sse.INLINE_FRAME_BYTES:
+        return await trio.to_thread.run_sync(encode, record)
+    return encode(record)
+
+
+def _replay_all(path: Path, after: int) -> list[bytes]:
+    return [_replay_frame(record) for record in read_records(path, after)]
+
+
 async def _turn_frames(turn: Turn, session: ChatSession) -> AsyncIterator[bytes]:
     """A live turn: ``chunk`` per step, then ``done`` or ``error``."""
     batches = state().services.log_hub.follow_batches(
@@ -213,7 +225,7 @@ async def _turn_frames(turn: Turn, session: ChatSession) -> AsyncIterator[bytes]
             for record in batch:
                 if not is_terminal(record):
                     if record.get("type") != "user_message":
-                        yield sse.encode_frame("chunk", record, int(record["seq"]))
+                        yield await sse.encode_frame_async("chunk", record, int(record["seq"]))
                     continue
                 yield await _turn_end_frame(turn, session, record)
                 return
@@ -231,14 +243,17 @@ async def _turn_end_frame(turn: Turn, session: ChatSession, record: Record) -> b
     if record.get("type") == "error":
         return sse.encode_frame("error", {"message": str(record.get("message", ""))}, seq)
     row = await db.call(chats.get_session, session.id) or session
-    return sse.encode_frame("done", {**_with_html(record), "session": _public(row)}, seq)
+    public = _public(row)
+    return await _off_loop(
+        lambda done: sse.encode_frame("done", {**_with_html(done), "session": public}, seq), record
+    )
 
 
 async def _replay_frames(path: Path, after: int, turn: Turn | None) -> AsyncIterator[bytes]:
     """The stored log as frames; while ``turn`` runs, its records as they come."""
     if turn is None:
-        for record in await trio.to_thread.run_sync(read_records, path, after):
-            yield _replay_frame(record)
+        for frame in await trio.to_thread.run_sync(_replay_all, path, after):
+            yield frame
         return
     await turn.ready.wait()
     pinger = sse.Pinger()
@@ -255,7 +270,7 @@ async def _replay_frames(path: Path, after: int, turn: Turn | None) -> AsyncIter
                     yield sse.PING
                 continue
             for record in batch:
-                yield _replay_frame(record)
+                yield await _off_loop(_replay_frame, record)
                 pinger.sent()
                 if is_terminal(record) and int(record["seq"]) > turn.after_seq:
                     return

@@ -105,7 +105,8 @@ function cardFor(job, column) {
     ? el("p", { class: "card-note" }, "Stopping its runner…")
     : null;
   return el("li", { class: "card", dataset: { jobId: job.id, status: job.status } },
-    el("h3", {}, el("a", { href: `/jobs/${job.id}`, class: "card-title" }, job.title || `Job ${job.id}`)),
+    // Lists carry previews of the long texts; the job page shows them whole.
+    el("h3", {}, el("a", { href: `/jobs/${job.id}`, class: "card-title", title: job.promptPreview || "" }, job.title || `Job ${job.id}`)),
     el("p", { class: "card-meta" },
       el("span", {}, `#${job.id}`),
       el("span", { title: `template ${job.templateId}, agent ${job.agent}` }, job.templateId),

@@ -384,11 +384,12 @@ async function followLog() {
         logState.textContent = detail?.job.status === "running" ? "Live: the run is in progress." : "";
       }
       transcript.frame(frame);
+      // A `done` ends a run; the stream ends after the latest run's, and
+      // brings the next run (a retry) first if the one followed was older.
       if (frame.type === "done") {
         current.runId = frame.data?.runId ?? null;
         const outcome = frame.data?.outcome;
         logState.textContent = outcome ? `This run ended: ${OUTCOME_LABELS[outcome] || outcome}.` : "";
-        break;
       }
     }
   } catch (error) {

@@ -30,9 +30,11 @@
 // message, after a dropped stream, continues that turn rather than
 // repeating it). Frames whose id is at or below
 // view.lastSeq are ignored, so a stream resumed from an earlier point
-// repeats nothing.
+// repeats nothing; a job stream's ids carry their run (`<runId>:<seq>`), and
+// a newer run's frames start over from its first seq (view.lastRun).
 
 import { el, replaceChildren } from "/static/dom.js";
+import { frameOrder } from "/static/sse.js";
 
 // Tool arguments and results longer than this are cut, with a note.
 const MAX_SHOWN = 20000;
@@ -257,6 +259,7 @@ export class Transcript {
   clear() {
     this.turns = [];
     this.lastSeq = 0;
+    this.lastRun = 0;
     replaceChildren(this.container, el("p", { class: "empty" }, this.emptyText));
   }
 
@@ -305,8 +308,13 @@ export class Transcript {
 
   /** Apply one stream frame ({ id, type, data }); see the top of this file. */
   frame({ id = null, type, data }) {
-    if (id !== null && id <= this.lastSeq) return;
-    if (id !== null) this.lastSeq = id;
+    const order = frameOrder(id);
+    if (order) {
+      const [run, seq] = order;
+      if (run < this.lastRun || (run === this.lastRun && seq <= this.lastSeq)) return;
+      this.lastRun = run;
+      this.lastSeq = seq;
+    }
     this.keepScrolled(() => {
       switch (type) {
         case "user_message":

@@ -8,9 +8,11 @@
 //     if (frame.type === "done") break;  // leaving the loop closes the connection
 //   }
 //
-// Each server frame is `data: {"type": KIND, "data": ...}` with `id: <seq>`;
-// the loop gets { id (a number, or null), type: KIND, data }. Comments
-// (`: ping`) and `retry:` are handled here.
+// Each server frame is `data: {"type": KIND, "data": ...}` with `id: <seq>`
+// (a job stream's `id: <runId>:<seq>`); the loop gets { id, type: KIND, data }
+// where id is a number for `<seq>`, the string for `<runId>:<seq>` (see
+// frameOrder) and null without one. Comments (`: ping`) and `retry:` are
+// handled here.
 //
 // Options:
 //   method, body    POST with a JSON body (default GET)
@@ -107,9 +109,21 @@ export class SseParser {
   }
 }
 
+/**
+ * Where a frame id stands, as [run, seq]: a plain seq is [0, seq], a job
+ * stream's `<runId>:<seq>` is [runId, seq]; null for no id or another shape.
+ */
+export function frameOrder(id) {
+  if (typeof id === "number") return [0, id];
+  const match = typeof id === "string" ? /^([0-9]+):([0-9]+)$/.exec(id) : null;
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}
+
 /** The frame an event carries: { id, type, data }. */
 function toFrame(event) {
-  const id = event.id !== null && /^[0-9]+$/.test(event.id) ? Number(event.id) : null;
+  let id = null;
+  if (event.id !== null && /^[0-9]+$/.test(event.id)) id = Number(event.id);
+  else if (event.id !== null && /^[0-9]+:[0-9]+$/.test(event.id)) id = event.id;
   try {
     const parsed = JSON.parse(event.data);
     if (parsed && typeof parsed === "object" && typeof parsed.type === "string") {
