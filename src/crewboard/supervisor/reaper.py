@@ -53,16 +53,16 @@ async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
 
 
 async def run_lost_recovery(
-    identity: Identity, held: Callable[[], Collection[int]], grace_s: float = LOST_GRACE_S
+    identity: Identity, held: Callable[[], Collection[int]]
 ) -> list[recovery.Recovered]:
     """Close this supervisor's own runs that its launcher no longer holds
     (``held()``: the runs it is running or still recording), started more
-    than ``grace_s`` ago; returns what was closed."""
+    than :data:`LOST_GRACE_S` ago; returns what was closed."""
     now = utcnow()
     candidates = await db.call(
         recovery.own_live_runs,
         identity.supervisor_id,
-        started_before=now - timedelta(seconds=grace_s),
+        started_before=now - timedelta(seconds=LOST_GRACE_S),
     )
     # Asked after the board was read: a run handed to the launcher meanwhile is held.
     still = set(held())
@@ -80,7 +80,6 @@ async def serve_reaper(
     on_recovered: Callable[[], None],
     held: Callable[[], Collection[int]],
     *,
-    grace_s: float = LOST_GRACE_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Recover peers' orphans, and this supervisor's lost runs (see
@@ -90,7 +89,7 @@ async def serve_reaper(
         await trio.sleep(max(1.0, EVERY_HEARTBEATS * heartbeat_s))
         try:
             recovered = await run_recovery(identity)
-            recovered += await run_lost_recovery(identity, held, grace_s)
+            recovered += await run_lost_recovery(identity, held)
         except Exception:
             log.exception("orphan recovery failed")
             continue
