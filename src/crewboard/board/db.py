@@ -91,9 +91,21 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 _PG_DISK_FULL = "53100"
 
 
+def _unmasked(exc: BaseException) -> BaseException:
+    """The error a failed rollback hides. SQLite rolls a transaction back by
+    itself on some errors (a full disk, an I/O error); the rollback peewee
+    then attempts fails with "no transaction is active", raised in place of
+    the error that matters."""
+    # Through the driver's error, which peewee's wrapper was raised from.
+    while "no transaction is active" in str(exc) and isinstance(exc.__context__, Exception):
+        exc = exc.__context__
+    return exc
+
+
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: peewee re-raises a driver's error with the
-    original as its first argument, our own code chains with ``from``."""
+    """``exc`` and what it wraps: peewee re-raises a driver's error keeping
+    the original (as ``orig``), our own code chains with ``from``, and a
+    failed rollback hides the error that caused it (:func:`_unmasked`)."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -103,8 +115,10 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         pending.append(current.__cause__)
-        if current.args and isinstance(current.args[0], BaseException):
-            pending.append(current.args[0])
+        pending.append(_unmasked(current))
+        original = getattr(current, "orig", None)
+        if isinstance(original, BaseException):
+            pending.append(original)
 
 
 def _sqlite_code(exc: BaseException) -> int | None:
@@ -190,6 +204,9 @@ def write(fn: Callable[P, T]) -> Callable[P, T]:
                 with database.atomic():
                     return fn(*args, **kwargs)
             except peewee.OperationalError as exc:
+                hidden = _unmasked(exc)
+                if hidden is not exc:
+                    raise hidden from None
                 if not _is_lock_error(exc) or attempt == _LOCK_RETRIES - 1:
                     raise
                 log.warning("board busy, retrying %s (%s)", fn.__name__, exc)
