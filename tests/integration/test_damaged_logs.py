@@ -72,9 +72,8 @@ async def test_a_job_stream_survives_a_damaged_log(as_alice, home: Home, caplog)
     damaged_run_log(home.run_log(run_id))
     finish_run(run_id, result="Rayleigh scattering.")
     got = await job_stream(as_alice, job_id)
-    assert [f.type for f in got] == ["user_message", "chunk", "chunk", "chunk", "final_result"] + [
-        "done"
-    ]
+    kinds = ["user_message", "chunk", "chunk", "chunk", "final_result", "done"]
+    assert [f.type for f in got] == kinds
     assert "".join(f.data["text"] for f in got if f.type == "chunk") == "Rayleigh scattering."
     assert got[-2].data["text"] == "Rayleigh scattering." and "html" in got[-2].data
     ids = [f.id for f in got[:-1]]
@@ -122,17 +121,8 @@ async def test_a_chat_replay_survives_a_damaged_log(as_alice, home: Home):
         f.write(line(4, "text", text="longer path") + b"\n")  # a duplicate
         f.write(line(1, "final_result", text="More air.") + b'\n{"seq":')  # a torn tail
     frames = await replay(as_alice, "damaged")
-    assert [f.type for f in frames] == [
-        "user_message",
-        "chunk",
-        "chunk",
-        "chunk",
-        "final_result",
-    ] + [
-        "user_message",
-        "chunk",
-        "final_result",
-    ]
+    first_turn = ["user_message", "chunk", "chunk", "chunk", "final_result"]
+    assert [f.type for f in frames] == [*first_turn, "user_message", "chunk", "final_result"]
     assert [int(f.id or 0) for f in frames] == list(range(1, 9))
     assert frames[4].data["text"] == "Rayleigh scattering."
     assert frames[-1].data["text"] == "More air." and "html" in frames[-1].data
