@@ -145,7 +145,7 @@ def is_disk_full(exc: BaseException) -> bool:
             _sqlite_code(cause) == _SQLITE_FULL or "disk is full" in str(cause).lower()
         ):
             return True
-        if getattr(cause, "pgcode", None) == _PG_DISK_FULL:
+        if getattr(cause, "pgcode", None) == _PG_DISK_FULL or _is_psycopg2(cause, "DiskFull"):
             return True
     return False
 
