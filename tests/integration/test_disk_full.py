@@ -12,7 +12,6 @@ import contextlib
 import errno
 import json
 import logging
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,8 +178,3 @@ async def test_a_run_ending_on_a_full_disk_is_recorded_once_space_is_freed(
 
 async def _in_thread(fn: Callable[..., T], *args: object) -> T:
     return await trio.to_thread.run_sync(fn, *args)
-
-
-def test_the_small_disk_is_a_tmpfs_of_its_own(small_disk: Path) -> None:
-    st = os.statvfs(small_disk)
-    assert st.f_blocks * st.f_frsize <= DISK_BYTES

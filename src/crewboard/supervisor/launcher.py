@@ -254,7 +254,7 @@ class Launcher:
         has exited already."""
         active = self.active.get(run_id)
         if active is None or active.ending:
-            return False  # no such run, or its runner has exited already
+            return False
         if active.stopped_as is None:
             active.stopped_as = outcome
             log.info("stopping run %s of job %s (%s)", run_id, active.claim.job_id, outcome)
