@@ -11,9 +11,12 @@
         ├── NotFound          404  no such thing, or not the caller's to see
         ├── Conflict          409  valid, but the thing's state forbids it
         ├── ValidationFailed  422  well-formed, but a field is wrong
-        └── TooManyRequests   429  wait ``Retry-After`` seconds first
+        ├── TooManyRequests   429  wait ``Retry-After`` seconds first
+        └── InsufficientStorage
+                              507  no room left to store the write; nothing was written
 
-A :class:`RequestError` is the caller's to fix: the web seam
+A :class:`RequestError` is the caller's to fix (or, for 507, to send again
+once the operator has freed space): the web seam
 (``web/errors.py``) answers it with its ``status`` and ``code`` in the one JSON
 error shape, and the CLI prints its message. Anything else that escapes a
 request is the server's fault: a 500 with a request id, the traceback in the
@@ -101,3 +104,12 @@ class TooManyRequests(RequestError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message, {"retryAfter": retry_after_s})
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class InsufficientStorage(RequestError):
+    """The server has no room left to store what the request would write
+    (its disk, or its database's, is full). Not the caller's fault, but not a
+    crash either: nothing was written, and the same request succeeds once the
+    operator frees space."""
+
+    status, code = 507, "insufficient_storage"

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import peewee
 import pytest
 import trio
 
@@ -227,3 +229,26 @@ async def test_secrets_never_reach_the_logs(server, alice: Account, caplog):
     assert [line["userId"] for line in access if line["path"] == "/api/tokens"][-1] == alice.id
     for secret in (PASSWORD, wrong, session_cookie, token):
         assert secret and secret not in logged
+
+
+async def test_a_write_the_disk_has_no_room_for_is_507(config: Config, home: Home, caplog):
+    app = create_app(config, home)
+
+    @app.post("/api/contract-test/disk-full")
+    async def disk_full():
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as exc:
+            raise peewee.OperationalError("database or disk is full") from exc
+
+    caplog.set_level(logging.INFO, logger="crewboard")
+    client = app.test_client()
+    response = await client.post("/api/contract-test/disk-full", headers={"X-Request-Id": "req-9"})
+    assert response.status_code == 507
+    body = await response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == "insufficient_storage"
+    # The server's log says what happened, without a traceback: it is no crash.
+    assert not [r for r in caplog.records if r.exc_info]
+    (line,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "crewboard.access"]
+    assert line["status"] == 507 and line["error"].startswith("insufficient_storage: ")

@@ -8,13 +8,20 @@ the lock instead of failing mid-transaction with "database is locked".
 Board functions are plain synchronous peewee code. Async callers (the web
 process, the supervisor) reach them through :func:`call`, which runs them on a
 worker thread so the event loop never blocks on the database.
+
+Errors the database raises are sorted here, once: :func:`is_transient_error`
+(worth retrying: the disk is full, an I/O error, a lock, a lost connection)
+and :func:`is_disk_full` (the web answers it 507).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +83,100 @@ def _is_lock_error(exc: Exception) -> bool:
     return "database is locked" in text or "database table is locked" in text or "busy" in text
 
 
+# errno values of a write refused for lack of room (the disk, or the user's quota).
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# SQLite's primary result codes: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
+# PostgreSQL's SQLSTATE for disk_full.
+_PG_DISK_FULL = "53100"
+
+
+def _unmasked(exc: BaseException) -> BaseException:
+    """The error a failed rollback hides. SQLite rolls a transaction back by
+    itself on some errors (a full disk, an I/O error); the rollback peewee
+    then attempts fails with "no transaction is active", raised in place of
+    the error that matters."""
+    # Through the driver's error, which peewee's wrapper was raised from.
+    while "no transaction is active" in str(exc) and isinstance(exc.__context__, Exception):
+        exc = exc.__context__
+    return exc
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: peewee re-raises a driver's error keeping
+    the original (as ``orig``), our own code chains with ``from``, and a
+    failed rollback hides the error that caused it (:func:`_unmasked`)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.append(current.__cause__)
+        pending.append(_unmasked(current))
+        original = getattr(current, "orig", None)
+        if isinstance(original, BaseException):
+            pending.append(original)
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _is_psycopg2(exc: BaseException, *names: str) -> bool:
+    """Whether ``exc`` is one of psycopg2's errors of these class names (or a
+    subclass of one), without importing psycopg2 where it is not installed."""
+    return any(
+        cls.__module__.startswith("psycopg2") and cls.__name__ in names for cls in type(exc).__mro__
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says the disk has no room left for
+    a write: ENOSPC/EDQUOT, SQLite's "database or disk is full", or
+    PostgreSQL's ``disk_full``."""
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in _NO_SPACE_ERRNOS:
+            return True
+        if isinstance(cause, sqlite3.Error) and (
+            _sqlite_code(cause) == _SQLITE_FULL or "disk is full" in str(cause).lower()
+        ):
+            return True
+        if getattr(cause, "pgcode", None) == _PG_DISK_FULL or _is_psycopg2(cause, "DiskFull"):
+            return True
+    return False
+
+
+def is_transient_error(exc: BaseException) -> bool:
+    """Whether a board call that raised ``exc`` may well succeed if tried
+    again later, nothing about the call itself being wrong: the disk is full
+    (:func:`is_disk_full`), an I/O error, a lock still held after the busy
+    timeout, or the connection to PostgreSQL lost (psycopg2's
+    ``OperationalError``/``InterfaceError``). Anything else — a bug, a
+    constraint, a schema mismatch — fails the same way every time."""
+    if is_disk_full(exc):
+        return True
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno == errno.EIO:
+            return True
+        if isinstance(cause, sqlite3.Error) and (
+            _sqlite_code(cause) in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR)
+            or "disk i/o error" in str(cause).lower()
+            or (isinstance(cause, sqlite3.OperationalError) and _is_lock_error(cause))
+        ):
+            return True
+        if _is_psycopg2(cause, "OperationalError", "InterfaceError"):
+            return True
+    return False
+
+
+def _is_connection_lost(exc: BaseException) -> bool:
+    return any(_is_psycopg2(c, "OperationalError", "InterfaceError") for c in _causes(exc))
+
+
 @contextmanager
 def transaction() -> Iterator[None]:
     """One write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
@@ -103,6 +204,9 @@ def write(fn: Callable[P, T]) -> Callable[P, T]:
                 with database.atomic():
                     return fn(*args, **kwargs)
             except peewee.OperationalError as exc:
+                hidden = _unmasked(exc)
+                if hidden is not exc:
+                    raise hidden from None
                 if not _is_lock_error(exc) or attempt == _LOCK_RETRIES - 1:
                     raise
                 log.warning("board busy, retrying %s (%s)", fn.__name__, exc)
@@ -128,4 +232,18 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except LookupError:
         limiter = trio.CapacityLimiter(8)
         _limiter.set(limiter)
-    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
+    return await trio.to_thread.run_sync(
+        functools.partial(_call_on_thread, fn, *args, **kwargs), limiter=limiter
+    )
+
+
+def _call_on_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if _is_connection_lost(exc):
+            # Worker threads are reused and each keeps its connection: drop a
+            # dead one, so the next call on this thread connects afresh.
+            with contextlib.suppress(Exception):
+                database.close()
+        raise

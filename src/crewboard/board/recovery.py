@@ -1,10 +1,16 @@
-"""Recovery of runs whose supervisor died: the runs left ``running`` by a
-supervisor that is no longer alive are closed from what their logs say, and
-their jobs move on as if the run had ended (see
-:func:`crewboard.board.dispatch.finish_run`). A supervisor is alive while its
-heartbeat is fresh — and, on this host, while its pid exists; a run whose
-supervisor is alive is never touched. A recovered run's ``run_ended`` event
-names the supervisor it was recovered from.
+"""Recovery of runs left ``running`` with no runner behind them, closed from
+what their logs say, their jobs moved on as if the run had ended (see
+:func:`crewboard.board.dispatch.finish_run`):
+
+- the runs of a supervisor that is no longer alive (:func:`recover_orphans`).
+  A supervisor is alive while its heartbeat is fresh — and, on this host,
+  while its pid exists; another live supervisor's runs are never touched;
+- a live supervisor's own runs whose runner is gone but whose end was never
+  recorded (:func:`recover_lost_runs`): the supervisor names the runs it still
+  supervises, and the others it owns, once past a grace, are closed.
+
+A recovered run's ``run_ended`` event names the supervisor it was recovered
+from, and its log is closed with a terminal record if it had none.
 """
 
 from __future__ import annotations
@@ -64,24 +70,29 @@ def dead_supervisors(
     return dead
 
 
-def _orphan_outcome(log_path: str | None) -> tuple[RunOutcome, str | None, str | None]:
+# Why a recovered run ended, when its log does not say.
+_SUPERVISOR_GONE = "its supervisor went away"
+_END_UNRECORDED = "its runner is gone and its end was never recorded"
+
+
+def _orphan_outcome(log_path: str | None, why: str) -> tuple[RunOutcome, str | None, str | None]:
     """How an orphaned run ended, from the last record of its log."""
     last = sessionlog.last_record(log_path) if log_path else None
     if last is not None and last.get("type") == "final_result":
         return RunOutcome.SUCCEEDED, None, str(last.get("text") or "")
     if last is not None and last.get("type") == "blocked":
         return RunOutcome.BLOCKED, str(last.get("reason") or "") or None, None
-    return RunOutcome.INTERRUPTED, "its supervisor went away", None
+    return RunOutcome.INTERRUPTED, why, None
 
 
 @write
-def _recover_run(run_id: int, owner: str, *, now: datetime) -> Recovered | None:
+def _recover_run(run_id: int, owner: str, why: str, *, now: datetime) -> Recovered | None:
     run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
         return None
-    outcome, error, result = _orphan_outcome(run.log_path)
+    outcome, error, result = _orphan_outcome(run.log_path, why)
     if run.log_path and outcome == RunOutcome.INTERRUPTED:
-        sessionlog.ensure_terminal(run.log_path, "run interrupted: its supervisor went away")
+        sessionlog.ensure_terminal(run.log_path, f"run interrupted: {why}")
     finished = close_run(
         run,
         outcome,
@@ -96,6 +107,24 @@ def _recover_run(run_id: int, owner: str, *, now: datetime) -> Recovered | None:
     if finished is None:
         return None
     return Recovered(run.id, run.job_id, owner, outcome, finished.job_status)
+
+
+def _recover_each(runs: list[tuple[int, str]], why: str, *, now: datetime) -> list[Recovered]:
+    """Close each ``(run_id, owner)`` still live, one transaction per run."""
+    recovered = []
+    for run_id, owner in runs:
+        closed = _recover_run(run_id, owner, why, now=now)
+        if closed is not None:
+            log.info(
+                "recovered run %s of job %s from supervisor %s (%s): %s",
+                closed.run_id,
+                closed.job_id,
+                closed.supervisor_id,
+                why,
+                closed.outcome.value,
+            )
+            recovered.append(closed)
+    return recovered
 
 
 def recover_orphans(
@@ -116,16 +145,23 @@ def recover_orphans(
     orphans = Run.select(Run.id, Run.supervisor_id).where(
         (Run.outcome == RunOutcome.RUNNING) & Run.supervisor_id.in_(dead)
     )
-    recovered = []
-    for orphan in list(orphans):
-        closed = _recover_run(orphan.id, orphan.supervisor_id, now=now)
-        if closed is not None:
-            log.info(
-                "recovered run %s of job %s from supervisor %s: %s",
-                closed.run_id,
-                closed.job_id,
-                closed.supervisor_id,
-                closed.outcome.value,
-            )
-            recovered.append(closed)
-    return recovered
+    return _recover_each([(o.id, o.supervisor_id) for o in orphans], _SUPERVISOR_GONE, now=now)
+
+
+def own_live_runs(supervisor_id: str, *, started_before: datetime) -> list[int]:
+    """The runs the board shows ``running`` under ``supervisor_id`` that
+    started before ``started_before``."""
+    rows = Run.select(Run.id).where(
+        (Run.outcome == RunOutcome.RUNNING)
+        & (Run.supervisor_id == supervisor_id)
+        & (Run.started_at < started_before)
+    )
+    return [row.id for row in rows]
+
+
+def recover_lost_runs(supervisor_id: str, run_ids: list[int], *, now: datetime) -> list[Recovered]:
+    """Close runs of a live supervisor that it no longer supervises (their
+    runner gone, their end never recorded): of :func:`own_live_runs`, those
+    its launcher does not hold. Closed as :func:`recover_orphans` closes
+    them, one transaction per run; a run closed meanwhile is left as it is."""
+    return _recover_each([(run_id, supervisor_id) for run_id in run_ids], _END_UNRECORDED, now=now)

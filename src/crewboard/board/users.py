@@ -8,11 +8,13 @@ credentials. Both are revocable by deleting their row.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from crewboard.board.db import write
+from crewboard.board.db import is_transient_error, write
 from crewboard.board.models import ApiToken, AuthSession, User
 from crewboard.clock import iso
 from crewboard.errors import Conflict, NotFound
@@ -22,6 +24,8 @@ SESSION_TTL = timedelta(days=14)
 # client does not turn every read into a write.
 TOUCH_EVERY = timedelta(minutes=1)
 TOKEN_PREFIX = "cb_"
+
+log = logging.getLogger(__name__)
 
 
 def _digest(secret: str) -> str:
@@ -218,8 +222,19 @@ def session_principal(token: str, *, now: datetime) -> Principal | None:
     if row is None or row.expires_at <= now or row.user.disabled:
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
-        _touch_session(row.id, now=now)
+        _touch_quietly(_touch_session, row.id, now=now)
     return _principal(row.user, row.auth_method)
+
+
+def _touch_quietly(touch: Callable[..., None], row_id: int, *, now: datetime) -> None:
+    """A touch is bookkeeping: with the disk full (or the board briefly
+    unavailable) reads still sign in, and the next request touches again."""
+    try:
+        touch(row_id, now=now)
+    except Exception as exc:
+        if not is_transient_error(exc):
+            raise
+        log.warning("could not record a sign-in's use: %s", exc)
 
 
 @write
@@ -286,7 +301,7 @@ def token_principal(secret: str, *, now: datetime) -> Principal | None:
     if row is None or row.user.disabled:
         return None
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
-        _touch_token(row.id, now=now)
+        _touch_quietly(_touch_token, row.id, now=now)
     return _principal(row.user, "token")
 
 

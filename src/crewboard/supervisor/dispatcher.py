@@ -66,14 +66,15 @@ class Dispatcher:
     async def _stop_cancelled(self) -> None:
         for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
             self.launcher.stop(run_id, RunOutcome.CANCELLED)
-        if self.launcher.active and trio.current_time() - self._checked_lost_at >= self.poll_s:
+        supervised = self.launcher.supervised()
+        if supervised and trio.current_time() - self._checked_lost_at >= self.poll_s:
             # Runs another supervisor's recovery closed while this one stalled
             # (checked once a poll interval, not on every run's end).
             self._checked_lost_at = trio.current_time()
-            lost = await db.call(
-                dispatch.runs_not_live, self.supervisor_id, list(self.launcher.active)
-            )
-            for run_id in lost:
+            lost = await db.call(dispatch.runs_not_live, self.supervisor_id, list(supervised))
+            # A runner that exited while the board was read had its run
+            # closed by its own launcher, not lost: only those still running count.
+            for run_id in set(lost) & self.launcher.supervised():
                 log.warning("run %s is no longer ours on the board; stopping its runner", run_id)
                 self.launcher.stop(run_id, RunOutcome.INTERRUPTED)
 

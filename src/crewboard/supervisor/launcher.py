@@ -12,6 +12,14 @@ SIGKILL — when its job's timeout passes (``timed_out``), a user cancels it
 (``cancelled``) or the supervisor drains (``interrupted``). After the reap the
 log is closed with a terminal record if the runner left none, and
 :func:`crewboard.board.dispatch.finish_run` applies the failure policy.
+
+Recording a run's end is retried while the board's errors are transient
+(:func:`crewboard.board.db.is_transient_error`: a full disk, an I/O error, a
+lost connection), with a capped exponential backoff, until it succeeds or
+the supervisor stops; meanwhile the run stays in :attr:`Launcher.active`, so
+the reaper leaves it be. A run given up on (a stop, or an error that will not
+pass) stays ``running`` on the board for the reaper or the next start's
+recovery to close.
 """
 
 from __future__ import annotations
@@ -20,11 +28,11 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -44,8 +52,14 @@ from crewboard.runspec import ModelDef, RunnerSpec, SpecError, agents_from_json
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # The runner's exit codes for its own error record, and for a spec it refused.
 _RUNNER_ERROR_EXITS = frozenset({1, 2})
+# The backoff between attempts to record a run's end: doubling from the
+# first, capped (a full disk may take an operator minutes to clear).
+RECORD_RETRY_FIRST_S = 0.25
+RECORD_RETRY_CAP_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,9 @@ class ActiveRun:
     stopped_as: RunOutcome | None = None
     pid: int | None = None
     started_at: float = field(default_factory=trio.current_time)
+    # The runner has exited and its end is being recorded: the board may show
+    # the run closed before the launcher lets go of it.
+    ending: bool = False
 
 
 class Launcher:
@@ -214,6 +231,9 @@ class Launcher:
         self.active: dict[int, ActiveRun] = {}
         self._idle = trio.Event()
         self._idle.set()
+        # Set once the supervisor stops: runs whose end cannot be recorded are
+        # then left for the next start's recovery instead of retried.
+        self._give_up = trio.Event()
 
     @property
     def running(self) -> int:
@@ -230,15 +250,26 @@ class Launcher:
 
     def stop(self, run_id: int, outcome: RunOutcome) -> bool:
         """Stop a run's runner (SIGTERM, grace, SIGKILL); its run ends with
-        ``outcome``. False if this launcher has no such run."""
+        ``outcome``. False if this launcher has no such run, or its runner
+        has exited already."""
         active = self.active.get(run_id)
-        if active is None:
+        if active is None or active.ending:
             return False
         if active.stopped_as is None:
             active.stopped_as = outcome
             log.info("stopping run %s of job %s (%s)", run_id, active.claim.job_id, outcome)
         active.scope.cancel()
         return True
+
+    def supervised(self) -> set[int]:
+        """The runs whose runner is running under this launcher (not those
+        that have exited and are only being recorded)."""
+        return {run_id for run_id, active in self.active.items() if not active.ending}
+
+    def give_up_recording(self) -> None:
+        """Stop retrying to record runs' ends (the supervisor is stopping):
+        they stay ``running`` on the board for the next start's recovery."""
+        self._give_up.set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -255,6 +286,9 @@ class Launcher:
                     nursery.start_soon(_cancel_when, hurry, window)
                 await self.wait_idle()
                 nursery.cancel_scope.cancel()
+        # Past the window: runs still waiting to record their end give up,
+        # the others are stopped (and try once to record theirs).
+        self.give_up_recording()
         for run_id in list(self.active):
             self.stop(run_id, RunOutcome.INTERRUPTED)
         await self.wait_idle()
@@ -303,6 +337,7 @@ class Launcher:
             log.exception("could not record the pid of run %s", active.claim.run_id)
 
     async def _finish(self, active: ActiveRun, runner_exit: RunnerExit) -> None:
+        active.ending = True
         claim = active.claim
         code = runner_exit.returncode
         stopped_as = active.stopped_as
@@ -310,7 +345,8 @@ class Launcher:
             # The timeout passed, or the supervisor itself is being torn down.
             cancelled_caught = active.scope.cancelled_caught
             stopped_as = RunOutcome.TIMED_OUT if cancelled_caught else RunOutcome.INTERRUPTED
-        try:
+
+        async def record() -> Ending:
             last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
             ending = classify(last, code, stopped_as, claim.timeout_s)
             artifact = await trio.to_thread.run_sync(_close_log, claim, self.home, ending)
@@ -324,10 +360,10 @@ class Launcher:
                 artifact=artifact,
                 now=utcnow(),
             )
-        except Exception:
-            # The run stays "running" on the board; the next supervisor to
-            # start (or this one's reaper, once restarted) closes it.
-            log.exception("could not record the end of run %s", claim.run_id)
+            return ending
+
+        ending = await self._record_retrying(claim, "the end", record)
+        if ending is None:
             return
         log.info(
             "run %s of job %s: %s (%s, %.2f s)%s",
@@ -342,14 +378,53 @@ class Launcher:
     async def _finish_unlaunched(self, claim: Claim, exc: Exception) -> None:
         message = f"could not start the run: {exc}"
         log.warning("run %s of job %s: %s", claim.run_id, claim.job_id, message)
+
+        async def record() -> None:
+            await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
+            await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow())
+
         with trio.CancelScope(shield=True):
+            await self._record_retrying(claim, "the failed start", record)
+
+    async def _record_retrying(
+        self, claim: Claim, what: str, record: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        """``record()``, tried again after a growing pause while it fails
+        with a transient error, until it succeeds or the launcher gives up
+        (None then, the run left ``running`` on the board). Runs shielded
+        (from the runner's reap), so only :meth:`give_up_recording` ends it."""
+        delay_s = RECORD_RETRY_FIRST_S
+        failures = 0
+        while True:
             try:
-                await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
-                await db.call(
-                    finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow()
-                )
-            except Exception:
-                log.exception("could not record the failed start of run %s", claim.run_id)
+                return await record()
+            except Exception as exc:
+                failures += 1
+                if not db.is_transient_error(exc):
+                    log.exception("could not record %s of run %s", what, claim.run_id)
+                    return None
+                if self._give_up.is_set():
+                    log.warning(
+                        "could not record %s of run %s (%s); left for recovery at the next start",
+                        what,
+                        claim.run_id,
+                        exc,
+                    )
+                    return None
+                # A full disk fails every few seconds for minutes: say so at
+                # the 1st, 2nd, 4th, 8th… failure, not at each.
+                if failures & (failures - 1) == 0:
+                    log.warning(
+                        "could not record %s of run %s (%s); retrying (failure %d, next in %g s)",
+                        what,
+                        claim.run_id,
+                        exc,
+                        failures,
+                        delay_s,
+                    )
+            with trio.move_on_after(delay_s):
+                await self._give_up.wait()
+            delay_s = min(RECORD_RETRY_CAP_S, delay_s * 2)
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
@@ -367,4 +442,10 @@ async def open_launcher(
     """A launcher whose runs live in this block. Leaving it waits for them;
     cancelling it stops them and closes their runs ``interrupted``."""
     async with trio.open_nursery() as nursery:
-        yield Launcher(config, home, nursery, on_finished, forkserver)
+        launcher = Launcher(config, home, nursery, on_finished, forkserver)
+        try:
+            yield launcher
+        finally:
+            # Torn down without a drain (cancelled, or failing): recording a
+            # run's end is shielded, so it must be told to stop retrying.
+            launcher.give_up_recording()

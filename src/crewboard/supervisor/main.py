@@ -77,7 +77,13 @@ async def run_supervisor(
                         await intake.start(
                             serve_wake_socket, wake_socket, (wakeup, schedule_wakeup)
                         )
-                        await intake.start(serve_reaper, identity, config.heartbeat_s, wakeup.set)
+                        await intake.start(
+                            serve_reaper,
+                            identity,
+                            config.heartbeat_s,
+                            wakeup.set,
+                            launcher.active.keys,
+                        )
                         await intake.start(serve_dispatcher, dispatcher, wakeup)
                         await intake.start(
                             partial(serve_scheduler, on_spawned=wakeup.set),
@@ -97,7 +103,13 @@ async def run_supervisor(
                 nursery.cancel_scope.cancel()
     # Stopped: say so, so status turns "down" at once.
     with trio.CancelScope(shield=True):
-        await db.call(heartbeats.mark_stopped, identity.supervisor_id, now=utcnow())
+        try:
+            await db.call(heartbeats.mark_stopped, identity.supervisor_id, now=utcnow())
+        except Exception as exc:
+            if not db.is_transient_error(exc):
+                raise
+            # The heartbeat goes stale instead: status turns "down" a little later.
+            log.warning("could not mark supervisor %s stopped: %s", identity.supervisor_id, exc)
     notifier.close()
     log.info("supervisor %s stopped", identity.supervisor_id)
 

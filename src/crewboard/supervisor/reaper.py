@@ -1,4 +1,4 @@
-"""The reaper: closes runs left ``running`` by supervisors that died.
+"""The reaper: closes runs left ``running`` with no runner behind them.
 
 At boot, before this supervisor claims anything, and then every few heartbeat
 intervals (so a peer supervisor's death is noticed while this one runs), it
@@ -6,14 +6,18 @@ closes each run whose supervisor is not alive — heartbeat stale or stopped,
 or, on this host, its pid gone — as ``succeeded`` if the log ends in a
 ``final_result``, else ``interrupted``, and requeues the job
 (:func:`crewboard.board.recovery.recover_orphans`). A run whose supervisor is
-alive is never touched.
+alive is never touched — except this supervisor's own: a run it owns on the
+board that its launcher no longer holds (the runner gone, its end never
+recorded), once older than :data:`LOST_GRACE_S`, is closed the same way
+(:func:`crewboard.board.recovery.recover_lost_runs`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from datetime import timedelta
 
 import trio
 
@@ -25,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # Recover peers' orphans this many heartbeat intervals apart.
 EVERY_HEARTBEATS = 5
+# A run this supervisor claimed reaches its launcher within moments; one its
+# launcher has not held for this long after it started is lost.
+LOST_GRACE_S = 30.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -45,19 +52,46 @@ async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
     )
 
 
+async def run_lost_recovery(
+    identity: Identity, held: Callable[[], Collection[int]]
+) -> list[recovery.Recovered]:
+    """Close this supervisor's own runs that its launcher no longer holds
+    (``held()``: the runs it is running or still recording), started more
+    than :data:`LOST_GRACE_S` ago; returns what was closed."""
+    now = utcnow()
+    candidates = await db.call(
+        recovery.own_live_runs,
+        identity.supervisor_id,
+        started_before=now - timedelta(seconds=LOST_GRACE_S),
+    )
+    # Asked after the board was read: a run handed to the launcher meanwhile is held.
+    still = set(held())
+    lost = [run_id for run_id in candidates if run_id not in still]
+    if not lost:
+        return []
+    for run_id in lost:
+        log.warning("run %s is running on the board but no longer here; closing it", run_id)
+    return await db.call(recovery.recover_lost_runs, identity.supervisor_id, lost, now=utcnow())
+
+
 async def serve_reaper(
     identity: Identity,
     heartbeat_s: float,
     on_recovered: Callable[[], None],
+    held: Callable[[], Collection[int]],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Recover peers' orphans periodically until cancelled."""
+    """Recover peers' orphans, and this supervisor's lost runs (see
+    :func:`run_lost_recovery`), periodically until cancelled."""
     task_status.started()
     while True:
         await trio.sleep(max(1.0, EVERY_HEARTBEATS * heartbeat_s))
         try:
-            if await run_recovery(identity):
-                on_recovered()
+            recovered = await run_recovery(identity)
+            recovered += await run_lost_recovery(identity, held)
         except Exception:
             log.exception("orphan recovery failed")
+            continue
+        if recovered:
+            on_recovered()

@@ -129,6 +129,8 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
                     else None,
                     "userId": who.user_id if who else None,
                     "requestId": getattr(g, "request_id", None),
+                    # Why a request failed on the server's side (507, 500), if it did.
+                    **({"error": g.error_reason} if "error_reason" in g else {}),
                 },
                 separators=(",", ":"),
             )

@@ -4,7 +4,12 @@
 Routes raise the errors of :mod:`crewboard.errors`; a
 :class:`~crewboard.errors.RequestError` carries its own ``status`` and
 ``code``. Werkzeug's routing errors (404, 405, 413) are answered in the same
-shape, and anything else is a 500 with a request id, its traceback in the log.
+shape. A write the disk had no room for (ENOSPC, SQLite's "database or disk is
+full", PostgreSQL's ``disk_full``) is translated here into
+:class:`~crewboard.errors.InsufficientStorage`, a 507: the transaction rolled
+back, so nothing was written. Anything else is a 500 with a request id, its
+traceback in the log. Both say why in ``g.error_reason``, which the access log
+line of the request carries.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 from quart import Quart, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from crewboard.errors import RequestError
+from crewboard.board.db import is_disk_full
+from crewboard.errors import InsufficientStorage, RequestError
 
 log = logging.getLogger("crewboard.web")
 
@@ -55,6 +61,15 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _unhandled(exc: Exception):
         request_id = getattr(g, "request_id", "-")
+        if is_disk_full(exc):
+            g.error_reason = f"{InsufficientStorage.code}: {exc}"
+            log.warning("request %s refused: no room left to write (%s)", request_id, exc)
+            refused = InsufficientStorage(
+                "the server has no room left to store this; nothing was written. "
+                "Send it again once space has been freed"
+            )
+            return await _request_error(refused)
+        g.error_reason = f"internal_error: {type(exc).__name__}"
         log.error("unhandled error in request %s", request_id, exc_info=exc)
         response = error_body(
             500,

@@ -7,6 +7,11 @@ while the file has followers and publishes what it reads, by ``seq``, to a
 follower is a position in that buffer, not a queue, so a record costs one
 read, one parse and (per frame encoder) one encoding, whatever the audience.
 The web process runs one hub (:func:`serve_log_hub`) from startup to shutdown.
+
+Records come with their effective seq (see :mod:`crewboard.sessionlog`): a
+damaged log's malformed lines are skipped and its out-of-order seqs
+renumbered, so every follower still reaches the terminal record; each reader
+logs the damage it met once, when it stops.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ INLINE_READ_BYTES = 256 * 1024
 
 
 def _seq(record: Record) -> int:
-    return int(record.get("seq", 0))
+    # Always an int: the cursor hands on effective seqs, never stored ones.
+    seq: int = record["seq"]
+    return seq
 
 
 @dataclass(eq=False)
@@ -222,6 +229,7 @@ class LogHub:
             if self._tails.get(tail.path) is tail:
                 del self._tails[tail.path]
             tail.records.close()
+            tail.cursor.report()
 
 
 def _grown_by(tail: _Tail) -> int:
