@@ -13,15 +13,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
 
+from crewboard.board.models import JobStatus
+from crewboard.config import ProviderEndpoint
 from crewboard.sessionlog import read_records
 from tests.conftest import make_config
+from tests.support import crews
 from tests.support.chat import create_session, next_chunk, open_turn, rest_of, send
+from tests.support.crews import JobDef
 from tests.support.local_model import (
     ModelServer,
     SteeringProxy,
@@ -33,6 +39,7 @@ from tests.support.local_model import (
     text_only,
 )
 from tests.support.sse_client import Frame
+from tests.support.supervisor import supervising, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +129,90 @@ class TestThroughTheProduct:
         await trio.sleep(1)
         assert (await metrics(smollm2))["tokens_predicted_total"] == predicted
         assert predicted < 4000
+
+
+class TestProviderTables:
+    """The real server as ``[providers.NAME]`` tables would name it: ``capped``
+    with ``max_tokens = 8``, ``single`` with ``max_concurrency = 1`` (and the
+    ``solo`` preset, whose jobs run on it), on a supervisor that runs two jobs
+    at once."""
+
+    @pytest.fixture
+    def proxy(self, smollm2: ModelServer) -> Iterator[SteeringProxy]:
+        with steering_proxy(smollm2.base_url) as proxy:
+            yield proxy
+
+    @pytest.fixture
+    def config(self, tmp_path: Path, proxy: SteeringProxy):
+        agents = tmp_path / "agents"
+        agents.mkdir()
+        (agents / "solo.agent.yaml").write_text(
+            "name: Solo\ninstructions: Answer in one short sentence.\n"
+            "model: single:smollm2\ntools: []\n"
+        )
+        base_url = proxy.base_url + "/v1"
+        providers = {
+            "capped": ProviderEndpoint("capped", base_url, max_tokens=8),
+            "single": ProviderEndpoint("single", base_url, max_concurrency=1),
+        }
+        return make_config(tmp_path / "home", providers=providers, agents=(agents,), concurrency=2)
+
+    async def test_max_tokens_stops_a_long_answer_with_the_limit_message(
+        self, as_alice, proxy, home
+    ):
+        # Past every end of an answer: only max_tokens stops it, on the server.
+        proxy.steer = text_only(None, stop=[], ignore_eos=True)
+        session = await create_session(as_alice, modelSpec="capped:smollm2")
+        frames = await send(as_alice, session["id"], "Tell me a long story.")
+        assert proxy.statuses == [200]
+        assert proxy.sent[0]["max_tokens"] == 8
+        assert proxy.finish_reasons(0) == ["length"]
+        usage = [c["usage"] for c in proxy.chunks(0) if c.get("usage")]
+        assert usage and usage[-1]["completion_tokens"] == 8, usage
+        assert frames[-1].type == "error", [f.type for f in frames]
+        message = frames[-1].data["message"]
+        assert "the model hit its token limit (max_tokens=8)" in message, message
+        last = read_records(home.chat_log(session["id"]))[-1]
+        assert last["type"] == "error" and last["maxTokens"] == 8, last
+
+    async def test_two_jobs_on_a_one_at_a_time_provider_both_finish_the_second_waits(
+        self, config, home, proxy
+    ):
+        proxy.steer = text_only()
+        # The first request to arrive is held until the other job has said it
+        # waits, so the two certainly overlap.
+        proxy.gate = threading.Event()
+        ids = crews.add_crew(
+            {"one": JobDef("Say hello.", agent="solo"), "two": JobDef("Say hi.", agent="solo")}
+        )
+
+        def logs() -> list[list[dict]]:
+            found = []
+            for job_id in ids.values():
+                found += [read_records(r.log_path) for r in crews.runs(job_id)]
+            return found
+
+        def a_waiting_record() -> dict | None:
+            waiting = [r for log in logs() for r in log if r["type"] == "waiting"]
+            return waiting[0] if waiting else None
+
+        def both_done() -> bool:
+            return all(crews.job(i).status == JobStatus.DONE for i in ids.values())
+
+        async with supervising(config):
+            await wait_for(lambda: proxy.in_flight, what="the first request at the server")
+            waiting = await wait_for(a_waiting_record, 30, "the second job waiting")
+            assert proxy.in_flight == 1
+            proxy.gate.set()
+            await wait_for(both_done, 120, "both jobs done")
+            finished = await wait_for(logs)
+        assert waiting["reason"] == "waiting for the model: 1 ahead" and waiting["ahead"] == 1
+        waited = [log for log in finished if any(r["type"] == "waiting" for r in log)]
+        assert len(finished) == 2 and len(waited) == 1
+        assert all(log[-1]["type"] == "final_result" for log in finished)
+        assert proxy.statuses == [200, 200]
+        assert proxy.max_in_flight == 1
+        assert [proxy.finish_reasons(i) for i in (0, 1)] == [["stop"], ["stop"]]
 
 
 class TestWhenTheServerDies:

@@ -6,7 +6,9 @@ A 135M model answers what it likes, so tests never look at its words; they
 shape its requests instead. The proxy forwards every request to the real
 server byte for byte, streaming, except that ``steer`` may rewrite a chat
 request's body first (cap ``max_tokens``, force a tool call, keep generating
-past the end of an answer). It records each body it sent, and passes a hang-up
+past the end of an answer). It records each body it sent, each answer's bytes
+as the server sent them, and the most chat requests it ever had open at once;
+a ``gate`` holds chat requests until the test opens it. It passes a hang-up
 of either side through to the other: a client that goes away closes the
 upstream request (so the server sees the cancel), and a server that dies
 mid-answer cuts the client's stream (no clean end).
@@ -94,15 +96,17 @@ def model_server(model: str = localmodel.SMOLLM2) -> Iterator[ModelServer]:
 Steer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def text_only(max_tokens: int = ANSWER_TOKENS, **extra: Any) -> Steer:
+def text_only(max_tokens: int | None = ANSWER_TOKENS, **extra: Any) -> Steer:
     """Every chat request is offered no tools and answers in text: up to its
     first sentence end, so it finishes on its own ("stop"), well before
-    ``max_tokens``. ``extra`` overrides (``stop=[]``, ``ignore_eos=True`` for
-    an answer that only a cancel ends)."""
+    ``max_tokens`` (None: the request's own). ``extra`` overrides (``stop=[]``,
+    ``ignore_eos=True`` for an answer that only a cancel or ``max_tokens``
+    ends)."""
 
     def steer(body: dict[str, Any]) -> dict[str, Any]:
         rest = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
-        return {**rest, "max_tokens": max_tokens, "stop": SENTENCE_ENDS, **extra}
+        cap = body.get("max_tokens") if max_tokens is None else max_tokens
+        return {**rest, "max_tokens": cap, "stop": SENTENCE_ENDS, **extra}
 
     return steer
 
@@ -149,11 +153,48 @@ class SteeringProxy:
     steer: Steer | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    # The raw bytes of each chat answer, complete once its request has ended.
+    answers: list[bytearray] = field(default_factory=list)
+    # While set to an event, chat requests wait for it before going upstream.
+    gate: threading.Event | None = None
+    in_flight: int = 0
+    max_in_flight: int = 0
     port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        """One chat request open, from its arrival to its last byte."""
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def chunks(self, index: int) -> list[dict[str, Any]]:
+        """The JSON chunks answer ``index`` streamed, as the server sent them."""
+        text = bytes(self.answers[index]).decode(errors="replace")
+        return [
+            json.loads(line[len("data: ") :])
+            for line in text.splitlines()
+            if line.startswith("data: {")
+        ]
+
+    def finish_reasons(self, index: int) -> list[str]:
+        """The ``finish_reason`` values answer ``index`` streamed."""
+        return [
+            choice["finish_reason"]
+            for chunk in self.chunks(index)
+            for choice in chunk.get("choices", [])
+            if choice.get("finish_reason")
+        ]
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -169,11 +210,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.loads(raw) if raw else {}
-        if self.path.endswith("/chat/completions"):
+        if not self.path.endswith("/chat/completions"):
+            self._forward("POST", body)
+            return
+        with self.proxy.counted():
+            if self.proxy.gate is not None:
+                self.proxy.gate.wait(START_TIMEOUT_S)
             if self.proxy.steer is not None:
                 body = self.proxy.steer(body)
             self.proxy.sent.append(body)
-        self._forward("POST", body)
+            self._forward("POST", body)
 
     def _forward(self, method: str, body: dict[str, Any] | None) -> None:
         url = self.proxy.upstream + self.path
@@ -183,13 +229,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 httpx.Client(timeout=timeout, trust_env=False) as client,
                 client.stream(method, url, json=body) as response,
             ):
+                answer = bytearray()
                 if self.path.endswith("/chat/completions"):
                     self.proxy.statuses.append(response.status_code)
+                    self.proxy.answers.append(answer)
                 self.send_response(response.status_code)
                 self.send_header("Content-Type", response.headers.get("content-type", ""))
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 for piece in response.iter_raw():
+                    answer += piece
                     # A client that hung up raises here, which closes the
                     # upstream request: the server sees the cancel.
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
