@@ -135,7 +135,8 @@ async def create_crew():
         try:
             validate_inputs(template, inputs)
             if not errors:
-                plan = plan_crew(template, inputs, title)
+                # Rendering runs user-sized templates: keep it off the event loop.
+                plan = await trio.to_thread.run_sync(plan_crew, template, inputs, title)
         except ValidationFailed as exc:
             errors.update(_input_fields(exc.fields) or {"inputs": str(exc)})
     if errors or plan is None:
