@@ -97,16 +97,18 @@ class TestThroughTheProduct:
 
         started = chunks(frames, "agent_tool_start")
         ended = chunks(frames, "agent_tool_end")
-        assert [c["toolName"] for c in started] == ["list_files"], frames
+        # The forced step calls list_files; what the model does with the result
+        # is its own (it may look again), so only the shape is checked.
+        assert started and {c["toolName"] for c in started} == {"list_files"}, frames
         failed = [(c.get("output") or c.get("result") or c) for c in ended if c.get("isError")]
         assert len(ended) == len(started) and not failed, failed
         assert frames[-1].type == "done", frames[-1].data
         # The server accepted the calls and their results back, and answered.
-        assert proxy.statuses == [200, 200]
+        assert len(proxy.statuses) >= 2 and set(proxy.statuses) == {200}
         follow_up = proxy.sent[1]["messages"]
         call = next(m for m in follow_up if m["role"] == "assistant" and m.get("tool_calls"))
         results = {m["tool_call_id"]: m["content"] for m in follow_up if m["role"] == "tool"}
-        assert [c["function"]["name"] for c in call["tool_calls"]] == ["list_files"]
+        assert {c["function"]["name"] for c in call["tool_calls"]} == {"list_files"}
         assert set(results) == {c["id"] for c in call["tool_calls"]}
         assert all("notes.md" in content for content in results.values())
 
