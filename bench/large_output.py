@@ -65,6 +65,9 @@ from sse_fanout import rss_mib, start_web
 REPO = Path(__file__).resolve().parent.parent
 PROBE_EVERY_S = 0.02
 IDLE_S = 3.0
+# What the model says, over and over: a Markdown paragraph, so rendering the
+# final result costs what it costs for a real answer (plain words are nearly free).
+PARAGRAPH = "A paragraph of *the* answer.\n\n"
 
 PRESET = """\
 name: Verbose
@@ -123,7 +126,7 @@ def stream_output(home: Home, run_id: int, args: argparse.Namespace) -> None:
         for _ in range(deltas):
             writer.append("text", agentName="assistant", text=delta)
         writer.append("agent_end", agentName="assistant")
-        result = "A paragraph of *the* answer.\n\n" * (args.result_kib * 1024 // 30)
+        result = PARAGRAPH * (args.result_kib * 1024 // len(PARAGRAPH))
         writer.append("final_result", agentName="assistant", text=result)
     dispatch.finish_run(run_id, RunOutcome.SUCCEEDED, exit_code=0, result="said", now=utcnow())
 
@@ -160,7 +163,7 @@ def serve_fake(url_file: Path, args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     from tests.support.fake_openai import Reply, fake_openai
 
-    text = "word " * (args.mb * 1024 * 1024 // 5)
+    text = PARAGRAPH * (args.mb * 1024 * 1024 // len(PARAGRAPH))
     reply = Reply.text(text, pieces=args.mb * 1024 // args.delta_kib)
     with fake_openai() as server:
         server.next_reply = lambda body: reply  # type: ignore[method-assign]
@@ -232,6 +235,12 @@ class RunMode:
 # --- measuring -----------------------------------------------------------------
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def probe(client: httpx.AsyncClient, until: trio.Event, into: list[float]) -> None:
     while not until.is_set():
         t0 = time.perf_counter()
@@ -269,7 +278,7 @@ async def one_round(client: httpx.AsyncClient, mode: RawMode | RunMode) -> dict:
     loaded: list[float] = []
     done = trio.Event()
     ended: dict = {}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_s(mode.web.pid)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(probe, client, done, loaded)
         job_id, play = await mode.start_job(client)
@@ -285,6 +294,7 @@ async def one_round(client: httpx.AsyncClient, mode: RawMode | RunMode) -> dict:
         "p50Ratio": round(pct(loaded, 50) / pct(idle, 50), 2),
         "p99Ratio": round(pct(loaded, 99) / pct(idle, 99), 2),
         "streamedS": round(time.perf_counter() - t0, 1),
+        "webCpuS": round(cpu_s(mode.web.pid) - cpu0, 2),
         "probes": [len(idle), len(loaded)],
         "outcome": ended.get("outcome"),
         "streamedMiB": ended.get("streamedMiB"),
