@@ -165,6 +165,9 @@ def serve_fake(url_file: Path, args: argparse.Namespace) -> None:
 
     text = PARAGRAPH * (args.mb * 1024 * 1024 // len(PARAGRAPH))
     reply = Reply.text(text, pieces=args.mb * 1024 // args.delta_kib)
+    # Each SSE line encoded once, not per request: the fake's own CPU would
+    # otherwise weigh on the machine as much as the runner's.
+    reply.events = [f"data: {json.dumps(event)}".encode() for event in reply.events]
     with fake_openai() as server:
         server.next_reply = lambda body: reply  # type: ignore[method-assign]
         url_file.write_text(server.base_url)
@@ -270,10 +273,12 @@ async def follow(client: httpx.AsyncClient, job_id: int, done: trio.Event, into:
 async def one_round(client: httpx.AsyncClient, mode: RawMode | RunMode) -> dict:
     idle: list[float] = []
     stop = trio.Event()
+    idle_cpu0 = cpu_s(mode.web.pid)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(probe, client, stop, idle)
         await trio.sleep(IDLE_S)
         stop.set()
+    idle_cpu = cpu_s(mode.web.pid) - idle_cpu0
 
     loaded: list[float] = []
     done = trio.Event()
@@ -294,7 +299,7 @@ async def one_round(client: httpx.AsyncClient, mode: RawMode | RunMode) -> dict:
         "p50Ratio": round(pct(loaded, 50) / pct(idle, 50), 2),
         "p99Ratio": round(pct(loaded, 99) / pct(idle, 99), 2),
         "streamedS": round(time.perf_counter() - t0, 1),
-        "webCpuS": round(cpu_s(mode.web.pid) - cpu0, 2),
+        "webCpuS": {"idle": round(idle_cpu, 2), "loaded": round(cpu_s(mode.web.pid) - cpu0, 2)},
         "probes": [len(idle), len(loaded)],
         "outcome": ended.get("outcome"),
         "streamedMiB": ended.get("streamedMiB"),
