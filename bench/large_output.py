@@ -18,7 +18,7 @@ runs ``run`` then ``raw``):
   ``final_result`` of ``--result-kib`` KiB: the web's worst case, a log far
   larger than a capped run writes.
 
-Either way one client follows the job's stream to ``done`` while
+Either way one client (a process of its own) follows the job's stream to ``done`` while
 ``GET /auth/me`` (bearer token) is timed every 20 ms; each round first times
 it for 3 s on the idle server, then for as long as the output streams. Idle
 and loaded phases alternate round by round, so drift on a shared machine hits
@@ -253,20 +253,34 @@ async def probe(client: httpx.AsyncClient, until: trio.Event, into: list[float])
         await trio.sleep(PROBE_EVERY_S)
 
 
-async def follow(client: httpx.AsyncClient, job_id: int, done: trio.Event, into: dict) -> None:
-    """Follow the job's stream to its ``done`` frame; note its run and outcome."""
+async def follow(url: str, token: str, job_id: int) -> dict:
+    """Follow the job's stream to its ``done`` frame: its run and outcome,
+    and how much was received (see ``--follow``)."""
     received = 0
     tail = b""
-    async with client.stream("GET", f"/api/jobs/{job_id}/stream") as response:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client,
+        client.stream("GET", f"/api/jobs/{job_id}/stream") as response,
+    ):
         async for chunk in response.aiter_bytes():
             received += len(chunk)
             tail = (tail + chunk)[-4096:]
             at = tail.find(b'"type":"done"')
             if at >= 0 and tail.endswith(b"\n\n"):
                 frame = tail[tail.rfind(b"data: ", 0, at) + 6 :].strip()
-                into.update(json.loads(frame)["data"])
-                break
-    into["streamedMiB"] = round(received / 2**20, 2)
+                return {**json.loads(frame)["data"], "streamedMiB": round(received / 2**20, 2)}
+    return {"streamedMiB": round(received / 2**20, 2)}
+
+
+async def follow_in_child(
+    mode: RawMode | RunMode, job_id: int, done: trio.Event, into: dict
+) -> None:
+    """:func:`follow` in a process of its own, as a browser is: receiving
+    megabytes must not delay this process's probes."""
+    command = [sys.executable, __file__, "--follow", mode.url, mode.token, str(job_id)]
+    followed = await trio.run_process(command, capture_stdout=True)
+    into.update(json.loads(followed.stdout))
     done.set()
 
 
@@ -287,7 +301,7 @@ async def one_round(client: httpx.AsyncClient, mode: RawMode | RunMode) -> dict:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(probe, client, done, loaded)
         job_id, play = await mode.start_job(client)
-        nursery.start_soon(follow, client, job_id, done, ended)
+        nursery.start_soon(follow_in_child, mode, job_id, done, ended)
         await play()
         with trio.fail_after(300):
             await done.wait()
@@ -366,9 +380,16 @@ def main() -> None:
     parser.add_argument("--out", help="also write the result as JSON to this file")
     parser.add_argument("--play-run", nargs=2, metavar=("HOME", "RUN_ID"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-fake", metavar="URL_FILE", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--follow", nargs=3, metavar=("URL", "TOKEN", "JOB_ID"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.mb = 2, 4
+    if args.follow:
+        url, token, job_id = args.follow
+        print(json.dumps(trio.run(follow, url, token, int(job_id))))
+        return
     if args.serve_fake:
         serve_fake(Path(args.serve_fake), args)
         return
