@@ -31,7 +31,7 @@ and after, the web's peak memory, and whether every stream ended with
 
 Usage: ``.venv/bin/python bench/large_output.py [--mode both|run|raw]
 [--rounds 5] [--mb 20] [--delta-kib 4] [--result-kib 1024] [--quick]
-[--out FILE.json]``
+[--keep] [--out FILE.json]``
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -340,6 +341,9 @@ async def run_mode(mode_class: type[RawMode] | type[RunMode], args: argparse.Nam
             process.terminate()
             process.wait(10)
         db.close()
+        if not args.keep:
+            # Each round leaves a 20 MiB artifact or log behind.
+            shutil.rmtree(work, ignore_errors=True)
     return {
         "mode": mode.name,
         "rounds": rounds,
@@ -351,7 +355,7 @@ async def run_mode(mode_class: type[RawMode] | type[RunMode], args: argparse.Nam
             "before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in os.getloadavg()],
         },
-        "work": str(work),
+        "work": str(work) if args.keep else None,
     }
 
 
@@ -378,6 +382,7 @@ def main() -> None:
         "--quick", action="store_true", help="2 rounds of 4 MiB, to try a change quickly"
     )
     parser.add_argument("--out", help="also write the result as JSON to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the homes, logs and artifacts")
     parser.add_argument("--play-run", nargs=2, metavar=("HOME", "RUN_ID"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-fake", metavar="URL_FILE", help=argparse.SUPPRESS)
     parser.add_argument(
