@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from crewboard.web.render import render_markdown
+from crewboard.web import render
+from crewboard.web.render import CHILD_RENDER_CHARS, render_markdown
 
 
 class _Elements(HTMLParser):
@@ -112,3 +113,30 @@ def test_images_become_links_the_browser_does_not_fetch():
 @pytest.mark.parametrize("text", ["", None, 5])
 def test_nothing_renders_to_nothing(text):
     assert render_markdown(text) == ""  # type: ignore[arg-type]
+
+
+LARGE = "A *long* answer with <script>alert(1)</script> and [a link](javascript:x) ü.\n\n" * (
+    CHILD_RENDER_CHARS // 60
+)
+
+
+def test_a_large_text_renders_in_a_child_process_exactly_as_in_this_one(monkeypatch):
+    children: list[list[str]] = []
+    real_run = render.subprocess.run
+
+    def run(argv, **kwargs):
+        children.append(argv)
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(render.subprocess, "run", run)
+    assert len(LARGE) > CHILD_RENDER_CHARS
+    html = render_markdown(LARGE)
+    assert len(children) == 1
+    assert html == render._render(LARGE)
+    assert "<script>" not in html and 'href="javascript' not in html and "<em>long</em>" in html
+
+
+def test_a_large_text_still_renders_when_no_child_can_start(monkeypatch, caplog):
+    monkeypatch.setattr(render.sys, "executable", "/nonexistent/python")
+    assert render_markdown(LARGE) == render._render(LARGE)
+    assert "in a child process failed" in caplog.text
