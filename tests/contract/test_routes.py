@@ -1,7 +1,6 @@
 """The route table and openapi.yaml, both ways: every route the app serves
 under ``/auth``, ``/api`` and ``/openapi``, and the health probes, is in the
-document with that method,
-and every operation in the document is served."""
+document with that method, and every operation in the document is served."""
 
 from __future__ import annotations
 
