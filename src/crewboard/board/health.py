@@ -33,7 +33,7 @@ def probe(timeout_s: float = PROBE_TIMEOUT_S) -> None:
     if db is None:
         raise RuntimeError("the board is not open in this process")
     if isinstance(db, peewee.SqliteDatabase):
-        conn = _open_sqlite(Path(db.database), timeout_s)
+        conn = _open_sqlite(Path(db.database), timeout_s, read_only=True)
         try:
             conn.execute("SELECT count(*) FROM meta").fetchone()
         finally:
@@ -47,9 +47,9 @@ def probe(timeout_s: float = PROBE_TIMEOUT_S) -> None:
         fresh.close()
 
 
-def _open_sqlite(path: Path, timeout_s: float) -> sqlite3.Connection:
-    # mode=rw: never create an empty board where the real one is missing.
-    uri = f"file:{quote(str(path))}?mode=rw"
+def _open_sqlite(path: Path, timeout_s: float, *, read_only: bool = False) -> sqlite3.Connection:
+    # Never create an empty board where the real one is missing.
+    uri = f"file:{quote(str(path))}?mode={'ro' if read_only else 'rw'}"
     return sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
 
 

@@ -25,7 +25,7 @@ import peewee
 
 from crewboard.board.db import write
 from crewboard.board.job_views import CHUNK
-from crewboard.board.jobs import _remove
+from crewboard.board.jobs import _remove, _run_ids_of
 from crewboard.board.models import (
     ChatSession,
     Event,
@@ -165,7 +165,7 @@ def _prunable(roots: list[int], cutoffs: Mapping[str, datetime]) -> list[Job]:
     (themselves included) is expired: a set closed under descendants."""
     ids, edges = _subgraph(roots)
     jobs = _load(ids)
-    kept = {job_id for job_id in ids if job_id not in jobs or not _is_expired(jobs[job_id], cutoffs)}
+    kept = {i for i in ids if i not in jobs or not _is_expired(jobs[i], cutoffs)}
     parents: dict[int, list[int]] = defaultdict(list)
     for parent, child in edges:
         parents[child].append(parent)
@@ -234,13 +234,22 @@ def prune_jobs(
 # --- chat sessions, events, heartbeats ----------------------------------------
 
 
-def select_chats(policy: RetentionPolicy, *, now: datetime, limit: int = BATCH_ROWS) -> list[int]:
-    """Chat sessions untouched since the chat cutoff, oldest first."""
+def select_chats(
+    policy: RetentionPolicy, *, now: datetime, limit: int | None = BATCH_ROWS
+) -> list[int]:
+    """Chat sessions untouched since the chat cutoff, oldest first (at most
+    ``limit``; None: all)."""
     cutoff = policy.chat_cutoff(now=now)
     if cutoff is None:
         return []
-    query = ChatSession.select(ChatSession.id).where(ChatSession.updated_at < cutoff)
-    return [row.id for row in query.order_by(ChatSession.updated_at, ChatSession.id).limit(limit)]
+    query = (
+        ChatSession.select(ChatSession.id)
+        .where(ChatSession.updated_at < cutoff)
+        .order_by(ChatSession.updated_at, ChatSession.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [row.id for row in query]
 
 
 @write
@@ -262,7 +271,7 @@ def prune_chats(policy: RetentionPolicy, *, now: datetime, limit: int = BATCH_RO
     return sorted(gone)
 
 
-def _old_events(cutoff: datetime) -> peewee.ModelSelect:
+def _old_events(cutoff: datetime) -> peewee.ModelSelect[Event]:
     # Events of jobs go with their jobs; these are the schedules' events and
     # the records of deletions, which no job's timeline needs.
     return Event.select(Event.id).where(Event.job.is_null() & (Event.created_at < cutoff))
@@ -297,3 +306,32 @@ def purge_heartbeats(policy: RetentionPolicy, *, now: datetime) -> int:
         .where((Heartbeat.beat_at < cutoff) & Heartbeat.supervisor_id.not_in(owners))
         .execute()
     )
+
+
+# --- what would go ------------------------------------------------------------
+
+
+@dataclass
+class PrunePlan:
+    """What a pass would prune now (``crewboard prune --dry-run``)."""
+
+    jobs: dict[int, str] = field(default_factory=dict)  # id -> status
+    run_ids: list[int] = field(default_factory=list)
+    chat_ids: list[int] = field(default_factory=list)
+    events: int = 0
+
+
+def plan_prune(policy: RetentionPolicy, *, now: datetime) -> PrunePlan:
+    """Everything a pass would prune at ``now``; reads only."""
+    plan = PrunePlan()
+    after = None
+    while True:
+        batch = select_jobs(policy, now=now, after=after)
+        plan.jobs.update((job.id, job.status) for job in batch.jobs)
+        if batch.after is None:
+            break
+        after = batch.after
+    plan.run_ids = _run_ids_of(sorted(plan.jobs))
+    plan.chat_ids = select_chats(policy, now=now, limit=None)
+    plan.events = count_events(policy, now=now)
+    return plan

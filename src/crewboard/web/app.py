@@ -133,7 +133,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
                     "requestId": getattr(g, "request_id", None),
                 },
                 separators=(",", ":"),
-            )
+            ),
         )
         return response
 
