@@ -138,3 +138,19 @@ async def test_probes_stay_out_of_the_access_log(anon, caplog):
 def test_probes_are_public_routes(config, home, path):
     app = create_app(config, home)
     assert any(rule.rule == path for rule in app.url_map.iter_rules())
+
+
+async def test_crewboard_health_asks_the_server_the_home_names(server, config, capsys):
+    import trio
+
+    from crewboard.cli import build_parser
+
+    def run(*argv: str) -> int:
+        args = build_parser().parse_args(["health", "--home", str(config.home), *argv])
+        return args.fn(args)
+
+    assert await trio.to_thread.run_sync(run) == 0
+    assert '"status":"ok"' in capsys.readouterr().out.replace(" ", "")
+    assert await trio.to_thread.run_sync(run, "--ready") == 1
+    assert "not_ready" in capsys.readouterr().err
+    assert await trio.to_thread.run_sync(run, "--url", "http://127.0.0.1:9") == 1
