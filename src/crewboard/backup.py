@@ -212,16 +212,22 @@ def server_in_home(home: Home) -> str | None:
 
 
 def _is_crewboard_process(pid: int) -> bool:
+    """Whether ``pid`` is a live crewboard process (any live process where
+    ``/proc`` cannot tell)."""
+    if Path("/proc/self").exists():
+        try:
+            return b"crewboard" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # alive, as another user
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    try:
-        return b"crewboard" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True  # alive, and no /proc to say what it is
+        pass
+    return True
 
 
 def restore_home(src: Path, home: Home, *, force: bool = False) -> Copied:
