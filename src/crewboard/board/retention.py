@@ -42,7 +42,7 @@ RETENTION = "retention"
 # The statuses a job may be pruned from: finished ones, and archived.
 PRUNABLE = (JobStatus.DONE, JobStatus.BLOCKED, JobStatus.ARCHIVED)
 # Oldest candidate jobs looked at per batch; their descendants come along.
-BATCH_JOBS = 200
+BATCH_JOBS = 100
 # Pages of candidates one batch may look through when the oldest ones must
 # stay (a young or running job depends on them), before it gives up the lock.
 PAGES_PER_BATCH = 5
