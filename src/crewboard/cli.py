@@ -1,4 +1,5 @@
-"""The ``crewboard`` command: run the services, and manage users and tokens.
+"""The ``crewboard`` command: run the services, manage users and tokens, and
+look after the data home (prune, backup, restore, health).
 
 crewboard serve      [--home DIR] [--host H] [--port P]
 crewboard web        [--home DIR] [--host H] [--port P]
@@ -7,6 +8,10 @@ crewboard user add EMAIL [--name NAME] [--admin] [--password-stdin]
 crewboard user list | passwd EMAIL [--password-stdin] | promote EMAIL
 crewboard user remove EMAIL [--purge]
 crewboard token create EMAIL [--name NAME]
+crewboard prune [--home DIR] [--dry-run] [--days N]
+crewboard backup DEST [--home DIR]
+crewboard restore SRC [--home DIR] [--force]
+crewboard health [--home DIR] [--ready] [--url URL] [--wait S]
 crewboard local-model install
 crewboard local-model serve [--home DIR] [--model smollm2|FILE.gguf] [--port P] [--verbose]
 """
@@ -19,6 +24,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 from crewboard import __version__
 from crewboard.clock import utcnow
@@ -161,6 +167,111 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    import trio
+
+    from crewboard.board import retention
+    from crewboard.bootstrap import open_home
+    from crewboard.supervisor.retention import run_prune_pass
+
+    config = _load(args)
+    home = open_home(config)
+    policy = retention.RetentionPolicy.from_config(config, days=args.days)
+    if not policy.enabled:
+        print("Retention is off: set CREWBOARD_RETENTION_DAYS (or pass --days N).")
+        return 0
+    ages = {**policy.job_days, "chats": policy.chat_days, "job-less events": policy.days}
+    print("Days kept: " + ", ".join(f"{k} {d:g}" for k, d in ages.items() if d is not None))
+    if args.dry_run:
+        plan = retention.plan_prune(policy, now=utcnow())
+        by_status: dict[str, int] = {}
+        for status in plan.jobs.values():
+            by_status[status] = by_status.get(status, 0) + 1
+        counts = ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())) or "none"
+        run_mib = home.run_files_bytes(plan.run_ids) / 2**20
+        chat_mib = home.chat_files_bytes(plan.chat_ids) / 2**20
+        print(f"Would prune {len(plan.jobs)} job(s) ({counts}) with {len(plan.run_ids)} run(s)")
+        print(f"  their logs, artifacts and workspaces: {run_mib:.1f} MiB")
+        print(f"{len(plan.chat_ids)} chat session(s) with {chat_mib:.1f} MiB of files")
+        print(f"{plan.events} event(s)")
+        if plan.jobs:
+            shown = sorted(plan.jobs)[:50]
+            more = f" … and {len(plan.jobs) - len(shown)} more" if len(plan.jobs) > 50 else ""
+            print("job ids: " + " ".join(map(str, shown)) + more)
+        return 0
+    report = trio.run(partial(run_prune_pass, policy, home, pause_s=0.0))
+    print(f"Pruned {report.summary()}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crewboard.backup import PG_DUMP, backup_home
+    from crewboard.home import Home
+
+    config = _load(args)
+    external = bool(config.database_url)
+    done = backup_home(Home(config.home), Path(args.dest), external_board=external)
+    what = "board.db and " if done.board else ""
+    print(f"Backed up {what}{done.files} file(s), {done.bytes / 2**20:.1f} MiB, to {done.path}")
+    if external:
+        print(
+            "The board is in PostgreSQL: this backup holds the files only. Dump the "
+            f"database beside it:\n  {PG_DUMP}"
+        )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crewboard.backup import PG_RESTORE, restore_home, server_in_home
+    from crewboard.board.health import live_supervisors
+    from crewboard.home import Home
+
+    config = _load(args)
+    home = Home(config.home)
+    running = server_in_home(home)
+    if running is None and not config.database_url:
+        live = live_supervisors(home.board_db, now=utcnow())
+        running = f"supervisor {live[0]} is alive (its heartbeat is fresh)" if live else None
+    if running is not None:
+        raise CrewboardError(f"refusing to restore into {home.root}: {running}; stop it first")
+    done = restore_home(Path(args.src), home, force=args.force)
+    what = "board.db and " if done.board else ""
+    print(f"Restored {what}{done.files} file(s) into {done.path}")
+    if config.database_url:
+        print(f"The board is in PostgreSQL: restore it from its dump:\n  {PG_RESTORE}")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    import httpx
+
+    from crewboard.home import Home
+
+    config = _load(args)
+    path = "readyz" if args.ready else "healthz"
+    deadline = time.monotonic() + args.wait
+    while True:
+        url = args.url
+        try:
+            if url is None:
+                url = json.loads(Home(config.home).web_info.read_text())["url"]
+            response = httpx.get(url.rstrip("/") + "/" + path, timeout=5)
+            said, ok = response.text.strip(), response.status_code == 200
+        except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
+            said, ok = f"no answer from {url or 'the web server'}: {exc}", False
+        if ok or time.monotonic() >= deadline:
+            print(said, file=sys.stdout if ok else sys.stderr)
+            return 0 if ok else 1
+        time.sleep(0.5)
+
+
 def cmd_local_model(args: argparse.Namespace) -> int:
     from crewboard import localmodel
 
@@ -225,6 +336,35 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("email")
     create.add_argument("--name", default="cli")
     token.set_defaults(fn=cmd_token)
+
+    prune = sub.add_parser(
+        "prune", parents=[home], help="remove what the retention settings let go, now"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only show what would go")
+    prune.add_argument(
+        "--days", type=float, help="keep this many days (instead of CREWBOARD_RETENTION_DAYS)"
+    )
+    prune.set_defaults(fn=cmd_prune)
+
+    backup = sub.add_parser(
+        "backup", parents=[home], help="copy the home (board, logs, artifacts, key), even live"
+    )
+    backup.add_argument("dest", help="a new (or empty) folder for the backup")
+    backup.set_defaults(fn=cmd_backup)
+    restore = sub.add_parser(
+        "restore", parents=[home], help="restore a backup into a home no server runs on"
+    )
+    restore.add_argument("src", help="a folder made by crewboard backup")
+    restore.add_argument("--force", action="store_true", help="replace what the home holds")
+    restore.set_defaults(fn=cmd_restore)
+
+    health = sub.add_parser("health", parents=[home], help="ask the web server /healthz")
+    health.add_argument("--ready", action="store_true", help="ask /readyz instead")
+    health.add_argument("--url", help="the server's base URL (default: the one in the home)")
+    health.add_argument(
+        "--wait", type=float, default=0.0, help="keep asking up to this many seconds"
+    )
+    health.set_defaults(fn=cmd_health)
 
     local = sub.add_parser("local-model", help="the optional local model (crewboard[local])")
     local_sub = local.add_subparsers(dest="local_command", required=True)

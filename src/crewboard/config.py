@@ -109,6 +109,19 @@ class Config:
     max_body_bytes: int = 1 << 20
     login_attempts: int = 5
     login_window_s: float = 60.0
+    # GET /readyz answers 503 when the home's file system has less free space.
+    min_free_mb: int = 512
+    # Retention (supervisor/retention.py): finished jobs, chats and events
+    # older than this many days are pruned; None keeps everything. The
+    # per-status settings override it for done, blocked and archived jobs,
+    # and the chat one for chat sessions untouched that long.
+    retention_days: float | None = None
+    retention_days_done: float | None = None
+    retention_days_blocked: float | None = None
+    retention_days_archived: float | None = None
+    retention_days_chat: float | None = None
+    # How often the pruner looks for what has aged out; tests shorten it.
+    retention_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("max_result_bytes", "max_log_bytes"):
@@ -330,9 +343,11 @@ def _coerce(type_: Any, raw: Any) -> Any:
         if value < 0:
             raise ValueError("must not be negative")
         return value
-    if t == "float":
+    if t in ("float", "float | None"):
+        if t == "float | None" and str(raw).strip() == "":
+            return None
         number = float(raw)
-        if number < 0:
+        if number < 0 or number != number:
             raise ValueError("must not be negative")
         return number
     if t in ("str | None", "str"):

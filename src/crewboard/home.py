@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 SECRET_KEY_FILE = "secret_key"
+CONFIG_FILE = "crewboard.toml"
 WAKE_SOCKET = "supervisor.sock"
+WEB_INFO_FILE = "web.json"
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -34,6 +36,31 @@ class Home:
         return self.root / "run"
 
     @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.root / "workspaces"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.root / SECRET_KEY_FILE
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def web_info(self) -> Path:
+        """Where the web process leaves its bound URL and pid."""
+        return self.run_dir / WEB_INFO_FILE
+
+    @property
     def wake_socket(self) -> Path:
         return self.run_dir / WAKE_SOCKET
 
@@ -45,6 +72,10 @@ class Home:
 
     def run_log(self, run_id: int | str) -> Path:
         return self.root / "logs" / "runs" / f"{_checked(run_id)}.jsonl"
+
+    def run_stderr(self, run_id: int | str) -> Path:
+        """A runner's stderr, kept beside its log when it wrote any."""
+        return self.run_log(run_id).with_suffix(".stderr")
 
     def chat_log(self, session_id: int | str) -> Path:
         return self.root / "logs" / "chat" / f"{_checked(session_id)}.jsonl"
@@ -64,8 +95,35 @@ class Home:
         from the board); what is missing is skipped, what fails is logged."""
         for run_id in run_ids:
             self._unlink(self.run_log(run_id))
+            self._unlink(self.run_stderr(run_id))
             self._rmtree(self.artifact_dir(run_id))
             self._rmtree(self.workspace(run_id))
+
+    def run_files_bytes(self, run_ids: Iterable[int]) -> int:
+        """The bytes the logs, artifacts and workspaces of these runs take."""
+        return sum(
+            _size(path)
+            for run_id in run_ids
+            for path in (
+                self.run_log(run_id),
+                self.run_stderr(run_id),
+                self.artifact_dir(run_id),
+                self.workspace(run_id),
+            )
+        )
+
+    def chat_files_bytes(self, session_ids: Iterable[int]) -> int:
+        """The bytes the logs, workspaces and files of these chats take."""
+        total = 0
+        for session_id in session_ids:
+            ident = self.chat_workspace_id(session_id)
+            for path in (
+                self.chat_log(session_id),
+                self.workspace(ident),
+                self.artifact_dir(ident),
+            ):
+                total += _size(path)
+        return total
 
     def remove_chat_files(self, session_id: int) -> None:
         """Delete a chat session's log, workspace and saved files."""
@@ -101,7 +159,7 @@ class Home:
 
     def secret_key(self) -> bytes:
         """The key that signs cookies: made on first start, mode 0600."""
-        path = self.root / SECRET_KEY_FILE
+        path = self.secret_key_file
         try:
             return path.read_bytes().strip()
         except FileNotFoundError:
@@ -115,6 +173,24 @@ class Home:
             raise
         os.close(fd)
         return key
+
+
+def _size(path: Path) -> int:
+    """Bytes under ``path`` (a file or a folder), not following links; 0 if
+    it is missing."""
+    try:
+        if not path.is_dir() or path.is_symlink():
+            return path.lstat().st_size
+    except OSError:
+        return 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _checked(ident: int | str) -> str:

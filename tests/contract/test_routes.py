@@ -1,6 +1,6 @@
 """The route table and openapi.yaml, both ways: every route the app serves
-under ``/auth``, ``/api`` and ``/openapi`` is in the document with that method,
-and every operation in the document is served."""
+under ``/auth``, ``/api`` and ``/openapi``, and the health probes, is in the
+document with that method, and every operation in the document is served."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from crewboard.web.openapi import spec_text
 from tests.conftest import make_config
 
 DOCUMENTED_PREFIXES = ("/auth/", "/api/", "/openapi/")
+# Routes outside those prefixes that are part of the contract too.
+DOCUMENTED_PATHS = ("/auth", "/api", "/openapi", "/healthz", "/readyz")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 _RULE_PARAM = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
@@ -40,7 +42,7 @@ def shape(path: str) -> str:
 
 
 def _documented(path: str) -> bool:
-    return path.startswith(DOCUMENTED_PREFIXES) or path in ("/auth", "/api", "/openapi")
+    return path.startswith(DOCUMENTED_PREFIXES) or path in DOCUMENTED_PATHS
 
 
 def load_spec() -> dict:

@@ -75,3 +75,16 @@ def test_the_local_model_unit_serves_the_configured_model_on_loopback_only() -> 
 @pytest.mark.parametrize("name", ["crewboard-supervisor.service", "crewboard-web.service"])
 def test_the_web_and_the_supervisor_start_after_the_local_model(name: str) -> None:
     assert "crewboard-local-model.service" in unit(name, "Unit")["After"].split()
+
+
+def test_the_web_unit_is_started_only_once_it_is_healthy() -> None:
+    """``crewboard health`` asks the URL the web process leaves in the home,
+    so the check follows CREWBOARD_HOST/PORT without repeating them."""
+    from crewboard.cli import build_parser
+
+    service = unit("crewboard-web.service")
+    command = service["ExecStartPost"].split()
+    assert command[0] == service["ExecStart"].split()[0]
+    args = build_parser().parse_args(command[1:])
+    assert args.fn.__name__ == "cmd_health" and not args.ready
+    assert 0 < args.wait < float(service.get("TimeoutStartSec", "90"))

@@ -2,9 +2,9 @@
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
 socket), recover the runs of supervisors that died, start the runner template
-and the heartbeat, take work (wake socket, reaper, dispatcher and scheduler in
-one nursery), tell systemd it is ready, wait for a signal, then stop taking
-work and drain the running runs.
+and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler and
+pruner in one nursery), tell systemd it is ready, wait for a signal, then stop
+taking work and drain the running runs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
 from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
 from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
+from crewboard.supervisor.retention import serve_pruner
 from crewboard.supervisor.scheduler import serve_scheduler
 from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
 from crewboard.systemd import Notifier
@@ -90,6 +91,7 @@ async def run_supervisor(
                             config,
                             schedule_wakeup,
                         )
+                        await intake.start(serve_pruner, config, home)
                         notifier.notify(READY=1, STATUS=f"ready: 0/{config.concurrency} running")
                         log.info("supervisor %s ready", identity.supervisor_id)
                         task_status.started(identity)

@@ -118,7 +118,9 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         response.headers.setdefault("X-Frame-Options", "DENY")
         who = getattr(g, "principal", None)
         started = getattr(g, "started", None)
-        access_log.info(
+        # Health probes lower their own level (web/api/health.py).
+        access_log.log(
+            getattr(g, "access_log_level", logging.INFO),
             json.dumps(
                 {
                     "method": request.method,
@@ -133,7 +135,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
                     **({"error": g.error_reason} if "error_reason" in g else {}),
                 },
                 separators=(",", ":"),
-            )
+            ),
         )
         return response
 
@@ -142,6 +144,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         agents,
         board,
         dispatcher,
+        health,
         jobs,
         models,
         schedules,
@@ -166,6 +169,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         models.bp,
         agents.bp,
         schedules.bp,
+        health.bp,
     ):
         app.register_blueprint(blueprint)
     return app
