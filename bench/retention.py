@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -38,7 +37,7 @@ from crewboard.board.models import Job, JobStatus, Run, RunOutcome, User
 from crewboard.board.retention import RetentionPolicy
 from crewboard.clock import utcnow
 from crewboard.config import Config
-from crewboard.home import Home
+from crewboard.home import Home, size_bytes
 from crewboard.supervisor.retention import run_prune_pass
 from crewboard.workflows.templates import CrewPlan, PlannedJob
 
@@ -91,17 +90,6 @@ def finish(job: Job, home: Home, log_bytes: int, *, now: datetime) -> None:
 
 def _at(day: datetime) -> datetime:
     return day
-
-
-def disk_bytes(root: Path) -> int:
-    total = 0
-    for folder, _, names in os.walk(root):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def board_bytes(home: Home) -> int:
@@ -175,7 +163,7 @@ def main() -> None:
                 "pruned": len(report.job_ids),
                 "boardBytes": board_bytes(home),
                 "pagesInUse": pages_in_use(),
-                "homeBytes": disk_bytes(home.root),
+                "homeBytes": size_bytes(home.root),
                 "longestBatchMs": round(timer.longest_s * 1000, 1),
             }
             rows.append(row)

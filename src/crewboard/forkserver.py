@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from crewboard.processes import SpecDocument, StrPath, TemplateUnavailable, encode_spec, runner_env
+from crewboard.processes import SpecDocument, StrPath, TemplateUnavailable, runner_env, send_spec
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +219,7 @@ class ForkServer:
             runner._set_exited(early)
         else:
             self._runners[runner.pid] = runner
-        assert runner.stdin is not None
-        try:
-            await runner.stdin.send_all(encode_spec(spec))
-        except trio.BrokenResourceError:
-            pass  # it died at once; its exit report says why
+        await send_spec(runner, spec)
         return runner
 
 

@@ -102,7 +102,7 @@ class Home:
     def run_files_bytes(self, run_ids: Iterable[int]) -> int:
         """The bytes the logs, artifacts and workspaces of these runs take."""
         return sum(
-            _size(path)
+            size_bytes(path)
             for run_id in run_ids
             for path in (
                 self.run_log(run_id),
@@ -122,7 +122,7 @@ class Home:
                 self.workspace(ident),
                 self.artifact_dir(ident),
             ):
-                total += _size(path)
+                total += size_bytes(path)
         return total
 
     def remove_chat_files(self, session_id: int) -> None:
@@ -175,7 +175,7 @@ class Home:
         return key
 
 
-def _size(path: Path) -> int:
+def size_bytes(path: Path) -> int:
     """Bytes under ``path`` (a file or a folder), not following links; 0 if
     it is missing."""
     try:

@@ -160,12 +160,18 @@ async def spawn_runner(
     finally:
         if stderr_path is not None:
             stderr.close()
+    await send_spec(proc, spec)
+    return proc
+
+
+async def send_spec(proc: RunnerProcess, spec: SpecDocument) -> None:
+    """Hand a just-started runner its spec, the first line of its stdin. A
+    runner that died at once is left to its exit status to explain."""
     assert proc.stdin is not None
     try:
         await proc.stdin.send_all(encode_spec(spec))
     except trio.BrokenResourceError:
-        pass  # it died at once; its exit code says why
-    return proc
+        pass
 
 
 async def start_runner(

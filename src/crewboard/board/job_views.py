@@ -93,7 +93,9 @@ def jobs_query() -> peewee.ModelSelect[Job]:
     )
 
 
-def job_public(job: Job) -> dict[str, Any]:
+def _job_fields(job: Job, **texts: Any) -> dict[str, Any]:
+    """The fields every shape of a job shows, with its texts (whole or as
+    previews) in their places."""
     return {
         "id": job.id,
         "crewId": job.crew_id,
@@ -101,16 +103,13 @@ def job_public(job: Job) -> dict[str, Any]:
         "key": job.key,
         "agent": job.agent,
         "status": job.status,
-        "prompt": job.prompt,
+        **texts,
         "artifactName": job.artifact_name,
         "scheduledAt": iso(job.scheduled_at),
         "availableAt": iso(job.available_at),
         "attempts": job.attempts,
         "maxRetries": job.max_retries,
         "timeoutS": job.timeout_s,
-        "result": job.result,
-        "blockedReason": job.blocked_reason,
-        "feedback": job.feedback,
         "cancelRequested": job.cancel_requested,
         "actions": job_actions(job),
         "owner": {"id": job.owner.id, "email": job.owner.email},
@@ -119,6 +118,17 @@ def job_public(job: Job) -> dict[str, Any]:
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
     }
+
+
+def job_public(job: Job) -> dict[str, Any]:
+    """A job in full (``Job``): detail and the answers of its actions."""
+    return _job_fields(
+        job,
+        prompt=job.prompt,
+        result=job.result,
+        blockedReason=job.blocked_reason,
+        feedback=job.feedback,
+    )
 
 
 def summaries_query() -> peewee.ModelSelect[Job]:
@@ -153,33 +163,15 @@ def job_summary(job: Job) -> dict[str, Any]:
     """A job as lists and the change feed show it (``JobSummary``): a job
     read by :func:`summaries_query`, its long texts as previews."""
     texts = vars(job)  # the previews and lengths the query read, by their aliases
-    return {
-        "id": job.id,
-        "crewId": job.crew_id,
-        "title": job.title,
-        "key": job.key,
-        "agent": job.agent,
-        "status": job.status,
-        "promptPreview": texts["prompt_preview"] or "",
-        "promptChars": texts["prompt_chars"] or 0,
-        "artifactName": job.artifact_name,
-        "scheduledAt": iso(job.scheduled_at),
-        "availableAt": iso(job.available_at),
-        "attempts": job.attempts,
-        "maxRetries": job.max_retries,
-        "timeoutS": job.timeout_s,
-        "resultPreview": texts["result_preview"],
-        "resultChars": texts["result_chars"] or 0,
-        "blockedReason": texts["blocked_reason_preview"],
-        "feedback": texts["feedback_preview"],
-        "cancelRequested": job.cancel_requested,
-        "actions": job_actions(job),
-        "owner": {"id": job.owner.id, "email": job.owner.email},
-        "scheduleId": job.schedule_id,
-        "templateId": job.crew.template_id,
-        "createdAt": iso(job.created_at),
-        "updatedAt": iso(job.updated_at),
-    }
+    return _job_fields(
+        job,
+        promptPreview=texts["prompt_preview"] or "",
+        promptChars=texts["prompt_chars"] or 0,
+        resultPreview=texts["result_preview"],
+        resultChars=texts["result_chars"] or 0,
+        blockedReason=texts["blocked_reason_preview"],
+        feedback=texts["feedback_preview"],
+    )
 
 
 def run_public(run: Run) -> dict[str, Any]:
