@@ -27,9 +27,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="in
 
 
 def append_from_another_process(path: Path, text: str) -> None:
-    subprocess.run(
-        [sys.executable, "-c", f"open({str(path)!r}, 'a').write({text!r})"], check=True
-    )
+    subprocess.run([sys.executable, "-c", f"open({str(path)!r}, 'a').write({text!r})"], check=True)
 
 
 @pytest.fixture
