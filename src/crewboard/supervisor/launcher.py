@@ -32,15 +32,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import trio
 
 from crewboard import sessionlog
-from crewboard.agents import Preset, load_presets, run_agents, shipped_agents_dir
+from crewboard.agents import Preset, run_agents
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
+from crewboard.catalog import Catalog
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import CrewboardError
@@ -104,44 +105,6 @@ def classify(
     else:
         how += " without a result"
     return Ending(RunOutcome.CRASHED, how)
-
-
-class PresetCache:
-    """The agent presets, re-read only when a preset file changes (a stat of
-    each file per run instead of parsing YAML per run), on a worker thread."""
-
-    def __init__(self, dirs: tuple[Path, ...]) -> None:
-        self.folders = (shipped_agents_dir(), *dirs)
-        self._signature: tuple[Any, ...] | None = None
-        self._presets: dict[str, Preset] = {}
-        self._lock = trio.Lock()
-
-    def _stat(self) -> tuple[Any, ...]:
-        seen: list[Any] = []
-        for folder in self.folders:
-            try:
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.name.endswith(".agent.yaml"):
-                            st = entry.stat()
-                            seen.append((entry.path, st.st_mtime_ns, st.st_size))
-            except OSError:
-                seen.append((str(folder), None, None))
-        return tuple(sorted(seen, key=repr))
-
-    def _load(self) -> dict[str, Preset]:
-        signature = self._stat()
-        if signature != self._signature:
-            presets, errors = load_presets(self.folders[1:])
-            for error in errors:
-                log.warning("agent preset left out: %s", error)
-            self._presets, self._signature = presets, signature
-        return self._presets
-
-    async def get(self) -> dict[str, Preset]:
-        """The presets as the files are now (stat and YAML off the event loop)."""
-        async with self._lock:
-            return await trio.to_thread.run_sync(self._load)
 
 
 def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
@@ -225,7 +188,7 @@ class Launcher:
         self.config = config
         self.home = home
         self.forkserver = forkserver
-        self.presets = PresetCache(config.agents)
+        self.catalog = Catalog(config)
         self._nursery = nursery
         self._on_finished = on_finished
         self.active: dict[int, ActiveRun] = {}
@@ -309,7 +272,7 @@ class Launcher:
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
         try:
-            spec = build_spec(claim, self.config, self.home, await self.presets.get())
+            spec = build_spec(claim, self.config, self.home, await self.catalog.presets())
             await trio.to_thread.run_sync(_prepare, spec)
             await run_runner(
                 spec,

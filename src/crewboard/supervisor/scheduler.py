@@ -28,17 +28,17 @@ from typing import Protocol
 import trio
 
 from crewboard import cron
-from crewboard.agents import load_presets
 from crewboard.board import db, schedule_views
 from crewboard.board import schedules as board_schedules
 from crewboard.board.schedule_views import DueSchedule
 from crewboard.board.schedules import FireOutcome, FireResult
+from crewboard.catalog import Catalog
 from crewboard.clock import iso, utcnow
 from crewboard.config import Config
 from crewboard.errors import NotFound, ValidationFailed
 from crewboard.supervisor.polling import next_delay_s, serve_polling
 from crewboard.supervisor.wake import Wakeup
-from crewboard.workflows import Template, load_templates, render_crew, template_dirs
+from crewboard.workflows import Template, render_crew
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,12 @@ class ScheduleStore(Protocol):
 
 
 class BoardStore:
-    """The real board, reached on worker threads; templates are read from the
-    configured folders each time something is due, so edits to them apply."""
+    """The real board, reached on worker threads; templates are looked at in
+    the configured folders each time something is due, so edits to them apply."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.catalog = Catalog(config)
 
     async def due(self, now: datetime) -> list[DueSchedule]:
         return await db.call(schedule_views.due_schedules, now=now)
@@ -151,12 +152,7 @@ class BoardStore:
         )
 
     async def templates(self) -> Mapping[str, Template]:
-        return await trio.to_thread.run_sync(_load_templates, self.config)
-
-
-def _load_templates(config: Config) -> dict[str, Template]:
-    presets, _ = load_presets(config.agents)
-    return load_templates(template_dirs(config), presets)
+        return await self.catalog.templates()
 
 
 class Scheduler:

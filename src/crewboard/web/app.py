@@ -8,18 +8,22 @@ import json
 import logging
 import secrets
 import time
+from functools import partial
 
 import trio
 from quart import Quart, g, request
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
+from crewboard.catalog import Catalog
 from crewboard.config import Config
+from crewboard.fswatch import FileWatch
 from crewboard.home import Home
 from crewboard.passwords import Passwords
 from crewboard.web.auth.google import ProviderCache
 from crewboard.web.auth.guards import authenticate
 from crewboard.web.auth.ratelimit import LoginLimiter
+from crewboard.web.board_changes import BoardChanges
 from crewboard.web.board_feed import serve_board_feed
 from crewboard.web.chat import serve_chat_turns
 from crewboard.web.errors import register_error_handlers
@@ -50,14 +54,14 @@ def _body_still_arriving() -> bool:
     return complete is None or not complete.is_set()
 
 
-async def serve_services(
-    config: Config, home: Home, *, task_status: trio.TaskStatus[WebServices]
-) -> None:
+async def serve_services(web: WebState, *, task_status: trio.TaskStatus[WebServices]) -> None:
     """Start every service of the web process, each once the previous one is
     ready; report them, then run until cancelled."""
+    config, home = web.config, web.home
     async with trio.open_nursery() as nursery:
-        log_hub = await nursery.start(serve_log_hub)
-        board_feed = await nursery.start(serve_board_feed)
+        await nursery.start(web.file_watch.serve)
+        log_hub = await nursery.start(partial(serve_log_hub, watch=web.file_watch))
+        board_feed = await nursery.start(partial(serve_board_feed, changes=web.board_changes))
         chat_turns = await nursery.start(serve_chat_turns, config, home)
         task_status.started(WebServices(log_hub, board_feed, chat_turns, nursery.cancel_scope))
 
@@ -77,12 +81,17 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.secret_key = home.secret_key()
+    file_watch = FileWatch()
+    board_changes = BoardChanges(file_watch, None if config.database_url else home.board_db)
     web = app.extensions["crewboard"] = WebState(
         config=config,
         home=home,
         passwords=Passwords(config.argon2_time_cost, config.argon2_memory_kib),
         login_limiter=LoginLimiter(config.login_attempts, config.login_window_s),
-        board_watch=BoardWatch(),
+        file_watch=file_watch,
+        board_changes=board_changes,
+        board_watch=BoardWatch(board_changes),
+        catalog=Catalog(config),
         google_oidc=ProviderCache(),
     )
     register_error_handlers(app)
@@ -90,7 +99,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
     @app.before_serving
     async def _start_services() -> None:
         # quart-trio's nursery lives exactly as long as the app serves.
-        web.running = await app.nursery.start(serve_services, config, home)
+        web.running = await app.nursery.start(serve_services, web)
 
     @app.after_serving
     async def _stop_services() -> None:

@@ -2,8 +2,10 @@
 open ``GET /api/board/events`` stream, so clients stay live without polling
 thousands of jobs.
 
-The poller reads new events every ``poll_s``, joins each with its job as it
-is now, encodes the frame once and publishes it to a bounded
+The poller reads new events at each commit to the board (woken by
+:class:`~crewboard.web.board_changes.BoardChanges`; every ``poll_s`` where
+commits cannot be seen), joins each with its job as it is now, encodes the
+frame once and publishes it to a bounded
 :class:`~crewboard.web.broadcast.Broadcast`; each stream walks that buffer,
 keeping what its viewer may see (scoped like the job list). A client resuming
 with ``Last-Event-ID`` from before the buffer is served from the board first,
@@ -26,12 +28,15 @@ import trio
 from crewboard.board import db, job_views
 from crewboard.board.users import Principal
 from crewboard.web import sse
+from crewboard.web.board_changes import BoardChanges
 from crewboard.web.broadcast import Broadcast
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 POLL_S = 0.25
+# A board committing in a burst is read at most this often.
+MIN_POLL_GAP_S = 0.005
 # Events the buffer holds for streams that fall behind or resume.
 KEEP = 5000
 
@@ -70,8 +75,11 @@ class _Round:
 class BoardFeed:
     """One poller of the events table shared by every open change feed."""
 
-    def __init__(self, poll_s: float = POLL_S, keep: int = KEEP) -> None:
+    def __init__(
+        self, poll_s: float = POLL_S, keep: int = KEEP, changes: BoardChanges | None = None
+    ) -> None:
         self.poll_s = poll_s
+        self._changes = changes
         self.keep = keep
         self.followers = 0
         self._round: _Round | None = None
@@ -149,11 +157,17 @@ class BoardFeed:
         changes.floor = await db.call(job_views.last_event_id)
         current.ready.set()
         while True:
+            committed = self._changes.arm() if self._changes else None
+            polled_at = trio.current_time()
             rows = await db.call(_changes_after, changes.last_id)
             if rows:
                 changes.publish((row.id, row) for row in rows)
             if len(rows) < BATCH:
-                await trio.sleep(self.poll_s)
+                if self._changes is None:
+                    await trio.sleep(self.poll_s)
+                else:
+                    await self._changes.wait(committed, self.poll_s)
+                    await trio.sleep_until(polled_at + MIN_POLL_GAP_S)
             if self.followers <= 0:
                 return
 
@@ -161,7 +175,9 @@ class BoardFeed:
 async def serve_board_feed(
     *,
     poll_s: float = POLL_S,
+    changes: BoardChanges | None = None,
     task_status: trio.TaskStatus[BoardFeed] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the feed, reported through ``task_status``, until cancelled."""
-    await BoardFeed(poll_s).serve(task_status=task_status)
+    """Run the feed, reported through ``task_status``, until cancelled;
+    without ``changes`` it polls."""
+    await BoardFeed(poll_s, changes=changes).serve(task_status=task_status)

@@ -8,7 +8,8 @@ resuming after a retry learns how the run it followed ended and then gets the
 new run from its start. The log itself is read by the shared
 :class:`~crewboard.web.loghub.LogHub`; what streams ask of the board (the
 latest run of a job, a run's outcome) is answered by one :class:`BoardWatch`
-query per question and interval, however many streams ask. A client going
+query per question and board commit, however many streams ask, and a stream
+waiting on one wakes at the commit that changes it. A client going
 away ends only its own stream, never the job.
 """
 
@@ -25,10 +26,12 @@ from crewboard.board import db, job_views
 from crewboard.board.models import RunOutcome
 from crewboard.home import Home
 from crewboard.sessionlog import Record, is_terminal, last_record
+from crewboard.web.board_changes import WATCHED_POLL_S, BoardChanges
 from crewboard.web.loghub import LogHub
 from crewboard.web.render import render_markdown
 from crewboard.web.sse import PING, LazyFrame, Pinger, encode_frame, frame_bytes, parse_id
 
+# Where board commits cannot be seen, streams waiting on the board poll this often.
 WAIT_POLL_S = 0.25
 # How long a stream waits on a quiet log before it looks at the run's row (or
 # pings). Every idle stream wakes this often, so it is not short.
@@ -88,17 +91,39 @@ def parse_resume(raw: str | None) -> tuple[int | None, int]:
 @dataclass
 class _Entry:
     at: float
+    # Set at the board's first commit after the answer was read (None where
+    # commits cannot be seen: the answer then keeps for ``max_age_s``).
+    committed: trio.Event | None
     value: Any
 
 
 @dataclass
 class BoardWatch:
-    """A short-lived cache of board answers shared by every stream, with
-    concurrent askers of one question waiting on one query."""
+    """Board answers shared by every stream, kept until the board's next
+    commit, with concurrent askers of one question waiting on one query. A
+    stream waiting for an answer to change arms first, asks, then waits::
 
+        committed = watch.arm()
+        outcome = await watch.run_outcome(run_id)
+        ...
+        await watch.wait(committed)
+    """
+
+    changes: BoardChanges | None = None
     max_age_s: float = WAIT_POLL_S
     _cache: dict[tuple[str, int], _Entry] = field(default_factory=dict)
     _asking: dict[tuple[str, int], trio.Event] = field(default_factory=dict)
+
+    def arm(self) -> trio.Event | None:
+        """An event set at the board's next commit (None: poll)."""
+        return None if self.changes is None else self.changes.arm()
+
+    async def wait(self, committed: trio.Event | None) -> None:
+        """Until the commit ``committed`` waits for, or one poll interval."""
+        if self.changes is None:
+            await trio.sleep(self.max_age_s)
+        else:
+            await self.changes.wait(committed, self.max_age_s)
 
     async def latest_run(self, job_id: int) -> tuple[int, str] | str | None:
         """``(run_id, outcome)`` of the job's newest run, None while it has
@@ -109,10 +134,16 @@ class BoardWatch:
         """The run's outcome, or None once it is deleted."""
         return await self._get(("run", run_id), lambda: db.call(job_views.run_outcome, run_id))
 
+    def _fresh(self, entry: _Entry) -> bool:
+        age = trio.current_time() - entry.at
+        if entry.committed is None:
+            return age < self.max_age_s
+        return not entry.committed.is_set() and age < WATCHED_POLL_S
+
     async def _get(self, key: tuple[str, int], fetch: Callable[[], Awaitable[Any]]) -> Any:
         while True:
             entry = self._cache.get(key)
-            if entry is not None and trio.current_time() - entry.at < self.max_age_s:
+            if entry is not None and self._fresh(entry):
                 return entry.value
             asking = self._asking.get(key)
             if asking is None:
@@ -122,10 +153,11 @@ class BoardWatch:
                 break  # the query failed; ask again ourselves
         self._asking[key] = asking = trio.Event()
         try:
+            committed = self.arm()
             value = await fetch()
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = _Entry(trio.current_time(), value)
+            self._cache[key] = _Entry(trio.current_time(), committed, value)
             return value
         finally:
             del self._asking[key]
@@ -149,6 +181,7 @@ async def stream_job(
     it runs after the request has ended."""
     pinger = Pinger()
     while True:
+        committed = watch.arm()
         latest = await watch.latest_run(job_id)
         if latest == GONE:
             return
@@ -157,7 +190,7 @@ async def stream_job(
             break
         if pinger.due():
             yield PING
-        await trio.sleep(WAIT_POLL_S)
+        await watch.wait(committed)
 
     resume_run, after_seq = parse_resume(resume_from)
     if resume_run is not None and resume_run != run_id:
@@ -203,6 +236,7 @@ async def _run_frames(
                         break
 
     while True:
+        committed = watch.arm()
         outcome = await watch.run_outcome(run_id)
         if outcome is None:
             return
@@ -210,5 +244,5 @@ async def _run_frames(
             break
         if pinger.due():
             yield PING
-        await trio.sleep(WAIT_POLL_S)
+        await watch.wait(committed)
     yield encode_frame("done", {"runId": run_id, "outcome": outcome})

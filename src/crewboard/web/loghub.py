@@ -1,8 +1,10 @@
 """The log hub: session logs followed live by any number of streams, with ONE
 reader task per log file however many clients follow it.
 
-The reader polls a :class:`~crewboard.sessionlog.LogCursor` every ``poll_s``
-while the file has followers and publishes what it reads, by ``seq``, to a
+The reader reads a :class:`~crewboard.sessionlog.LogCursor` whenever the
+file changes (woken by the process's :class:`~crewboard.fswatch.FileWatch`;
+every ``poll_s`` where changes cannot be seen) while the file has followers,
+and publishes what it reads, by ``seq``, to a
 :class:`~crewboard.web.broadcast.Broadcast` shared by all of them. A
 follower is a position in that buffer, not a queue, so a record costs one
 read, one parse and (per frame encoder) one encoding, whatever the audience.
@@ -25,12 +27,19 @@ from typing import Any
 
 import trio
 
+from crewboard.fswatch import FileWatch, wait_changed
 from crewboard.sessionlog import LogCursor, Record, is_terminal
 from crewboard.web.broadcast import Broadcast
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.025
+# With changes watched, a file is still looked at this often, in case a
+# change went unseen.
+WATCHED_POLL_S = 1.0
+# A log written in a burst is read at most this often, so a runner writing
+# thousands of small records costs reads of many records each.
+MIN_READ_GAP_S = 0.004
 # Growth beyond this is read on a worker thread rather than on the event loop.
 INLINE_READ_BYTES = 256 * 1024
 
@@ -153,9 +162,13 @@ class LogHub:
     one leaves.
     """
 
-    def __init__(self, nursery: trio.Nursery, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self, nursery: trio.Nursery, poll_s: float = POLL_S, watch: FileWatch | None = None
+    ) -> None:
         self._nursery = nursery
         self.poll_s = poll_s
+        self.watched_poll_s = WATCHED_POLL_S
+        self._watch = watch or FileWatch()
         self._tails: dict[Path, _Tail] = {}
 
     @property
@@ -206,10 +219,13 @@ class LogHub:
 
     async def _serve_tail(self, tail: _Tail) -> None:
         ended = False  # the newest record read is a terminal one
+        read_at = -MIN_READ_GAP_S
         try:
             while True:
+                changed = self._watch.arm(tail.path)
                 grown = _grown_by(tail)
                 if grown:
+                    read_at = trio.current_time()
                     if grown > INLINE_READ_BYTES:
                         records = await trio.to_thread.run_sync(tail.cursor.read_new)
                     else:
@@ -219,8 +235,13 @@ class LogHub:
                         ended = is_terminal(records[-1])
                 if tail.followers <= 0:
                     return
-                # After a terminal record more is unlikely (a chat's next turn): look less often.
-                await trio.sleep(self.poll_s * (10 if ended else 1))
+                if changed is not None:
+                    await wait_changed(changed, self.watched_poll_s)
+                    await trio.sleep_until(read_at + MIN_READ_GAP_S)
+                else:
+                    # After a terminal record more is unlikely (a chat's next
+                    # turn): look less often.
+                    await trio.sleep(self.poll_s * (10 if ended else 1))
                 if tail.followers <= 0:
                     return
         except Exception:
@@ -241,10 +262,13 @@ def _grown_by(tail: _Tail) -> int:
 
 
 async def serve_log_hub(
-    *, poll_s: float = POLL_S, task_status: trio.TaskStatus[LogHub] = trio.TASK_STATUS_IGNORED
+    *,
+    poll_s: float = POLL_S,
+    watch: FileWatch | None = None,
+    task_status: trio.TaskStatus[LogHub] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a hub, reported through ``task_status``, until cancelled; its
-    readers run in a nursery of its own."""
+    readers run in a nursery of its own. Without ``watch`` every log is polled."""
     async with trio.open_nursery() as readers:
-        task_status.started(LogHub(readers, poll_s))
+        task_status.started(LogHub(readers, poll_s, watch))
         await trio.sleep_forever()

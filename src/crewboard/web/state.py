@@ -4,19 +4,21 @@ starts when the app begins serving."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 from quart import current_app
 
+from crewboard.catalog import Catalog
 from crewboard.config import Config
+from crewboard.fswatch import FileWatch
 from crewboard.home import Home
 from crewboard.passwords import Passwords
 from crewboard.web.auth.ratelimit import LoginLimiter
+from crewboard.web.board_changes import BoardChanges
 
 if TYPE_CHECKING:
-    from crewboard.web.api.templates import Catalog
     from crewboard.web.auth.google import ProviderCache
     from crewboard.web.board_feed import BoardFeed
     from crewboard.web.chat import ChatTurns
@@ -48,14 +50,15 @@ class WebState:
     home: Home
     passwords: Passwords
     login_limiter: LoginLimiter
+    # Changes of followed files (session logs, the board) seen by inotify.
+    file_watch: FileWatch
+    board_changes: BoardChanges
     # What job streams ask of the board, shared by all of them.
     board_watch: BoardWatch
+    # The agent presets and workflow templates, re-read when their files change.
+    catalog: Catalog
     # The Google provider's documents and key sets, and the spent sign-in states.
     google_oidc: ProviderCache
-    # The workflow templates as last loaded; each request checks them against their files.
-    templates: Catalog | None = None
-    # Agent preset problems already logged, so each is logged once.
-    reported_preset_errors: set[str] = field(default_factory=set)
     running: WebServices | None = None
 
     @property

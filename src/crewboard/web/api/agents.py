@@ -1,19 +1,20 @@
 """``GET /api/agents``: the agent presets a user can chat with or name in a
 workflow, and :func:`current_presets`, the one way the web process reads them.
 
-Presets are read from their folders on each use, so a preset the operator
-adds or fixes shows up without a restart. A broken preset file is left out
-and logged (once per distinct problem), never an error for the caller.
+Presets come from the web's :class:`~crewboard.catalog.Catalog`, which looks
+at their files on each use and re-reads them when one changed, so a preset
+the operator adds or fixes shows up without a restart. A broken preset file
+is left out and logged (once per distinct problem), never an error for the
+caller.
 """
 
 from __future__ import annotations
 
 import logging
 
-import trio
 from quart import Blueprint, jsonify
 
-from crewboard.agents import Preset, load_presets
+from crewboard.agents import Preset
 from crewboard.web.auth.guards import login_required
 from crewboard.web.state import state
 
@@ -24,15 +25,7 @@ bp = Blueprint("agents", __name__, url_prefix="/api/agents")
 
 async def current_presets() -> dict[str, Preset]:
     """Every loadable preset by id: the shipped ones, then ``CREWBOARD_AGENTS``."""
-    st = state()
-    presets, errors = await trio.to_thread.run_sync(load_presets, st.config.agents)
-    reported = st.reported_preset_errors
-    for error in errors:
-        text = str(error)
-        if text not in reported:
-            reported.add(text)
-            log.warning("agent preset left out: %s", text)
-    return presets
+    return await state().catalog.presets()
 
 
 @bp.get("")

@@ -1,0 +1,90 @@
+"""The agent presets and workflow templates a server offers, as their files
+are now.
+
+Parsing every preset's YAML on each chat message or run is most of what a
+message costs the web, so a :class:`Catalog` keeps what it parsed and looks
+again only when a file changed: each look is a ``stat`` of the folders and
+their files, compared with the last load's. Presets and templates are loaded
+together, since a template is valid only with the presets it names. A file
+left out as broken is logged once, not on every look.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from crewboard.agents import SUFFIX as PRESET_SUFFIX
+from crewboard.agents import Preset, load_presets, shipped_agents_dir
+from crewboard.config import Config
+from crewboard.workflows import SUFFIX as TEMPLATE_SUFFIX
+from crewboard.workflows import Template, load_templates, template_dirs
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    signature: Signature
+    presets: dict[str, Preset]
+    templates: dict[str, Template]
+
+
+def _signature(folders: list[tuple[Path, str]]) -> Signature:
+    seen: list[tuple[str, int, int]] = []
+    for folder, suffix in folders:
+        try:
+            seen.append((str(folder), folder.stat().st_mtime_ns, 0))
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(suffix):
+                        info = entry.stat()
+                        seen.append((entry.path, info.st_mtime_ns, info.st_size))
+        except OSError:
+            seen.append((str(folder), -1, -1))
+    return tuple(sorted(seen))
+
+
+class Catalog:
+    """The presets and templates of ``config``'s folders (after the shipped
+    ones), re-read only when one of their files changes."""
+
+    def __init__(self, config: Config) -> None:
+        self._preset_dirs = [Path(d) for d in config.agents]
+        self._template_dirs = template_dirs(config)
+        self._folders = [(shipped_agents_dir(), PRESET_SUFFIX)]
+        self._folders += [(d, PRESET_SUFFIX) for d in self._preset_dirs]
+        self._folders += [(d, TEMPLATE_SUFFIX) for d in self._template_dirs]
+        self._loaded: Loaded | None = None
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+
+    def load(self) -> Loaded:
+        """What the files hold now (blocking: a stat per file, YAML when one
+        changed)."""
+        with self._lock:
+            signature = _signature(self._folders)
+            if self._loaded is None or self._loaded.signature != signature:
+                presets, errors = load_presets(self._preset_dirs)
+                for error in errors:
+                    if str(error) not in self._reported:
+                        self._reported.add(str(error))
+                        log.warning("agent preset left out: %s", error)
+                templates = load_templates(self._template_dirs, set(presets))
+                self._loaded = Loaded(signature, presets, dict(sorted(templates.items())))
+            return self._loaded
+
+    async def presets(self) -> dict[str, Preset]:
+        """Every loadable preset by id (looked at off the event loop)."""
+        return (await trio.to_thread.run_sync(self.load)).presets
+
+    async def templates(self) -> dict[str, Template]:
+        """Every template by id, valid or not (looked at off the event loop)."""
+        return (await trio.to_thread.run_sync(self.load)).templates
