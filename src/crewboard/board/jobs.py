@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from crewboard import limits
+from crewboard.board import usage
 from crewboard.board.db import write
 from crewboard.board.events import EventKind, record_event, user_actor
 from crewboard.board.job_views import (
@@ -133,6 +135,7 @@ def create_crew(
     schedule_id: int | None = None,
     title: str | None = None,
     actor: str | None = None,
+    max_queued: int | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -141,7 +144,10 @@ def create_crew(
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
     ``waiting`` on their parents. ``actor`` defaults to the owner.
+    LimitReached if the owner's queued jobs and the crew's would pass
+    ``max_queued``.
     """
+    usage.check_room(limits.QUEUED_JOBS, owner_id, max_queued, len(plan.jobs))
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
     crew = Crew.create(

@@ -142,7 +142,12 @@ async def create_crew():
     if errors or plan is None:
         raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
     crew, jobs = await db.call(
-        board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at, now=utcnow()
+        board_jobs.create_crew,
+        plan,
+        who.user_id,
+        scheduled_at=scheduled_at,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
     )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
