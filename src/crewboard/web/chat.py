@@ -13,8 +13,9 @@ follower of the log ends too. One turn at a time per session; a session
 being deleted takes no new turn. The per-user limits of
 :mod:`crewboard.limits` apply here: at most ``chat_turns_per_user`` turns of
 one user at once (429 past it), and a turn still running after
-``chat_turn_timeout_s`` is killed and ends with an ``error`` that says so. On shutdown every running turn is stopped
-(SIGTERM, grace, SIGKILL) and recorded as stopped, then the template.
+``chat_turn_timeout_s`` is killed and ends with an ``error`` that says so.
+On shutdown every running turn is stopped (SIGTERM, grace, SIGKILL) and
+recorded as stopped, then the template.
 
 Streams read a turn's records through :mod:`crewboard.web.loghub`;
 a turn's ``after_seq`` and ``finished`` tell them where it starts and when
