@@ -41,9 +41,7 @@ def test_the_claim_passes_over_a_disabled_owners_ready_job(home: Home):
 
 
 def test_disabling_blocks_waiting_and_ready_jobs_but_not_running_ones(home: Home):
-    ids = crews.add_crew(
-        {"a": crews.JobDef(), "b": crews.JobDef(needs=["a"]), "c": crews.JobDef()}
-    )
+    ids = crews.add_crew({"a": crews.JobDef(), "b": crews.JobDef(needs=["a"]), "c": crews.JobDef()})
     owner = Job.get_by_id(ids["a"]).owner_id
     running = dispatch.claim_ready_job("sup", home.run_log, now=utcnow())
     assert running is not None

@@ -11,6 +11,7 @@ user count one after the other and parallel requests cannot overshoot.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import peewee
 
@@ -53,9 +54,10 @@ def check_room(limit: Limit, owner_id: int, max_count: int | None, adding: int =
     limits.check_count(limit, max_count, _COUNTERS[limit.key](owner_id), adding)
 
 
-def _grouped(query: peewee.ModelSelect, owner: peewee.Field) -> dict[int, int]:
-    rows = query.select(owner.alias("owner_id"), peewee.fn.COUNT(peewee.SQL("*")).alias("n"))
-    return {row.owner_id: row.n for row in rows.group_by(owner).objects()}
+def _grouped(query: Any, owner: peewee.Field) -> dict[int, int]:
+    """How many rows of ``query`` each owner has, by owner id."""
+    rows = query.select(owner, peewee.fn.COUNT(peewee.SQL("*"))).group_by(owner).tuples()
+    return {owner_id: count for owner_id, count in rows}
 
 
 def usage_by_user() -> dict[int, dict[str, int]]:

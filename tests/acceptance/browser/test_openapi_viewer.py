@@ -21,9 +21,9 @@ def test_swagger_ui_works_under_its_csp(anon_page, site):
     page = anon_page
     page.add_init_script(RECORD_VIOLATIONS)
     response = page.goto("/openapi/")
-    assert response is not None and "script-src 'self'" in response.headers[
-        "content-security-policy"
-    ]
+    assert (
+        response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    )
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("crewboard")
     operation = page.locator("#operations-admin-getAdminUsage")
     operation.locator(".opblock-summary").click()
