@@ -17,7 +17,8 @@ other setting (flag, environment, ``crewboard.toml``); 0 turns it off.
 How each is checked:
 
 - **Counts** (schedules, queued jobs — waiting and ready, a crew counting all
-  its jobs — and saved chat sessions) are checked by
+  its jobs, an unblock or redo the jobs it queues again, a schedule's fire
+  its crew — and saved chat sessions) are checked by
   :func:`crewboard.board.usage.check_room` inside the write transaction that
   inserts, so parallel requests cannot overshoot: SQLite's ``BEGIN
   IMMEDIATE`` serialises writers, and on PostgreSQL the owner's user row is
@@ -80,18 +81,9 @@ CHAT_RETRY_AFTER_S = 5
 TURN_TIME_LIMIT = "it ran past the chat turn time limit"
 
 
-def maximum(config: Config, limit: Limit) -> float:
-    """The configured value of ``limit`` (0: no limit)."""
-    return float(getattr(config, limit.field))
-
-
 def configured(config: Config) -> dict[str, float | int]:
     """Every limit's configured value by key, as the usage view shows them."""
-    values: dict[str, float | int] = {}
-    for limit in LIMITS:
-        value = getattr(config, limit.field)
-        values[limit.key] = value
-    return values
+    return {limit.key: getattr(config, limit.field) for limit in LIMITS}
 
 
 class LimitReached(Conflict):

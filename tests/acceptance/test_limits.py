@@ -118,6 +118,15 @@ async def test_parallel_crews_stop_at_the_queued_jobs_limit(site):
         assert sum(r.status_code == 201 for r in responses) == 4
         listed = (await client.get("/api/jobs", params={"status": "waiting"})).json()["jobs"]
         assert len(listed) == 4
+        # Cancelling frees a place; unblocking the cancelled job once it is
+        # taken again would go past the limit, so it is refused too.
+        cancelled = listed[0]["id"]
+        assert (await client.post(f"/api/jobs/{cancelled}/cancel")).status_code == 200
+        again = await client.post("/api/jobs", params={"scheduledAt": LATER}, json=ASK)
+        assert again.status_code == 201, again.text
+        refused = await client.post(f"/api/jobs/{cancelled}/unblock")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["details"]["limit"] == "queuedJobs"
     assert (await usage_of(site, bob))["usage"]["queuedJobs"] == 4
 
 

@@ -234,7 +234,13 @@ async def add_comment(job_id: int):
 async def unblock_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
-    job = await db.call(board_jobs.unblock, job.id, who.user_id, now=utcnow())
+    job = await db.call(
+        board_jobs.unblock,
+        job.id,
+        who.user_id,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
+    )
     _wake()
     return jsonify(job_views.job_public(job))
 
@@ -248,7 +254,14 @@ async def redo_job(job_id: int):
     fields = Fields(body, allowed={"feedback"})
     feedback = fields.present("feedback")
     fields.done()
-    job = await db.call(board_jobs.redo, job.id, who.user_id, feedback, now=utcnow())
+    job = await db.call(
+        board_jobs.redo,
+        job.id,
+        who.user_id,
+        feedback,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
+    )
     _wake()
     return jsonify(job_views.job_public(job))
 
