@@ -1,7 +1,8 @@
 """Accounts and limits on a real board: the claim never starts a disabled
-owner's job whatever put it back to ready, tokens stop at their expiry, the
-token-expiry migration upgrades an older board, and on PostgreSQL parallel
-inserts of one user stop exactly at a count limit."""
+owner's job whatever put it back to ready, a schedule's fire past its
+owner's queued-jobs limit makes no crew and says why, tokens stop at their
+expiry, the token-expiry migration upgrades an older board, and on
+PostgreSQL parallel inserts of one user stop exactly at a count limit."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from datetime import timedelta
 import pytest
 
 from crewboard import limits
+from crewboard.agents import load_presets
 from crewboard.board import db, dispatch, migrations, schedules, users
-from crewboard.board.models import Job, JobStatus, Schedule, User
-from crewboard.board.schedules import ScheduleChanges
+from crewboard.board.models import Crew, Event, Job, JobStatus, Schedule, User
+from crewboard.board.schedules import FireOutcome, ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.home import Home
+from crewboard.workflows import load_templates, render_crew, shipped_dir
 from tests.integration.test_supervisor_postgres import pg  # noqa: F401 - a fixture
 from tests.support import crews
 
@@ -51,6 +54,37 @@ def test_disabling_blocks_waiting_and_ready_jobs_but_not_running_ones(home: Home
     for job_id in done.blocked_job_ids:
         job = Job.get_by_id(job_id)
         assert (job.status, job.blocked_reason) == (JobStatus.BLOCKED, users.OWNER_DISABLED)
+
+
+def test_a_fire_past_the_owners_queued_jobs_limit_makes_no_crew_and_says_why(home, alice):
+    presets, _ = load_presets()
+    templates = load_templates([shipped_dir()], presets)
+    now = utcnow()
+    changes = ScheduleChanges(
+        name="ask",
+        template_id="ask",
+        inputs={"question": "Anything?"},
+        rule="@hourly",
+        timezone="UTC",
+        overlap="allow",
+    )
+    row = schedules.create_schedule(alice.id, changes, now=now)
+    crews_before = Crew.select().count()
+    for n in range(2):
+        fire_at = now + timedelta(hours=n + 1)
+        result = schedules.record_schedule_fire(
+            row.id,
+            fire_at,
+            crew=render_crew(templates, "ask", {"question": "Anything?"}),
+            due_from=Schedule.get_by_id(row.id).next_run_at,
+            next_run_at=fire_at + timedelta(hours=1),
+            max_queued=1,
+            now=fire_at,
+        )
+        assert result.outcome is (FireOutcome.SPAWNED if n == 0 else FireOutcome.FAILED)
+    assert Crew.select().count() == crews_before + 1
+    (failed,) = Event.select().where((Event.schedule == row.id) & (Event.kind == "fire_failed"))
+    assert "limit" in failed.message and "CREWBOARD_QUEUED_JOBS_PER_USER" in failed.message
 
 
 def test_a_token_is_refused_from_its_expiry_on(home: Home):
