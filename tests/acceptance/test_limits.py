@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from tests.conftest import Account, add_user, client_for, make_config, signed_in
-from tests.support.procs import Proc, serve, served_url
+from tests.support.procs import Proc, run_cli, serve, served_url
 from tests.support.sse_client import collect
 
 LIMITS = {
@@ -34,6 +34,7 @@ LATER = (datetime.now(UTC) + timedelta(days=30)).isoformat()
 @dataclass
 class Site:
     url: str
+    home: Path
     proc: Proc
     admin: Account
     users: list[Account]
@@ -52,11 +53,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     open_home(config)
     try:
         admin = add_user(config, "admin@example.test", admin=True)
-        users = [add_user(config, f"user{n}@example.test") for n in range(1, 9)]
+        users = [add_user(config, f"user{n}@example.test") for n in range(1, 12)]
     finally:
         db.close()
     with serve(home, LIMITS) as proc:
-        yield Site(served_url(proc).rstrip("/"), proc, admin, users)
+        yield Site(served_url(proc).rstrip("/"), home, proc, admin, users)
         proc.stop()
 
 
@@ -242,6 +243,24 @@ async def test_disabling_blocks_the_queue_and_pauses_schedules_until_the_user_re
         assert unblocked.status_code == 200, unblocked.text
         resumed = await client.post(f"/api/schedules/{schedule_id}/enable")
         assert resumed.json()["enabled"] is True
+
+
+async def test_the_command_line_disables_and_enables_an_account_the_same_way(site):
+    heidi = site.user()
+    async with signed_in(site.url, heidi) as client:
+        crew = await client.post("/api/jobs", params={"scheduledAt": LATER}, json=ASK)
+        job_id = crew.json()["jobIds"][0]
+    removed = run_cli("user", "remove", heidi.email, home=site.home)
+    assert removed.returncode == 0, removed.stderr
+    async with signed_in(site.url, site.admin) as admin:
+        job = (await admin.get(f"/api/jobs/{job_id}")).json()["job"]
+        assert (job["status"], job["blockedReason"]) == ("blocked", "owner disabled")
+        assert (await usage_of(site, heidi))["disabled"] is True
+    enabled = run_cli("user", "enable", heidi.email, home=site.home)
+    assert enabled.returncode == 0, enabled.stderr
+    assert (await usage_of(site, heidi))["disabled"] is False
+    async with signed_in(site.url, heidi) as client:
+        assert (await client.get(f"/api/jobs/{job_id}")).json()["job"]["status"] == "blocked"
 
 
 async def test_admin_routes_are_for_admins_only(site):
