@@ -6,7 +6,7 @@ crewboard web        [--home DIR] [--host H] [--port P]
 crewboard supervisor [--home DIR]
 crewboard user add EMAIL [--name NAME] [--admin] [--password-stdin]
 crewboard user list | passwd EMAIL [--password-stdin] | promote EMAIL
-crewboard user remove EMAIL [--purge]
+crewboard user remove EMAIL [--purge] | enable EMAIL
 crewboard token create EMAIL [--name NAME]
 crewboard prune [--home DIR] [--dry-run] [--days N]
 crewboard backup DEST [--home DIR]
@@ -143,12 +143,18 @@ def cmd_user(args: argparse.Namespace) -> int:
     elif args.user_command == "remove":
         existing = users.get_user_by_email(args.email)
         run_ids, chat_ids = users.owned_files(existing.id) if existing else ([], [])
-        user = users.remove_user(args.email, purge=args.purge)
+        user = users.remove_user(args.email, purge=args.purge, now=utcnow())
         if args.purge:
             home.remove_run_files(run_ids)
             for chat_id in chat_ids:
                 home.remove_chat_files(chat_id)
         print(f"{'Deleted' if args.purge else 'Disabled'} {user.email}")
+    elif args.user_command == "enable":
+        existing = users.get_user_by_email(args.email)
+        if existing is None:
+            raise CrewboardError(f"no user with email {args.email}")
+        users.enable_user(existing.id)
+        print(f"Enabled {existing.email}; their blocked jobs and paused schedules stay so")
     return 0
 
 
@@ -328,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     remove.add_argument("email")
     remove.add_argument("--purge", action="store_true", help="also delete their data")
+    enable = user_sub.add_parser("enable", parents=[home], help="let a disabled account sign in")
+    enable.add_argument("email")
     user.set_defaults(fn=cmd_user)
 
     token = sub.add_parser("token", help="manage API tokens")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from crewboard import limits
 from crewboard.errors import ConfigError
 from crewboard.runspec import Limits
 
@@ -109,6 +110,12 @@ class Config:
     max_body_bytes: int = 1 << 20
     login_attempts: int = 5
     login_window_s: float = 60.0
+    # Per-user limits (crewboard.limits says how each is checked); 0: none.
+    chat_turns_per_user: int = int(limits.CHAT_TURNS.default)
+    chat_turn_timeout_s: float = limits.CHAT_TURN_SECONDS.default
+    schedules_per_user: int = int(limits.SCHEDULES.default)
+    queued_jobs_per_user: int = int(limits.QUEUED_JOBS.default)
+    sessions_per_user: int = int(limits.SESSIONS.default)
     # GET /readyz answers 503 when the home's file system has less free space.
     min_free_mb: int = 512
     # Retention (supervisor/retention.py): finished jobs, chats and events

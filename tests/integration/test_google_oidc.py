@@ -402,7 +402,7 @@ async def test_unknown_key_refetches_the_key_set_once(google_server, provider, s
 async def test_disabled_account_is_refused(google_server, provider):
     async with Browser(google_server) as browser:
         signed_in(await browser.sign_in())
-    await db.call(board_users.remove_user, "alice@example.test")
+    await db.call(board_users.remove_user, "alice@example.test", now=utcnow())
     async with Browser(google_server) as browser:
         assert refused(await browser.sign_in()) == google.DISABLED
         assert await browser.me() is None

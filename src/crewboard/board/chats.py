@@ -15,6 +15,8 @@ from datetime import datetime
 
 import peewee
 
+from crewboard import limits
+from crewboard.board import usage
 from crewboard.board.db import database, write
 from crewboard.board.models import ChatSession
 from crewboard.clock import iso
@@ -82,11 +84,18 @@ def name_entry(row: ChatSession) -> dict[str, object]:
 
 @write
 def open_session(
-    owner_id: int, name: str, agent: str, model_spec: str, *, now: datetime
+    owner_id: int,
+    name: str,
+    agent: str,
+    model_spec: str,
+    *,
+    max_sessions: int | None = None,
+    now: datetime,
 ) -> tuple[ChatSession, bool]:
     """Create the owner's session called ``name``, or reopen the one they have:
     its agent and model become the ones given, its history continues.
-    Returns the row and whether it is new."""
+    Returns the row and whether it is new. LimitReached if a new one would
+    pass ``max_sessions``."""
     check_name(name)
     row = ChatSession.get_or_none(
         (ChatSession.owner == owner_id) & (ChatSession.session_name == name)
@@ -96,6 +105,7 @@ def open_session(
             ChatSession.id == row.id
         ).execute()
         return ChatSession.get_by_id(row.id), False
+    usage.check_room(limits.SESSIONS, owner_id, max_sessions)
     try:
         with database.atomic():
             row = ChatSession.create(

@@ -106,6 +106,13 @@ class Claim:
         return compose_prompt(self.prompt_parts)
 
 
+def _owner_enabled() -> peewee.Expression:
+    """The claim's guard against running a disabled user's job, whatever
+    race put it back to ready (disabling blocks their queue, but a parent's
+    end or a requeue may still make one ready)."""
+    return Job.owner.not_in(User.select(User.id).where(User.disabled == True))  # noqa: E712
+
+
 @write
 def claim_ready_job(
     supervisor_id: str, log_path: Callable[[int], Path], *, now: datetime
@@ -120,6 +127,7 @@ def claim_ready_job(
             (Job.status == JobStatus.READY)
             & (Job.available_at <= now)
             & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
+            & _owner_enabled()
         )
         .order_by(Job.id)
         .limit(1)

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from crewboard import limits
+from crewboard.board import usage
 from crewboard.board.db import write
 from crewboard.board.events import EventKind, record_event, user_actor
 from crewboard.board.job_views import (
@@ -133,6 +135,7 @@ def create_crew(
     schedule_id: int | None = None,
     title: str | None = None,
     actor: str | None = None,
+    max_queued: int | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -141,7 +144,10 @@ def create_crew(
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
     ``waiting`` on their parents. ``actor`` defaults to the owner.
+    LimitReached if the owner's queued jobs and the crew's would pass
+    ``max_queued``.
     """
+    usage.check_room(limits.QUEUED_JOBS, owner_id, max_queued, len(plan.jobs))
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
     crew = Crew.create(
@@ -236,10 +242,13 @@ def _requeue(job: Job, expected: str, action: str, *, now: datetime, **changes: 
 
 
 @write
-def unblock(job_id: int, user_id: int, *, now: datetime) -> Job:
+def unblock(job_id: int, user_id: int, *, max_queued: int | None = None, now: datetime) -> Job:
     """A blocked job goes back on the queue with its retries reset: ready,
-    or waiting while a parent is not done. Conflict unless it is blocked."""
+    or waiting while a parent is not done. Conflict unless it is blocked;
+    LimitReached if it would take its owner past ``max_queued``."""
     job = get_job(job_id)
+    if job.status == JobStatus.BLOCKED:
+        usage.check_room(limits.QUEUED_JOBS, job.owner_id, max_queued)
     target = _requeue(job, JobStatus.BLOCKED, "unblock", now=now)
     record_event(
         EventKind.UNBLOCK,
@@ -252,10 +261,14 @@ def unblock(job_id: int, user_id: int, *, now: datetime) -> Job:
 
 
 @write
-def redo(job_id: int, user_id: int, feedback: Any, *, now: datetime) -> Job:
+def redo(
+    job_id: int, user_id: int, feedback: Any, *, max_queued: int | None = None, now: datetime
+) -> Job:
     """Re-queue a done or blocked job with ``feedback`` for its next prompt.
     Its done and ready descendants go back to waiting, so results re-flow.
-    Conflict in any other state, or while a descendant is running."""
+    Conflict in any other state, or while a descendant is running;
+    LimitReached if the jobs it queues would take the owner past
+    ``max_queued``."""
     problem = check_text(feedback, MAX_FEEDBACK_CHARS)
     if problem:
         raise ValidationFailed(f"feedback {problem}", {"feedback": problem})
@@ -268,6 +281,8 @@ def redo(job_id: int, user_id: int, feedback: Any, *, now: datetime) -> Job:
         raise Conflict(
             f"job {running[0]} depends on this one and is running; wait for it or cancel it"
         )
+    rewinding = sum(1 for d in below.values() if d.status == JobStatus.DONE)
+    usage.check_room(limits.QUEUED_JOBS, job.owner_id, max_queued, 1 + rewinding)
     target = _requeue(job, job.status, "redo", now=now, feedback=feedback)
     actor = user_actor(user_id)
     # Ready descendants too: they have not started, and would run on the old result.

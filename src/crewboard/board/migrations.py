@@ -31,7 +31,23 @@ def _v2_one_live_run_per_job(db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial, _v2_one_live_run_per_job]
+def _v3_token_expiry(db: peewee.Database) -> None:
+    """API tokens may expire: ``api_token.expires_at`` (NULL: until revoked).
+    A board made by this version's ``_v1_initial`` has it already."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    table = models.ApiToken._meta.table_name
+    if "expires_at" in {column.name for column in db.get_columns(table)}:
+        return
+    migrator = SchemaMigrator.from_database(db)
+    migrate(migrator.add_column(table, "expires_at", models.ApiToken.expires_at))
+
+
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [
+    _v1_initial,
+    _v2_one_live_run_per_job,
+    _v3_token_expiry,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

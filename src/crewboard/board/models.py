@@ -119,6 +119,8 @@ class ApiToken(BaseModel):
     token_hash = peewee.CharField(max_length=64, unique=True)
     created_at = UTCDateTimeField()
     last_used_at = UTCDateTimeField(null=True)
+    # After this the token signs no one in; None: until revoked.
+    expires_at = UTCDateTimeField(null=True)
 
 
 class ChatSession(BaseModel):

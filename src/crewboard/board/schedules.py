@@ -27,8 +27,9 @@ from typing import Any
 
 import peewee
 
-from crewboard import cron
+from crewboard import cron, limits
 from crewboard.board import jobs as board_jobs
+from crewboard.board import usage
 from crewboard.board.db import database, is_sqlite, write
 from crewboard.board.events import SCHEDULER, EventKind, record_event, user_actor
 from crewboard.board.models import Crew, Event, Job, Schedule, ScheduleFire
@@ -82,10 +83,14 @@ def _locked(schedule_id: int) -> Schedule | None:
 
 
 @write
-def create_schedule(owner_id: int, changes: ScheduleChanges, *, now: datetime) -> Schedule:
+def create_schedule(
+    owner_id: int, changes: ScheduleChanges, *, max_schedules: int | None = None, now: datetime
+) -> Schedule:
     """Write a checked new schedule; its first fire is the rule's first after
-    ``now`` (none while disabled)."""
+    ``now`` (none while disabled). LimitReached if the owner already has
+    ``max_schedules``."""
     assert changes.name and changes.template_id and changes.rule and changes.timezone
+    usage.check_room(limits.SCHEDULES, owner_id, max_schedules)
     enabled = True if changes.enabled is None else changes.enabled
     schedule = Schedule.create(
         owner=owner_id,
@@ -212,29 +217,39 @@ def delete_schedule(schedule_id: int) -> None:
         raise NotFound("no such schedule")
 
 
-def _spawn(plan: CrewPlan, schedule: Schedule, actor: str, now: datetime) -> tuple[Crew, list[Job]]:
-    # Nested in the caller's transaction: the crew commits with the fire or run-now.
+def _spawn(
+    plan: CrewPlan, schedule: Schedule, actor: str, max_queued: int | None, now: datetime
+) -> tuple[Crew, list[Job]]:
+    # Nested in the caller's transaction: the crew commits with the fire or
+    # run-now. Its jobs count against the schedule owner's queued jobs.
     return board_jobs.create_crew(
         plan,
         schedule.owner_id,
         schedule_id=schedule.id,
         title=schedule.name,
         actor=actor,
+        max_queued=max_queued,
         now=now,
     )
 
 
 @write
 def run_schedule_now(
-    schedule_id: int, user_id: int, *, plan: CrewPlan, now: datetime
+    schedule_id: int,
+    user_id: int,
+    *,
+    plan: CrewPlan,
+    max_queued: int | None = None,
+    now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Spawn ``plan``, the crew rendered from the schedule's template and
     inputs, at once, enabled or not, whatever its overlap; the next fire
-    stays where it was."""
+    stays where it was. LimitReached if its jobs would take the schedule's
+    owner past ``max_queued``."""
     schedule = _locked(schedule_id)
     if schedule is None:
         raise NotFound("no such schedule")
-    crew, jobs = _spawn(plan, schedule, user_actor(user_id), now)
+    crew, jobs = _spawn(plan, schedule, user_actor(user_id), max_queued, now)
     record_event(
         EventKind.RUN_NOW,
         schedule=schedule,
@@ -258,6 +273,7 @@ def record_schedule_fire(
     due_from: datetime,
     next_run_at: datetime,
     missed: int = 1,
+    max_queued: int | None = None,
     now: datetime,
 ) -> FireResult:
     """Deal with one fire time, all in one transaction.
@@ -276,7 +292,8 @@ def record_schedule_fire(
     coalesced, a ``coalesced`` event counting them), is skipped because
     ``overlap: skip`` and an earlier crew is still active (``SKIPPED``, with a
     ``skipped`` event), or fails because the template or inputs no longer
-    make a crew (``FAILED``, with a ``fire_failed`` event)."""
+    make a crew or its jobs would take the owner past ``max_queued`` queued
+    jobs (``FAILED``, with a ``fire_failed`` event)."""
     schedule = _locked(schedule_id)
     if (
         schedule is None
@@ -289,6 +306,12 @@ def record_schedule_fire(
     active = count_active_jobs(schedule_id)
     skip = cron.should_skip_for_overlap(schedule.overlap, active)
     plan = None if skip else crew.plan
+    problem = crew.problem
+    if plan is not None:
+        try:
+            usage.check_room(limits.QUEUED_JOBS, schedule.owner_id, max_queued, len(plan.jobs))
+        except limits.LimitReached as exc:
+            plan, problem = None, exc.message
     outcome = FireOutcome.SKIPPED if skip else FireOutcome.SPAWNED if plan else FireOutcome.FAILED
     try:
         with database.atomic():  # a savepoint: a duplicate undoes only this insert
@@ -324,12 +347,12 @@ def record_schedule_fire(
             EventKind.FIRE_FAILED,
             schedule=schedule,
             actor=SCHEDULER,
-            message=f"the fire at {iso(fire_at)} made no crew: {crew.problem}",
-            data={**when, "reason": crew.problem},
+            message=f"the fire at {iso(fire_at)} made no crew: {problem}",
+            data={**when, "reason": problem},
             now=now,
         )
-        return FireResult(outcome, detail=crew.problem)
-    spawned, jobs = _spawn(plan, schedule, SCHEDULER, now)
+        return FireResult(outcome, detail=problem or "")
+    spawned, jobs = _spawn(plan, schedule, SCHEDULER, None, now)
     ScheduleFire.update(crew=spawned).where(ScheduleFire.id == fire.id).execute()
     job_ids = tuple(job.id for job in jobs)
     if missed > 1:

@@ -2,7 +2,15 @@
 
 Session cookies and API tokens are random secrets handed to the user once;
 the board keeps only their SHA-256, so reading board.db does not yield
-credentials. Both are revocable by deleting their row.
+credentials. Both are revocable by deleting their row; a token may also
+carry an expiry, after which it signs no one in.
+
+Disabling an account (:func:`disable_user`) also takes its work off the
+queue in the same transaction: its waiting and ready jobs are blocked
+("owner disabled") and its schedules paused, each with an event. Enabling
+it again gives back sign-in only; the user unblocks and resumes what they
+want. The dispatcher's claim never starts a disabled user's job either
+(:func:`crewboard.board.dispatch.claim_ready_job`).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from crewboard.board.db import is_transient_error, write
-from crewboard.board.models import ApiToken, AuthSession, User
+from crewboard.board.events import EventKind, record_event
+from crewboard.board.models import ApiToken, AuthSession, Job, JobStatus, Schedule, User
 from crewboard.clock import iso
 from crewboard.errors import Conflict, NotFound
 
@@ -24,6 +33,9 @@ SESSION_TTL = timedelta(days=14)
 # client does not turn every read into a write.
 TOUCH_EVERY = timedelta(minutes=1)
 TOKEN_PREFIX = "cb_"
+# The reason on jobs blocked, and schedules paused, because their owner was disabled.
+OWNER_DISABLED = "owner disabled"
+MAX_TOKEN_DAYS = 3650
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +151,10 @@ def promote(email: str) -> User:
 
 
 @write
-def remove_user(email: str, *, purge: bool = False) -> User:
-    """Disable login and revoke every session and token; ``purge`` deletes the
-    account and everything it owns instead."""
+def remove_user(email: str, *, purge: bool = False, now: datetime) -> User:
+    """Revoke every session and token and disable the account
+    (:func:`disable_user`); ``purge`` deletes the account and everything it
+    owns instead."""
     user = get_user_by_email(email)
     if user is None:
         raise NotFound(f"no user with email {normalize_email(email)}")
@@ -150,9 +163,68 @@ def remove_user(email: str, *, purge: bool = False) -> User:
     if purge:
         user.delete_instance()
     else:
-        user.disabled = True
-        user.save()
+        disable_user(user.id, actor="admin", now=now)
     return user
+
+
+@dataclass(frozen=True)
+class Disabled:
+    """What :func:`disable_user` took off the queue."""
+
+    blocked_job_ids: list[int]
+    paused_schedule_ids: list[int]
+
+
+@write
+def disable_user(user_id: int, *, actor: str, now: datetime) -> Disabled:
+    """Disable the account: it signs in no more, its waiting and ready jobs
+    are blocked and its enabled schedules paused, each with an event giving
+    the reason (:data:`OWNER_DISABLED`) — all in one transaction. Its
+    running jobs finish; its sessions and tokens stay, refused while it is
+    disabled. Disabling a disabled account changes nothing more."""
+    if User.update(disabled=True).where(User.id == user_id).execute() == 0:
+        raise NotFound("no such user")
+    queued = (JobStatus.WAITING, JobStatus.READY)
+    blocked = []
+    for job in Job.select().where((Job.owner == user_id) & Job.status.in_(queued)).order_by(Job.id):
+        if (
+            Job.update(status=JobStatus.BLOCKED, blocked_reason=OWNER_DISABLED, updated_at=now)
+            .where((Job.id == job.id) & (Job.status == job.status))
+            .execute()
+        ):
+            blocked.append(job.id)
+            record_event(
+                EventKind.BLOCKED,
+                job=job,
+                actor=actor,
+                message=OWNER_DISABLED,
+                data={"from": job.status, "status": JobStatus.BLOCKED, "reason": OWNER_DISABLED},
+                now=now,
+            )
+    paused = []
+    for schedule in Schedule.select().where((Schedule.owner == user_id) & Schedule.enabled):
+        Schedule.update(enabled=False, next_run_at=None, updated_at=now).where(
+            Schedule.id == schedule.id
+        ).execute()
+        paused.append(schedule.id)
+        record_event(
+            EventKind.DISABLED,
+            schedule=schedule,
+            actor=actor,
+            message=f"paused: {OWNER_DISABLED}",
+            data={"reason": OWNER_DISABLED},
+            now=now,
+        )
+    return Disabled(blocked, paused)
+
+
+@write
+def enable_user(user_id: int) -> User:
+    """Let a disabled account sign in again. Its blocked jobs and paused
+    schedules stay as they are, for the user to unblock and resume."""
+    if User.update(disabled=False).where(User.id == user_id).execute() == 0:
+        raise NotFound("no such user")
+    return User.get_by_id(user_id)
 
 
 def owned_files(user_id: int) -> tuple[list[int], list[int]]:
@@ -265,14 +337,25 @@ def token_public(token: ApiToken) -> dict[str, object]:
         "name": token.name,
         "createdAt": iso(token.created_at),
         "lastUsedAt": iso(token.last_used_at),
+        "expiresAt": iso(token.expires_at),
     }
 
 
 @write
-def create_token(user_id: int, name: str, *, now: datetime) -> tuple[ApiToken, str]:
-    """Make a personal API token; returns the row and the secret (shown once)."""
+def create_token(
+    user_id: int, name: str, *, expires_in_days: int | None = None, now: datetime
+) -> tuple[ApiToken, str]:
+    """Make a personal API token, valid for ``expires_in_days`` (None: until
+    revoked); returns the row and the secret (shown once)."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken.create(user=user_id, name=name, token_hash=_digest(secret), created_at=now)
+    expires_at = now + timedelta(days=expires_in_days) if expires_in_days else None
+    row = ApiToken.create(
+        user=user_id,
+        name=name,
+        token_hash=_digest(secret),
+        created_at=now,
+        expires_at=expires_at,
+    )
     return row, secret
 
 
@@ -299,6 +382,8 @@ def token_principal(secret: str, *, now: datetime) -> Principal | None:
         .first()
     )
     if row is None or row.user.disabled:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
         return None
     if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
         _touch_quietly(_touch_token, row.id, now=now)

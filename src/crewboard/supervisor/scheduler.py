@@ -139,6 +139,7 @@ class BoardStore:
             due_from=fire.due_from,
             next_run_at=fire.next_run_at,
             missed=fire.missed,
+            max_queued=self.config.queued_jobs_per_user,
             now=now,
         )
 

@@ -150,6 +150,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
 
     from crewboard.web import openapi, pages
     from crewboard.web.api import (
+        admin,
         agents,
         board,
         dispatcher,
@@ -179,6 +180,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         agents.bp,
         schedules.bp,
         health.bp,
+        admin.bp,
     ):
         app.register_blueprint(blueprint)
     return app

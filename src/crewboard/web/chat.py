@@ -10,8 +10,12 @@ runs a job's, forked from the web process's own runner template
 for it goes away. After reaping the runner it makes sure the turn ends with
 a terminal record in the session's log, whatever killed the runner, so every
 follower of the log ends too. One turn at a time per session; a session
-being deleted takes no new turn. On shutdown every running turn is stopped
-(SIGTERM, grace, SIGKILL) and recorded as stopped, then the template.
+being deleted takes no new turn. The per-user limits of
+:mod:`crewboard.limits` apply here: at most ``chat_turns_per_user`` turns of
+one user at once (429 past it), and a turn still running after
+``chat_turn_timeout_s`` is killed and ends with an ``error`` that says so.
+On shutdown every running turn is stopped (SIGTERM, grace, SIGKILL) and
+recorded as stopped, then the template.
 
 Streams read a turn's records through :mod:`crewboard.web.loghub`;
 a turn's ``after_seq`` and ``finished`` tell them where it starts and when
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import trio
 
+from crewboard import limits
 from crewboard.agents import Preset, run_agents
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
@@ -107,6 +112,7 @@ class Turn:
     once the runner is reaped and the log ends with the turn's terminal record."""
 
     session_id: int
+    owner_id: int
     log_path: Path
     after_seq: int
     prompt: str
@@ -171,10 +177,19 @@ class ChatTurns:
     def is_live(self, session_id: int) -> bool:
         return session_id in self._turns
 
+    def running_by_owner(self) -> dict[int, int]:
+        """How many turns each user has running, by user id."""
+        counts: dict[int, int] = {}
+        for turn in self._turns.values():
+            counts[turn.owner_id] = counts.get(turn.owner_id, 0) + 1
+        return counts
+
     async def start(self, session: ChatSession, prompt: str, presets: dict[str, Preset]) -> Turn:
         """Start a turn of ``session`` answering ``prompt``; returns once its
         runner runs. Conflict if a turn is running or the session is being
-        deleted; ValidationFailed if its agent or model cannot be used now."""
+        deleted; TooManyRequests if the session's owner already runs as many
+        turns as they may; ValidationFailed if its agent or model cannot be
+        used now."""
         session_id = session.id
         if self._closing.is_set():
             raise Conflict("the web server is shutting down")
@@ -185,9 +200,14 @@ class ChatTurns:
                 "a turn is already running in this session; wait for it to end, or close "
                 "the session to stop it"
             )
+        owner_id = session.owner_id
+        limits.check_chat_turns(
+            self.config.chat_turns_per_user, self.running_by_owner().get(owner_id, 0)
+        )
         path = self.home.chat_log(session_id)
-        # Claimed before the first await, so a second message is refused at once.
-        turn = self._turns[session_id] = Turn(session_id, path, 0, prompt)
+        # Claimed before the first await, so a second message (or a turn past
+        # the owner's limit) is refused at once.
+        turn = self._turns[session_id] = Turn(session_id, owner_id, path, 0, prompt)
         try:
             # Once accepted, the turn starts even if the client hangs up at
             # this very moment: a turn never depends on its first reader.
@@ -238,6 +258,8 @@ class ChatTurns:
 
         async def started(proc: RunnerProcess) -> None:
             turn.proc = proc
+            if self.config.chat_turn_timeout_s > 0:
+                turn.scope.deadline = trio.current_time() + self.config.chat_turn_timeout_s
             task_status.started()
 
         try:
@@ -274,8 +296,20 @@ class ChatTurns:
             turn.finished.set()
 
     def _stop_grace_s(self, turn: Turn) -> float:
-        """The grace of a turn's runner, asked as it is stopped. A turn stopped
-        without a reason of its own is being stopped with the web process."""
+        """The grace of a turn's runner, asked as it is stopped. A turn whose
+        deadline passed is past its time limit: it gets none, so that the
+        turn ends with the error saying so rather than the runner's own
+        "cancelled". A turn stopped without a reason of its own is being
+        stopped with the web process."""
+        if turn.stop_reason is None and turn.scope.cancelled_caught:
+            turn.stop_reason = (
+                f"{limits.TURN_TIME_LIMIT} of {self.config.chat_turn_timeout_s:g} s, "
+                f"{limits.CHAT_TURN_SECONDS.setting}"
+            )
+            log.warning(
+                "chat session %s: the turn was stopped: %s", turn.session_id, turn.stop_reason
+            )
+            return 0.0
         if turn.stop_reason is None:
             turn.stop_reason = SHUTDOWN
         if turn.stop_reason == SHUTDOWN:

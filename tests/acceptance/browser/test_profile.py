@@ -60,3 +60,33 @@ def test_profile_fits_a_phone_screen(page, account):
     expect(page.get_by_label("Token", exact=True)).to_have_value(re.compile(r"^cb_"))
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways ({width}px wide)"
+
+
+def test_tokens_show_their_expiry_and_last_use(site, page):
+    page.goto("/profile")
+    page.get_by_label("New token's name").fill("ci")
+    page.get_by_label("Expires").select_option(label="in 7 days")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.get_by_label("Token", exact=True)
+    expect(secret).to_have_value(re.compile(r"^cb_"))
+    used = httpx.get(
+        f"{site.url}auth/me", headers={"Authorization": f"Bearer {secret.input_value()}"}
+    )
+    assert used.status_code == 200
+    page.get_by_label("New token's name").fill("forever")
+    page.get_by_label("Expires").select_option(label="never")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#tokens tbody tr")).to_have_count(2)
+
+    page.reload()
+    ci = page.locator("#tokens tbody tr", has_text="ci")
+    expiry = ci.locator('td[data-label="Expires"] time')
+    created = page.evaluate("Date.now()")
+    expires_ms = page.evaluate(
+        "(t) => Date.parse(t)", expiry.get_attribute("datetime") or "not a time"
+    )
+    assert 6.9 * 86_400_000 < expires_ms - created <= 7 * 86_400_000
+    expect(ci.locator('td[data-label="Last used"] time')).to_have_count(1)
+    forever = page.locator("#tokens tbody tr", has_text="forever")
+    expect(forever.locator('td[data-label="Expires"]')).to_have_text("never")
+    expect(forever.locator('td[data-label="Last used"]')).to_have_text("never")

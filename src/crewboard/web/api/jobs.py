@@ -142,7 +142,12 @@ async def create_crew():
     if errors or plan is None:
         raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
     crew, jobs = await db.call(
-        board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at, now=utcnow()
+        board_jobs.create_crew,
+        plan,
+        who.user_id,
+        scheduled_at=scheduled_at,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
     )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
@@ -229,7 +234,13 @@ async def add_comment(job_id: int):
 async def unblock_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
-    job = await db.call(board_jobs.unblock, job.id, who.user_id, now=utcnow())
+    job = await db.call(
+        board_jobs.unblock,
+        job.id,
+        who.user_id,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
+    )
     _wake()
     return jsonify(job_views.job_public(job))
 
@@ -243,7 +254,14 @@ async def redo_job(job_id: int):
     fields = Fields(body, allowed={"feedback"})
     feedback = fields.present("feedback")
     fields.done()
-    job = await db.call(board_jobs.redo, job.id, who.user_id, feedback, now=utcnow())
+    job = await db.call(
+        board_jobs.redo,
+        job.id,
+        who.user_id,
+        feedback,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
+    )
     _wake()
     return jsonify(job_views.job_public(job))
 

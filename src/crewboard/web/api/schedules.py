@@ -66,7 +66,13 @@ async def list_schedules():
 async def create_schedule():
     who = require_principal()
     changes = await _checked(await json_object())
-    schedule = await db.call(board_schedules.create_schedule, who.user_id, changes, now=utcnow())
+    schedule = await db.call(
+        board_schedules.create_schedule,
+        who.user_id,
+        changes,
+        max_schedules=state().config.schedules_per_user,
+        now=utcnow(),
+    )
     if schedule.enabled:
         _wake()
     schedule = await db.call(schedule_views.get_schedule, schedule.id)
@@ -163,7 +169,12 @@ async def run_schedule_now(schedule_id: int):
     # a 422 if its template is gone or no longer takes its inputs.
     plan = plan_named_crew(await current_templates(), schedule.template_id, schedule.inputs)
     crew, jobs = await db.call(
-        board_schedules.run_schedule_now, schedule_id, who.user_id, plan=plan, now=utcnow()
+        board_schedules.run_schedule_now,
+        schedule_id,
+        who.user_id,
+        plan=plan,
+        max_queued=state().config.queued_jobs_per_user,
+        now=utcnow(),
     )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201

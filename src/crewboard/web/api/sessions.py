@@ -115,6 +115,7 @@ async def create_session():
         name or chats.generated_name(agent, now=now),
         agent,
         model_spec,
+        max_sessions=state().config.sessions_per_user,
         now=now,
     )
     if created:

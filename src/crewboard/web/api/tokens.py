@@ -1,5 +1,6 @@
-"""Personal API tokens: ``/api/tokens``. A token is shown once, at creation;
-the board keeps only its hash."""
+"""Personal API tokens: ``/api/tokens``. A token is shown once, at creation
+(an answer no cache may keep); the board keeps only its hash. A token may be
+made to expire after ``expiresInDays``."""
 
 from __future__ import annotations
 
@@ -30,15 +31,20 @@ async def list_tokens():
 async def create_token():
     who = require_principal()
     body = await json_object()
-    fields = Fields(body, allowed={"name"})
+    fields = Fields(body, allowed={"name", "expiresInDays"})
     name = fields.string("name", max_length=100)
+    expires_in_days = fields.integer("expiresInDays", minimum=1, maximum=board_users.MAX_TOKEN_DAYS)
     if len(await db.call(board_users.list_tokens, who.user_id)) >= MAX_TOKENS_PER_USER:
         fields.fail("name", f"you already have {MAX_TOKENS_PER_USER} tokens; revoke some first")
     fields.done()
-    row, secret = await db.call(board_users.create_token, who.user_id, name, now=utcnow())
+    row, secret = await db.call(
+        board_users.create_token, who.user_id, name, expires_in_days=expires_in_days, now=utcnow()
+    )
     public = board_users.token_public(row)
     del public["lastUsedAt"]  # never used yet: the answer names the token and shows its secret
-    return jsonify({**public, "token": secret}), 201
+    response = jsonify({**public, "token": secret})
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
 
 
 @bp.delete("/<id:token_id>")

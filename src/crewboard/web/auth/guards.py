@@ -77,7 +77,7 @@ async def authenticate() -> None:
     if token is not None:
         who = await db.call(board_users.token_principal, token, now=utcnow())
         if who is None:
-            raise Unauthorized("the API token is unknown or revoked")
+            raise Unauthorized("the API token is unknown, revoked or expired")
         g.principal, g.auth_via = who, "token"
         return
     cookie = request.cookies.get(SESSION_COOKIE)

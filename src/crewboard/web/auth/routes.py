@@ -68,7 +68,10 @@ async def logout():
 @bp.get("/me")
 async def me():
     who = principal()
-    return jsonify(who.profile() if who else None)
+    response = jsonify(who.profile() if who else None)
+    # Who is signed in is private to this client: no shared cache may keep it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/google-enabled")

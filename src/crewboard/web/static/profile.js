@@ -1,5 +1,6 @@
-// The profile page: who you are, and your personal API tokens (list, create
-// — the secret shown once, with a copy button — and revoke).
+// The profile page: who you are, and your personal API tokens (list with
+// their expiry and last use, create — the secret shown once, with a copy
+// button — and revoke).
 import { api } from "/static/api.js";
 import { copyText, el, showError, timeEl } from "/static/dom.js";
 import { startShell } from "/static/shell.js";
@@ -36,7 +37,14 @@ function tokenRow(token) {
     el("td", { "data-label": "Name" }, token.name),
     el("td", { "data-label": "Created" }, timeEl(token.createdAt)),
     el("td", { "data-label": "Last used" }, token.lastUsedAt ? timeEl(token.lastUsedAt) : "never"),
+    el("td", { "data-label": "Expires" }, expiryText(token.expiresAt)),
     el("td", {}, revoke));
+}
+
+function expiryText(expiresAt) {
+  if (!expiresAt) return "never";
+  const when = timeEl(expiresAt);
+  return new Date(expiresAt) <= new Date() ? el("span", { class: "error" }, "expired ", when) : when;
 }
 
 async function loadTokens() {
@@ -84,7 +92,9 @@ form.addEventListener("submit", async (event) => {
   const button = form.querySelector("button");
   button.disabled = true;
   try {
-    const created = await api("/api/tokens", { method: "POST", body: { name } });
+    const days = form.expiresInDays.value;
+    const body = days ? { name, expiresInDays: Number(days) } : { name };
+    const created = await api("/api/tokens", { method: "POST", body });
     form.reset();
     freshValue.value = created.token;
     document.getElementById("new-token-name").textContent = `“${created.name}”`;
@@ -95,7 +105,8 @@ form.addEventListener("submit", async (event) => {
     freshValue.focus();
     freshValue.select();
   } catch (error) {
-    showError(errorBox, error.details?.fields?.name || error.message);
+    const fields = error.details?.fields;
+    showError(errorBox, fields?.name || fields?.expiresInDays || error.message);
   } finally {
     button.disabled = false;
   }
