@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from crewboard.board import webhooks
 from crewboard.board.db import write
 from crewboard.board.events import EventKind, record_event, user_actor
 from crewboard.board.job_views import (
@@ -133,6 +134,7 @@ def create_crew(
     schedule_id: int | None = None,
     title: str | None = None,
     actor: str | None = None,
+    webhook_url: str | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -140,7 +142,8 @@ def create_crew(
 
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
-    ``waiting`` on their parents. ``actor`` defaults to the owner.
+    ``waiting`` on their parents. ``actor`` defaults to the owner. The
+    crew's finishes are posted to ``webhook_url``, else to the template's.
     """
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
@@ -150,6 +153,7 @@ def create_crew(
         inputs=plan.inputs,
         owner=owner_id,
         schedule=schedule_id,
+        webhook_url=webhook_url or plan.webhook_url,
         created_at=now,
     )
     by_key: dict[str, Job] = {}
@@ -338,7 +342,7 @@ def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
             .execute()
         )
         if updated:
-            record_event(
+            event = record_event(
                 EventKind.CANCEL,
                 job=job,
                 actor=actor,
@@ -346,6 +350,7 @@ def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
                 data={"from": job.status, "status": JobStatus.BLOCKED},
                 now=now,
             )
+            webhooks.queue_finished(job, JobStatus.BLOCKED, event, now=now)
             return get_job(job_id)
     elif job.status == JobStatus.RUNNING:
         if job.cancel_requested:
@@ -406,6 +411,7 @@ def _remove(jobs: Sequence[Job], actor: str, message: str, *, now: datetime) -> 
         Comment.delete().where(Comment.job.in_(chunk)).execute()
         Event.delete().where(Event.job.in_(chunk)).execute()
         Run.delete().where(Run.job.in_(chunk)).execute()
+        webhooks.forget_jobs(chunk)
         JobEdge.delete().where(JobEdge.parent.in_(chunk) | JobEdge.child.in_(chunk)).execute()
         Job.delete().where(Job.id.in_(chunk)).execute()
     for crew_id in sorted(crew_ids):

@@ -67,6 +67,7 @@ class ScheduleChanges:
     timezone: str | None = None
     overlap: str | None = None
     enabled: bool | None = None
+    webhook_url: str | None = None  # "" removes it
 
 
 # --- user intent --------------------------------------------------------------
@@ -96,6 +97,7 @@ def create_schedule(owner_id: int, changes: ScheduleChanges, *, now: datetime) -
         timezone=changes.timezone,
         enabled=enabled,
         overlap=changes.overlap or "skip",
+        webhook_url=changes.webhook_url or None,
         next_run_at=cron.next_fire(changes.rule, changes.timezone, now) if enabled else None,
         last_run_at=None,
         created_at=now,
@@ -129,9 +131,10 @@ def update_schedule(
         ("rule", changes.rule),
         ("timezone", changes.timezone),
         ("overlap", changes.overlap),
+        ("webhook_url", changes.webhook_url),
     ):
-        if value is not None and getattr(schedule, attr) != value:
-            changed[attr] = value
+        if value is not None and (getattr(schedule, attr) or "") != value:
+            changed[attr] = value or None
     if not changed:
         return schedule
     for attr, value in changed.items():
@@ -220,6 +223,7 @@ def _spawn(plan: CrewPlan, schedule: Schedule, actor: str, now: datetime) -> tup
         schedule_id=schedule.id,
         title=schedule.name,
         actor=actor,
+        webhook_url=schedule.webhook_url,
         now=now,
     )
 

@@ -151,6 +151,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         sessions,
         templates,
         tokens,
+        webhooks,
     )
     from crewboard.web.auth import google
     from crewboard.web.auth import routes as auth_routes
@@ -170,6 +171,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         agents.bp,
         schedules.bp,
         health.bp,
+        webhooks.bp,
     ):
         app.register_blueprint(blueprint)
     return app

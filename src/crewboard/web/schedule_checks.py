@@ -17,13 +17,23 @@ from crewboard.board.models import Schedule
 from crewboard.board.schedules import ScheduleChanges
 from crewboard.errors import ValidationFailed
 from crewboard.web.validate import has_control_chars
+from crewboard.webhooks import BadWebhookUrl, check_url_form
 from crewboard.workflows import Template, plan_named_crew
 
 MAX_NAME_CHARS = 200
-CREATE_FIELDS = ("name", "templateId", "inputs", "rule", "timezone", "overlap", "enabled")
+CREATE_FIELDS = (
+    "name",
+    "templateId",
+    "inputs",
+    "rule",
+    "timezone",
+    "overlap",
+    "enabled",
+    "webhookUrl",
+)
 REQUIRED_FIELDS = ("name", "templateId", "inputs", "rule", "timezone")
 # The template is fixed once made; enabling is /enable and /disable.
-EDIT_FIELDS = ("name", "inputs", "rule", "timezone", "overlap")
+EDIT_FIELDS = ("name", "inputs", "rule", "timezone", "overlap", "webhookUrl")
 
 
 def _refuse(key: str, message: str) -> ValidationFailed:
@@ -65,6 +75,17 @@ def _check_enabled(value: Any) -> bool:
     return value
 
 
+def _check_webhook_url(value: Any) -> str:
+    """The URL's form only; where its host points is checked by the route
+    (:func:`crewboard.web.api.webhooks.vet_webhook_url`). Empty removes it."""
+    if value == "":
+        return ""
+    try:
+        return check_url_form(value)
+    except BadWebhookUrl as exc:
+        raise _refuse("webhookUrl", str(exc)) from None
+
+
 _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "name": _check_name,
     "templateId": _check_template_id,
@@ -73,6 +94,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "timezone": _check_timezone,
     "overlap": cron.validate_overlap,
     "enabled": _check_enabled,
+    "webhookUrl": _check_webhook_url,
 }
 
 
@@ -162,4 +184,5 @@ def check_schedule(
         timezone=checked.get("timezone"),
         overlap=checked.get("overlap"),
         enabled=checked.get("enabled"),
+        webhook_url=checked.get("webhookUrl"),
     )

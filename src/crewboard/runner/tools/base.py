@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crewboard import netguard
+from crewboard.netguard import Resolver
 from crewboard.runner.spec import Limits
-
-# (host, port) -> IP address strings; injectable so tests never touch DNS.
-Resolver = Callable[[str, int], list[str]]
 
 
 class ToolError(Exception):
@@ -24,18 +23,11 @@ class ToolError(Exception):
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    import socket
-
+    """The system's resolver, its refusal turned into the tool's."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ToolError(f"cannot resolve {host!r}: {exc}") from exc
-    seen: list[str] = []
-    for info in infos:
-        address = str(info[4][0])
-        if address not in seen:
-            seen.append(address)
-    return seen
+        return netguard.system_resolver(host, port)
+    except netguard.AddressRefused as exc:
+        raise ToolError(str(exc)) from exc
 
 
 class ToolContext:
