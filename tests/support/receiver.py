@@ -68,7 +68,7 @@ def receiving(answer: Callable[[int], int | str]) -> Iterator[Receiver]:
     receiver = Receiver(answer)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+        def do_POST(self) -> None:
             receiver._handle(self)
 
         def log_message(self, format: str, *args: object) -> None:

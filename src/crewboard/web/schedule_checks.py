@@ -173,6 +173,8 @@ def check_schedule(
     allowed = CREATE_FIELDS if current is None else EDIT_FIELDS
     problems = _shape_problems(body, allowed, creating=current is None)
     checked = _check_fields(body, allowed, problems)
+    if current is None and checked.get("webhookUrl") == "":
+        problems["webhookUrl"] = "must not be empty (leave it out for none)"
     inputs = _check_template_inputs(checked, templates, current, problems)
     if problems:
         raise ValidationFailed("some fields are not valid", problems)
