@@ -15,7 +15,6 @@ cannot swap in another one (DNS rebinding).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -36,6 +35,8 @@ class AddressRefused(Exception):
 
 def system_resolver(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to, through the system's resolver."""
+    import socket
+
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -9,11 +9,12 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crewboard import netguard
-from crewboard.netguard import Resolver
 from crewboard.runner.spec import Limits
+
+if TYPE_CHECKING:
+    from crewboard.netguard import Resolver
 
 
 class ToolError(Exception):
@@ -24,6 +25,9 @@ class ToolError(Exception):
 
 def system_resolver(host: str, port: int) -> list[str]:
     """The system's resolver, its refusal turned into the tool's."""
+    # Imported on first use: runs that fetch nothing never load it.
+    from crewboard import netguard
+
     try:
         return netguard.system_resolver(host, port)
     except netguard.AddressRefused as exc:
