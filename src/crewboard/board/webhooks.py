@@ -379,6 +379,25 @@ def record_attempt(
     return status
 
 
+@write
+def record_attempts(
+    supervisor_id: str,
+    outcomes: dict[int, tuple[str | None, float]],
+    *,
+    policy: RetryPolicy,
+    now: datetime,
+) -> dict[int, str | None]:
+    """:func:`record_attempt` for a sender's batch in one transaction:
+    ``outcomes`` maps each delivery to its error (None: delivered) and the
+    spread of its backoff. Returns each delivery's new status (None: claim lost)."""
+    return {
+        delivery_id: record_attempt(
+            delivery_id, supervisor_id, error=error, policy=policy, spread=spread, now=now
+        )
+        for delivery_id, (error, spread) in outcomes.items()
+    }
+
+
 def next_due_at() -> datetime | None:
     """When the earliest pending delivery comes due (perhaps already)."""
     raw = (

@@ -36,7 +36,7 @@ from crewboard.webhooks import BadWebhookUrl, signed_headers, target, vet_url
 log = logging.getLogger(__name__)
 
 # Deliveries claimed (and sent concurrently) per round.
-BATCH = 8
+BATCH = 16
 USER_AGENT = "crewboard-webhooks/1"
 
 
@@ -76,6 +76,21 @@ class Sender:
             limit=BATCH,
         )
         if claimed:
+            await self._send_batch(claimed)
+        if len(claimed) == BATCH:
+            return 0.0  # perhaps more are due
+        now = utcnow()
+        return next_delay_s(now, await db.call(board_webhooks.next_due_at), self.poll_s)
+
+    async def _send_batch(self, claimed: list[Outgoing]) -> None:
+        """Send the claimed deliveries at once, then record every outcome in
+        one transaction."""
+        errors: dict[int, str | None] = {}
+
+        async def send(client: httpx.AsyncClient, delivery: Outgoing) -> None:
+            errors[delivery.id] = await self.attempt(client, delivery)
+
+        try:
             async with (
                 httpx.AsyncClient(
                     timeout=self.timeout_s, trust_env=False, follow_redirects=False
@@ -83,38 +98,34 @@ class Sender:
                 trio.open_nursery() as nursery,
             ):
                 for delivery in claimed:
-                    nursery.start_soon(self._deliver, client, delivery)
-        if len(claimed) == BATCH:
-            return 0.0  # perhaps more are due
-        now = utcnow()
-        return next_delay_s(now, await db.call(board_webhooks.next_due_at), self.poll_s)
-
-    async def _deliver(self, client: httpx.AsyncClient, delivery: Outgoing) -> None:
-        try:
-            error = await self.attempt(client, delivery)
+                    nursery.start_soon(send, client, delivery)
         except BaseException:
-            # Stopping mid-send: hand the delivery back for the next sender.
+            # Stopping mid-send: hand the batch back for the next sender (a
+            # receiver may see an attempt again, with the same webhook-id).
             with trio.CancelScope(shield=True):
-                await db.call(board_webhooks.release, delivery.id, self.supervisor_id, now=utcnow())
+                for delivery in claimed:
+                    await db.call(
+                        board_webhooks.release, delivery.id, self.supervisor_id, now=utcnow()
+                    )
             raise
-        status = await db.call(
-            board_webhooks.record_attempt,
-            delivery.id,
+        statuses = await db.call(
+            board_webhooks.record_attempts,
             self.supervisor_id,
-            error=error,
+            {d.id: (errors[d.id], self.spread()) for d in claimed},
             policy=self.policy,
-            spread=self.spread(),
             now=utcnow(),
         )
-        log.info(
-            "webhook %s (%s, attempt %d) to %s: %s%s",
-            delivery.message_id,
-            delivery.event_type,
-            delivery.attempt,
-            delivery.url,
-            status,
-            f" ({error})" if error else "",
-        )
+        for delivery in claimed:
+            error = errors[delivery.id]
+            log.info(
+                "webhook %s (%s, attempt %d) to %s: %s%s",
+                delivery.message_id,
+                delivery.event_type,
+                delivery.attempt,
+                delivery.url,
+                statuses[delivery.id],
+                f" ({error})" if error else "",
+            )
 
     async def attempt(self, client: httpx.AsyncClient, delivery: Outgoing) -> str | None:
         """POST one attempt; None if the receiver took it (2xx), else why not."""
