@@ -63,46 +63,7 @@ async function revokeToken(token, button) {
     button.disabled = false;
     return;
   }
-  const hookSecret = document.getElementById("webhook-secret");
-const hookStatus = document.getElementById("webhook-status");
-const hookError = document.getElementById("webhook-error");
-const copyHook = document.getElementById("copy-webhook-secret");
-
-function showSecret(row) {
-  hookSecret.value = row.secret;
-  copyHook.hidden = false;
-  hookStatus.textContent = `Since ${new Date(row.createdAt).toLocaleString()}.`;
-}
-
-async function secretAction(button, request, failure) {
-  button.disabled = true;
-  showError(hookError, "");
-  try {
-    showSecret(await request());
-  } catch (error) {
-    showError(hookError, `${failure}: ${error.message}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-document.getElementById("show-webhook-secret").addEventListener("click", (event) =>
-  secretAction(event.currentTarget, () => api("/api/webhooks/secret"), "Cannot show your secret"));
-
-document.getElementById("rotate-webhook-secret").addEventListener("click", (event) => {
-  if (!confirm("Rotate your webhook secret? Receivers must be given the new one.")) return;
-  secretAction(event.currentTarget,
-    () => api("/api/webhooks/secret/rotate", { method: "POST" }), "Cannot rotate your secret");
-});
-
-copyHook.addEventListener("click", async () => {
-  const copied = await copyText(hookSecret.value, hookSecret);
-  hookStatus.textContent = copied
-    ? "Copied to the clipboard."
-    : "Copying is not allowed here: the secret is selected, press Ctrl+C (⌘C) to copy it.";
-});
-
-await loadTokens();
+  await loadTokens();
   form.name.focus();
 }
 
@@ -131,46 +92,7 @@ form.addEventListener("submit", async (event) => {
     fresh.dataset.tokenId = created.id;
     copyStatus.textContent = "";
     fresh.hidden = false;
-    const hookSecret = document.getElementById("webhook-secret");
-const hookStatus = document.getElementById("webhook-status");
-const hookError = document.getElementById("webhook-error");
-const copyHook = document.getElementById("copy-webhook-secret");
-
-function showSecret(row) {
-  hookSecret.value = row.secret;
-  copyHook.hidden = false;
-  hookStatus.textContent = `Since ${new Date(row.createdAt).toLocaleString()}.`;
-}
-
-async function secretAction(button, request, failure) {
-  button.disabled = true;
-  showError(hookError, "");
-  try {
-    showSecret(await request());
-  } catch (error) {
-    showError(hookError, `${failure}: ${error.message}`);
-  } finally {
-    button.disabled = false;
-  }
-}
-
-document.getElementById("show-webhook-secret").addEventListener("click", (event) =>
-  secretAction(event.currentTarget, () => api("/api/webhooks/secret"), "Cannot show your secret"));
-
-document.getElementById("rotate-webhook-secret").addEventListener("click", (event) => {
-  if (!confirm("Rotate your webhook secret? Receivers must be given the new one.")) return;
-  secretAction(event.currentTarget,
-    () => api("/api/webhooks/secret/rotate", { method: "POST" }), "Cannot rotate your secret");
-});
-
-copyHook.addEventListener("click", async () => {
-  const copied = await copyText(hookSecret.value, hookSecret);
-  hookStatus.textContent = copied
-    ? "Copied to the clipboard."
-    : "Copying is not allowed here: the secret is selected, press Ctrl+C (⌘C) to copy it.";
-});
-
-await loadTokens();
+    await loadTokens();
     freshValue.focus();
     freshValue.select();
   } catch (error) {
