@@ -12,13 +12,21 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from crewboard.board import db
+from crewboard.board import db, dispatch
 from crewboard.board import webhooks as board_webhooks
 from crewboard.board.events import EventKind
-from crewboard.board.models import Crew, DeliveryStatus, Event, JobStatus, WebhookDelivery
+from crewboard.board.models import (
+    Crew,
+    DeliveryStatus,
+    Event,
+    JobStatus,
+    RunOutcome,
+    WebhookDelivery,
+)
 from crewboard.bootstrap import open_home
 from crewboard.clock import utcnow
 from crewboard.config import Config
+from crewboard.supervisor.webhooks import Sender
 from tests.conftest import make_config
 from tests.support import crews
 from tests.support.crews import JobDef
@@ -146,3 +154,40 @@ async def test_a_delivery_survives_a_supervisor_restart_mid_retry(config: Config
         assert attempts[-1].answer == 204
         assert row.attempts == len(attempts)
     assert len(receiver.accepted()) == 2
+
+
+def settle(job_id: int, logs: Path) -> None:
+    """Finish the job as the supervisor would, without running it."""
+    claim = dispatch.claim_ready_job("sup-test", lambda run: logs / f"{run}.jsonl", now=utcnow())
+    assert claim is not None and claim.job_id == job_id
+    dispatch.finish_run(claim.run_id, RunOutcome.SUCCEEDED, result="hi", now=utcnow())
+
+
+async def test_the_target_is_vetted_again_before_each_attempt(
+    config: Config, tmp_path: Path
+) -> None:
+    """DNS answers change: a name that now points inside is refused at send
+    time, and once it points at an allowed address the request goes to that
+    vetted address, with the name in Host."""
+    answers = {"hooks.example.test": ["10.0.0.7"]}
+    sender = Sender("sup-test", config, resolver=lambda host, port: answers[host])
+    with receiving(lambda nth: 204) as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        url = f"http://hooks.example.test:{port}/in"
+        ids = await db.call(crew_posting_to, url, {"only": JobDef()})
+        await db.call(settle, ids["only"], tmp_path)
+        await sender.run_round()
+        rows = await db.call(lambda: list(WebhookDelivery.select()))
+        assert [r.status for r in rows] == [DeliveryStatus.PENDING] * 2
+        assert all("10.0.0.7, a private address" in r.last_error for r in rows)
+        assert all("CREWBOARD_WEBHOOK_ALLOW" in r.last_error for r in rows)
+        assert receiver.received == []
+
+        answers["hooks.example.test"] = ["127.0.0.1"]
+        await db.call(lambda: WebhookDelivery.update(next_attempt_at=utcnow()).execute())
+        await sender.run_round()
+        assert await db.call(all_delivered(2))
+    assert {r.headers["host"] for r in receiver.received} == {f"hooks.example.test:{port}"}
+    events = await db.call(webhook_events, ids["only"])
+    assert events.count(EventKind.WEBHOOK_FAILED) == 2
+    assert events.count(EventKind.WEBHOOK_DELIVERED) == 2
