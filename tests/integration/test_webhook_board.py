@@ -10,8 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 from crewboard.board import dispatch, jobs
 from crewboard.board import webhooks as board_webhooks
+from crewboard.board.db import database
 from crewboard.board.events import EventKind
-from crewboard.board.models import Crew, DeliveryStatus, Event, RunOutcome, WebhookDelivery
+from crewboard.board.migrations import MIGRATIONS, _v3_webhooks, migrate
+from crewboard.board.models import (
+    Crew,
+    DeliveryStatus,
+    Event,
+    Meta,
+    RunOutcome,
+    WebhookDelivery,
+)
 from crewboard.board.webhooks import RetryPolicy
 from crewboard.home import Home
 from tests.support import crews
@@ -219,3 +228,19 @@ def test_deleting_a_job_keeps_its_pending_delivery_going(home: Home) -> None:
             )
             == DeliveryStatus.DELIVERED
         )
+
+
+def test_a_board_from_before_webhooks_is_upgraded_in_place(home: Home) -> None:
+    before = MIGRATIONS.index(_v3_webhooks)
+    ids = crews.add_crew({"a": JobDef()})
+    # Take the board back to the schema before webhooks, keeping its rows.
+    database.execute_sql('DROP TABLE "webhook_delivery"')
+    database.execute_sql('DROP TABLE "webhook_secret"')
+    database.execute_sql('ALTER TABLE "crew" DROP COLUMN "webhook_url"')
+    database.execute_sql('ALTER TABLE "schedule" DROP COLUMN "webhook_url"')
+    Meta.update(value=str(before)).where(Meta.key == "schema_version").execute()
+    assert migrate(database.obj) == len(MIGRATIONS)
+    assert crews.job(ids["a"]).crew.webhook_url is None
+    Crew.update(webhook_url=HOOK).execute()
+    run_job(home, ids["a"], RunOutcome.SUCCEEDED, at(0), result="ok")
+    assert [d.event_type for d in deliveries()] == ["job.finished", "crew.finished"]
