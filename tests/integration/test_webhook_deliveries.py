@@ -39,7 +39,9 @@ def config(tmp_path: Path) -> Config:
     config = make_config(
         tmp_path / "home",
         webhook_allow=("127.0.0.1",),
-        webhook_timeout_s=0.5,
+        # Long enough that a loaded machine's slow 204 is not taken for the
+        # receiver's hang; the hang is held until the receiver closes.
+        webhook_timeout_s=2.0,
         webhook_retry_s=0.2,
         webhook_retry_cap_s=1.0,
     )
@@ -95,13 +97,13 @@ async def test_a_crew_finishes_into_a_failing_receiver_that_recovers(config: Con
         secret = await db.call(owner_secret, ids["research"])
 
     # Each delivery: two 500s, one attempt the sender gave up waiting on, then
-    # accepted; the same webhook-id on all four, nothing after the 204.
-    assert [r.attempts for r in rows] == [4, 4, 4, 4]
+    # accepted, the same webhook-id and body every time; every attempt the
+    # board counted reached the receiver, and nothing came after the 204.
     for row in rows:
-        answers = [r.answer for r in receiver.attempts(row.message_id)]
-        assert answers == [500, 500, HANG, 204]
-        bodies = {r.body for r in receiver.attempts(row.message_id)}
-        assert bodies == {row.body.encode()}
+        attempts = receiver.attempts(row.message_id)
+        assert [r.answer for r in attempts] == [500, 500, HANG, 204]
+        assert row.attempts == 4
+        assert {r.body for r in attempts} == {row.body.encode()}
     payloads = verify_all(receiver, secret)
     assert len(payloads) == 16
     accepted = [json.loads(r.body) for r in receiver.accepted()]
