@@ -54,13 +54,19 @@ def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers of one attempt of a delivery."""
+def signed_headers(
+    secrets: tuple[str, ...], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The headers of one attempt of a delivery, signed with each of
+    ``secrets`` (space-separated signatures, as the standard allows while a
+    secret is being rotated)."""
     return {
         "content-type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(
+            signature(secret, message_id, timestamp, body) for secret in secrets
+        ),
     }
 
 

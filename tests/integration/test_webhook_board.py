@@ -244,3 +244,20 @@ def test_a_board_from_before_webhooks_is_upgraded_in_place(home: Home) -> None:
     Crew.update(webhook_url=HOOK).execute()
     run_job(home, ids["a"], RunOutcome.SUCCEEDED, at(0), result="ok")
     assert [d.event_type for d in deliveries()] == ["job.finished", "crew.finished"]
+
+
+def test_after_a_rotation_both_secrets_sign_for_a_day(home: Home) -> None:
+    ids = crew_with_hook({"a": JobDef()})
+    owner = crews.job(ids["a"]).owner_id
+    old = board_webhooks.signing_secret(owner, now=at(-10)).secret
+    new = board_webhooks.rotate_secret(owner, now=at(-5)).secret
+    run_job(home, ids["a"], RunOutcome.SUCCEEDED, at(0), result="ok")
+    claimed = board_webhooks.claim_due("sup-a", now=at(0), lease_s=LEASE_S)
+    assert {c.secrets for c in claimed} == {(new, old)}
+    for c in claimed:
+        board_webhooks.record_attempt(
+            c.id, "sup-a", error="HTTP 503", policy=POLICY, spread=0.5, now=at(1)
+        )
+    a_day_on = at(-5) + board_webhooks.ROTATION_OVERLAP
+    claimed = board_webhooks.claim_due("sup-a", now=a_day_on, lease_s=LEASE_S)
+    assert {c.secrets for c in claimed} == {(new,)}

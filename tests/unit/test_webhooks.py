@@ -42,15 +42,25 @@ def test_a_delivery_verifies_with_the_standard_webhooks_library() -> None:
     verifier = Webhook(secret)
     # The library checks the timestamp against its own clock: give it one near now.
     now = int(time.time())
-    headers = signed_headers(secret, message_id, now, body)
+    headers = signed_headers((secret,), message_id, now, body)
     assert verifier.verify(body, headers) == {"type": "job.finished", "data": {"jobId": 1}}
     with pytest.raises(WebhookVerificationError):
         Webhook(new_secret()).verify(body, headers)
     with pytest.raises(WebhookVerificationError):
         verifier.verify(body.replace(b"1", b"2"), headers)
-    stale = signed_headers(secret, message_id, now - 3600, body)
+    stale = signed_headers((secret,), message_id, now - 3600, body)
     with pytest.raises(WebhookVerificationError):
         verifier.verify(body, stale)
+
+
+def test_while_a_secret_is_rotated_either_one_verifies() -> None:
+    old, new = new_secret(), new_secret()
+    body = b'{"type":"crew.finished"}'
+    headers = signed_headers((new, old), new_message_id(), int(time.time()), body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new).verify(body, headers) == Webhook(old).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(body, headers)
 
 
 def test_secrets_and_ids_are_fresh_and_in_the_standard_form() -> None:

@@ -323,6 +323,9 @@ class WebhookSecret(BaseModel):
     user_id: int
     secret = peewee.CharField(max_length=100)
     created_at = UTCDateTimeField()
+    # The secret it replaced, which still signs alongside it for a while after
+    # a rotation, so receivers can be given the new one without a gap.
+    previous_secret = peewee.CharField(max_length=100, null=True)
 
 
 class WebhookDelivery(BaseModel):

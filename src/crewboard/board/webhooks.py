@@ -51,6 +51,9 @@ CREW_FINISHED = "crew.finished"
 # page has the whole of it.
 MAX_RESULT_CHARS = 64_000
 MAX_ERROR_CHARS = 500
+# After a rotation the old secret signs too (a second ``v1,`` signature) for
+# this long, so receivers still holding it keep accepting deliveries.
+ROTATION_OVERLAP = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,21 @@ def signing_secret(user_id: int, *, now: datetime) -> WebhookSecret:
 @write
 def rotate_secret(user_id: int, *, now: datetime) -> WebhookSecret:
     """A new signing secret for the user; deliveries sent from now on are
-    signed with it, including retries of earlier ones."""
+    signed with it, including retries of earlier ones, and for
+    :data:`ROTATION_OVERLAP` with the old one as well."""
     row = signing_secret(user_id, now=now)
-    WebhookSecret.update(secret=new_secret(), created_at=now).where(
+    WebhookSecret.update(secret=new_secret(), previous_secret=row.secret, created_at=now).where(
         WebhookSecret.id == row.id
     ).execute()
     return WebhookSecret.get_by_id(row.id)
+
+
+def signing_keys(row: WebhookSecret, *, now: datetime) -> tuple[str, ...]:
+    """The secrets a delivery is signed with now: the current one, and the
+    one it replaced while the rotation overlap lasts."""
+    if row.previous_secret and now < row.created_at + ROTATION_OVERLAP:
+        return (row.secret, row.previous_secret)
+    return (row.secret,)
 
 
 def secret_public(row: WebhookSecret) -> dict[str, Any]:
@@ -243,7 +255,7 @@ class Outgoing:
     url: str
     body: bytes
     attempt: int  # 1 for the first
-    secret: str  # the owner's signing secret at the time of the claim
+    secrets: tuple[str, ...]  # the owner's signing secrets at the time of the claim
     event_type: str
 
 
@@ -280,7 +292,7 @@ def claim_due(
         )
         if not taken:
             continue
-        secret = signing_secret(row.owner_id, now=now).secret
+        keys = signing_keys(signing_secret(row.owner_id, now=now), now=now)
         claimed.append(
             Outgoing(
                 id=row.id,
@@ -288,7 +300,7 @@ def claim_due(
                 url=row.url,
                 body=row.body.encode(),
                 attempt=row.attempts + 1,
-                secret=secret,
+                secrets=keys,
                 event_type=row.event_type,
             )
         )

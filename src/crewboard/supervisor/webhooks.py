@@ -138,7 +138,7 @@ class Sender:
         host, _ = target(delivery.url)
         url = httpx.URL(delivery.url)
         timestamp = int(utcnow().timestamp())
-        headers = signed_headers(delivery.secret, delivery.message_id, timestamp, delivery.body)
+        headers = signed_headers(delivery.secrets, delivery.message_id, timestamp, delivery.body)
         headers["host"] = url.netloc.decode("ascii")
         headers["user-agent"] = USER_AGENT
         extensions = {"sni_hostname": host} if url.scheme == "https" else {}
