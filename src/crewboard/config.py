@@ -129,6 +129,16 @@ class Config:
     retention_days_chat: float | None = None
     # How often the pruner looks for what has aged out; tests shorten it.
     retention_every_s: float = 600.0
+    # Webhooks (supervisor/webhooks.py): hosts or networks a webhook may
+    # reach though they are internal (CREWBOARD_WEBHOOK_ALLOW, as the HTTP
+    # tool's CREWBOARD_HTTP_ALLOW); how long one attempt may take; the first
+    # retry's delay (doubling up to the cap) and when to give up. Tests
+    # shorten them.
+    webhook_allow: tuple[str, ...] = ()
+    webhook_timeout_s: float = 10.0
+    webhook_retry_s: float = 5.0
+    webhook_retry_cap_s: float = 3600.0
+    webhook_give_up_s: float = 86400.0
 
     def __post_init__(self) -> None:
         for name in ("max_result_bytes", "max_log_bytes"):

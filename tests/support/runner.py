@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from crewboard.netguard import Resolver
 from crewboard.runner.spec import Limits
-from crewboard.runner.tools.base import Resolver, ToolContext, system_resolver
+from crewboard.runner.tools.base import ToolContext, system_resolver
 
 
 def tool_context(

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from crewboard.netguard import AllowList, classify
 from crewboard.runner.tools.base import ToolError, system_resolver
 from crewboard.runner.tools.http_get import TOOL
-from crewboard.runner.tools.netguard import AllowList, classify
 from tests.support.runner import tool_context
 
 NAMES = {

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import peewee
 
+from crewboard.board import webhooks
 from crewboard.board.db import is_sqlite, write
 from crewboard.board.events import SUPERVISOR, EventKind, record_event
 from crewboard.board.models import (
@@ -440,9 +441,10 @@ def _settle_job(
     data: dict[str, object] = {"runId": run.id, "outcome": outcome.value}
     if settled.available_at is not None:
         data["availableAt"] = iso(settled.available_at)
-    record_event(
+    event = record_event(
         settled.kind, job=job, actor=SUPERVISOR, message=settled.message, data=data, now=now
     )
+    webhooks.queue_finished(job, settled.status, event, now=now)
     promoted: list[int] = []
     if settled.status == JobStatus.DONE:
         children = [

@@ -40,6 +40,11 @@ class EventKind(StrEnum):
     RETRY = "retry"  # a failed run will be retried after a backoff
     REQUEUED = "requeued"  # an interrupted run: back to ready, no retry used
     BLOCKED = "blocked"  # the job needs a person
+    # Webhooks of a job's or its crew's finish (crewboard.board.webhooks)
+    WEBHOOK_QUEUED = "webhook_queued"  # a delivery was queued by the job's settling
+    WEBHOOK_DELIVERED = "webhook_delivered"  # the receiver accepted an attempt (2xx)
+    WEBHOOK_FAILED = "webhook_failed"  # an attempt failed; retried after a backoff
+    WEBHOOK_GAVE_UP = "webhook_gave_up"  # no attempt left within a day: not delivered
     # Schedules (crewboard.board.schedules)
     UPDATED = "updated"  # a user edited a schedule
     ENABLED = "enabled"  # a user resumed a schedule

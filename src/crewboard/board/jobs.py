@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crewboard import limits
-from crewboard.board import usage
+from crewboard.board import usage, webhooks
 from crewboard.board.db import write
 from crewboard.board.events import EventKind, record_event, user_actor
 from crewboard.board.job_views import (
@@ -136,6 +136,7 @@ def create_crew(
     title: str | None = None,
     actor: str | None = None,
     max_queued: int | None = None,
+    webhook_url: str | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -143,7 +144,8 @@ def create_crew(
 
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
-    ``waiting`` on their parents. ``actor`` defaults to the owner.
+    ``waiting`` on their parents. ``actor`` defaults to the owner. The
+    crew's finishes are posted to ``webhook_url``, else to the template's.
     LimitReached if the owner's queued jobs and the crew's would pass
     ``max_queued``.
     """
@@ -156,6 +158,7 @@ def create_crew(
         inputs=plan.inputs,
         owner=owner_id,
         schedule=schedule_id,
+        webhook_url=webhook_url or plan.webhook_url,
         created_at=now,
     )
     by_key: dict[str, Job] = {}
@@ -353,7 +356,7 @@ def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
             .execute()
         )
         if updated:
-            record_event(
+            event = record_event(
                 EventKind.CANCEL,
                 job=job,
                 actor=actor,
@@ -361,6 +364,7 @@ def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
                 data={"from": job.status, "status": JobStatus.BLOCKED},
                 now=now,
             )
+            webhooks.queue_finished(job, JobStatus.BLOCKED, event, now=now)
             return get_job(job_id)
     elif job.status == JobStatus.RUNNING:
         if job.cancel_requested:
@@ -421,6 +425,7 @@ def _remove(jobs: Sequence[Job], actor: str, message: str, *, now: datetime) -> 
         Comment.delete().where(Comment.job.in_(chunk)).execute()
         Event.delete().where(Event.job.in_(chunk)).execute()
         Run.delete().where(Run.job.in_(chunk)).execute()
+        webhooks.forget_jobs(chunk)
         JobEdge.delete().where(JobEdge.parent.in_(chunk) | JobEdge.child.in_(chunk)).execute()
         Job.delete().where(Job.id.in_(chunk)).execute()
     for crew_id in sorted(crew_ids):

@@ -43,10 +43,21 @@ def _v3_token_expiry(db: peewee.Database) -> None:
     migrate(migrator.add_column(table, "expires_at", models.ApiToken.expires_at))
 
 
+def _v4_webhooks(db: peewee.Database) -> None:
+    """Webhooks: a URL on crews and schedules, each user's signing secret and
+    the deliveries the supervisor sends."""
+    for model in (models.Crew, models.Schedule):
+        table = model._meta.table_name
+        if "webhook_url" not in {c.name for c in db.get_columns(table)}:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "webhook_url" VARCHAR(2048)')
+    db.create_tables([models.WebhookSecret, models.WebhookDelivery], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
     _v3_token_expiry,
+    _v4_webhooks,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -146,6 +146,7 @@ class Schedule(BaseModel):
     timezone = peewee.CharField(max_length=64)
     enabled = peewee.BooleanField(default=True)
     overlap = peewee.CharField(max_length=8, default="skip")  # skip | allow
+    webhook_url = peewee.CharField(max_length=2048, null=True)  # given to the crews it spawns
     next_run_at = UTCDateTimeField(null=True, index=True)
     last_run_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField()
@@ -165,6 +166,8 @@ class Crew(BaseModel):
     owner_id: int
     schedule = peewee.ForeignKeyField(Schedule, null=True, backref="crews", on_delete="SET NULL")
     schedule_id: int | None
+    # Where its jobs' and its own finishes are posted (crewboard.board.webhooks).
+    webhook_url = peewee.CharField(max_length=2048, null=True)
     created_at = UTCDateTimeField()
 
 
@@ -308,6 +311,55 @@ class ScheduleFire(BaseModel):
         indexes = ((("schedule", "fire_at"), True),)
 
 
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # to be sent at next_attempt_at (again, after a failed attempt)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # given up: a day of failed attempts, or a target now refused
+
+
+class WebhookSecret(BaseModel):
+    """A user's webhook signing secret (``whsec_…``). Each user's deliveries
+    are signed with their own, so no user can forge another's."""
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", unique=True)
+    user_id: int
+    secret = peewee.CharField(max_length=100)
+    created_at = UTCDateTimeField()
+    # The secret it replaced, which still signs alongside it for a while after
+    # a rotation, so receivers can be given the new one without a gap.
+    previous_secret = peewee.CharField(max_length=100, null=True)
+
+
+class WebhookDelivery(BaseModel):
+    """One webhook POST to make, until it is delivered or given up on.
+
+    ``next_attempt_at`` is both the retry time and the claim: a sender takes
+    a due row by moving it a lease into the future, so a sender that dies
+    mid-send leaves the row due again once the lease runs out."""
+
+    message_id = peewee.CharField(max_length=64, unique=True)  # the webhook-id header
+    # What was settled: "job:<event id>" or "crew:<event id>"; one delivery each.
+    dedupe_key = peewee.CharField(max_length=64, unique=True)
+    owner = peewee.ForeignKeyField(User, on_delete="CASCADE", index=False)
+    owner_id: int
+    # The job whose settling made it (for a crew's: the last job to settle).
+    job = peewee.ForeignKeyField(Job, null=True, on_delete="SET NULL", index=False)
+    job_id: int | None
+    event_type = peewee.CharField(max_length=32)  # job.finished | crew.finished
+    url = peewee.CharField(max_length=2048)
+    body = peewee.TextField()  # the exact JSON sent on every attempt
+    status = peewee.CharField(max_length=16, default=DeliveryStatus.PENDING)
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = UTCDateTimeField()
+    claimed_by = peewee.CharField(max_length=100, null=True)
+    last_error = peewee.TextField(null=True)
+    created_at = UTCDateTimeField()
+    finished_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("status", "next_attempt_at"), False), (("job", "id"), False))
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -323,4 +375,6 @@ ALL_MODELS: list[type[BaseModel]] = [
     Event,
     Comment,
     ScheduleFire,
+    WebhookSecret,
+    WebhookDelivery,
 ]

@@ -46,6 +46,7 @@ def schedule_public(schedule: Schedule) -> dict[str, Any]:
         "timezone": schedule.timezone,
         "enabled": schedule.enabled,
         "overlap": schedule.overlap,
+        "webhookUrl": schedule.webhook_url,
         "nextRunAt": iso(schedule.next_run_at),
         "lastRunAt": iso(schedule.last_run_at),
         "owner": {"id": owner.id, "email": owner.email},

@@ -68,6 +68,7 @@ class ScheduleChanges:
     timezone: str | None = None
     overlap: str | None = None
     enabled: bool | None = None
+    webhook_url: str | None = None  # "" removes it
 
 
 # --- user intent --------------------------------------------------------------
@@ -101,6 +102,7 @@ def create_schedule(
         timezone=changes.timezone,
         enabled=enabled,
         overlap=changes.overlap or "skip",
+        webhook_url=changes.webhook_url or None,
         next_run_at=cron.next_fire(changes.rule, changes.timezone, now) if enabled else None,
         last_run_at=None,
         created_at=now,
@@ -134,9 +136,10 @@ def update_schedule(
         ("rule", changes.rule),
         ("timezone", changes.timezone),
         ("overlap", changes.overlap),
+        ("webhook_url", changes.webhook_url),
     ):
-        if value is not None and getattr(schedule, attr) != value:
-            changed[attr] = value
+        if value is not None and (getattr(schedule, attr) or "") != value:
+            changed[attr] = value or None
     if not changed:
         return schedule
     for attr, value in changed.items():
@@ -229,6 +232,7 @@ def _spawn(
         title=schedule.name,
         actor=actor,
         max_queued=max_queued,
+        webhook_url=schedule.webhook_url,
         now=now,
     )
 

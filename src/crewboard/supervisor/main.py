@@ -2,8 +2,8 @@
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
 socket), recover the runs of supervisors that died, start the runner template
-and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler and
-pruner in one nursery), tell systemd it is ready, wait for a signal, then stop
+and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler,
+pruner and webhook sender in one nursery), tell systemd it is ready, wait for a signal, then stop
 taking work and drain the running runs.
 """
 
@@ -28,6 +28,7 @@ from crewboard.supervisor.reaper import run_recovery, serve_reaper
 from crewboard.supervisor.retention import serve_pruner
 from crewboard.supervisor.scheduler import serve_scheduler
 from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
+from crewboard.supervisor.webhooks import Sender, serve_webhooks
 from crewboard.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,14 @@ async def run_supervisor(
     notifier = Notifier()
     wakeup = Wakeup()  # the dispatcher's: new work, finished runs
     schedule_wakeup = Wakeup()  # the scheduler's: schedules changed
+    webhook_wakeup = Wakeup()  # the webhook sender's: jobs settled
+
+    def settled() -> None:
+        """A run ended or a job was cancelled: a slot is free, and a
+        webhook may be due."""
+        wakeup.set()
+        webhook_wakeup.set()
+
     stop = stop if stop is not None else trio.Event()
     hurry = trio.Event()  # a second signal: stop the running runs now
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -63,7 +72,7 @@ async def run_supervisor(
                 template = ForkServer() if forkserver else None
                 if template is not None:
                     await nursery.start(template.serve)
-                async with open_launcher(config, home, wakeup.set, template) as launcher:
+                async with open_launcher(config, home, settled, template) as launcher:
                     dispatcher = Dispatcher(identity.supervisor_id, home, launcher, config.poll_s)
                     # Start the heartbeat; it beats on through the drain.
                     await nursery.start(
@@ -76,13 +85,15 @@ async def run_supervisor(
                     # Take work.
                     async with trio.open_nursery() as intake:
                         await intake.start(
-                            serve_wake_socket, wake_socket, (wakeup, schedule_wakeup)
+                            serve_wake_socket,
+                            wake_socket,
+                            (wakeup, schedule_wakeup, webhook_wakeup),
                         )
                         await intake.start(
                             serve_reaper,
                             identity,
                             config.heartbeat_s,
-                            wakeup.set,
+                            settled,
                             launcher.active.keys,
                         )
                         await intake.start(serve_dispatcher, dispatcher, wakeup)
@@ -92,6 +103,9 @@ async def run_supervisor(
                             schedule_wakeup,
                         )
                         await intake.start(serve_pruner, config, home)
+                        await intake.start(
+                            serve_webhooks, Sender(identity.supervisor_id, config), webhook_wakeup
+                        )
                         notifier.notify(READY=1, STATUS=f"ready: 0/{config.concurrency} running")
                         log.info("supervisor %s ready", identity.supervisor_id)
                         task_status.started(identity)

@@ -161,6 +161,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         sessions,
         templates,
         tokens,
+        webhooks,
     )
     from crewboard.web.auth import google
     from crewboard.web.auth import routes as auth_routes
@@ -181,6 +182,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         schedules.bp,
         health.bp,
         admin.bp,
+        webhooks.bp,
     ):
         app.register_blueprint(blueprint)
     return app

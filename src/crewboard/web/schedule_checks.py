@@ -17,13 +17,23 @@ from crewboard.board.models import Schedule
 from crewboard.board.schedules import ScheduleChanges
 from crewboard.errors import ValidationFailed
 from crewboard.web.validate import has_control_chars
+from crewboard.webhooks import BadWebhookUrl, check_url_form
 from crewboard.workflows import Template, plan_named_crew
 
 MAX_NAME_CHARS = 200
-CREATE_FIELDS = ("name", "templateId", "inputs", "rule", "timezone", "overlap", "enabled")
+CREATE_FIELDS = (
+    "name",
+    "templateId",
+    "inputs",
+    "rule",
+    "timezone",
+    "overlap",
+    "enabled",
+    "webhookUrl",
+)
 REQUIRED_FIELDS = ("name", "templateId", "inputs", "rule", "timezone")
 # The template is fixed once made; enabling is /enable and /disable.
-EDIT_FIELDS = ("name", "inputs", "rule", "timezone", "overlap")
+EDIT_FIELDS = ("name", "inputs", "rule", "timezone", "overlap", "webhookUrl")
 
 
 def _refuse(key: str, message: str) -> ValidationFailed:
@@ -65,6 +75,17 @@ def _check_enabled(value: Any) -> bool:
     return value
 
 
+def _check_webhook_url(value: Any) -> str:
+    """The URL's form only; where its host points is checked by the route
+    (:func:`crewboard.web.api.webhooks.vet_webhook_url`). Empty removes it."""
+    if value == "":
+        return ""
+    try:
+        return check_url_form(value)
+    except BadWebhookUrl as exc:
+        raise _refuse("webhookUrl", str(exc)) from None
+
+
 _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "name": _check_name,
     "templateId": _check_template_id,
@@ -73,6 +94,7 @@ _FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "timezone": _check_timezone,
     "overlap": cron.validate_overlap,
     "enabled": _check_enabled,
+    "webhookUrl": _check_webhook_url,
 }
 
 
@@ -151,6 +173,8 @@ def check_schedule(
     allowed = CREATE_FIELDS if current is None else EDIT_FIELDS
     problems = _shape_problems(body, allowed, creating=current is None)
     checked = _check_fields(body, allowed, problems)
+    if current is None and checked.get("webhookUrl") == "":
+        problems["webhookUrl"] = "must not be empty (leave it out for none)"
     inputs = _check_template_inputs(checked, templates, current, problems)
     if problems:
         raise ValidationFailed("some fields are not valid", problems)
@@ -162,4 +186,5 @@ def check_schedule(
         timezone=checked.get("timezone"),
         overlap=checked.get("overlap"),
         enabled=checked.get("enabled"),
+        webhook_url=checked.get("webhookUrl"),
     )

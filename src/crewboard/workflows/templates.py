@@ -20,6 +20,7 @@ import yaml
 
 from crewboard.config import Config
 from crewboard.errors import ValidationFailed
+from crewboard.webhooks import BadWebhookUrl, check_url_form
 from crewboard.workflows.inputs import (
     MAX_DESCRIPTION_CHARS,
     MISSING,
@@ -61,7 +62,7 @@ _OPTIONAL_HINT = (
     "test it with 'is defined' or give it a default"
 )
 
-_TOP_KEYS = ("name", "description", "inputs", "defaults", "jobs")
+_TOP_KEYS = ("name", "description", "inputs", "defaults", "jobs", "webhook")
 _DEFAULT_KEYS = ("agent", "timeout", "retries")
 _JOB_KEYS = ("title", "agent", "prompt", "needs", "artifact", "timeout", "retries")
 
@@ -90,6 +91,9 @@ class Template:
     inputs: tuple[InputSpec, ...] = ()
     jobs: tuple[JobSpec, ...] = ()  # parents first
     error: str | None = None
+    # Where the crews it makes post their finishes, unless a request or
+    # schedule names another (crewboard.board.webhooks).
+    webhook_url: str | None = None
     _compiled: Mapping[tuple[str, str], jinja2.Template] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -143,6 +147,7 @@ class CrewPlan:
     title: str
     inputs: dict[str, Any]  # validated, defaults applied
     jobs: tuple[PlannedJob, ...]
+    webhook_url: str | None = None  # the template's
 
 
 # -- discovery --------------------------------------------------------------
@@ -353,6 +358,13 @@ def parse_template(
         elif spec := parse_input(input_name, entry, problems):
             inputs[input_name] = spec
 
+    webhook_url = None
+    if doc.get("webhook") is not None:
+        try:
+            webhook_url = check_url_form(doc["webhook"])
+        except BadWebhookUrl as exc:
+            problems.add("webhook", str(exc))
+
     raw_defaults = _mapping(doc.get("defaults", {}), "defaults", _DEFAULT_KEYS, problems)
     agent = raw_defaults.get("agent", DEFAULT_AGENT)
     timeout = raw_defaults.get("timeout", DEFAULT_TIMEOUT_S)
@@ -398,7 +410,9 @@ def parse_template(
     if problems.items:
         return _invalid(base, problems, file_name)
 
-    template = replace(base, jobs=tuple(jobs[k] for k in order), _compiled=compiled)
+    template = replace(
+        base, jobs=tuple(jobs[k] for k in order), webhook_url=webhook_url, _compiled=compiled
+    )
     # A trial render with the defaults catches what only shows when run: a
     # sandbox escape, a type error, a use of an optional input left out.
     trial = trial_values(template.inputs)
@@ -489,4 +503,6 @@ def plan_crew(template: Template, inputs: Any, title: Any = None) -> CrewPlan:
                 job.retries,
             )
         )
-    return CrewPlan(template.id, crew_title or template.name, values, tuple(planned))
+    return CrewPlan(
+        template.id, crew_title or template.name, values, tuple(planned), template.webhook_url
+    )

@@ -90,3 +90,26 @@ def test_tokens_show_their_expiry_and_last_use(site, page):
     forever = page.locator("#tokens tbody tr", has_text="forever")
     expect(forever.locator('td[data-label="Expires"]')).to_have_text("never")
     expect(forever.locator('td[data-label="Last used"]')).to_have_text("never")
+
+
+def test_show_copy_and_rotate_the_webhook_signing_secret(site, context, page, account):
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.origin)
+    page.goto("/profile")
+    box = page.get_by_label("Signing secret", exact=True)
+    expect(box).to_have_value("")
+    page.get_by_role("button", name="Show signing secret").click()
+    expect(box).to_have_value(re.compile(r"^whsec_[A-Za-z0-9+/]{43}="))
+    first = box.input_value()
+    page.get_by_role("button", name="Copy signing secret").click()
+    expect(page.get_by_text("Copied to the clipboard.")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == first
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Rotate signing secret").click()
+    expect(box).not_to_have_value(first)
+    expect(box).to_have_value(re.compile(r"^whsec_"))
+    rotated = box.input_value()
+    # The page shows what the API now signs with.
+    page.reload()
+    page.get_by_role("button", name="Show signing secret").click()
+    expect(page.get_by_label("Signing secret", exact=True)).to_have_value(rotated)

@@ -9,12 +9,12 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crewboard.runner.spec import Limits
 
-# (host, port) -> IP address strings; injectable so tests never touch DNS.
-Resolver = Callable[[str, int], list[str]]
+if TYPE_CHECKING:
+    from crewboard.netguard import Resolver
 
 
 class ToolError(Exception):
@@ -24,18 +24,14 @@ class ToolError(Exception):
 
 
 def system_resolver(host: str, port: int) -> list[str]:
-    import socket
+    """The system's resolver, its refusal turned into the tool's."""
+    # Imported on first use: runs that fetch nothing never load it.
+    from crewboard import netguard
 
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ToolError(f"cannot resolve {host!r}: {exc}") from exc
-    seen: list[str] = []
-    for info in infos:
-        address = str(info[4][0])
-        if address not in seen:
-            seen.append(address)
-    return seen
+        return netguard.system_resolver(host, port)
+    except netguard.AddressRefused as exc:
+        raise ToolError(str(exc)) from exc
 
 
 class ToolContext:

@@ -1,5 +1,5 @@
 """Tool ``http_get``: fetch a web page or API over http(s) with caps on size,
-time and scheme, refusing internal addresses (see :mod:`.netguard`).
+time and scheme, refusing internal addresses (see :mod:`crewboard.netguard`).
 
 Each hop (redirects are followed by hand, at most five) is vetted and then
 connected to at the vetted address, with the original host in ``Host`` and in
@@ -12,8 +12,8 @@ import time
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from crewboard.netguard import AddressRefused, AllowList, vet
 from crewboard.runner.tools.base import Tool, ToolContext, ToolError, arg_str, clip, params
-from crewboard.runner.tools.netguard import AllowList, vet
 
 MAX_REDIRECTS = 5
 _TEXTUAL = ("text/", "json", "xml", "javascript", "yaml", "csv")
@@ -35,7 +35,10 @@ def http_get(args: dict[str, Any], ctx: ToolContext) -> str:
             if not parts.hostname:
                 raise ToolError(f"{url!r} has no host")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            address = vet(parts.hostname, port, allow, ctx.resolver)
+            try:
+                address = vet(parts.hostname, port, allow, ctx.resolver)
+            except AddressRefused as exc:
+                raise ToolError(str(exc)) from exc
             target = httpx.URL(url).copy_with(host=str(address))
             headers = {
                 "Host": parts.netloc.rsplit("@", 1)[-1],

@@ -27,6 +27,7 @@ from crewboard.errors import NotFound, ValidationFailed
 from crewboard.wakeup import wake_supervisor
 from crewboard.web import params, sse
 from crewboard.web.api.templates import current_templates
+from crewboard.web.api.webhooks import vet_webhook_url
 from crewboard.web.auth.guards import (
     admin_required,
     check_owner,
@@ -52,7 +53,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 
 STATUSES = [s.value for s in JobStatus]
 MAX_SCHEDULE_AHEAD = timedelta(days=366 * 10)
-_CREW_FIELDS = ("templateId", "inputs", "title")
+_CREW_FIELDS = ("templateId", "inputs", "title", "webhookUrl")
 
 
 async def _owned_job(job_id: int) -> Job:
@@ -122,7 +123,13 @@ async def create_crew():
     template_id = fields.string("templateId", max_length=100)
     inputs = fields.obj("inputs")
     title = fields.string("title", required=False, max_length=300)
+    webhook_url = body.get("webhookUrl")
     errors = dict(fields.errors)
+    if webhook_url is not None:
+        try:
+            webhook_url = await vet_webhook_url(webhook_url)
+        except ValidationFailed as exc:
+            errors.update(exc.fields)
     try:
         scheduled_at = _scheduled_at()
     except ValidationFailed as exc:
@@ -147,6 +154,7 @@ async def create_crew():
         who.user_id,
         scheduled_at=scheduled_at,
         max_queued=state().config.queued_jobs_per_user,
+        webhook_url=webhook_url,
         now=utcnow(),
     )
     _wake()

@@ -26,6 +26,7 @@ from crewboard.errors import ValidationFailed
 from crewboard.wakeup import wake_supervisor
 from crewboard.web import params, schedule_checks
 from crewboard.web.api.templates import current_templates
+from crewboard.web.api.webhooks import vet_webhook_url
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
 from crewboard.web.state import state
 from crewboard.web.validate import json_object
@@ -44,7 +45,10 @@ async def _checked(body: dict[str, Any], current: Schedule | None = None) -> Sch
     """The body checked whole; the templates are read only if the check needs them."""
     needed = schedule_checks.needs_templates(body, current)
     templates = await current_templates() if needed else {}
-    return schedule_checks.check_schedule(body, templates, current=current)
+    changes = schedule_checks.check_schedule(body, templates, current=current)
+    if changes.webhook_url:
+        await vet_webhook_url(changes.webhook_url)
+    return changes
 
 
 async def _owned(schedule_id: int) -> Schedule:

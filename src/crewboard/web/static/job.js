@@ -88,6 +88,8 @@ const KIND_LABELS = {
   run_ended: "Run ended", done: "Done", retry: "Retry", requeued: "Requeued", blocked: "Blocked",
   recovered: "Recovered", comment: "Comment", unblock: "Unblocked", redo: "Redo", status: "Status",
   cancel: "Cancelled", cancel_requested: "Cancel asked", archive: "Archived",
+  webhook_queued: "Webhook queued", webhook_delivered: "Webhook delivered",
+  webhook_failed: "Webhook failed", webhook_gave_up: "Webhook given up",
 };
 
 function showTimeline(events) {

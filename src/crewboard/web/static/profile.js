@@ -1,6 +1,7 @@
-// The profile page: who you are, and your personal API tokens (list with
-// their expiry and last use, create — the secret shown once, with a copy
-// button — and revoke).
+// The profile page: who you are, your personal API tokens (list with their
+// expiry and last use, create — the secret shown once, with a copy button —
+// and revoke), and your webhook signing secret (shown on request, copied,
+// rotated).
 import { api } from "/static/api.js";
 import { copyText, el, showError, timeEl } from "/static/dom.js";
 import { startShell } from "/static/shell.js";
@@ -117,6 +118,45 @@ document.getElementById("copy-token").addEventListener("click", async () => {
   copyStatus.textContent = copied
     ? "Copied to the clipboard."
     : "Copying is not allowed here: the token is selected, press Ctrl+C (⌘C) to copy it.";
+});
+
+const hookSecret = document.getElementById("webhook-secret");
+const hookStatus = document.getElementById("webhook-status");
+const hookError = document.getElementById("webhook-error");
+const copyHook = document.getElementById("copy-webhook-secret");
+
+function showSecret(row) {
+  hookSecret.value = row.secret;
+  copyHook.hidden = false;
+  hookStatus.textContent = `Since ${new Date(row.createdAt).toLocaleString()}.`;
+}
+
+async function secretAction(button, request, failure) {
+  button.disabled = true;
+  showError(hookError, "");
+  try {
+    showSecret(await request());
+  } catch (error) {
+    showError(hookError, `${failure}: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.getElementById("show-webhook-secret").addEventListener("click", (event) =>
+  secretAction(event.currentTarget, () => api("/api/webhooks/secret"), "Cannot show your secret"));
+
+document.getElementById("rotate-webhook-secret").addEventListener("click", (event) => {
+  if (!confirm("Rotate your webhook secret? Receivers must be given the new one.")) return;
+  secretAction(event.currentTarget,
+    () => api("/api/webhooks/secret/rotate", { method: "POST" }), "Cannot rotate your secret");
+});
+
+copyHook.addEventListener("click", async () => {
+  const copied = await copyText(hookSecret.value, hookSecret);
+  hookStatus.textContent = copied
+    ? "Copied to the clipboard."
+    : "Copying is not allowed here: the secret is selected, press Ctrl+C (⌘C) to copy it.";
 });
 
 await loadTokens();
