@@ -12,7 +12,7 @@ from crewboard.board import dispatch, jobs
 from crewboard.board import webhooks as board_webhooks
 from crewboard.board.db import database
 from crewboard.board.events import EventKind
-from crewboard.board.migrations import MIGRATIONS, _v3_webhooks, migrate
+from crewboard.board.migrations import MIGRATIONS, _v4_webhooks, migrate
 from crewboard.board.models import (
     Crew,
     DeliveryStatus,
@@ -231,7 +231,7 @@ def test_deleting_a_job_keeps_its_pending_delivery_going(home: Home) -> None:
 
 
 def test_a_board_from_before_webhooks_is_upgraded_in_place(home: Home) -> None:
-    before = MIGRATIONS.index(_v3_webhooks)
+    before = MIGRATIONS.index(_v4_webhooks)
     ids = crews.add_crew({"a": JobDef()})
     # Take the board back to the schema before webhooks, keeping its rows.
     database.execute_sql('DROP TABLE "webhook_delivery"')
