@@ -122,6 +122,8 @@ class Config:
     retention_days_chat: float | None = None
     # How often the pruner looks for what has aged out; tests shorten it.
     retention_every_s: float = 600.0
+    # GET /metrics (Prometheus, for administrators' tokens); off: a 404.
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_result_bytes", "max_log_bytes"):

@@ -133,6 +133,7 @@ def create_crew(
     schedule_id: int | None = None,
     title: str | None = None,
     actor: str | None = None,
+    request_id: str | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -140,7 +141,8 @@ def create_crew(
 
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
-    ``waiting`` on their parents. ``actor`` defaults to the owner.
+    ``waiting`` on their parents. ``actor`` defaults to the owner;
+    ``request_id`` is the HTTP request's that asked for the crew.
     """
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
@@ -171,6 +173,7 @@ def create_crew(
             max_retries=planned.retries,
             created_at=now,
             updated_at=now,
+            request_id=request_id,
         )
         for parent_key in planned.needs:
             JobEdge.create(parent=by_key[parent_key], child=job)
@@ -180,7 +183,12 @@ def create_crew(
             job=job,
             actor=actor,
             message=f"created from template {plan.template_id}",
-            data={"crewId": crew.id, "status": status, "scheduledAt": iso(future)},
+            data={
+                "crewId": crew.id,
+                "status": status,
+                "scheduledAt": iso(future),
+                **({"requestId": request_id} if request_id else {}),
+            },
             now=now,
         )
     return crew, list(by_key.values())

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
 
 from crewboard.board import models
 
@@ -31,7 +33,19 @@ def _v2_one_live_run_per_job(db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial, _v2_one_live_run_per_job]
+def _v3_job_request_id(db: peewee.Database) -> None:
+    """The id of the request that created a job, for its runs' log lines."""
+    columns = {c.name for c in db.get_columns(models.Job._meta.table_name)}
+    if "request_id" not in columns:
+        migrator = SchemaMigrator.from_database(db)
+        migrate_schema(migrator.add_column("job", "request_id", models.Job.request_id))
+
+
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [
+    _v1_initial,
+    _v2_one_live_run_per_job,
+    _v3_job_request_id,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

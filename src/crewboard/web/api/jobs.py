@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import trio
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, g, jsonify, request
 
 from crewboard.board import db, job_views
 from crewboard.board import jobs as board_jobs
@@ -142,7 +142,12 @@ async def create_crew():
     if errors or plan is None:
         raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
     crew, jobs = await db.call(
-        board_jobs.create_crew, plan, who.user_id, scheduled_at=scheduled_at, now=utcnow()
+        board_jobs.create_crew,
+        plan,
+        who.user_id,
+        scheduled_at=scheduled_at,
+        request_id=g.request_id,
+        now=utcnow(),
     )
     _wake()
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
