@@ -152,6 +152,8 @@ class AgentLoop:
         max_bytes = self.spec.limits.max_result_bytes
 
         with self._model_slot():
+            # Counted as it is sent: a request the provider failed is one too.
+            self.usage["requests"] += 1
             try:
                 self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                 turn = assemble(self.transport.stream(request), on_text)
@@ -161,6 +163,7 @@ class AgentLoop:
                     agentName=agent_name,
                     reason="the model server interrupted the answer; asking again",
                 )
+                self.usage["requests"] += 1
                 try:
                     self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                     turn = assemble(self.transport.stream(request), on_text)
@@ -170,7 +173,6 @@ class AgentLoop:
                         "without finishing; a server that serves one request at a time does "
                         "this when another arrives: lower the provider's max_concurrency)"
                     ) from exc
-        self.usage["requests"] += 1
         if turn.usage is None:
             self._usage_reported = False
         else:
