@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -120,10 +121,25 @@ class TextFormatter(logging.Formatter):
         line = f"{self.formatTime(record)} {record.levelname} {record.name}: {message}"
         if where:
             line += f" [{escape_control(where)}]"
-        trace = _exception_text(self, record)
-        if trace:
-            line += "".join(f"\n    {escape_control(part)}" for part in trace.split("\n"))
+        if record.exc_info:
+            line += "".join(f"\n    {part}" for part in _traceback_lines(record.exc_info[1]))
+        if record.stack_info:
+            line += "".join(f"\n    {escape_control(p)}" for p in record.stack_info.split("\n"))
         return line
+
+
+def _traceback_lines(exc: BaseException | None) -> Iterator[str]:
+    """A traceback as escaped lines: a frame's lines are code, split where
+    they end; an exception's message (which may quote user input) stays one
+    line, its line breaks escaped."""
+    if exc is None:
+        return
+    for chunk in traceback.TracebackException.from_exception(exc).format():
+        text = chunk.rstrip("\n")
+        if chunk.startswith("  File "):
+            yield from (escape_control(part) for part in text.split("\n"))
+        else:
+            yield escape_control(text)
 
 
 class JsonFormatter(logging.Formatter):
