@@ -134,20 +134,12 @@ def _forget_dead_processes(folder: Path) -> None:
     crashed and was restarted), so its open streams do not count forever."""
     from prometheus_client import multiprocess
 
+    from crewboard.processes import pid_alive
+
     for path in folder.glob("gauge_live*_*.db"):
         pid_text = path.stem.rsplit("_", 1)[-1]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             multiprocess.mark_process_dead(int(pid_text), str(folder))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def enabled() -> bool:
@@ -272,5 +264,5 @@ def exposition(gauges: BoardGauges) -> tuple[bytes, str]:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    registry.register(_BoardCollector(gauges))  # type: ignore[arg-type]
+    registry.register(_BoardCollector(gauges))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -174,12 +174,12 @@ async def run_serve(config: Config, secrets: Mapping[str, str] | None = None) ->
     # A local model that is asked for but cannot run stops the start here,
     # with the fix, rather than in a child restarted forever.
     local = await trio.to_thread.run_sync(localmodel.check_usable, config)
-    home = await trio.to_thread.run_sync(open_home, config)
+    opened = await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     url_file = config.home / "run" / URL_FILE
     if config.metrics:
         # Counters start from zero with the server (crewboard.metrics).
-        await trio.to_thread.run_sync(metrics.clear, home.run_dir)
+        await trio.to_thread.run_sync(metrics.clear, opened.run_dir)
     await trio.to_thread.run_sync(partial(url_file.unlink, missing_ok=True))
     base = [sys.executable, "-m", "crewboard"]
     home = ["--home", str(config.home)]

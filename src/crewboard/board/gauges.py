@@ -6,6 +6,7 @@ the board."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import peewee
 
@@ -16,7 +17,7 @@ from crewboard.metrics import BoardGauges
 
 def board_gauges(*, now: datetime) -> BoardGauges:
     counts = {status.value: 0 for status in JobStatus}
-    rows = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
+    rows: Any = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
     for status, count in rows:
         counts[str(status)] = int(count)
     status = heartbeats.status(0, now=now)

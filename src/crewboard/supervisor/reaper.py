@@ -15,7 +15,6 @@ recorded), once older than :data:`LOST_GRACE_S`, is closed the same way
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Collection
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ import trio
 
 from crewboard.board import db, recovery
 from crewboard.clock import utcnow
+from crewboard.processes import pid_alive
 from crewboard.supervisor.heartbeat import Identity
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,6 @@ EVERY_HEARTBEATS = 5
 # A run this supervisor claimed reaches its launcher within moments; one its
 # launcher has not held for this long after it started is lost.
 LOST_GRACE_S = 30.0
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, as another user
-    return True
 
 
 async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
