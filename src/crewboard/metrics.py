@@ -156,6 +156,13 @@ def run_finished(outcome: str, duration_s: float, queued_s: float) -> None:
     _metrics.queue_wait.observe(queued_s)
 
 
+def run_recovered(outcome: str) -> None:
+    """A run whose supervisor died was closed by recovery with ``outcome``
+    (its length and wait are unknown: counted, not timed)."""
+    if _metrics is not None:
+        _metrics.runs.labels(outcome).inc()
+
+
 def chat_turn_finished(outcome: str) -> None:
     if _metrics is not None:
         _metrics.chat_turns.labels(outcome).inc()

@@ -18,6 +18,7 @@ metrics.enable(Path(sys.argv[1]))
 metrics.run_finished("succeeded", 1.5, 0.2)
 metrics.run_finished("failed", 0.3, 4.0)
 metrics.chat_turn_finished("stopped")
+metrics.run_recovered("crashed")
 metrics.schedule_fired("spawned", 3)   # its own fire and two missed ones
 metrics.schedule_fired("skipped", 1)
 metrics.board_write_retried("finish_run")
@@ -65,6 +66,8 @@ def test_counts_of_several_processes_add_up_in_one_scrape(tmp_path):
 
     assert value("crewboard_runs_total", outcome="succeeded") == 2
     assert value("crewboard_run_duration_seconds_sum", outcome="succeeded") == 3.0
+    assert value("crewboard_runs_total", outcome="crashed") == 2
+    assert value("crewboard_run_duration_seconds_count", outcome="crashed") == 0
     assert value("crewboard_queue_wait_seconds_count") == 4
     assert value("crewboard_queue_wait_seconds_bucket", le="0.25") == 2
     assert value("crewboard_chat_turns_total", outcome="stopped") == 2
