@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -190,6 +191,13 @@ class _CaptureContext(logging.Filter):
         return True
 
 
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("crewboard").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
 def log_format(environ: Mapping[str, str] | None = None) -> str:
     """The configured format; an unknown one falls back to text (a process
     must still be able to say what is wrong)."""
@@ -215,6 +223,11 @@ def setup(process: str, *, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level_name, logging.INFO))
+    # A crash's traceback is a record too, in the same format, not raw stderr.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback
+    )
     if os.environ.get(FORMAT_ENV) and log_format() != os.environ[FORMAT_ENV].strip().lower():
         logging.getLogger("crewboard").warning(
             "%s=%r is not one of %s; writing text", FORMAT_ENV, os.environ[FORMAT_ENV], FORMATS

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
+import threading
 
 import pytest
 
@@ -20,6 +22,10 @@ def make_record(msg: str, *args: object, exc: BaseException | None = None, **ext
         record.exc_info = (type(exc), exc, exc.__traceback__)
     record.__dict__.update(extra)
     return record
+
+
+def exc_info_of(exc: BaseException) -> tuple:
+    return type(exc), exc, exc.__traceback__
 
 
 def raised(message: str) -> BaseException:
@@ -100,6 +106,8 @@ def test_structured_fields_become_the_json_object_and_stay_the_text_message():
 def test_setup_writes_the_chosen_format_to_the_stream(monkeypatch):
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     try:
         for fmt, check in (("json", json.loads), ("text", str)):
             monkeypatch.setenv(logs.FORMAT_ENV, fmt)
@@ -113,6 +121,9 @@ def test_setup_writes_the_chosen_format_to_the_stream(monkeypatch):
         out = io.StringIO()
         logs.setup("test", stream=out)
         assert "is not one of" in out.getvalue()
+        # An uncaught exception is a record of its own, escaped like the rest.
+        sys.excepthook(*exc_info_of(raised("crash\x1b[0m")))
+        assert "uncaught exception" in out.getvalue() and "\x1b" not in out.getvalue()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
