@@ -118,7 +118,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = escape_control(record.getMessage())
-        where = " ".join(f"{k}={v}" for k, v in context_of(record).items())
+        # What the message holds already (an access log line's requestId) is not repeated.
+        fields = _fields(record)
+        where = " ".join(f"{k}={v}" for k, v in context_of(record).items() if k not in fields)
         line = f"{self.formatTime(record)} {record.levelname} {record.name}: {message}"
         if where:
             line += f" [{escape_control(where)}]"
