@@ -20,25 +20,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from functools import partial
 
-from crewboard import __version__
+from crewboard import __version__, logs
 from crewboard.clock import utcnow
 from crewboard.config import Config, make_non_dumpable
 from crewboard.errors import CrewboardError
-
-
-def _setup_logging() -> None:
-    level = os.environ.get("CREWBOARD_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -399,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # becomes; non-dumpable, no other process of this user can read it.
     make_non_dumpable()
     args = build_parser().parse_args(argv)
-    _setup_logging()
+    logs.setup(args.command)
     try:
         return args.fn(args)
     except CrewboardError as exc:

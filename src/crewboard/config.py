@@ -139,6 +139,8 @@ class Config:
     webhook_retry_s: float = 5.0
     webhook_retry_cap_s: float = 3600.0
     webhook_give_up_s: float = 86400.0
+    # GET /metrics (Prometheus, for administrators' tokens); off: a 404.
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_result_bytes", "max_log_bytes"):

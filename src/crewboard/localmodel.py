@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -30,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crewboard import logs
 from crewboard.errors import CrewboardError, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from crewboard.config import Config
@@ -274,18 +278,27 @@ def serve(
     except Exception as exc:
         raise LocalModelError(f"the model server could not load {weights}: {exc}") from exc
     address = server.listening_address
-    print(f"local model {name} listening on {address}", flush=True)
+    _say(f"local model {name} listening on {address}")
     notifier = Notifier()
     notifier.notify(READY=1, STATUS=f"serving {PROVIDER}:{name} at {address}")
     signum = signal.sigwait(stop_signals)
     notifier.notify(STOPPING=1)
-    print(f"{signal.Signals(signum).name} received; stopping", file=sys.stderr, flush=True)
+    _say(f"{signal.Signals(signum).name} received; stopping", sys.stderr)
     # Past the deadline, leave without waiting for llama.cpp's threads.
     deadline = threading.Timer(STOP_WITHIN_S, os._exit, (0,))
     deadline.daemon = True
     deadline.start()
     del server
     return 0
+
+
+def _say(text: str, stream: Any = None) -> None:
+    """A line for the operator: a log record when the logs are JSON (every
+    line one object), else printed to ``stream`` (stdout) as it always was."""
+    if logs.log_format() == "json":
+        log.info("%s", text)
+    else:
+        print(text, file=stream or sys.stdout, flush=True)
 
 
 def serve_configured(config: Config, *, verbose: bool = False) -> int:

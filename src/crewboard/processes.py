@@ -83,6 +83,17 @@ class RunnerExit:
     stopped: bool
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
+
+
 def runner_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a runner starts with: locale and paths, nothing secret
     (no keys, no ``CREWBOARD_*``, no ``NOTIFY_SOCKET``)."""

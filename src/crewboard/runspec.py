@@ -27,7 +27,12 @@ are optional)::
                 "shellUnavailable": null, "shellNetwork": false,
                 "shellCpuS": 120, "shellMemoryBytes": 4294967296,
                 "shellProcesses": 256, "shellFileBytes": 1073741824,
-                "shellOpenFiles": 1024}}
+                "shellOpenFiles": 1024},
+     "requestId": "9f2c…" | null}
+
+``requestId`` is the HTTP request that started the run; the runner writes it
+on the run's first and terminal records, so a run's log points back at the
+request's log lines.
 """
 
 from __future__ import annotations
@@ -398,6 +403,7 @@ class RunnerSpec(_Value):
         "messages",
         "model",
         "prompt",
+        "request_id",
         "run_id",
         "workspace",
     )
@@ -406,6 +412,7 @@ class RunnerSpec(_Value):
         "messages": (),
         "artifact": None,
         "limits": Limits(),
+        "request_id": None,
     }
     run_id: str
     kind: str
@@ -419,6 +426,8 @@ class RunnerSpec(_Value):
     messages: tuple[dict[str, str], ...]
     artifact: str | None
     limits: Limits
+    # The HTTP request that started the run (crewboard.logs), if one did.
+    request_id: str | None
 
     def to_json(self) -> dict[str, Any]:
         """The spec as its JSON document (see the module docstring)."""
@@ -435,6 +444,7 @@ class RunnerSpec(_Value):
             "artifactDir": str(self.artifact_dir),
             "artifact": self.artifact,
             "limits": self.limits.to_json(),
+            "requestId": self.request_id,
         }
 
     def to_line(self) -> bytes:
@@ -472,6 +482,9 @@ class RunnerSpec(_Value):
         artifact = raw.get("artifact")
         if artifact is not None and (not isinstance(artifact, str) or not artifact):
             raise SpecError("artifact: must be a file name or null")
+        request_id = raw.get("requestId")
+        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
+            raise SpecError("requestId: must be a string of at most 64 characters or null")
         return cls(
             run_id=run_id,
             kind=kind,
@@ -485,6 +498,7 @@ class RunnerSpec(_Value):
             messages=_messages(raw.get("messages", [])),
             artifact=artifact,
             limits=Limits.from_json(raw.get("limits", {})),
+            request_id=request_id or None,
         )
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from crewboard import localmodel
+from crewboard import localmodel, logs, metrics
 from crewboard.bootstrap import ensure_first_admin, open_home
 from crewboard.config import Config
 from crewboard.processes import describe_exit
@@ -127,7 +127,10 @@ async def _announce_url(url_file: Path) -> None:
     with trio.move_on_after(30):
         while (url := await trio.to_thread.run_sync(_read_url, url_file)) is None:
             await trio.sleep(0.05)
-        print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
+        if logs.log_format() == "json":
+            log.info("crewboard is running at %s  (Ctrl-C to stop)", url)
+        else:
+            print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
 
 
 def _read_url(url_file: Path) -> str | None:
@@ -171,9 +174,12 @@ async def run_serve(config: Config, secrets: Mapping[str, str] | None = None) ->
     # A local model that is asked for but cannot run stops the start here,
     # with the fix, rather than in a child restarted forever.
     local = await trio.to_thread.run_sync(localmodel.check_usable, config)
-    await trio.to_thread.run_sync(open_home, config)
+    opened = await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     url_file = config.home / "run" / URL_FILE
+    if config.metrics:
+        # Counters start from zero with the server (crewboard.metrics).
+        await trio.to_thread.run_sync(metrics.clear, opened.run_dir)
     await trio.to_thread.run_sync(partial(url_file.unlink, missing_ok=True))
     base = [sys.executable, "-m", "crewboard"]
     home = ["--home", str(config.home)]

@@ -17,7 +17,7 @@ from tests.conftest import make_config
 
 DOCUMENTED_PREFIXES = ("/auth/", "/api/", "/openapi/")
 # Routes outside those prefixes that are part of the contract too.
-DOCUMENTED_PATHS = ("/auth", "/api", "/openapi", "/healthz", "/readyz")
+DOCUMENTED_PATHS = ("/auth", "/api", "/openapi", "/healthz", "/readyz", "/metrics")
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 _RULE_PARAM = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")

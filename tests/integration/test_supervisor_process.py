@@ -17,7 +17,7 @@ from crewboard.board import recovery
 from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.supervisor.reaper import pid_alive
+from crewboard.processes import pid_alive
 from tests.support import crews, need
 from tests.support.procs import Proc
 from tests.support.supervisor import children_running, supervisor_process

@@ -84,6 +84,8 @@ def test_the_api_key_never_shows_in_the_spec_repr() -> None:
         ({"limits": {"maxSteps": 0}}, "limits.maxSteps"),
         ({"limits": {"allowShell": "yes"}}, "limits.allowShell"),
         ({"workspace": "ws"}, "workspace"),
+        ({"requestId": 7}, "requestId"),
+        ({"requestId": "x" * 65}, "requestId"),
     ],
 )
 def test_a_bad_spec_names_the_bad_key(overrides: dict[str, Any], key: str) -> None:
@@ -116,6 +118,7 @@ def test_a_built_spec_goes_over_the_wire_and_back_unchanged() -> None:
         workspace=Path("/tmp/ws"),
         artifact_dir=Path("/tmp/art"),
         limits=Limits(allow_shell=True, http_allow=("10.0.0.0/8",), tool_timeout_s=5.0),
+        request_id="req-7",
     )
     document = json.loads(spec.to_line())
     assert set(document) == {
@@ -131,7 +134,9 @@ def test_a_built_spec_goes_over_the_wire_and_back_unchanged() -> None:
         "artifactDir",
         "artifact",
         "limits",
+        "requestId",
     }
+    assert document["requestId"] == "req-7"
     assert document["limits"] == {
         "maxSteps": MAX_STEPS,
         "allowShell": True,

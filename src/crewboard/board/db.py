@@ -30,6 +30,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import peewee
 
+from crewboard import metrics
+
 log = logging.getLogger(__name__)
 
 database = peewee.DatabaseProxy()
@@ -210,6 +212,7 @@ def write(fn: Callable[P, T]) -> Callable[P, T]:
                 if not _is_lock_error(exc) or attempt == _LOCK_RETRIES - 1:
                     raise
                 log.warning("board busy, retrying %s (%s)", fn.__name__, exc)
+                metrics.board_write_retried(fn.__name__)
                 time.sleep(0.05 * (2**attempt) * random.uniform(0.5, 1.5))
         raise AssertionError("unreachable")
 

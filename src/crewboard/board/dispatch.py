@@ -100,6 +100,10 @@ class Claim:
     timeout_s: float
     log_path: Path
     prompt_parts: PromptParts  # read from the board with the claim
+    # The request that created the job (None: a schedule did), for log lines.
+    request_id: str | None = None
+    # How long the job had been ready, waiting for a runner, when claimed.
+    queued_s: float = 0.0
 
     @property
     def prompt(self) -> str:
@@ -176,6 +180,8 @@ def claim_ready_job(
         timeout_s=float(job.timeout_s),
         log_path=path,
         prompt_parts=prompt_parts(job),
+        request_id=job.request_id,
+        queued_s=max(0.0, (now - max(job.available_at, job.updated_at)).total_seconds()),
     )
 
 

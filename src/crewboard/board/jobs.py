@@ -137,6 +137,7 @@ def create_crew(
     actor: str | None = None,
     max_queued: int | None = None,
     webhook_url: str | None = None,
+    request_id: str | None = None,
     now: datetime,
 ) -> tuple[Crew, list[Job]]:
     """Write a planned crew — the crew, its jobs (in the plan's dependency
@@ -144,7 +145,8 @@ def create_crew(
 
     Jobs without parents are ``ready`` now, or ``waiting`` until a future
     ``scheduled_at`` (the supervisor promotes them); the others are
-    ``waiting`` on their parents. ``actor`` defaults to the owner. The
+    ``waiting`` on their parents. ``actor`` defaults to the owner;
+    ``request_id`` is the HTTP request's that asked for the crew. The
     crew's finishes are posted to ``webhook_url``, else to the template's.
     LimitReached if the owner's queued jobs and the crew's would pass
     ``max_queued``.
@@ -180,6 +182,7 @@ def create_crew(
             max_retries=planned.retries,
             created_at=now,
             updated_at=now,
+            request_id=request_id,
         )
         for parent_key in planned.needs:
             JobEdge.create(parent=by_key[parent_key], child=job)
@@ -189,7 +192,12 @@ def create_crew(
             job=job,
             actor=actor,
             message=f"created from template {plan.template_id}",
-            data={"crewId": crew.id, "status": status, "scheduledAt": iso(future)},
+            data={
+                "crewId": crew.id,
+                "status": status,
+                "scheduledAt": iso(future),
+                **({"requestId": request_id} if request_id else {}),
+            },
             now=now,
         )
     return crew, list(by_key.values())

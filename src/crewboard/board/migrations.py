@@ -12,6 +12,8 @@ import logging
 from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
 
 from crewboard.board import models
 
@@ -34,13 +36,11 @@ def _v2_one_live_run_per_job(db: peewee.Database) -> None:
 def _v3_token_expiry(db: peewee.Database) -> None:
     """API tokens may expire: ``api_token.expires_at`` (NULL: until revoked).
     A board made by this version's ``_v1_initial`` has it already."""
-    from playhouse.migrate import SchemaMigrator, migrate
-
     table = models.ApiToken._meta.table_name
     if "expires_at" in {column.name for column in db.get_columns(table)}:
         return
     migrator = SchemaMigrator.from_database(db)
-    migrate(migrator.add_column(table, "expires_at", models.ApiToken.expires_at))
+    migrate_schema(migrator.add_column(table, "expires_at", models.ApiToken.expires_at))
 
 
 def _v4_webhooks(db: peewee.Database) -> None:
@@ -51,6 +51,12 @@ def _v4_webhooks(db: peewee.Database) -> None:
         if "webhook_url" not in {c.name for c in db.get_columns(table)}:
             db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "webhook_url" VARCHAR(2048)')
     db.create_tables([models.WebhookSecret, models.WebhookDelivery], safe=True)
+def _v5_job_request_id(db: peewee.Database) -> None:
+    """The id of the request that created a job, for its runs' log lines."""
+    columns = {c.name for c in db.get_columns(models.Job._meta.table_name)}
+    if "request_id" not in columns:
+        migrator = SchemaMigrator.from_database(db)
+        migrate_schema(migrator.add_column("job", "request_id", models.Job.request_id))
 
 
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
@@ -58,6 +64,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v2_one_live_run_per_job,
     _v3_token_expiry,
     _v4_webhooks,
+    _v5_job_request_id,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

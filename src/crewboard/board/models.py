@@ -200,6 +200,9 @@ class Job(BaseModel):
     status_before_archive = peewee.CharField(max_length=16, null=True)
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
+    # The id of the HTTP request that created it (None: a schedule did), carried
+    # into its runs' specs and log lines (crewboard.logs).
+    request_id = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         indexes = (

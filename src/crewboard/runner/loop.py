@@ -110,9 +110,19 @@ class AgentLoop:
                 "error",
                 message=f"the agent did not finish within {self.spec.limits.max_steps} steps "
                 "(limits.maxSteps)",
+                usage=self._usage(),
             )
             return EXIT_ERROR
-        except (ProviderError, LogFull) as exc:
+        except ProviderError as exc:
+            self.log.finish(
+                "error",
+                message=str(exc),
+                agentName=self.agent.id,
+                usage=self._usage(),
+                providerError=True,
+            )
+            return EXIT_ERROR
+        except LogFull as exc:
             self.log.finish("error", message=str(exc), agentName=self.agent.id)
             return EXIT_ERROR
 
@@ -142,6 +152,8 @@ class AgentLoop:
         max_bytes = self.spec.limits.max_result_bytes
 
         with self._model_slot():
+            # Counted as it is sent: a request the provider failed is one too.
+            self.usage["requests"] += 1
             try:
                 self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                 turn = assemble(self.transport.stream(request), on_text)
@@ -151,6 +163,7 @@ class AgentLoop:
                     agentName=agent_name,
                     reason="the model server interrupted the answer; asking again",
                 )
+                self.usage["requests"] += 1
                 try:
                     self._step_text = on_text = StepText(self.log, agent_name, max_bytes)
                     turn = assemble(self.transport.stream(request), on_text)
@@ -160,7 +173,6 @@ class AgentLoop:
                         "without finishing; a server that serves one request at a time does "
                         "this when another arrives: lower the provider's max_concurrency)"
                     ) from exc
-        self.usage["requests"] += 1
         if turn.usage is None:
             self._usage_reported = False
         else:
@@ -200,9 +212,19 @@ class AgentLoop:
         if calls:
             turn.tool_calls, turn.text = calls, rest
 
+    def _usage(self) -> dict[str, Any]:
+        """What the run asked of its provider so far, for its terminal
+        record (the reaping process counts it: crewboard.metrics)."""
+        usage: dict[str, Any] = dict(self.usage)
+        if not self._usage_reported:
+            # Not reported is not zero.
+            usage.update(inputTokens=None, outputTokens=None, totalTokens=None)
+        return usage
+
     def _hit_token_limit(self) -> int:
         self.log.finish(
             "error",
+            usage=self._usage(),
             message=f"the model hit its token limit (max_tokens={self.max_tokens}) before it "
             "finished; raise max_tokens in the agent preset or the provider's table",
             agentName=self.agent.id,
@@ -355,11 +377,7 @@ class AgentLoop:
 
     def _finish(self, text: str) -> int:
         self.log.append("agent_end", agentName=self.agent.id)
-        usage: dict[str, Any] = dict(self.usage)
-        if not self._usage_reported:
-            # Not reported is not zero.
-            usage.update(inputTokens=None, outputTokens=None, totalTokens=None)
-        fields: dict[str, Any] = {"text": text, "agentName": self.agent.id, "usage": usage}
+        fields: dict[str, Any] = {"text": text, "agentName": self.agent.id, "usage": self._usage()}
         if self.spec.artifact and self.spec.artifact not in self.ctx.saved_artifacts:
             from crewboard.runner.tools.save_artifact import write_artifact
 

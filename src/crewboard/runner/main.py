@@ -141,12 +141,13 @@ def main() -> NoReturn:
     make_non_dumpable()
     spec = load_spec()
     secrets = (spec.model.api_key,) if spec.model.api_key else ()
-    log = RunLog(spec.log_path, secrets=secrets)
+    stamp = {"requestId": spec.request_id} if spec.request_id else {}
+    log = RunLog(spec.log_path, secrets=secrets, stamp=stamp)
     control = Control(log)
     control.start()
     # The first line goes out before the rest of the runner is imported: it is
     # what tells a follower the run has started.
-    log.append("user_message", text=spec.prompt)
+    log.append("user_message", text=spec.prompt, **stamp)
 
     from crewboard.runner.tools.base import ToolContext
 
@@ -160,7 +161,7 @@ def main() -> NoReturn:
         try:
             transport = open_transport(spec.model)
         except ProviderError as exc:
-            log.finish("error", message=str(exc))
+            log.finish("error", message=str(exc), providerError=True)
             code = EXIT_ERROR
         else:
             code = AgentLoop(spec, log, transport, ctx).run()

@@ -35,10 +35,14 @@ def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
 
 
 class RunLog:
-    def __init__(self, path: Path, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, path: Path, secrets: tuple[str, ...] = (), stamp: dict[str, Any] | None = None
+    ) -> None:
         self._writer = LogWriter(path)
         self._lock = threading.Lock()
         self._secrets = tuple(s for s in secrets if s)
+        # Fields every terminal record carries (the run's request id).
+        self._stamp = dict(stamp or {})
         self.terminal: dict[str, Any] | None = None
 
     @property
@@ -58,5 +62,6 @@ class RunLog:
         with self._lock:
             if self.terminal is not None:
                 return False
+            fields = {**fields, **self._stamp}
             self.terminal = self._writer.append(type, **scrub(fields, self._secrets))
             return True

@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import trio
 
-from crewboard import sessionlog
+from crewboard import logs, metrics, sessionlog
 from crewboard.agents import Preset, run_agents
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
@@ -126,6 +126,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         artifact_dir=home.artifact_dir(claim.run_id),
         artifact=claim.artifact,
         limits=config.runner_limits(),
+        request_id=claim.request_id,
     )
 
 
@@ -168,6 +169,8 @@ class ActiveRun:
     scope: trio.CancelScope
     stopped_as: RunOutcome | None = None
     pid: int | None = None
+    # The provider its model is served by, once its spec is built (metrics).
+    provider: str | None = None
     started_at: float = field(default_factory=trio.current_time)
     # The runner has exited and its end is being recorded: the board may show
     # the run closed before the launcher lets go of it.
@@ -262,7 +265,9 @@ class Launcher:
         self.active[claim.run_id] = active
         self._idle = trio.Event()
         try:
-            await self._supervise(active, task_status)
+            # Every line about this run says which run, job and request it is.
+            with logs.bind(requestId=claim.request_id, runId=claim.run_id, jobId=claim.job_id):
+                await self._supervise(active, task_status)
         finally:
             del self.active[claim.run_id]
             if not self.active:
@@ -273,6 +278,7 @@ class Launcher:
         claim = active.claim
         try:
             spec = build_spec(claim, self.config, self.home, await self.catalog.presets())
+            active.provider = spec.model.provider
             await trio.to_thread.run_sync(_prepare, spec)
             await run_runner(
                 spec,
@@ -309,7 +315,10 @@ class Launcher:
             cancelled_caught = active.scope.cancelled_caught
             stopped_as = RunOutcome.TIMED_OUT if cancelled_caught else RunOutcome.INTERRUPTED
 
+        last: sessionlog.Record | None = None
+
         async def record() -> Ending:
+            nonlocal last
             last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
             ending = classify(last, code, stopped_as, claim.timeout_s)
             artifact = await trio.to_thread.run_sync(_close_log, claim, self.home, ending)
@@ -328,13 +337,17 @@ class Launcher:
         ending = await self._record_retrying(claim, "the end", record)
         if ending is None:
             return
+        duration_s = trio.current_time() - active.started_at
+        metrics.run_finished(ending.outcome.value, duration_s, claim.queued_s)
+        if active.provider is not None:
+            metrics.provider_usage(active.provider, "job", last)
         log.info(
             "run %s of job %s: %s (%s, %.2f s)%s",
             claim.run_id,
             claim.job_id,
             ending.outcome.value,
             describe_exit(code),
-            trio.current_time() - active.started_at,
+            duration_s,
             f": {ending.error}" if ending.error else "",
         )
 
@@ -342,12 +355,14 @@ class Launcher:
         message = f"could not start the run: {exc}"
         log.warning("run %s of job %s: %s", claim.run_id, claim.job_id, message)
 
-        async def record() -> None:
+        async def record() -> bool:
             await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
             await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow())
+            return True
 
         with trio.CancelScope(shield=True):
-            await self._record_retrying(claim, "the failed start", record)
+            if await self._record_retrying(claim, "the failed start", record):
+                metrics.run_finished(RunOutcome.FAILED.value, 0.0, claim.queued_s)
 
     async def _record_retrying(
         self, claim: Claim, what: str, record: Callable[[], Awaitable[T]]

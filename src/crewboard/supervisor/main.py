@@ -16,6 +16,7 @@ from functools import partial
 
 import trio
 
+from crewboard import metrics
 from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home, report_shell_sandbox
 from crewboard.clock import utcnow
@@ -48,6 +49,8 @@ async def run_supervisor(
     # Boot.
     home = await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(report_shell_sandbox, config)
+    if config.metrics:
+        metrics.enable(home.run_dir)
     identity = Identity()
     notifier = Notifier()
     wakeup = Wakeup()  # the dispatcher's: new work, finished runs

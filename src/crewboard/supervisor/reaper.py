@@ -15,14 +15,15 @@ recorded), once older than :data:`LOST_GRACE_S`, is closed the same way
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Collection
 from datetime import timedelta
 
 import trio
 
+from crewboard import metrics
 from crewboard.board import db, recovery
 from crewboard.clock import utcnow
+from crewboard.processes import pid_alive
 from crewboard.supervisor.heartbeat import Identity
 
 log = logging.getLogger(__name__)
@@ -34,22 +35,24 @@ EVERY_HEARTBEATS = 5
 LOST_GRACE_S = 30.0
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, as another user
-    return True
-
-
 async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
     """Close the runs of dead supervisors once; returns what was closed."""
-    return await db.call(
-        recovery.recover_orphans, identity.supervisor_id, identity.host, pid_alive, now=utcnow()
+    return _counted(
+        await db.call(
+            recovery.recover_orphans,
+            identity.supervisor_id,
+            identity.host,
+            pid_alive,
+            now=utcnow(),
+        )
     )
+
+
+def _counted(recovered: list[recovery.Recovered]) -> list[recovery.Recovered]:
+    """Count the runs recovery closed with the runs that ended (metrics)."""
+    for run in recovered:
+        metrics.run_recovered(run.outcome.value)
+    return recovered
 
 
 async def run_lost_recovery(
@@ -71,7 +74,9 @@ async def run_lost_recovery(
         return []
     for run_id in lost:
         log.warning("run %s is running on the board but no longer here; closing it", run_id)
-    return await db.call(recovery.recover_lost_runs, identity.supervisor_id, lost, now=utcnow())
+    return _counted(
+        await db.call(recovery.recover_lost_runs, identity.supervisor_id, lost, now=utcnow())
+    )
 
 
 async def serve_reaper(

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import trio
 
-from crewboard import cron
+from crewboard import cron, metrics
 from crewboard.board import db, schedule_views
 from crewboard.board import schedules as board_schedules
 from crewboard.board.schedule_views import DueSchedule
@@ -195,8 +195,10 @@ class Scheduler:
                 # One schedule the board will not take must not stop the others;
                 # it is tried again next poll.
                 log.exception("could not fire schedule %s", row.id)
+                metrics.schedule_fired("error", 0)
                 failed = True
                 continue
+            metrics.schedule_fired(result.outcome.value, planned.missed)
             spawned = spawned or result.outcome is FireOutcome.SPAWNED
             log.info(
                 "schedule %s fire at %s: %s%s%s",

@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
 from crewboard.catalog import Catalog
+from crewboard import logs
 from crewboard.config import Config
 from crewboard.fswatch import FileWatch
 from crewboard.home import Home
@@ -45,6 +46,16 @@ class IdConverter(BaseConverter):
 
     def to_url(self, value: object) -> str:
         return str(value)
+
+
+def _request_id(given: str) -> str:
+    """The request's id: the client's ``X-Request-Id`` if it sent a usable
+    one (a proxy's), else a fresh one. It goes into log lines and into the
+    runs the request starts, so only plain characters are taken."""
+    kept = given.strip()[:64]
+    if kept and all(c.isascii() and (c.isalnum() or c in "-_.:") for c in kept):
+        return kept
+    return secrets.token_hex(8)
 
 
 def _body_still_arriving() -> bool:
@@ -109,7 +120,8 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
 
     @app.before_request
     async def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        g.request_id = _request_id(request.headers.get("X-Request-Id", ""))
+        logs.set_request_id(g.request_id)
         g.started = time.perf_counter()
         g.principal = None
         await authenticate()
@@ -128,23 +140,20 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         who = getattr(g, "principal", None)
         started = getattr(g, "started", None)
         # Health probes lower their own level (web/api/health.py).
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "durationMs": round((time.perf_counter() - started) * 1000, 1) if started else None,
+            "userId": who.user_id if who else None,
+            "requestId": getattr(g, "request_id", None),
+            # Why a request failed on the server's side (507, 500), if it did.
+            **({"error": g.error_reason} if "error_reason" in g else {}),
+        }
         access_log.log(
             getattr(g, "access_log_level", logging.INFO),
-            json.dumps(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "durationMs": round((time.perf_counter() - started) * 1000, 1)
-                    if started
-                    else None,
-                    "userId": who.user_id if who else None,
-                    "requestId": getattr(g, "request_id", None),
-                    # Why a request failed on the server's side (507, 500), if it did.
-                    **({"error": g.error_reason} if "error_reason" in g else {}),
-                },
-                separators=(",", ":"),
-            ),
+            json.dumps(fields, separators=(",", ":")),
+            extra={"fields": fields},
         )
         return response
 
@@ -156,6 +165,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         dispatcher,
         health,
         jobs,
+        metrics,
         models,
         schedules,
         sessions,
@@ -183,6 +193,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         health.bp,
         admin.bp,
         webhooks.bp,
+        metrics.bp,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import trio
 
-from crewboard import limits
+from crewboard import limits, logs, metrics
 from crewboard.agents import Preset, run_agents
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
@@ -121,6 +121,10 @@ class Turn:
     finished: trio.Event = field(default_factory=trio.Event)
     proc: RunnerProcess | None = None
     stop_reason: str | None = None
+    # The request that asked for the turn (crewboard.logs), and the provider
+    # its model is served by (crewboard.metrics).
+    request_id: str | None = None
+    provider: str | None = None
 
 
 async def serve_chat_turns(
@@ -207,7 +211,9 @@ class ChatTurns:
         path = self.home.chat_log(session_id)
         # Claimed before the first await, so a second message (or a turn past
         # the owner's limit) is refused at once.
-        turn = self._turns[session_id] = Turn(session_id, owner_id, path, 0, prompt)
+        turn = self._turns[session_id] = Turn(
+            session_id, owner_id, path, 0, prompt, request_id=logs.current_request_id()
+        )
         try:
             # Once accepted, the turn starts even if the client hangs up at
             # this very moment: a turn never depends on its first reader.
@@ -235,6 +241,7 @@ class ChatTurns:
         records = read_records(turn.log_path)
         turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
         ident = self.home.chat_workspace_id(session.id)
+        turn.provider = str(model.get("provider") or "") or None
         return RunnerSpec(
             run_id=f"{ident}-{turn.after_seq + 1}",
             kind="chat",
@@ -247,6 +254,7 @@ class ChatTurns:
             workspace=self.home.workspace(ident),
             artifact_dir=self.home.artifact_dir(ident),
             limits=self.config.runner_limits(),
+            request_id=turn.request_id,
         )
 
     async def _run(
@@ -263,15 +271,16 @@ class ChatTurns:
             task_status.started()
 
         try:
-            await run_runner(
-                spec,
-                turn.scope,
-                grace_s=partial(self._stop_grace_s, turn),
-                started=started,
-                ended=partial(self._end, turn, stderr_path),
-                template=self._template,
-                stderr_path=stderr_path,
-            )
+            with logs.bind(requestId=turn.request_id, sessionId=turn.session_id):
+                await run_runner(
+                    spec,
+                    turn.scope,
+                    grace_s=partial(self._stop_grace_s, turn),
+                    started=started,
+                    ended=partial(self._end, turn, stderr_path),
+                    template=self._template,
+                    stderr_path=stderr_path,
+                )
         except BaseException:
             if turn.proc is None:  # it never started; the turn still ends in the log
                 with trio.CancelScope(shield=True):
@@ -287,6 +296,10 @@ class ChatTurns:
             await trio.to_thread.run_sync(
                 end_turn, turn.log_path, turn.after_seq, turn.prompt, message
             )
+            terminal = await trio.to_thread.run_sync(last_record, turn.log_path)
+            metrics.chat_turn_finished(_turn_outcome(terminal, turn.stop_reason))
+            if turn.provider is not None:
+                metrics.provider_usage(turn.provider, "chat", terminal)
             await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
             await db.call(chats.touch, turn.session_id, now=utcnow())
         except Exception:
@@ -367,6 +380,16 @@ class ChatTurns:
             yield
         finally:
             self._deleting.discard(session_id)
+
+
+def _turn_outcome(terminal: Record | None, stop_reason: str | None) -> str:
+    """How a turn ended, as metrics count it."""
+    kind = terminal.get("type") if terminal else None
+    if kind == "final_result":
+        return "succeeded"
+    if kind == "blocked":
+        return "blocked"
+    return "stopped" if stop_reason is not None else "failed"
 
 
 def _report_stderr(path: Path, session_id: int, code: int | None) -> None:

@@ -14,6 +14,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from crewboard import metrics
 from crewboard.bootstrap import ensure_first_admin, open_home, report_shell_sandbox
 from crewboard.config import Config
 from crewboard.home import Home
@@ -46,6 +47,8 @@ async def serve_web(
     Reports the bound URLs through ``task_status``."""
     home = await trio.to_thread.run_sync(open_home, config)
     await trio.to_thread.run_sync(report_shell_sandbox, config)
+    if config.metrics:
+        metrics.enable(home.run_dir)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     app = create_app(config, home)
     _settle_garbage_collector()

@@ -23,6 +23,8 @@ import trio
 from quart import Response, request
 from quart.globals import request_ctx
 
+from crewboard import metrics
+
 PING = b": ping\n\n"
 PING_S = 15.0
 # A client that reconnects waits this long first (the SSE `retry:` field).
@@ -123,13 +125,15 @@ def stream_response(body: AsyncIterator[bytes]) -> Response:
     # Like quart.stream_with_context, but one generator that closes ``body``
     # itself: a client going away must leave no generator half-run.
     context = request_ctx.copy()
+    stream = request.blueprint or "other"
 
     async def framed() -> AsyncIterator[bytes]:
         async with context:
-            yield f"retry: {RETRY_MS}\n\n".encode()
-            async with aclosing(body):  # type: ignore[type-var]
-                async for chunk in body:
-                    yield chunk
+            with metrics.sse_subscriber(stream):
+                yield f"retry: {RETRY_MS}\n\n".encode()
+                async with aclosing(body):  # type: ignore[type-var]
+                    async for chunk in body:
+                        yield chunk
 
     response = Response(framed(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache, no-transform"

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import trio
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, g, jsonify, request
 
 from crewboard.board import db, job_views
 from crewboard.board import jobs as board_jobs
@@ -155,6 +155,7 @@ async def create_crew():
         scheduled_at=scheduled_at,
         max_queued=state().config.queued_jobs_per_user,
         webhook_url=webhook_url,
+        request_id=g.request_id,
         now=utcnow(),
     )
     _wake()

@@ -1,0 +1,78 @@
+"""A `crewboard serve` on a fresh home for tests that look at the server
+from outside (its metrics, its log lines): a workflow that runs the prompt
+it is given on the offline model, accounts with API tokens, and a client
+per token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.procs import Proc, run_cli, serve, served_url
+
+PASSWORD = "correct horse battery staple"
+
+# The prompt goes in whole, and its first line is the job's title.
+WORKFLOW = """\
+name: Echo
+description: Runs the prompt it is given on the offline model.
+inputs:
+  prompt: {type: string, required: true, maxLength: 60000}
+defaults: {agent: assistant, timeout: 120, retries: 0}
+jobs:
+  echo:
+    title: "{{ inputs.prompt | truncate(80) }}"
+    prompt: "{{ inputs.prompt }}"
+"""
+
+
+def add_account(home: Path, email: str, *, admin: bool = False) -> str:
+    """Add an account (an administrator if ``admin``); returns an API token of it."""
+    flags = ["--admin"] if admin else []
+    added = run_cli("user", "add", email, *flags, "--password-stdin", home=home, stdin=PASSWORD)
+    assert added.returncode == 0, added.stderr
+    created = run_cli("token", "create", email, home=home)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
+
+
+@dataclass
+class Served:
+    home: Path
+    url: str
+    proc: Proc
+    tokens: dict[str, str]
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, who: str | None) -> httpx.Client:
+        """A client with ``who``'s token (``admin`` or ``user``), or none."""
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        self.clients.append(client)
+        return client
+
+
+@contextmanager
+def serving(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """`crewboard serve` with the echo workflow, an administrator and a
+    user, each with a token; stopped (and checked to stop cleanly) after."""
+    home = tmp_path / "home"
+    workflows = tmp_path / "workflows"
+    workflows.mkdir(parents=True, exist_ok=True)
+    (workflows / "echo.job_workflow.yaml").write_text(WORKFLOW)
+    tokens = {
+        "admin": add_account(home, "admin@example.test", admin=True),
+        "user": add_account(home, "user@example.test"),
+    }
+    with serve(home, {"CREWBOARD_WORKFLOWS": str(workflows), **(env or {})}) as proc:
+        served = Served(home, served_url(proc), proc, tokens)
+        try:
+            yield served
+        finally:
+            for client in served.clients:
+                client.close()
+        assert proc.stop() == 0, proc.output()
