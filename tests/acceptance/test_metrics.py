@@ -88,9 +88,11 @@ def test_metrics_agree_with_the_board_after_real_work(tmp_path):
                 value(samples, "crewboard_chat_turns_total", outcome=o)
                 for o in ("succeeded", "failed")
             )
-            return samples if finished == sum(runs.values()) and turns == 2 else None
+            # Runners come from the heartbeat: idle from the beat after the last run.
+            idle = value(samples, "crewboard_runners_running") == 0
+            return samples if finished == sum(runs.values()) and turns == 2 and idle else None
 
-        samples = wait_until(counted, 30, "the scrape to count every run and turn")
+        samples = wait_until(counted, 30, "the scrape to count every run and turn, runners idle")
 
         jobs = board(served.home, "SELECT status, COUNT(*) FROM job GROUP BY status")
         for status in ("waiting", "ready", "running", "done", "blocked", "archived"):

@@ -51,6 +51,8 @@ def _v4_webhooks(db: peewee.Database) -> None:
         if "webhook_url" not in {c.name for c in db.get_columns(table)}:
             db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "webhook_url" VARCHAR(2048)')
     db.create_tables([models.WebhookSecret, models.WebhookDelivery], safe=True)
+
+
 def _v5_job_request_id(db: peewee.Database) -> None:
     """The id of the request that created a job, for its runs' log lines."""
     columns = {c.name for c in db.get_columns(models.Job._meta.table_name)}

@@ -15,8 +15,8 @@ from quart import Quart, g, request
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
-from crewboard.catalog import Catalog
 from crewboard import logs
+from crewboard.catalog import Catalog
 from crewboard.config import Config
 from crewboard.fswatch import FileWatch
 from crewboard.home import Home
