@@ -158,8 +158,9 @@ def test_in_a_chat_a_preset_without_block_says_what_would_work(tmp_path: Path) -
     code, records = run(tmp_path, "/block which customer?", kind="chat")
     assert code == EXIT_OK
     assert "agent_tool_start" not in types(records)
-    assert "`/block` needs a preset with the block tool, such as coder or triage" in (
-        records[-1]["text"]
+    assert (
+        "`/block` needs a preset with the block tool, such as coder or triage"
+        in (records[-1]["text"])
     )
 
 

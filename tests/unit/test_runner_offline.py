@@ -12,7 +12,6 @@ from crewboard.runner.providers import ProviderError
 from crewboard.runner.providers.offline import INTRO, OfflineTransport, parse_directives
 from crewboard.runner.stream import ModelTurn, assemble
 
-
 # What a request offers when a test does not say: enough for every directive.
 EVERY_TOOL = ("list_files", "save_artifact", "block", "transfer_to_writer")
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -326,9 +326,7 @@ def list_jobs(
     return page, (encode_cursor(page[-1].id) if more and page else None)
 
 
-def count_jobs(
-    viewer: Principal, mine: bool | None = None, q: str | None = None
-) -> dict[str, int]:
+def count_jobs(viewer: Principal, mine: bool | None = None, q: str | None = None) -> dict[str, int]:
     """How many jobs each status column holds, as :func:`list_jobs` would
     list them (every status, archived included, 0 where none). Without a
     search it is one ``GROUP BY status`` that SQLite answers from the
@@ -346,7 +344,8 @@ def count_jobs(
     if owner_id is not None:
         query = query.where(Job.owner == owner_id)
     counts = {status.value: 0 for status in JobStatus}
-    for status, n in query.group_by(Job.status).tuples():
+    for row in query.group_by(Job.status).tuples().execute():
+        status, n = cast("tuple[str, int]", row)
         counts[str(status)] = int(n)
     return counts
 

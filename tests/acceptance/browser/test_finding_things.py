@@ -79,7 +79,7 @@ def test_the_job_schedule_and_template_pages_say_loading_first(sized, site, cont
         ("/templates", re.compile(r"/api/templates$"), "Loading the templates…"),
     ):
         held = []
-        sized.route(api, lambda route: held.append(route))
+        sized.route(api, lambda route, held=held: held.append(route))
         sized.goto(path)
         expect(sized.get_by_text(words)).to_be_visible()
         expect(sized.locator(".skeleton-card").first).to_be_visible()
@@ -165,9 +165,7 @@ def test_a_refused_delete_talks_about_the_dialogs_checkbox(sized, site, context,
         )
 
 
-def test_the_schedule_editor_clears_an_error_once_the_field_is_filled(
-    sized, site, context, watch
-):
+def test_the_schedule_editor_clears_an_error_once_the_field_is_filled(sized, site, context, watch):
     watch.allow_console("422")  # the refusal, as Chromium logs it
     sized.goto("/schedules?new=1&template=ask")
     sized.locator("#schedule-input-question").fill("A daily question")

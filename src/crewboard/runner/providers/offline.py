@@ -173,8 +173,7 @@ def why_not(step: Step, offered: set[str]) -> str | None:
     verb = step.directive.split()[0]
     extra = " (in a job every agent has it)" if needed == "block" else ""
     return (
-        line + f"`{verb}` needs a preset with the {needed} tool, "
-        f"{_shipped_holders(needed)}{extra}."
+        line + f"`{verb}` needs a preset with the {needed} tool, {_shipped_holders(needed)}{extra}."
     )
 
 
