@@ -132,22 +132,26 @@ def measure_pages(jobs: int, rounds: int) -> dict[str, dict[str, dict[str, float
         job_id = Job.select(Job.id).where(Job.owner == user_id).order_by(Job.id).first().id
         db.close()
         env = {**os.environ, **SETTINGS}
-        web = subprocess.Popen(
-            [sys.executable, "-m", "crewboard", "web", "--home", str(config.home), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
+        # Its output goes to a file: a pipe nobody reads would fill and stall it.
+        log_path = root / "web.log"
+        with open(log_path, "w") as log_file:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "crewboard", "web", "--home", str(config.home),
+                 "--port", "0"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )  # fmt: skip
         try:
             url = None
-            assert web.stdout is not None
-            for line in web.stdout:
-                if "crewboard web serving on " in line:
-                    url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/")
-                    break
+            deadline = time.monotonic() + 60
+            while url is None and time.monotonic() < deadline and web.poll() is None:
+                for line in log_path.read_text().splitlines():
+                    if "crewboard web serving on " in line:
+                        url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/")
+                time.sleep(0.1)
             if url is None:
-                raise SystemExit("crewboard web did not start")
+                raise SystemExit("crewboard web did not start:\n" + log_path.read_text())
             results: dict[str, dict[str, list[float]]] = {}
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
@@ -191,7 +195,11 @@ def measure_pages(jobs: int, rounds: int) -> dict[str, dict[str, dict[str, float
             }
         finally:
             web.terminate()
-            web.wait(10)
+            try:
+                web.wait(10)
+            except subprocess.TimeoutExpired:
+                web.kill()
+                web.wait()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
