@@ -24,17 +24,21 @@ log = logging.getLogger(__name__)
 
 
 def open_home(config: Config) -> Home:
-    """Create the home if needed and connect the board (applying migrations).
-    A home made here is recorded in the user's config file (unless it records
-    another home already), so commands run from any folder find it."""
-    home = Home(config.home)
-    first_start = not is_home(home.root)
-    home.ensure()
+    """Create the home if needed and connect the board (applying migrations)."""
+    home = Home(config.home).ensure()
     home.secret_key()
-    if first_start:
-        record_home(home.root, os.environ)
     db.connect(home.board_db, url=config.database_url)
     return home
+
+
+def record_first_start(config: Config) -> None:
+    """Before a command makes a new home (a server's first start, ``user
+    add --home``): record it in the user's config file, unless that names a
+    home already, so that commands run from any folder find it. Only the
+    command line does this; code that opens a home for itself (tests,
+    benchmarks) leaves the user's config alone."""
+    if not is_home(config.home):
+        record_home(config.home, os.environ)
 
 
 def crewboard_command() -> str:

@@ -65,9 +65,12 @@ def _load_server(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
     from crewboard.config import take_secret_env
     from crewboard.serve import receive_secrets
 
+    from crewboard.bootstrap import record_first_start
+
     handed = receive_secrets()
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     config = Config.load(args.home, flags, environ={**os.environ, **handed})
+    record_first_start(config)
     return config, {**take_secret_env(config), **handed}
 
 
@@ -124,9 +127,10 @@ def cmd_supervisor(args: argparse.Namespace) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     from crewboard.board import users
-    from crewboard.bootstrap import open_home
+    from crewboard.bootstrap import open_home, record_first_start
 
     config = _load(args, home="named" if args.user_command == "add" else "existing")
+    record_first_start(config)
     home = open_home(config)
     if args.user_command == "add":
         password = _read_password(args)
