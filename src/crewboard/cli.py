@@ -62,10 +62,9 @@ def _load_server(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
     must not find its secrets: it reads them (from its environment and files,
     or those `crewboard serve` handed it) and takes them out of
     ``os.environ``. Returns the configuration and the secret variables taken."""
+    from crewboard.bootstrap import record_first_start
     from crewboard.config import take_secret_env
     from crewboard.serve import receive_secrets
-
-    from crewboard.bootstrap import record_first_start
 
     handed = receive_secrets()
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
