@@ -38,6 +38,11 @@ def column(page, status: str):
     return page.locator(f'section.column[data-status="{status}"]')
 
 
+def holding(held: list):
+    """A route handler that holds each request back in ``held``."""
+    return lambda route: held.append(route)
+
+
 def release(page, url, held) -> None:
     """Stop holding requests to ``url`` and let the held ones through."""
     page.unroute(url)
@@ -55,7 +60,7 @@ def no_sideways_scroll(page) -> None:
 
 def test_the_board_shows_loading_until_its_jobs_arrive_never_empty(sized, site, context):
     held = []
-    sized.route(BOARD_API, lambda route: held.append(route))
+    sized.route(BOARD_API, holding(held))
     sized.goto("/board")
     expect(column(sized, "ready").locator(".loading-note")).to_have_text("Loading…")
     expect(column(sized, "ready").locator(".skeleton-card").first).to_be_visible()
@@ -79,7 +84,7 @@ def test_the_job_schedule_and_template_pages_say_loading_first(sized, site, cont
         ("/templates", re.compile(r"/api/templates$"), "Loading the templates…"),
     ):
         held = []
-        sized.route(api, lambda route, held=held: held.append(route))
+        sized.route(api, holding(held))
         sized.goto(path)
         expect(sized.get_by_text(words)).to_be_visible()
         expect(sized.locator(".skeleton-card").first).to_be_visible()
