@@ -35,6 +35,22 @@ TEST_SETTINGS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_config_of_the_session(tmp_path_factory: pytest.TempPathFactory):
+    """The first start records its home in the user's config file
+    ($XDG_CONFIG_HOME): never the real one of whoever runs the tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _user_config_of_the_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch):
+    """Each test its own user config file, so that no test finds the home
+    an earlier one recorded."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
 def make_config(home: Path, **overrides: object) -> Config:
     config = Config.load(home, environ=TEST_SETTINGS)
     return dataclasses.replace(config, **overrides) if overrides else config

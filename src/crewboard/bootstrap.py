@@ -5,7 +5,11 @@ tool will run here."""
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import shutil
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from crewboard.board import db
@@ -13,7 +17,7 @@ from crewboard.board import users as board_users
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.errors import ConfigError
-from crewboard.home import Home
+from crewboard.home import Home, is_home, record_home, recorded_home
 from crewboard.passwords import Passwords, check_new_password, random_password
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,52 @@ def open_home(config: Config) -> Home:
     home.secret_key()
     db.connect(home.board_db, url=config.database_url)
     return home
+
+
+def record_first_start(config: Config) -> None:
+    """Before a command makes a new home (a server's first start, ``user
+    add --home``): record it in the user's config file, unless that names a
+    home already, so that commands run from any folder find it. Only the
+    command line does this; code that opens a home for itself (tests,
+    benchmarks) leaves the user's config alone."""
+    if not is_home(config.home):
+        record_home(config.home, os.environ)
+
+
+def crewboard_command() -> str:
+    """How to run this crewboard from any folder: ``crewboard`` when that is
+    this installation's script on PATH, else the script's full path (a venv
+    that is not activated), else ``python -m crewboard``."""
+    script = Path(sys.executable).parent / "crewboard"
+    on_path = shutil.which("crewboard")
+    if script.is_file():
+        if on_path and os.path.samefile(on_path, script):
+            return "crewboard"
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m crewboard"
+
+
+def command_for(home: Path, *args: str) -> str:
+    """A crewboard command line for ``home`` that works as printed from any
+    folder: with ``--home`` unless the user's config file records this home."""
+    recorded = recorded_home(os.environ)
+    line = " ".join([crewboard_command(), *(shlex.quote(a) for a in args)])
+    if recorded is None or recorded.resolve() != home.resolve():
+        line += f" --home {shlex.quote(str(home))}"
+    return line
+
+
+def next_steps(home: Path, email: str) -> str:
+    """What the first start prints after the administrator's sign-in: the
+    exact commands for a token and a second user, runnable from any folder."""
+    steps = [
+        ("an API token for curl", command_for(home, "token", "create", email)),
+        ("a second user", command_for(home, "user", "add", "someone@example.com")),
+        ("a new password", command_for(home, "user", "passwd", email)),
+    ]
+    width = max(len(what) for what, _ in steps) + 2
+    lines = [f"  {(what + ':').ljust(width)}{line}" for what, line in steps]
+    return "From any folder, in another terminal:\n" + "\n".join(lines)
 
 
 def ensure_first_admin(config: Config, out: TextIO = sys.stdout) -> str | None:
@@ -47,13 +97,12 @@ def ensure_first_admin(config: Config, out: TextIO = sys.stdout) -> str | None:
     if generated:
         print(
             f"Created the first administrator.\n  email:    {email}\n  password: {password}\n"
-            "This password is shown only once; change it with "
-            f"`crewboard user passwd {email}`.",
+            "This password is shown only once.",
             file=out,
-            flush=True,
         )
     else:
-        print(f"Created the first administrator: {email}", file=out, flush=True)
+        print(f"Created the first administrator: {email}", file=out)
+    print(next_steps(config.home, email), file=out, flush=True)
     log.info("created first administrator %s", email)
     return email
 

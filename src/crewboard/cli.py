@@ -31,9 +31,20 @@ from crewboard.config import Config, make_non_dumpable
 from crewboard.errors import CrewboardError
 
 
-def _load(args: argparse.Namespace) -> Config:
+def _load(args: argparse.Namespace, *, home: str = "any") -> Config:
+    """The configuration of a one-off command. ``home`` says what it needs of
+    the data home: ``any`` (made if missing), ``existing`` (refuse rather
+    than make a new, empty one by accident), or ``named`` (made only where
+    the user named it, with --home or CREWBOARD_HOME)."""
+    from crewboard.home import is_home, locate_home
+
+    found = locate_home(getattr(args, "home", None), os.environ)
+    if home != "any" and not is_home(found.path) and not (home == "named" and found.named):
+        raise CrewboardError(found.missing())
+    if found.how == "recorded":
+        print(f"crewboard: using the home {found.path}", file=sys.stderr)
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
-    return Config.load(args.home, flags)
+    return Config.load(found.path, flags)
 
 
 def _load_server(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
@@ -41,12 +52,14 @@ def _load_server(args: argparse.Namespace) -> tuple[Config, dict[str, str]]:
     must not find its secrets: it reads them (from its environment and files,
     or those `crewboard serve` handed it) and takes them out of
     ``os.environ``. Returns the configuration and the secret variables taken."""
+    from crewboard.bootstrap import record_first_start
     from crewboard.config import take_secret_env
     from crewboard.serve import receive_secrets
 
     handed = receive_secrets()
     flags = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     config = Config.load(args.home, flags, environ={**os.environ, **handed})
+    record_first_start(config)
     return config, {**take_secret_env(config), **handed}
 
 
@@ -103,9 +116,10 @@ def cmd_supervisor(args: argparse.Namespace) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     from crewboard.board import users
-    from crewboard.bootstrap import open_home
+    from crewboard.bootstrap import open_home, record_first_start
 
-    config = _load(args)
+    config = _load(args, home="named" if args.user_command == "add" else "existing")
+    record_first_start(config)
     home = open_home(config)
     if args.user_command == "add":
         password = _read_password(args)
@@ -152,7 +166,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     from crewboard.board import users
     from crewboard.bootstrap import open_home
 
-    config = _load(args)
+    config = _load(args, home="existing")
     open_home(config)
     user = users.get_user_by_email(args.email)
     if user is None:
@@ -170,7 +184,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from crewboard.bootstrap import open_home
     from crewboard.supervisor.retention import run_prune_pass
 
-    config = _load(args)
+    config = _load(args, home="existing")
     home = open_home(config)
     policy = retention.RetentionPolicy.from_config(config, days=args.days)
     if not policy.enabled:
@@ -206,7 +220,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from crewboard.backup import PG_DUMP, backup_home
     from crewboard.home import Home
 
-    config = _load(args)
+    config = _load(args, home="existing")
     external = bool(config.database_url)
     done = backup_home(Home(config.home), Path(args.dest), external_board=external)
     what = "board.db and " if done.board else ""
@@ -250,7 +264,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
     from crewboard.home import Home
 
-    config = _load(args)
+    config = _load(args, home="existing") if args.url is None else _load(args)
     path = "readyz" if args.ready else "healthz"
     deadline = time.monotonic() + args.wait
     while True:
@@ -292,7 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crewboard {__version__}")
     home = argparse.ArgumentParser(add_help=False)
-    home.add_argument("--home", help="data home (default: $CREWBOARD_HOME or ./.crewboard)")
+    home.add_argument(
+        "--home",
+        help="data home (default: $CREWBOARD_HOME, else a .crewboard here or in a parent "
+        "folder, else the one the first start recorded, else ./.crewboard)",
+    )
     net = argparse.ArgumentParser(add_help=False)
     net.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     net.add_argument("--port", type=int, help="port to listen on (default 8000)")

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from crewboard import limits
 from crewboard.errors import ConfigError
+from crewboard.home import locate_home
 from crewboard.runspec import Limits
 
 
@@ -193,10 +194,12 @@ class Config:
         environ: Mapping[str, str] | None = None,
     ) -> Config:
         """Resolve the configuration. ``flags`` are command-line values by field
-        name (None means not given)."""
+        name (None means not given); the home is found as a server finds it
+        (:func:`crewboard.home.locate_home`; the other commands pass the home
+        they found)."""
         environ = os.environ if environ is None else environ
         flags = {k: v for k, v in (flags or {}).items() if v is not None}
-        home_path = Path(home or environ.get("CREWBOARD_HOME") or ".crewboard").expanduser()
+        home_path = locate_home(home, environ, use_record=False).path
         toml = _read_toml(home_path / "crewboard.toml")
         values: dict[str, Any] = {"home": home_path.resolve()}
         for f in fields(cls):

@@ -1,5 +1,18 @@
 """The data home: one directory holding the board, logs, artifacts, workspaces,
-sockets and the secret key. Every path the product writes is named here."""
+sockets and the secret key. Every path the product writes is named here, and
+so is how a command finds the home (:func:`locate_home`).
+
+Every command, server or not, looks for the home the same way: ``--home``,
+else ``$CREWBOARD_HOME``, else a ``.crewboard`` home in the current folder
+or one of its parents (as git finds ``.git``), else ``./.crewboard``. A
+command that is not a server looks once more before that last default: in
+the home the first start recorded in the user's config file
+(``$XDG_CONFIG_HOME/crewboard/config.toml``, ``CREWBOARD_HOME = "..."``), so
+it works from any folder. A server started in a new folder makes a new home
+there, as the README's first command promises. Only a server (and a command
+told where, such as ``user add --home``) makes a new home; the others refuse
+and say where they looked.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +22,9 @@ import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterable
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +32,8 @@ SECRET_KEY_FILE = "secret_key"
 CONFIG_FILE = "crewboard.toml"
 WAKE_SOCKET = "supervisor.sock"
 WEB_INFO_FILE = "web.json"
+DEFAULT_HOME = ".crewboard"
+USER_CONFIG = Path("crewboard") / "config.toml"
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -210,3 +227,124 @@ def _writable_and_retry(func: Any, path: str, exc: Any) -> None:
         func(path)
     except OSError as exc:
         log.warning("could not remove %s: %s", path, exc)
+
+
+def is_home(path: Path) -> bool:
+    """Whether ``path`` holds a home a server has started in (or a command
+    was told to make): its secret key or its board."""
+    return (path / SECRET_KEY_FILE).is_file() or (path / "board.db").is_file()
+
+
+def user_config_file(environ: Mapping[str, str]) -> Path:
+    """The user's crewboard config file, where the first start records its home."""
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    return Path(base) / USER_CONFIG
+
+
+def recorded_home(environ: Mapping[str, str]) -> Path | None:
+    """The home recorded in the user's config file, if any (whether or not
+    it is still there)."""
+    try:
+        with open(user_config_file(environ), "rb") as f:
+            value = tomllib.load(f).get("CREWBOARD_HOME")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return Path(value).expanduser() if isinstance(value, str) and value else None
+
+
+def record_home(root: Path, environ: Mapping[str, str]) -> Path | None:
+    """Record ``root`` in the user's config file so that commands run from
+    any folder find it, unless the file already names a home that exists.
+    Returns the file written, or None (already recorded elsewhere, or it
+    could not be written: that is logged, the home works all the same)."""
+    current = recorded_home(environ)
+    if current is not None and is_home(current):
+        return None
+    path = user_config_file(environ)
+    text = (
+        "# Written by crewboard's first start: the home commands use when run from\n"
+        "# a folder with no .crewboard of its own and no --home or CREWBOARD_HOME.\n"
+        f"CREWBOARD_HOME = {_toml_string(str(root))}\n"
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not record the home in %s: %s", path, exc)
+        return None
+    return path
+
+
+def _toml_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+@dataclass(frozen=True)
+class HomeSearch:
+    """Where a command's home is (``path``), how it was chosen (``how``:
+    ``flag``, ``env``, ``found``, ``recorded`` or ``default``), and the
+    places looked at on the way, for a message when there is none."""
+
+    path: Path
+    how: str
+    looked: tuple[str, ...] = field(default=())
+
+    @property
+    def named(self) -> bool:
+        """The user said where the home is (``--home`` or ``CREWBOARD_HOME``)."""
+        return self.how in ("flag", "env")
+
+    def missing(self) -> str:
+        """Why there is no home here, naming where it looked, and what to do."""
+        if self.named:
+            where = "--home" if self.how == "flag" else "CREWBOARD_HOME"
+            return (
+                f"{self.path} ({where}) is not a crewboard home: it has no board.db or "
+                "secret_key. Check the path, or start the server there first "
+                f"(crewboard serve --home {self.path})"
+            )
+        return (
+            "no crewboard home found; looked in: "
+            + "; ".join(self.looked)
+            + ". Pass --home DIR (or set CREWBOARD_HOME), run this from the folder where "
+            "you started `crewboard serve`, or start the server first"
+        )
+
+
+def locate_home(
+    flag: str | os.PathLike[str] | None,
+    environ: Mapping[str, str],
+    cwd: Path | None = None,
+    *,
+    use_record: bool = True,
+) -> HomeSearch:
+    """Find the home as every command does (see the module docstring); a
+    server passes ``use_record=False``. The result may not exist yet
+    (``how`` is then ``default``, or the one the user named); :func:`is_home`
+    says."""
+    if flag:
+        return HomeSearch(Path(flag).expanduser().resolve(), "flag")
+    if environ.get("CREWBOARD_HOME"):
+        return HomeSearch(Path(environ["CREWBOARD_HOME"]).expanduser().resolve(), "env")
+    cwd = (cwd or Path.cwd()).resolve()
+    looked = ["--home (not given)", "$CREWBOARD_HOME (not set)"]
+    for folder in (cwd, *cwd.parents):
+        if is_home(folder / DEFAULT_HOME):
+            return HomeSearch(folder / DEFAULT_HOME, "found")
+    looked.append(f"{cwd / DEFAULT_HOME} and every parent folder's {DEFAULT_HOME}")
+    if not use_record:
+        return HomeSearch(cwd / DEFAULT_HOME, "default", tuple(looked))
+    recorded = recorded_home(environ)
+    config_file = user_config_file(environ)
+    if recorded is not None and is_home(recorded.resolve()):
+        return HomeSearch(recorded.resolve(), "recorded")
+    if recorded is None:
+        looked.append(f"{config_file} (records no home)")
+    else:
+        looked.append(f"{recorded}, recorded in {config_file} (no home there now)")
+    return HomeSearch(cwd / DEFAULT_HOME, "default", tuple(looked))

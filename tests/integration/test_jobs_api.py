@@ -484,7 +484,7 @@ async def test_each_job_lists_the_actions_it_allows_now(as_alice, home):
     finish_run(start_run(done_id, home))
     assert (await job(as_alice, done_id))["actions"] == ["redo", "archive", "delete"]
     archived = (await as_alice.post(f"/api/jobs/{done_id}/archive")).json()
-    assert archived["actions"] == ["delete"]
+    assert archived["actions"] == ["unarchive", "delete"]
     listed = (await as_alice.get("/api/jobs", params={"status": "blocked"})).json()["jobs"]
     assert [j["actions"] for j in listed] == [blocked["actions"]]
 

@@ -113,6 +113,17 @@ async def test_a_failing_job_is_retried_then_blocked_with_the_reason(board) -> N
     assert sessionlog.last_record(runs[-1].log_path)["type"] == "error"
 
 
+async def test_an_assistant_job_blocks_on_block_though_its_preset_lacks_the_tool(board) -> None:
+    """The Ask template's assistant has no block tool; every job agent can block."""
+    config, _ = board()
+    job_id = crews.add_job("/block I need the budget first", agent="assistant", retries=1)
+    async with supervising(config):
+        await wait_for(job_status(job_id, JobStatus.BLOCKED), what="blocked")
+    job = crews.job(job_id)
+    assert "I need the budget first" in job.blocked_reason
+    assert [r.outcome for r in crews.runs(job_id)] == [RunOutcome.BLOCKED]
+
+
 async def test_a_job_past_its_timeout_is_stopped_retried_then_blocked(board) -> None:
     # A grace far longer than a runner needs: a SIGKILL would show as exit -9.
     config, _ = board(grace_s=20.0)

@@ -56,9 +56,12 @@ def run_cli(
 class Proc:
     """A long-running process whose output lines we can wait for."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.popen = subprocess.Popen(
             argv,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -141,10 +141,27 @@ def test_a_handoff_switches_the_agent_and_later_directives_are_the_new_agents(
 
 
 def test_a_handoff_to_an_agent_not_in_the_presets_handoffs_is_refused(tmp_path: Path) -> None:
-    code, records = run(tmp_path, "/handoff triage")
+    code, records = run(tmp_path, "/tool transfer_to_triage {}")
     assert code == EXIT_OK
     assert "handoff" not in types(records)
     assert "you cannot hand off to 'triage'" in records[-1]["text"]
+
+
+def test_every_job_agent_can_block_whatever_its_preset_lists(tmp_path: Path) -> None:
+    """The writer preset has no block tool; in a job it blocks all the same."""
+    code, records = run(tmp_path, "/block which customer?", kind="job")
+    assert code == EXIT_BLOCKED
+    assert records[-1]["type"] == "blocked" and records[-1]["reason"] == "which customer?"
+
+
+def test_in_a_chat_a_preset_without_block_says_what_would_work(tmp_path: Path) -> None:
+    code, records = run(tmp_path, "/block which customer?", kind="chat")
+    assert code == EXIT_OK
+    assert "agent_tool_start" not in types(records)
+    assert (
+        "`/block` needs a preset with the block tool, such as coder or triage"
+        in (records[-1]["text"])
+    )
 
 
 def test_block_ends_the_run_blocked(tmp_path: Path) -> None:
@@ -219,6 +236,7 @@ def test_usage_is_summed_over_steps_from_a_real_shaped_stream(tmp_path: Path) ->
         "write_file",
         "list_files",
         "save_artifact",
+        "block",  # every job agent has it
     }
     second = transport.requests[1]["messages"]
     assert second[-2]["tool_calls"][0]["id"] == "call_fake_0"

@@ -12,13 +12,25 @@ from crewboard.runner.providers import ProviderError
 from crewboard.runner.providers.offline import INTRO, OfflineTransport, parse_directives
 from crewboard.runner.stream import ModelTurn, assemble
 
+# What a request offers when a test does not say: enough for every directive.
+EVERY_TOOL = ("list_files", "save_artifact", "block", "transfer_to_writer")
+
+
+def offer(*names: str) -> list[dict[str, Any]]:
+    """The ``tools`` of a request offering these tool names."""
+    return [{"type": "function", "function": {"name": n, "parameters": {}}} for n in names]
+
 
 def step(
-    prompt: str, later: list[dict[str, Any]] | None = None, sleeps: list[float] | None = None
+    prompt: str,
+    later: list[dict[str, Any]] | None = None,
+    sleeps: list[float] | None = None,
+    tools: tuple[str, ...] = EVERY_TOOL,
 ) -> ModelTurn:
     messages = [{"role": "system", "content": "be good"}, {"role": "user", "content": prompt}]
     transport = OfflineTransport(sleep=(sleeps.append if sleeps is not None else lambda _: None))
-    return assemble(transport.stream({"messages": messages + (later or [])}), lambda _: None)
+    request = {"messages": messages + (later or []), "tools": offer(*tools)}
+    return assemble(transport.stream(request), lambda _: None)
 
 
 def after(turn: ModelTurn, result: str = "ok") -> list[dict[str, Any]]:
@@ -114,3 +126,35 @@ def test_parse_directives_keeps_unknown_slash_words_as_text() -> None:
     steps, plain = parse_directives("/usr/bin is a folder\n/tool a {}\n/tool b {}\n/sleep x")
     assert plain == ["/usr/bin is a folder", "/sleep x"]
     assert [[name for name, _ in s.calls] for s in steps] == [["a", "b"]]
+
+
+def test_a_directive_the_agent_cannot_carry_out_says_what_would_work_and_the_script_goes_on() -> (
+    None
+):
+    prompt = "Route it\n/handoff writer\n/artifact brief.md\n# Brief\n/tool list_files {}"
+    # An assistant-like agent: file tools, no handoffs, no save_artifact.
+    tools = ("read_file", "write_file", "list_files")
+    first = step(prompt, tools=tools)
+    assert [c.name for c in first.tool_calls] == ["list_files"], "the next directive ran"
+    assert "`/handoff writer` was not carried out" in first.text
+    assert "`/handoff` needs a preset with handoffs, such as triage" in first.text
+    assert "`/artifact` needs a preset with the save_artifact tool, such as coder or writer" in (
+        first.text
+    )
+    final = step(prompt, after(first, "a.txt (3 bytes)"), tools=tools)
+    assert final.tool_calls == [] and "a.txt (3 bytes)" in final.text
+    assert "was not carried out" not in final.text, "each note is said once"
+
+
+def test_a_last_directive_that_cannot_be_carried_out_is_explained_in_the_answer() -> None:
+    final = step("Please stop\n/block need the budget", tools=())
+    assert final.tool_calls == []
+    assert "`/block` was not carried out" in final.text
+    assert "such as coder or triage (in a job every agent has it)" in final.text
+    assert "> Please stop" in final.text
+
+
+def test_a_handoff_to_a_preset_this_agent_cannot_reach_names_those_it_can() -> None:
+    turn = step("/handoff coder", tools=("block", "transfer_to_writer", "transfer_to_researcher"))
+    assert turn.tool_calls == []
+    assert "this agent can hand off only to researcher, writer" in turn.text

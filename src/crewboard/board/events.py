@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     REDO = "redo"  # a done or blocked job was re-queued with feedback
     STATUS = "status"  # a descendant of a redone job went back to waiting
     ARCHIVE = "archive"  # a job was soft-deleted
+    UNARCHIVE = "unarchive"  # an archived job was restored to its former status
     CANCEL = "cancel"  # a waiting or ready job was taken off the queue
     CANCEL_REQUESTED = "cancel_requested"  # the supervisor is asked to stop a job's run
     DELETED = "deleted"  # jobs were deleted (jobIds in data; the event has no job)

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import peewee
 
@@ -58,6 +58,7 @@ class JobAction(StrEnum):
     REDO = "redo"  # a done or blocked job runs again with feedback
     CANCEL = "cancel"  # a queued job is taken off the queue; a running one is stopped
     ARCHIVE = "archive"  # the job leaves the board, kept (a soft delete)
+    UNARCHIVE = "unarchive"  # an archived job comes back, in the status it had
     DELETE = "delete"  # the job goes for good, with its runs and files
 
 
@@ -73,6 +74,7 @@ def job_actions(job: Job) -> list[str]:
         # A running job asked to stop already has its cancel under way.
         JobAction.CANCEL: queued or (status == JobStatus.RUNNING and not job.cancel_requested),
         JobAction.ARCHIVE: status not in (JobStatus.RUNNING, JobStatus.ARCHIVED),
+        JobAction.UNARCHIVE: status == JobStatus.ARCHIVED,
         JobAction.DELETE: status != JobStatus.RUNNING,
     }
     return [action.value for action in JobAction if allowed[action]]
@@ -278,20 +280,33 @@ def decode_cursor(cursor: str) -> int:
         ) from None
 
 
+def _search(query: peewee.ModelSelect[Job], text: str | None) -> peewee.ModelSelect[Job]:
+    """Only jobs whose title, template id or owner's email holds ``text``
+    (case-insensitive, a plain substring: ``%`` and ``_`` match themselves)."""
+    if not text:
+        return query
+    return query.where(
+        Job.title.contains(text) | Crew.template_id.contains(text) | User.email.contains(text)
+    )
+
+
 def list_jobs(
     viewer: Principal,
     status: str | None = None,
     mine: bool | None = None,
     limit: int = DEFAULT_PAGE,
     cursor: str | None = None,
+    q: str | None = None,
 ) -> tuple[list[Job], str | None]:
     """One page of the board, newest first, as summaries (for
     :func:`job_summary`), and the cursor of the next page (None on the
     last). Non-admins see only their own jobs; admins see all unless ``mine``.
+    ``q`` keeps the jobs whose title, template or owner's email holds it.
 
     A page is one short range scan per status on the ``(owner, status, id)``
     or ``(status, id)`` index, merged here, so its cost does not grow with
-    the size of the board.
+    the size of the board (a search reads on down the index until the page
+    is full).
     """
     limit = max(1, min(limit, MAX_PAGE))
     below = decode_cursor(cursor) if cursor else None
@@ -299,7 +314,7 @@ def list_jobs(
     owner_id = viewer.user_id if (mine or not viewer.is_admin) else None
     found: list[Job] = []
     for each in statuses:
-        query = summaries_query().where(Job.status == each)
+        query = _search(summaries_query().where(Job.status == each), q)
         if owner_id is not None:
             query = query.where(Job.owner == owner_id)
         if below is not None:
@@ -309,6 +324,30 @@ def list_jobs(
     page = found[:limit]
     more = len(found) > limit
     return page, (encode_cursor(page[-1].id) if more and page else None)
+
+
+def count_jobs(viewer: Principal, mine: bool | None = None, q: str | None = None) -> dict[str, int]:
+    """How many jobs each status column holds, as :func:`list_jobs` would
+    list them (every status, archived included, 0 where none). Without a
+    search it is one ``GROUP BY status`` that SQLite answers from the
+    ``(owner, status, id)`` or ``(status, id)`` index alone."""
+    owner_id = viewer.user_id if (mine or not viewer.is_admin) else None
+    query = Job.select(Job.status, peewee.fn.COUNT(Job.id).alias("n"))
+    if q:
+        query = _search(
+            query.join(User, on=(Job.owner == User.id))
+            .switch(Job)
+            .join(Crew, on=(Job.crew == Crew.id))
+            .switch(Job),
+            q,
+        )
+    if owner_id is not None:
+        query = query.where(Job.owner == owner_id)
+    counts = {status.value: 0 for status in JobStatus}
+    for row in query.group_by(Job.status).tuples().execute():
+        status, n = cast("tuple[str, int]", row)
+        counts[str(status)] = int(n)
+    return counts
 
 
 def jobs_by_id(job_ids: Iterable[int], *, summaries: bool = False) -> dict[int, Job]:

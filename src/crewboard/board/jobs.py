@@ -351,6 +351,32 @@ def archive(job_id: int, user_id: int, *, now: datetime) -> Job:
 
 
 @write
+def unarchive(job_id: int, user_id: int, *, now: datetime) -> Job:
+    """Restore an archived job to the status it had before (done, blocked,
+    waiting or ready: a queued job is queued again). Conflict unless it is
+    archived."""
+    job = get_job(job_id)
+    if job.status != JobStatus.ARCHIVED:
+        raise Conflict(f"only an archived job can be restored; this one is {job.status}")
+    before = job.status_before_archive or JobStatus.DONE
+    updated = (
+        Job.update(status=before, status_before_archive=None, updated_at=now)
+        .where((Job.id == job_id) & (Job.status == JobStatus.ARCHIVED))
+        .execute()
+    )
+    if not updated:
+        raise _refused(job_id, "restore")
+    record_event(
+        EventKind.UNARCHIVE,
+        job=job,
+        actor=user_actor(user_id),
+        data={"from": JobStatus.ARCHIVED, "status": before},
+        now=now,
+    )
+    return get_job(job_id)
+
+
+@write
 def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
     """Cancel a job. A waiting or ready job is taken off the queue (blocked,
     "cancelled") at once; a running one is flagged, and the supervisor stops
@@ -462,7 +488,9 @@ def delete_job(job_id: int, user_id: int, *, cascade: bool = False, now: datetim
         if live:
             raise Conflict(
                 f"job {live[0]} depends on this one; delete with cascade=true to remove "
-                "the jobs that depend on it too"
+                "the jobs that depend on it too",
+                # Clients word it for their own controls (the browser: a checkbox).
+                {"dependent": live[0]},
             )
         doomed = [job]
     return _remove(doomed, user_actor(user_id), "deleted", now=now)

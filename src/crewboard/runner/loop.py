@@ -40,6 +40,7 @@ from crewboard.runner.session_log import RunLog, scrub
 from crewboard.runner.spec import AgentDef, RunnerSpec
 from crewboard.runner.stream import ModelTurn, ToolCall, assemble
 from crewboard.runner.tools.base import ToolContext, ToolError, clip
+from crewboard.toolnames import granted_tools
 
 if TYPE_CHECKING:
     from crewboard.runner.slots import SlotPool
@@ -241,11 +242,17 @@ class AgentLoop:
             )
         return prompt
 
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The active agent's tools in this run: its preset's, and in a job
+        the ones every job agent has (``block``)."""
+        return granted_tools(self.agent.tools, self.spec.kind)
+
     def _tool_schemas(self) -> list[dict[str, Any]]:
         from crewboard.runner.tools import TOOL_NAMES, load_tool
 
         schemas = []
-        for name in self.agent.tools:
+        for name in self.tools:
             if name not in TOOL_NAMES or (name == "shell" and not self.spec.limits.allow_shell):
                 continue
             schemas.append(load_tool(name).schema())
@@ -351,8 +358,8 @@ class AgentLoop:
         from crewboard.runner.tools import TOOL_NAMES, load_tool
 
         try:
-            if call.name not in self.agent.tools or call.name not in TOOL_NAMES:
-                have = ", ".join(self.agent.tools) or "none"
+            if call.name not in self.tools or call.name not in TOOL_NAMES:
+                have = ", ".join(self.tools) or "none"
                 raise ToolError(f"{call.name!r} is not one of your tools (you have: {have})")
             try:
                 args = json.loads(call.arguments or "{}")

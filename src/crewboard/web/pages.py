@@ -25,9 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from quart import Blueprint, Response, send_from_directory
+from quart import Blueprint, Response, request, send_from_directory
+from werkzeug.exceptions import NotFound
 
 from crewboard.web.auth.guards import login_required
+from crewboard.web.errors import error_body
 
 bp = Blueprint("pages", __name__)
 
@@ -82,6 +84,26 @@ def _signed_in_page(name: str):
 
 for _path, _name in SIGNED_IN_PAGES.items():
     bp.add_url_rule(_path, f"page_{_name.removesuffix('.html')}", _signed_in_page(_name))
+
+
+def _wants_html() -> bool:
+    """A browser asking for a page (not the API, not a client that prefers
+    JSON or takes anything: curl's ``*/*`` gets JSON)."""
+    if request.path.startswith("/api/"):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+@bp.app_errorhandler(NotFound)
+async def not_found(_exc: NotFound):
+    """No such route: a page with a way back for a browser, the JSON error
+    for everyone else."""
+    if _wants_html():
+        response = await _page("404.html")
+        response.status_code = 404
+        return response
+    return error_body(404, "not_found", "no such route")
 
 
 @bp.get("/favicon.ico")

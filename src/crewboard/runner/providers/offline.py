@@ -29,10 +29,13 @@ Each directive, or run of ``/tool`` lines, is one model step, carried out in
 order; after the last one the model answers in text and the run ends. With no
 directives it answers at once, in one step without tools: it says it is the
 offline model, quotes what it was asked (so a job's parent results show up in
-its answer), and lists the tool results it saw. A tool the agent was not given
-is still called, and the run reports the refusal back to it like any other
-tool error. Lines that only look like directives (an unknown ``/word``) are
-plain text.
+its answer), and lists the tool results it saw. A ``/tool`` line is called
+even when the agent was not given that tool (the run reports the refusal back
+to it like any other tool error). A ``/handoff``, ``/artifact`` or ``/block``
+the agent cannot carry out (the request offers no such tool) is not called:
+the model says so in the transcript, naming the shipped presets that could,
+and goes on with the next directive. Lines that only look like directives
+(an unknown ``/word``) are plain text.
 """
 
 from __future__ import annotations
@@ -51,14 +54,26 @@ INTRO = "[offline model] I am crewboard's built-in offline model: no network, no
 _DIRECTIVE = re.compile(r"^/(tool|handoff|artifact|block|fail|sleep)(?:\s+(.*))?$")
 _TEXT_CHUNKS = 4
 _ARG_PIECE = 12
+# The ids of this model's tool calls say which step of the script made them.
+_CALL_ID = re.compile(r"^call_(\d+)_\d+$")
+_HANDOFF = "transfer_to_"
 
 
 class Step:
-    """One scripted model step: tool calls (name, JSON arguments), a failure, a pause."""
+    """One scripted model step: tool calls (name, JSON arguments), a failure, a
+    pause. ``directive`` is the line of a step whose tool the agent may lack
+    (``/handoff``, ``/artifact``, ``/block``); such a step is skipped, with a
+    word why, when the request does not offer that tool."""
 
-    def __init__(self, calls: list[tuple[str, str]] | None = None, fail: str | None = None) -> None:
+    def __init__(
+        self,
+        calls: list[tuple[str, str]] | None = None,
+        fail: str | None = None,
+        directive: str | None = None,
+    ) -> None:
         self.calls = calls or []
         self.fail = fail
+        self.directive = directive
         self.sleep_s = 0.0
 
 
@@ -80,13 +95,8 @@ def parse_directives(text: str) -> tuple[list[Step], list[str]]:
         nonlocal artifact
         if artifact is not None:
             name, lines = artifact
-            add(
-                Step(
-                    calls=[
-                        ("save_artifact", json.dumps({"name": name, "content": "\n".join(lines)}))
-                    ]
-                )
-            )
+            content = json.dumps({"name": name, "content": "\n".join(lines)})
+            add(Step(calls=[("save_artifact", content)], directive=f"/artifact {name}"))
             artifact = None
 
     for line in text.splitlines():
@@ -111,11 +121,12 @@ def parse_directives(text: str) -> tuple[list[Step], list[str]]:
             continue
         grouping_tools = False
         if verb == "handoff":
-            add(Step(calls=[(f"transfer_to_{rest}", "{}")]))
+            add(Step(calls=[(_HANDOFF + rest, "{}")], directive=f"/handoff {rest}"))
         elif verb == "artifact":
             artifact = (rest, [])
         elif verb == "block":
-            add(Step(calls=[("block", json.dumps({"reason": rest or "blocked by the script"}))]))
+            reason = json.dumps({"reason": rest or "blocked by the script"})
+            add(Step(calls=[("block", reason)], directive="/block"))
         elif verb == "fail":
             add(Step(fail=rest or "scripted failure"))
         elif verb == "sleep":
@@ -127,6 +138,66 @@ def parse_directives(text: str) -> tuple[list[Step], list[str]]:
     if sleep_s:
         add(Step())  # a trailing /sleep slows the final answer
     return steps, plain
+
+
+def _shipped_holders(tool: str) -> str:
+    """The shipped presets that have ``tool`` (or, for ``handoffs``, any
+    handoff), as "a, b or c". Read only when a directive cannot be carried
+    out, so the offline path does not load the presets otherwise."""
+    from crewboard.agents import load_presets
+
+    presets, _ = load_presets()
+    if tool == "handoffs":
+        ids = [p.id for p in presets.values() if p.handoffs]
+    else:
+        ids = [p.id for p in presets.values() if tool in p.tools]
+    if not ids:
+        return "none of the shipped presets has it"
+    if len(ids) == 1:
+        return "such as " + ids[0]
+    return "such as " + ", ".join(ids[:-1]) + " or " + ids[-1]
+
+
+def why_not(step: Step, offered: set[str]) -> str | None:
+    """Why the agent cannot carry out ``step`` with the tools it is offered,
+    and what would work; None when it can (or the step is not one it may lack)."""
+    if step.directive is None or not step.calls or step.calls[0][0] in offered:
+        return None
+    needed = step.calls[0][0]
+    line = f"`{step.directive}` was not carried out: "
+    if needed.startswith(_HANDOFF):
+        targets = sorted(name[len(_HANDOFF) :] for name in offered if name.startswith(_HANDOFF))
+        if targets:
+            return line + f"this agent can hand off only to {', '.join(targets)}."
+        return line + f"`/handoff` needs a preset with handoffs, {_shipped_holders('handoffs')}."
+    verb = step.directive.split()[0]
+    extra = " (in a job every agent has it)" if needed == "block" else ""
+    return (
+        line + f"`{verb}` needs a preset with the {needed} tool, {_shipped_holders(needed)}{extra}."
+    )
+
+
+def _next_step(later: list[dict[str, Any]]) -> int:
+    """The step of the script to carry out now: the one after the step the
+    last answer made (its call ids name it: steps may have been skipped), or
+    the number of answers so far when they name none."""
+    answers = [m for m in later if m.get("role") == "assistant"]
+    if not answers:
+        return 0
+    for call in answers[-1].get("tool_calls") or []:
+        match = _CALL_ID.match(str(call.get("id", "")) if isinstance(call, dict) else "")
+        if match:
+            return int(match.group(1)) + 1
+    return len(answers)
+
+
+def _offered(request: dict[str, Any]) -> set[str]:
+    names = set()
+    for tool in request.get("tools") or []:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.add(function["name"])
+    return names
 
 
 def _split(text: str, parts: int) -> list[str]:
@@ -158,20 +229,31 @@ class OfflineTransport:
         last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
         prompt = _content(messages[last_user]) if last_user >= 0 else ""
         later = messages[last_user + 1 :]
-        step_no = sum(1 for m in later if m.get("role") == "assistant")
+        step_no = _next_step(later)
         steps, plain = parse_directives(prompt)
+        offered = _offered(request)
+        notes: list[str] = []
+        sleep_s = 0.0
+        while step_no < len(steps) and (note := why_not(steps[step_no], offered)) is not None:
+            notes.append(note)
+            sleep_s += steps[step_no].sleep_s
+            step_no += 1
         step = steps[step_no] if step_no < len(steps) else Step()
-        if step.sleep_s:
-            self._sleep(step.sleep_s)
+        sleep_s += step.sleep_s
+        if sleep_s:
+            self._sleep(sleep_s)
         if step.fail is not None:
             raise ProviderError(f"offline model: {step.fail}")
         prompt_tokens = sum(_tokens(_content(m)) for m in messages)
         if step.calls:
-            chunks = list(self._tool_chunks(step.calls, step_no))
-            completion = sum(_tokens(a) for _, a in step.calls)
+            said = "\n\n".join(notes) + "\n\n" if notes else ""
+            chunks = [self._chunk({"content": piece}) for piece in _split(said, 1) if piece]
+            chunks += self._tool_chunks(step.calls, step_no)
+            completion = sum(_tokens(a) for _, a in step.calls) + (_tokens(said) if said else 0)
             finish = "tool_calls"
         else:
-            answer = self._answer(plain, [m for m in later if m.get("role") == "tool"])
+            tool_messages = [m for m in later if m.get("role") == "tool"]
+            answer = self._answer(plain, tool_messages, notes)
             chunks = [self._chunk({"content": piece}) for piece in _split(answer, _TEXT_CHUNKS)]
             completion = _tokens(answer)
             finish = "stop"
@@ -215,9 +297,9 @@ class OfflineTransport:
                 )
 
     @staticmethod
-    def _answer(plain: list[str], tool_messages: list[dict[str, Any]]) -> str:
+    def _answer(plain: list[str], tool_messages: list[dict[str, Any]], notes: list[str]) -> str:
         asked = "\n".join(plain).strip()
-        parts = [INTRO]
+        parts = [INTRO, *notes]
         if asked:
             quoted = "\n".join("> " + line for line in asked.splitlines())
             parts.append("You asked:\n" + quoted)

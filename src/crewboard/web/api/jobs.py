@@ -83,9 +83,32 @@ async def list_jobs():
     mine = params.flag("mine")
     limit = params.integer("limit", job_views.DEFAULT_PAGE, minimum=1, maximum=job_views.MAX_PAGE)
     cursor = params.text("cursor", max_length=200)
-    page, next_cursor = await db.call(job_views.list_jobs, who, status, mine, limit, cursor)
+    q = _search_text()
+    page, next_cursor = await db.call(job_views.list_jobs, who, status, mine, limit, cursor, q)
     jobs = [job_views.job_summary(job) for job in page]
     return jsonify({"jobs": jobs, "nextCursor": next_cursor})
+
+
+MAX_SEARCH_CHARS = 200
+
+
+def _search_text() -> str | None:
+    """The board's search box (``q``): trimmed; empty (or absent) means no search."""
+    q = (request.args.get("q") or "").strip()
+    if len(q) > MAX_SEARCH_CHARS or not q.isprintable():
+        message = f"must be at most {MAX_SEARCH_CHARS} printable characters"
+        raise ValidationFailed(f"q {message}", {"q": message})
+    return q or None
+
+
+@bp.get("/counts")
+@login_required
+async def count_jobs():
+    """The real total of each status column, for the board's headings."""
+    who = require_principal()
+    mine = params.flag("mine")
+    counts = await db.call(job_views.count_jobs, who, mine, _search_text())
+    return jsonify({"counts": counts})
 
 
 def _scheduled_at() -> datetime | None:
@@ -281,6 +304,17 @@ async def archive_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
     job = await db.call(board_jobs.archive, job.id, who.user_id, now=utcnow())
+    return jsonify(job_views.job_public(job))
+
+
+@bp.post("/<id:job_id>/unarchive")
+@login_required
+async def unarchive_job(job_id: int):
+    who = require_principal()
+    job = await _owned_job(job_id)
+    job = await db.call(board_jobs.unarchive, job.id, who.user_id, now=utcnow())
+    # A queued job restored is queued again.
+    _wake()
     return jsonify(job_views.job_public(job))
 
 

@@ -1,11 +1,13 @@
 // The board: one column per status, each a page of jobs (newest first) with
 // "Load more", kept live by the change feed (/api/board/events). Cards carry
-// the actions that fit the job. The filters live in the URL
-// (?status=&mine=1&archived=1), so the back button and reloads keep them.
+// the actions that fit the job. The filters and the search live in the URL
+// (?status=&mine=1&archived=1&q=), so the back button and reloads keep them.
 //
 // No request ever asks for every job: each column loads PAGE jobs at a time
 // with the list's cursor, and the feed only moves cards that are in view (or
-// newer than the last one loaded).
+// newer than the last one loaded). The column headings show real totals from
+// /api/jobs/counts, fetched again after each burst of changes. Until a column
+// has its first page it shows placeholder cards and "Loading…", never "No jobs".
 
 import { api } from "/static/api.js";
 import { confirmDialog, whileBusy } from "/static/dialog.js";
@@ -21,12 +23,17 @@ const PAGE = 20;
 const BOARD_COLUMNS = ["waiting", "ready", "running", "blocked", "done"];
 // How long to wait for the feed to open before loading the columns anyway.
 const FEED_WAIT_MS = 2000;
+// Typing in the search box waits this long for the next key before asking.
+const SEARCH_WAIT_MS = 250;
+// A burst of changes on the feed is counted once, this long after it.
+const RECOUNT_WAIT_MS = 300;
 
 const $ = (id) => document.getElementById(id);
 const filtersForm = $("filters");
 const statusFilter = $("status-filter");
 const mineFilter = $("mine-filter");
 const archivedFilter = $("archived-filter");
+const searchBox = $("search");
 const columnsBox = $("columns");
 const errorBox = $("board-error");
 const noticeBox = $("board-notice");
@@ -42,14 +49,16 @@ function readFilters() {
   const params = new URLSearchParams(location.search);
   const status = STATUSES.includes(params.get("status")) ? params.get("status") : "";
   const on = (name) => ["1", "true"].includes(params.get(name) || "");
-  return { status, mine: me.isAdmin && on("mine"), archived: on("archived") };
+  const q = (params.get("q") || "").trim().slice(0, 200);
+  return { status, mine: me.isAdmin && on("mine"), archived: on("archived"), q };
 }
 
-function filtersUrl({ status, mine, archived }) {
+function filtersUrl({ status, mine, archived, q }) {
   const params = new URLSearchParams();
   if (status) params.set("status", status);
   if (mine) params.set("mine", "1");
   if (archived && !status) params.set("archived", "1");
+  if (q) params.set("q", q);
   const query = params.toString();
   return query ? `/board?${query}` : "/board";
 }
@@ -59,10 +68,13 @@ function showFilters(filters) {
   mineFilter.value = filters.mine ? "1" : "";
   archivedFilter.checked = filters.archived || filters.status === "archived";
   archivedFilter.disabled = Boolean(filters.status);
+  // Not while the user types in it: that would move the caret.
+  if (document.activeElement !== searchBox) searchBox.value = filters.q;
 }
 
 function filtersFromForm() {
-  return { status: statusFilter.value, mine: mineFilter.value === "1", archived: archivedFilter.checked };
+  return { status: statusFilter.value, mine: mineFilter.value === "1", archived: archivedFilter.checked,
+    q: searchBox.value.trim() };
 }
 
 function changeFilters() {
@@ -71,7 +83,16 @@ function changeFilters() {
   start();
 }
 
-filtersForm.addEventListener("change", changeFilters);
+filtersForm.addEventListener("change", (event) => {
+  if (event.target !== searchBox) changeFilters();
+});
+let searchTimer = null;
+searchBox.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    if (searchBox.value.trim() !== filters.q) changeFilters();
+  }, SEARCH_WAIT_MS);
+});
 filtersForm.addEventListener("submit", (event) => {
   event.preventDefault();
   changeFilters();
@@ -91,6 +112,13 @@ function isNewer(job) {
   if (known && known > job.updatedAt) return false;
   newest.set(job.id, job.updatedAt);
   return true;
+}
+
+/** Whether `job` is one the search keeps (as the server's `q` does). */
+function matchesSearch(job) {
+  if (!filters.q) return true;
+  const q = filters.q.toLowerCase();
+  return [job.title, job.templateId, job.owner?.email].some((text) => (text || "").toLowerCase().includes(q));
 }
 
 function cardFor(job, column) {
@@ -137,9 +165,16 @@ class Column {
     this.loaded = false;
     this.loading = false;
     const headingId = `column-${status}`;
-    this.count = el("span", { class: "count" });
+    this.count = el("span", { class: "count" }, "…");
+    this.total = null; // the real total, from /api/jobs/counts
     this.list = el("ul", { class: "cards", "aria-labelledby": headingId });
-    this.empty = el("p", { class: "empty" }, `No ${STATUS_LABELS[status].toLowerCase()} jobs.`);
+    this.empty = el("p", { class: "empty" }, filters.q
+      ? `No ${STATUS_LABELS[status].toLowerCase()} jobs match “${filters.q}”.`
+      : `No ${STATUS_LABELS[status].toLowerCase()} jobs.`);
+    // Until the first page arrives: placeholder cards, and words for a screen reader.
+    this.placeholder = el("div", { class: "column-loading" },
+      el("p", { class: "loading-note", role: "status" }, "Loading…"),
+      ...[0, 1, 2].map(() => el("div", { class: "skeleton-card", "aria-hidden": "true" })));
     this.error = el("p", { class: "error", role: "alert", hidden: true });
     this.more = el("button", { type: "button", class: "secondary small load-more", hidden: true,
       "aria-label": `Load more ${STATUS_LABELS[status].toLowerCase()} jobs` }, "Load more");
@@ -148,7 +183,7 @@ class Column {
       el("h2", { id: headingId, title: STATUS_HINTS[status] },
         el("span", { class: `dot status-${status}`, "aria-hidden": "true" }),
         STATUS_LABELS[status], " ", this.count),
-      this.list, this.empty, this.error, this.more);
+      this.placeholder, this.list, this.empty, this.error, this.more);
     this.refresh();
   }
 
@@ -162,6 +197,7 @@ class Column {
     showError(this.error, "");
     const params = new URLSearchParams({ status: this.status, limit: String(PAGE) });
     if (mine) params.set("mine", "1");
+    if (filters.q) params.set("q", filters.q);
     if (this.cursor) params.set("cursor", this.cursor);
     try {
       const page = await api(`/api/jobs?${params}`);
@@ -254,8 +290,12 @@ class Column {
 
   refresh() {
     const n = this.jobs.length;
-    this.count.textContent = this.cursor ? `${n}+` : String(n);
-    this.count.title = this.cursor ? `${plural(n, "job")} shown; more to load` : plural(n, "job");
+    // The loaded cards are a lower bound while the total is on its way.
+    const total = this.total === null ? null : Math.max(this.total, n);
+    this.count.textContent = total === null ? "…" : String(total);
+    this.count.title = total === null ? "counting…"
+      : total > n ? `${plural(total, "job")}, ${n} shown` : plural(total, "job");
+    this.placeholder.hidden = this.loaded || !this.error.hidden;
     this.empty.hidden = !this.loaded || n > 0;
     this.more.hidden = !(this.cursor || (!this.loaded && !this.loading && !this.error.hidden));
   }
@@ -265,7 +305,7 @@ class Column {
 function place(job, { fresh = false } = {}) {
   if (!isNewer(job)) return;
   const from = shown.get(job.id);
-  const to = columns.get(job.status);
+  const to = matchesSearch(job) ? columns.get(job.status) : null;
   if (from && from === to) {
     from.replace(job);
   } else {
@@ -273,12 +313,14 @@ function place(job, { fresh = false } = {}) {
     if (to && to.accepts(job)) to.insert(job, { fresh });
   }
   updateBoardEmpty();
+  recountSoon();
 }
 
 function drop(id) {
   shown.get(id)?.remove(id);
   newest.set(id, "\uffff"); // deleted: nothing later brings it back
   updateBoardEmpty();
+  recountSoon();
 }
 
 let boardEmpty = null;
@@ -286,9 +328,10 @@ let boardEmpty = null;
 function updateBoardEmpty() {
   const all = [...columns.values()];
   const empty = all.length > 0 && all.every((c) => c.loaded && c.jobs.length === 0 && !c.cursor);
+  columnsBox.setAttribute("aria-busy", String(!all.every((c) => c.loaded || !c.error.hidden)));
   if (empty && !boardEmpty) {
     boardEmpty = el("div", { class: "board-empty" },
-      el("p", {}, filters.status
+      el("p", {}, filters.q ? `No jobs match “${filters.q}”${filters.mine ? " of yours" : ""}.` : filters.status
         ? `No ${STATUS_LABELS[filters.status].toLowerCase()} jobs${filters.mine ? " of yours" : ""}.`
         : `No jobs on the board${filters.mine ? " of yours" : ""} yet.`),
       el("p", {}, el("a", { href: "/templates" }, "Start a crew from a template"),
@@ -349,6 +392,31 @@ function flush() {
   for (const change of changes) apply(change);
 }
 
+// --- real totals ---------------------------------------------------------------------
+
+let recountTimer = null;
+
+function recountSoon() {
+  clearTimeout(recountTimer);
+  recountTimer = setTimeout(() => recount(generation), RECOUNT_WAIT_MS);
+}
+
+async function recount(gen) {
+  const params = new URLSearchParams();
+  if (filters.mine) params.set("mine", "1");
+  if (filters.q) params.set("q", filters.q);
+  try {
+    const { counts } = await api(`/api/jobs/counts${params.size ? `?${params}` : ""}`);
+    if (gen !== generation) return;
+    for (const column of columns.values()) {
+      column.total = counts[column.status] ?? null;
+      column.refresh();
+    }
+  } catch {
+    // The headings keep their last totals; the next change asks again.
+  }
+}
+
 // --- start and restart -------------------------------------------------------------
 
 async function start() {
@@ -369,6 +437,8 @@ async function start() {
   columns = new Map(statuses.map((status) => [status, new Column(status)]));
   replaceChildren(columnsBox, [...columns.values()].map((c) => c.node));
   columnsBox.dataset.count = String(columns.size);
+  boardEmpty?.remove();
+  boardEmpty = null;
   updateBoardEmpty();
 
   // Open the feed first, so nothing that happens while the columns load is missed.
@@ -379,7 +449,7 @@ async function start() {
     follow(gen, feed.signal, () => { clearTimeout(timer); resolve(); });
   });
   if (gen !== generation) return;
-  await Promise.all([...columns.values()].map((c) => c.load()));
+  await Promise.all([recount(gen), ...[...columns.values()].map((c) => c.load())]);
   if (gen !== generation) return;
   loadedOnce = true;
   flush();

@@ -77,7 +77,9 @@ function showRuns(runs) {
       "Started ", timeEl(run.startedAt),
       run.durationS !== null ? ` · ${formatDuration(run.durationS)}` : null,
       run.exitCode !== null ? ` · exit ${run.exitCode}` : null),
-    run.error ? el("p", { class: "run-error" }, run.error) : null,
+    // A run someone stopped did not fail: say so plainly, not in red.
+    run.outcome === "cancelled" ? el("p", { class: "run-meta" }, "Stopped at your request.")
+      : run.error ? el("p", { class: "run-error" }, run.error) : null,
     run.artifact && run.outcome === "succeeded" ? el("p", { class: "run-meta" }, "Saved ", el("code", {}, run.artifact)) : null));
   replaceChildren($("runs"), items);
   $("runs-empty").hidden = runs.length > 0;
@@ -87,7 +89,7 @@ const KIND_LABELS = {
   created: "Created", ready: "Ready", dispatched: "Dispatched", run_started: "Run started",
   run_ended: "Run ended", done: "Done", retry: "Retry", requeued: "Requeued", blocked: "Blocked",
   recovered: "Recovered", comment: "Comment", unblock: "Unblocked", redo: "Redo", status: "Status",
-  cancel: "Cancelled", cancel_requested: "Cancel asked", archive: "Archived",
+  cancel: "Cancelled", cancel_requested: "Cancel asked", archive: "Archived", unarchive: "Restored",
   webhook_queued: "Webhook queued", webhook_delivered: "Webhook delivered",
   webhook_failed: "Webhook failed", webhook_gave_up: "Webhook given up",
 };

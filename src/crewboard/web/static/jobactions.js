@@ -1,5 +1,5 @@
 // What a person can do to a job — unblock, redo with feedback, cancel,
-// archive, delete — as buttons that ask first, for the board's cards and the
+// archive, restore from the archive, delete — as buttons that ask first, for the board's cards and the
 // job page alike. Which of them a job allows is the server's call: each job
 // it sends lists them in `job.actions`, and only those get a button.
 //
@@ -12,7 +12,7 @@
 // A button is disabled while its request is in flight, so a double click
 // sends one request.
 
-import { api } from "/static/api.js";
+import { api, ApiError } from "/static/api.js";
 import { confirmDialog, whileBusy } from "/static/dialog.js";
 import { el } from "/static/dom.js";
 
@@ -69,6 +69,16 @@ export const ACTIONS = [
     send: (job) => api(`/api/jobs/${job.id}/archive`, { method: "POST" }),
   },
   {
+    name: "unarchive",
+    label: "Restore",
+    ask: (job) => ({
+      title: `Restore ${quoted(job)}?`,
+      message: "It comes back to the board in the column it was archived from; a job that was queued is queued again.",
+      confirmLabel: "Restore",
+    }),
+    send: (job) => api(`/api/jobs/${job.id}/unarchive`, { method: "POST" }),
+  },
+  {
     name: "delete",
     label: "Delete…",
     ask: (job) => ({
@@ -80,7 +90,15 @@ export const ACTIONS = [
         hint: "Without this, a job others depend on is not deleted." }],
     }),
     send: async (job, answer) => {
-      await api(`/api/jobs/${job.id}${answer.cascade ? "?cascade=1" : ""}`, { method: "DELETE" });
+      try {
+        await api(`/api/jobs/${job.id}${answer.cascade ? "?cascade=1" : ""}`, { method: "DELETE" });
+      } catch (error) {
+        // The server words it for API clients; here the choice is the checkbox.
+        const dependent = error instanceof ApiError && error.status === 409 && error.details?.dependent;
+        if (!dependent) throw error;
+        throw new ApiError(`job ${dependent} depends on it. Tick “Also delete the jobs that depend on it” `
+          + "to delete them too, or archive this job instead", error.status, error.code, error.details);
+      }
       return null;
     },
   },

@@ -38,6 +38,12 @@ import { frameOrder } from "/static/sse.js";
 
 // Tool arguments and results longer than this are cut, with a note.
 const MAX_SHOWN = 20000;
+// What a run stopped by a signal shows, by the outcome that follows it.
+const STOPPED_BECAUSE = {
+  cancelled: "Stopped: the run was cancelled.",
+  timed_out: "Stopped: the run went past its time limit.",
+  interrupted: "Stopped: the server was shutting down; the job runs again.",
+};
 
 function clip(text) {
   const value = String(text ?? "");
@@ -170,7 +176,10 @@ class Turn {
         break;
       case "final_result":
       case "error":
-        this.finish(record.type === "error" ? { error: record.message } : { result: record });
+        // A runner stopped by a signal (someone's Stop, a timeout, a shutdown)
+        // is not a failure of the run: the outcome that follows says which.
+        if (record.type === "error" && record.cancelled) this.finish({ stopped: true });
+        else this.finish(record.type === "error" ? { error: record.message } : { result: record });
         break;
       default:
         // agent_end and record kinds this client does not know: nothing to show.
@@ -179,9 +188,10 @@ class Turn {
   }
 
   /** End the turn with a result record, a block reason, an error or an outcome. */
-  finish({ result, blocked, error, outcome }) {
+  finish({ result, blocked, error, outcome, stopped }) {
     if (this.finished) {
       if (outcome) this.reply.dataset.outcome = outcome;
+      if (outcome && this.stoppedNote) this.stoppedNote.textContent = STOPPED_BECAUSE[outcome] || STOPPED_BECAUSE.cancelled;
       return;
     }
     this.finished = true;
@@ -202,6 +212,10 @@ class Turn {
       this.streaming.replaceWith(el("div", { class: "notice blocked" },
         el("p", { class: "label" }, "Blocked"), answer(result?.html, blocked)));
       this.reply.dataset.outcome = "blocked";
+    } else if (stopped) {
+      this.stoppedNote = el("p", { class: "notice stopped", role: "status" }, STOPPED_BECAUSE.cancelled);
+      this.streaming.after(this.stoppedNote);
+      this.reply.dataset.outcome = "cancelled";
     } else if (error !== undefined) {
       this.streaming.after(el("p", { class: "turn-error", role: "alert" }, error || "the turn failed"));
       this.reply.dataset.outcome = "error";
@@ -340,7 +354,8 @@ export class Transcript {
           }
           break;
         case "error":
-          this.openTurn().finish({ error: String(data?.message ?? "") });
+          if (data?.cancelled) this.openTurn().finish({ stopped: true });
+          else this.openTurn().finish({ error: String(data?.message ?? "") });
           break;
         default:
           break;

@@ -9,6 +9,7 @@ import { confirmDialog, whileBusy } from "/static/dialog.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { browserTimeZone, formatInZone, knownTimeZones, plural, statusBadge } from "/static/format.js";
 import { InputsForm, setFieldError } from "/static/inputsform.js";
+import { clearErrorsOnEdit, takeDraft } from "/static/drafts.js";
 import { stream } from "/static/sse.js";
 import { startShell } from "/static/shell.js";
 
@@ -270,10 +271,12 @@ async function openEditor(id, { push = false, template = null } = {}) {
   const s = editing;
   $("editor-heading").textContent = s ? `Edit “${s.name}”` : "New schedule";
   saveButton.textContent = s ? "Save the changes" : "Create the schedule";
-  nameInput.value = s ? s.name : "";
+  // What the templates page had typed, when it sent us here for this template.
+  const draft = s ? null : takeDraft("schedule", (d) => d.templateId === template);
+  nameInput.value = s ? s.name : draft?.title || "";
   fillTemplates(s ? s.templateId : template || templates.find((t) => t.valid)?.id);
   templateSelect.disabled = Boolean(s);
-  showInputs(s ? s.inputs : {});
+  showInputs(s ? s.inputs : draft?.inputs || {});
   ruleInput.value = s ? s.rule : "";
   zoneInput.value = s ? s.timezone : browserTimeZone();
   overlapSelect.value = s ? s.overlap : "skip";
@@ -366,6 +369,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   whileBusy(saveButton, save);
 });
+clearErrorsOnEdit(form, setFieldError);
 
 async function save() {
   clearFormErrors();

@@ -7,6 +7,7 @@ import { api, ApiError } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { browserTimeZone, dateToLocalInput, localInputToIso, plural, statusBadge } from "/static/format.js";
 import { whileBusy } from "/static/dialog.js";
+import { clearErrorsOnEdit, saveDraft } from "/static/drafts.js";
 import { InputsForm, setFieldError } from "/static/inputsform.js";
 import { startShell } from "/static/shell.js";
 
@@ -83,13 +84,23 @@ function choose({ focus = false } = {}) {
   inputs = new InputsForm($("inputs"), chosen.inputs, { idPrefix: "input" });
   titleInput.value = "";
   setFieldError(titleInput, "");
-  setFieldError(whenAt, "");
+  // Each template starts "Now": a time chosen for another crew is not carried over.
+  $("when-now").checked = true;
+  whenAt.value = "";
+  showWhen();
   $("schedule-link").href = `/schedules?new=1&template=${encodeURIComponent(chosen.id)}`;
   form.hidden = false;
   if (focus) (form.querySelector("#inputs input, #inputs textarea, #inputs select") || titleInput).focus();
 }
 
 window.addEventListener("popstate", () => choose());
+
+// "Schedule it instead…" takes what was typed along to the schedule editor.
+$("schedule-link").addEventListener("click", () => {
+  if (!chosen || !inputs) return;
+  saveDraft("schedule", { templateId: chosen.id, inputs: inputs.read().values, title: titleInput.value.trim() });
+});
+clearErrorsOnEdit(form, setFieldError);
 
 function showWhen() {
   const later = $("when-later").checked;
