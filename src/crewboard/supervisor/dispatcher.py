@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime
 
 import trio
 
-from crewboard.board import db, dispatch, job_views
+from crewboard.board import db, dispatch
 from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
@@ -26,45 +25,60 @@ from crewboard.supervisor.wake import Wakeup
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Outlook:
-    """What the board looked like at the end of the last round."""
-
-    ready: int = 0  # jobs claimable now but left waiting for a free slot
-    next_due_at: datetime | None = None  # the next moment a job becomes claimable
-
-
-def _outlook(now: datetime) -> Outlook:
-    return Outlook(job_views.count_ready(now=now), dispatch.next_due_at(now=now))
+def _look(supervisor_id: str, watching: bool, *, now: datetime) -> list[int]:
+    """The round's first look, in one trip to a worker thread: make waiting
+    jobs ready, and (while this supervisor runs any) find its runs users
+    asked to cancel."""
+    dispatch.promote_waiting(now=now)
+    return dispatch.runs_to_cancel(supervisor_id) if watching else []
 
 
 class Dispatcher:
-    def __init__(self, supervisor_id: str, home: Home, launcher: Launcher, poll_s: float) -> None:
+    def __init__(
+        self,
+        supervisor_id: str,
+        home: Home,
+        launcher: Launcher,
+        poll_s: float,
+        user_concurrency: int | None = None,
+    ) -> None:
         self.supervisor_id = supervisor_id
         self.home = home
         self.launcher = launcher
         self.poll_s = poll_s
-        self.outlook = Outlook()
+        self.user_concurrency = user_concurrency
+        self.outlook = dispatch.Outlook()
         self._checked_lost_at = -math.inf
+        # The owner of the last job claimed: the next claim starts with the
+        # owner after them, so users take turns (fair share).
+        self._last_owner = 0
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
-        await db.call(dispatch.promote_waiting, now=utcnow())
-        await self._stop_cancelled()
-        while self.launcher.free_slots > 0:
-            claim = await db.call(
-                dispatch.claim_ready_job, self.supervisor_id, self.home.run_log, now=utcnow()
+        watching = bool(self.launcher.supervised())
+        to_cancel = await db.call(_look, self.supervisor_id, watching, now=utcnow())
+        await self._stop_cancelled(to_cancel)
+        slots = self.launcher.free_slots
+        if slots > 0:
+            claims = await db.call(
+                dispatch.claim_ready_jobs,
+                self.supervisor_id,
+                self.home.run_log,
+                limit=slots,
+                after_owner=self._last_owner,
+                user_concurrency=self.user_concurrency,
+                now=utcnow(),
             )
-            if claim is None:
-                break
-            log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
-            await self.launcher.launch(claim)
+            for claim in claims:
+                log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
+                self._last_owner = claim.owner_id
+                await self.launcher.launch(claim)
         now = utcnow()
-        self.outlook = await db.call(_outlook, now)
+        self.outlook = await db.call(dispatch.outlook, now=now)
         return next_delay_s(now, self.outlook.next_due_at, self.poll_s)
 
-    async def _stop_cancelled(self) -> None:
-        for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
+    async def _stop_cancelled(self, to_cancel: list[int]) -> None:
+        for run_id in to_cancel:
             self.launcher.stop(run_id, RunOutcome.CANCELLED)
         supervised = self.launcher.supervised()
         if supervised and trio.current_time() - self._checked_lost_at >= self.poll_s:
