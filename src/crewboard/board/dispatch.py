@@ -16,14 +16,13 @@ prompt is read from the board here and laid out by
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from crewboard.board.db import execute, is_sqlite, write
-from crewboard.board.events import SUPERVISOR, EventKind
+from crewboard.board.events import SUPERVISOR, EventKind, EventRow, record_events
 from crewboard.board.models import (
     Event,
     Job,
@@ -60,12 +59,6 @@ def retry_delay_s(failures: int, base_s: float = RETRY_BASE_S, cap_s: float = RE
 # per connection. They are written in the dialect SQLite and PostgreSQL share,
 # with ``?`` placeholders; every guard a transition relies on is in its
 # statement's WHERE clause, so a lost race changes nothing.
-
-# One event row; the owner is denormalised from the job (see models.Event).
-_EVENT_ROW = "(?, ?, ?, ?, ?, json(?), ?)"
-_INSERT_EVENTS = (
-    'INSERT INTO "event" (job_id, owner_id, kind, actor, message, data, created_at) VALUES '
-)
 
 # The claimable head of each owner's queue, taken round-robin: the oldest
 # ready job (whose time has come and that nobody asked to cancel) of the
@@ -181,19 +174,8 @@ def _from_ts(raw: object) -> datetime | None:
     return Job.available_at.python_value(raw)
 
 
-# An event the supervisor records: (job_id, owner_id, kind, message, data).
-EventRow = tuple[int, int, EventKind, str, dict[str, object]]
-
-
 def _record_events(rows: list[EventRow], now: datetime) -> None:
-    """Append events ``(job_id, owner_id, kind, message, data)``, all by the
-    supervisor, in one statement inside the caller's transaction."""
-    if not rows:
-        return
-    params: list[object] = []
-    for job_id, owner_id, kind, message, data in rows:
-        params += [job_id, owner_id, str(kind), SUPERVISOR, message, json.dumps(data), _ts(now)]
-    execute(_INSERT_EVENTS + ", ".join([_EVENT_ROW] * len(rows)), params)
+    record_events(rows, actor=SUPERVISOR, now=now)
 
 
 def parent_results(job_id: int) -> list[ParentResult]:

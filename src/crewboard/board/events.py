@@ -7,10 +7,12 @@ are part of the API (``openapi.yaml``'s ``Event.kind``), so they never change.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from crewboard.board.db import execute
 from crewboard.board.models import Event, Job, Schedule
 from crewboard.clock import iso
 
@@ -74,6 +76,27 @@ def record_event(
         data=data or {},
         created_at=now,
     )
+
+
+# One row of ``record_events``: (job_id, owner_id, kind, message, data).
+EventRow = tuple[int, int, EventKind, str, dict[str, Any]]
+_EVENT_ROW = "(?, ?, ?, ?, ?, json(?), ?)"
+_INSERT_EVENTS = (
+    'INSERT INTO "event" (job_id, owner_id, kind, actor, message, data, created_at) VALUES '
+)
+
+
+def record_events(rows: list[EventRow], *, actor: str, now: datetime) -> None:
+    """Append job events by one actor in one prepared statement (the hot
+    transitions' form of :func:`record_event`); call inside the transaction
+    that made the changes."""
+    if not rows:
+        return
+    params: list[Any] = []
+    created_at = Event.created_at.db_value(now)
+    for job_id, owner_id, kind, message, data in rows:
+        params += [job_id, owner_id, str(kind), actor, message, json.dumps(data), created_at]
+    execute(_INSERT_EVENTS + ", ".join([_EVENT_ROW] * len(rows)), params)
 
 
 def user_actor(user_id: int) -> str:

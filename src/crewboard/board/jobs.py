@@ -13,14 +13,15 @@ actions a job allows) is :mod:`crewboard.board.job_views`.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from crewboard.board.db import write
-from crewboard.board.events import EventKind, record_event, user_actor
+from crewboard.board.db import execute, write
+from crewboard.board.events import EventKind, EventRow, record_event, record_events, user_actor
 from crewboard.board.job_views import (
     CHUNK,
     JobAction,
@@ -123,6 +124,21 @@ def _refused(job_id: int, doing: str) -> CrewboardError:
 
 # --- transitions --------------------------------------------------------------
 
+# A crew is written with these prepared statements (it is on the path of
+# every POST /api/jobs): the crew, then each job with its edges to the jobs
+# it needs, then every job's ``created`` event in one statement.
+_INSERT_CREW = """
+INSERT INTO crew (template_id, title, inputs, owner_id, schedule_id, created_at)
+VALUES (?, ?, json(?), ?, ?, ?) RETURNING id
+"""
+_INSERT_JOB = """
+INSERT INTO job (crew_id, owner_id, schedule_id, key, title, agent, prompt, artifact_name,
+                 status, scheduled_at, available_at, timeout_s, max_retries,
+                 attempts, interruptions, cancel_requested, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, FALSE, ?, ?) RETURNING id
+"""
+_INSERT_EDGE = "INSERT INTO job_edge (parent_id, child_id) VALUES (?, ?)"
+
 
 @write
 def create_crew(
@@ -144,21 +160,26 @@ def create_crew(
     """
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
-    crew = Crew.create(
+    at = Job.created_at.db_value(now)
+    title = (title or plan.title)[:300]
+    crew_values = dict(
         template_id=plan.template_id,
-        title=(title or plan.title)[:300],
+        title=title,
         inputs=plan.inputs,
         owner=owner_id,
         schedule=schedule_id,
         created_at=now,
     )
+    (crew_id,) = execute(
+        _INSERT_CREW,
+        (plan.template_id, title, json.dumps(plan.inputs), owner_id, schedule_id, at),
+    ).fetchone()
+    crew = Crew(id=crew_id, **crew_values)
     by_key: dict[str, Job] = {}
+    events: list[EventRow] = []
     for planned in plan.jobs:
         status = JobStatus.READY if not planned.needs and future is None else JobStatus.WAITING
-        job = Job.create(
-            crew=crew,
-            owner=owner_id,
-            schedule=schedule_id,
+        values = dict(
             key=planned.key,
             title=planned.title[:300],
             agent=planned.agent,
@@ -169,20 +190,34 @@ def create_crew(
             available_at=future or now,
             timeout_s=planned.timeout_s,
             max_retries=planned.retries,
+        )
+        (job_id,) = execute(
+            _INSERT_JOB,
+            (
+                crew_id,
+                owner_id,
+                schedule_id,
+                *(Job._meta.fields[name].db_value(value) for name, value in values.items()),
+                at,
+                at,
+            ),
+        ).fetchone()
+        job = Job(
+            id=job_id,
+            crew=crew,
+            owner=owner_id,
+            schedule=schedule_id,
             created_at=now,
             updated_at=now,
+            **values,
         )
         for parent_key in planned.needs:
-            JobEdge.create(parent=by_key[parent_key], child=job)
+            execute(_INSERT_EDGE, (by_key[parent_key].id, job_id))
         by_key[planned.key] = job
-        record_event(
-            EventKind.CREATED,
-            job=job,
-            actor=actor,
-            message=f"created from template {plan.template_id}",
-            data={"crewId": crew.id, "status": status, "scheduledAt": iso(future)},
-            now=now,
-        )
+        data = {"crewId": crew_id, "status": status, "scheduledAt": iso(future)}
+        message = f"created from template {plan.template_id}"
+        events.append((job_id, owner_id, EventKind.CREATED, message, data))
+    record_events(events, actor=actor, now=now)
     return crew, list(by_key.values())
 
 
