@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import trio
 
@@ -25,12 +28,41 @@ from crewboard.supervisor.wake import Wakeup
 log = logging.getLogger(__name__)
 
 
-def _look(supervisor_id: str, watching: bool, *, now: datetime) -> list[int]:
-    """The round's first look, in one trip to a worker thread: make waiting
-    jobs ready, and (while this supervisor runs any) find its runs users
-    asked to cancel."""
+@dataclass(frozen=True)
+class RoundPlan:
+    """What one dispatch round found and took on the board."""
+
+    to_cancel: list[int]  # this supervisor's runs that users asked to cancel
+    claims: list[dispatch.Claim]
+    outlook: dispatch.Outlook  # the board as the round leaves it
+
+
+def _round_on_board(
+    supervisor_id: str,
+    log_path: Callable[[int], Path],
+    *,
+    watching: bool,
+    slots: int,
+    after_owner: int,
+    user_concurrency: int | None,
+    now: datetime,
+) -> RoundPlan:
+    """A round's board work, in one trip to a worker thread: make waiting
+    jobs ready, find runs to cancel (while this supervisor runs any), claim
+    jobs for the free slots, and look at what is left."""
     dispatch.promote_waiting(now=now)
-    return dispatch.runs_to_cancel(supervisor_id) if watching else []
+    to_cancel = dispatch.runs_to_cancel(supervisor_id) if watching else []
+    claims = []
+    if slots > 0:
+        claims = dispatch.claim_ready_jobs(
+            supervisor_id,
+            log_path,
+            limit=slots,
+            after_owner=after_owner,
+            user_concurrency=user_concurrency,
+            now=now,
+        )
+    return RoundPlan(to_cancel, claims, dispatch.outlook(now=now))
 
 
 class Dispatcher:
@@ -55,27 +87,23 @@ class Dispatcher:
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
-        watching = bool(self.launcher.supervised())
-        to_cancel = await db.call(_look, self.supervisor_id, watching, now=utcnow())
-        await self._stop_cancelled(to_cancel)
-        slots = self.launcher.free_slots
-        if slots > 0:
-            claims = await db.call(
-                dispatch.claim_ready_jobs,
-                self.supervisor_id,
-                self.home.run_log,
-                limit=slots,
-                after_owner=self._last_owner,
-                user_concurrency=self.user_concurrency,
-                now=utcnow(),
-            )
-            for claim in claims:
-                log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
-                self._last_owner = claim.owner_id
-                await self.launcher.launch(claim)
-        now = utcnow()
-        self.outlook = await db.call(dispatch.outlook, now=now)
-        return next_delay_s(now, self.outlook.next_due_at, self.poll_s)
+        plan = await db.call(
+            _round_on_board,
+            self.supervisor_id,
+            self.home.run_log,
+            watching=bool(self.launcher.supervised()),
+            slots=self.launcher.free_slots,
+            after_owner=self._last_owner,
+            user_concurrency=self.user_concurrency,
+            now=utcnow(),
+        )
+        await self._stop_cancelled(plan.to_cancel)
+        for claim in plan.claims:
+            log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
+            self._last_owner = claim.owner_id
+            await self.launcher.launch(claim)
+        self.outlook = plan.outlook
+        return next_delay_s(utcnow(), self.outlook.next_due_at, self.poll_s)
 
     async def _stop_cancelled(self, to_cancel: list[int]) -> None:
         for run_id in to_cancel:

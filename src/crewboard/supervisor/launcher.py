@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -108,13 +109,14 @@ def classify(
 
 class PresetCache:
     """The agent presets, re-read only when a preset file changes (a stat of
-    each file per run instead of parsing YAML per run), on a worker thread."""
+    each file per run instead of parsing YAML per run). :meth:`load` runs on
+    a worker thread; a lock keeps two launches from parsing at once."""
 
     def __init__(self, dirs: tuple[Path, ...]) -> None:
         self.folders = (shipped_agents_dir(), *dirs)
         self._signature: tuple[Any, ...] | None = None
         self._presets: dict[str, Preset] = {}
-        self._lock = trio.Lock()
+        self._lock = threading.Lock()
 
     def _stat(self) -> tuple[Any, ...]:
         seen: list[Any] = []
@@ -138,10 +140,10 @@ class PresetCache:
             self._presets, self._signature = presets, signature
         return self._presets
 
-    async def get(self) -> dict[str, Preset]:
-        """The presets as the files are now (stat and YAML off the event loop)."""
-        async with self._lock:
-            return await trio.to_thread.run_sync(self._load)
+    def load(self) -> dict[str, Preset]:
+        """The presets as the files are now; call on a worker thread."""
+        with self._lock:
+            return self._load()
 
 
 def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
@@ -175,6 +177,25 @@ def _prepare(spec: RunnerSpec) -> None:
     for folder in (spec.workspace, spec.artifact_dir):
         os.makedirs(folder, mode=0o700, exist_ok=True)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _record_end(claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None) -> Ending:
+    """After the reap, on a worker thread: classify the run's end from its
+    log, close the log, and apply the failure policy on the board."""
+    ending = classify(
+        sessionlog.last_record(claim.log_path), returncode, stopped_as, claim.timeout_s
+    )
+    artifact = _close_log(claim, home, ending)
+    finish_run(
+        claim.run_id,
+        ending.outcome,
+        exit_code=returncode,
+        error=ending.error,
+        result=ending.result,
+        artifact=artifact,
+        now=utcnow(),
+    )
+    return ending
 
 
 def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
@@ -309,8 +330,7 @@ class Launcher:
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
         try:
-            spec = build_spec(claim, self.config, self.home, await self.presets.get())
-            await trio.to_thread.run_sync(_prepare, spec)
+            spec = await trio.to_thread.run_sync(self._prepared_spec, claim)
             await run_runner(
                 spec,
                 active.scope,
@@ -324,6 +344,13 @@ class Launcher:
             # Only before the runner started: the hooks handle their own errors.
             task_status.started()
             await self._finish_unlaunched(claim, exc)
+
+    def _prepared_spec(self, claim: Claim) -> RunnerSpec:
+        """On a worker thread: the run's spec from the current presets, and
+        its folders made (one trip off the event loop per launch)."""
+        spec = build_spec(claim, self.config, self.home, self.presets.load())
+        _prepare(spec)
+        return spec
 
     async def _started(
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
@@ -347,20 +374,9 @@ class Launcher:
             stopped_as = RunOutcome.TIMED_OUT if cancelled_caught else RunOutcome.INTERRUPTED
 
         async def record() -> Ending:
-            last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
-            ending = classify(last, code, stopped_as, claim.timeout_s)
-            artifact = await trio.to_thread.run_sync(_close_log, claim, self.home, ending)
-            await db.call(
-                finish_run,
-                claim.run_id,
-                ending.outcome,
-                exit_code=code,
-                error=ending.error,
-                result=ending.result,
-                artifact=artifact,
-                now=utcnow(),
-            )
-            return ending
+            # One trip to a worker thread: read the log's end, close the log
+            # and record the run's end on the board.
+            return await db.call(_record_end, claim, self.home, code, stopped_as)
 
         ending = await self._record_retrying(claim, "the end", record)
         if ending is None:
