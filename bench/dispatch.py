@@ -113,7 +113,7 @@ class Supervisor:
     def profile(self, out: str) -> None:
         """Sample the supervisor with py-spy (every thread, GIL holders only)
         until :meth:`close`; a flame graph goes to ``out``."""
-        self.spy = subprocess.Popen(  # noqa: S603 - the benchmark's own tool
+        self.spy = subprocess.Popen(
             ["py-spy", "record", "--pid", str(self.proc.pid), "--gil", "--threads",
              "--rate", "250", "--format", "raw", "--output", out],
             stdout=subprocess.DEVNULL,
@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument(
         "--py-spy",
         metavar="FILE",
-        help="sample the supervisor of the throughput runs with py-spy into FILE (collapsed stacks)",
+        help="sample the throughput runs' supervisor with py-spy into FILE (collapsed stacks)",
     )
     args = parser.parse_args()
     result: dict[str, object] = {
