@@ -98,18 +98,9 @@ def live_runs() -> list[Run]:
 
 def backlog(owner: int, count: int, prompt: str = "Say hello.") -> list[int]:
     """``count`` independent jobs of ``owner``, in one crew; their ids, oldest first."""
+    # key, title, agent, prompt, needs, artifact, timeout_s, retries
     planned = tuple(
-        PlannedJob(
-            key=f"j{i}",
-            title=f"job {i}",
-            agent="assistant",
-            prompt=prompt,
-            needs=(),
-            artifact=None,
-            timeout_s=120,
-            retries=0,
-        )
-        for i in range(count)
+        PlannedJob(f"j{i}", f"job {i}", "assistant", prompt, (), None, 120, 0) for i in range(count)
     )
     plan = CrewPlan(template_id="test", title="backlog", inputs={}, jobs=planned)
     _, jobs = board_jobs.create_crew(plan, owner, now=utcnow())
