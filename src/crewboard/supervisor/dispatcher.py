@@ -21,7 +21,7 @@ from crewboard.board import db, dispatch
 from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.supervisor.launcher import Launcher
+from crewboard.supervisor.launcher import Launcher, Prepared
 from crewboard.supervisor.polling import next_delay_s, serve_polling
 from crewboard.supervisor.wake import Wakeup
 
@@ -33,13 +33,14 @@ class RoundPlan:
     """What one dispatch round found and took on the board."""
 
     to_cancel: list[int]  # this supervisor's runs that users asked to cancel
-    claims: list[dispatch.Claim]
+    claims: list[tuple[dispatch.Claim, Prepared]]  # each with its runner's spec
     outlook: dispatch.Outlook  # the board as the round leaves it
 
 
 def _round_on_board(
     supervisor_id: str,
     log_path: Callable[[int], Path],
+    prepare: Callable[[dispatch.Claim], Prepared],
     *,
     watching: bool,
     slots: int,
@@ -49,10 +50,11 @@ def _round_on_board(
 ) -> RoundPlan:
     """A round's board work, in one trip to a worker thread: make waiting
     jobs ready, find runs to cancel (while this supervisor runs any), claim
-    jobs for the free slots, and look at what is left."""
+    jobs for the free slots and prepare their runners' specs, and look at
+    what is left."""
     dispatch.promote_waiting(now=now)
     to_cancel = dispatch.runs_to_cancel(supervisor_id) if watching else []
-    claims = []
+    claims: list[dispatch.Claim] = []
     if slots > 0:
         claims = dispatch.claim_ready_jobs(
             supervisor_id,
@@ -62,7 +64,9 @@ def _round_on_board(
             user_concurrency=user_concurrency,
             now=now,
         )
-    return RoundPlan(to_cancel, claims, dispatch.outlook(now=now))
+    outlook = dispatch.outlook(now=now)
+    # After the claims' transaction: the board is not held while files are made.
+    return RoundPlan(to_cancel, [(claim, prepare(claim)) for claim in claims], outlook)
 
 
 class Dispatcher:
@@ -91,6 +95,7 @@ class Dispatcher:
             _round_on_board,
             self.supervisor_id,
             self.home.run_log,
+            self.launcher.prepare,
             watching=bool(self.launcher.supervised()),
             slots=self.launcher.free_slots,
             after_owner=self._last_owner,
@@ -98,10 +103,10 @@ class Dispatcher:
             now=utcnow(),
         )
         await self._stop_cancelled(plan.to_cancel)
-        for claim in plan.claims:
+        for claim, prepared in plan.claims:
             log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
             self._last_owner = claim.owner_id
-            await self.launcher.launch(claim)
+            await self.launcher.launch(claim, prepared)
         self.outlook = plan.outlook
         return next_delay_s(utcnow(), self.outlook.next_due_at, self.poll_s)
 

@@ -63,6 +63,10 @@ RECORD_RETRY_FIRST_S = 0.25
 RECORD_RETRY_CAP_S = 15.0
 
 
+# A claimed run ready to start (its spec), or why it cannot start.
+Prepared = RunnerSpec | CrewboardError | SpecError | OSError
+
+
 @dataclass(frozen=True)
 class Ending:
     """How a run ended, as the board records it."""
@@ -230,6 +234,7 @@ class ActiveRun:
     # The runner has exited and its end is being recorded: the board may show
     # the run closed before the launcher lets go of it.
     ending: bool = False
+    prepared: Prepared | None = None  # the spec, if the dispatcher prepared it
 
 
 class Launcher:
@@ -264,10 +269,11 @@ class Launcher:
     def free_slots(self) -> int:
         return max(0, self.config.concurrency - len(self.active))
 
-    async def launch(self, claim: Claim) -> None:
-        """Start the claimed run's runner; returns once it is spawned (or once
-        the run has been closed as failed, if it could not be)."""
-        await self._nursery.start(self._run, claim)
+    async def launch(self, claim: Claim, prepared: Prepared | None = None) -> None:
+        """Start the claimed run's runner (from ``prepared``, :meth:`prepare`'s
+        answer, if given); returns once it is spawned (or once the run has
+        been closed as failed, if it could not be)."""
+        await self._nursery.start(self._run, claim, prepared)
 
     def stop(self, run_id: int, outcome: RunOutcome) -> bool:
         """Stop a run's runner (SIGTERM, grace, SIGKILL); its run ends with
@@ -314,9 +320,11 @@ class Launcher:
             self.stop(run_id, RunOutcome.INTERRUPTED)
         await self.wait_idle()
 
-    async def _run(self, claim: Claim, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run(
+        self, claim: Claim, prepared: Prepared | None, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         deadline = trio.current_time() + claim.timeout_s if claim.timeout_s > 0 else math.inf
-        active = ActiveRun(claim, trio.CancelScope(deadline=deadline))
+        active = ActiveRun(claim, trio.CancelScope(deadline=deadline), prepared=prepared)
         self.active[claim.run_id] = active
         self._idle = trio.Event()
         try:
@@ -329,10 +337,14 @@ class Launcher:
 
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
+        prepared = active.prepared
+        if prepared is None:
+            prepared = await trio.to_thread.run_sync(self.prepare, claim)
         try:
-            spec = await trio.to_thread.run_sync(self._prepared_spec, claim)
+            if isinstance(prepared, Exception):
+                raise prepared
             await run_runner(
-                spec,
+                prepared,
                 active.scope,
                 grace_s=self.config.grace_s,
                 started=partial(self._started, active, task_status),
@@ -345,11 +357,16 @@ class Launcher:
             task_status.started()
             await self._finish_unlaunched(claim, exc)
 
-    def _prepared_spec(self, claim: Claim) -> RunnerSpec:
-        """On a worker thread: the run's spec from the current presets, and
-        its folders made (one trip off the event loop per launch)."""
-        spec = build_spec(claim, self.config, self.home, self.presets.load())
-        _prepare(spec)
+    def prepare(self, claim: Claim) -> Prepared:
+        """On a worker thread: the run's spec from the current presets, with
+        its folders made; or why the run cannot start. The dispatcher calls
+        it in the same trip to a worker thread as the claim, so a job's start
+        waits for no other."""
+        try:
+            spec = build_spec(claim, self.config, self.home, self.presets.load())
+            _prepare(spec)
+        except (CrewboardError, SpecError, OSError) as exc:
+            return exc
         return spec
 
     async def _started(
