@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crewboard import sessionlog
 from crewboard.board import db, dispatch
 from crewboard.board import users as board_users
 from crewboard.board.models import Event, JobStatus, RunOutcome, User
@@ -108,3 +109,17 @@ async def test_one_users_backlog_delays_anothers_job_by_at_most_one_run_slot(boa
     # The first slot to free up after B's job arrived went to B's job.
     assert order[0] == b_job
     assert all(job_id in a_jobs for job_id in order[1:])
+
+
+async def test_a_prompt_larger_than_a_pipe_reaches_a_forked_runner_whole(board) -> None:
+    # The spec goes into the runner's stdin before the fork only as far as
+    # the pipe takes it; the rest must follow once the runner exists.
+    config, _ = board()
+    owner = user("a@example.test")
+    prompt = "Summarise this. " + "lorem ipsum " * 20_000  # about 240 KB
+    (job_id,) = crews.backlog(owner, 1, prompt=prompt)
+    async with supervising(config):
+        await wait_for(lambda: crews.job(job_id).status == JobStatus.DONE, what="done")
+    (run,) = crews.runs(job_id)
+    first = sessionlog.read_records(run.log_path)[0]
+    assert first["type"] == "user_message" and prompt.strip() in first["text"]
