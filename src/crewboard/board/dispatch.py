@@ -150,12 +150,15 @@ UPDATE job SET status = 'ready', updated_at = ?
 WHERE job.id IN (SELECT child_id FROM job_edge WHERE parent_id = ?) AND {_PROMOTABLE}
 RETURNING id, owner_id
 """
-# What the dispatcher plans its next round by: jobs claimable now, and the
-# next moment one becomes claimable (a backoff ending, a scheduled time).
-_OUTLOOK = """
+# What the dispatcher plans its next round by: jobs claimable now (counted
+# up to READY_COUNT_CAP, so a round costs the same with 100k jobs queued),
+# and the next moment one becomes claimable (a backoff ending, a scheduled time).
+READY_COUNT_CAP = 1000
+_OUTLOOK = f"""
 SELECT
-  (SELECT COUNT(*) FROM job
-    WHERE status = 'ready' AND available_at <= ? AND cancel_requested = FALSE),
+  (SELECT COUNT(*) FROM (SELECT 1 FROM job
+    WHERE status = 'ready' AND available_at <= ? AND cancel_requested = FALSE
+    LIMIT {READY_COUNT_CAP}) claimable),
   (SELECT MIN(available_at) FROM job WHERE status = 'ready' AND available_at > ?),
   (SELECT MIN(scheduled_at) FROM job WHERE status = 'waiting' AND scheduled_at > ?)
 """
@@ -682,7 +685,7 @@ def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
 class Outlook:
     """What the board looks like to a dispatcher after its round."""
 
-    ready: int = 0  # jobs claimable now (left waiting for a free slot)
+    ready: int = 0  # jobs claimable now, up to READY_COUNT_CAP
     next_due_at: datetime | None = None  # the next moment a job becomes claimable
 
 
