@@ -11,6 +11,12 @@ in the same transaction. The failure policy of a finished run is
 between retries is the pure function :func:`retry_delay_s`. A claimed run's
 prompt is read from the board here and laid out by
 :mod:`crewboard.workflows.run_prompt`.
+
+Claims are fair between users: :func:`claim_ready_jobs` takes owners in
+turn, oldest job first within each, never a disabled owner's job, and at
+most ``user_concurrency`` running jobs per owner (``_PICK_NEXT``). These
+transitions run for every job, so they issue a few named, prepared
+statements each (below) rather than peewee-built queries.
 """
 
 from __future__ import annotations
