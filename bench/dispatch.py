@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -109,12 +110,51 @@ class Supervisor:
         self.owner = User.create(email="bench@localhost", name="bench", created_at=utcnow()).id
         wait(lambda: Heartbeat.select().exists(), timeout_s=30, every_s=0.01)
 
+    def profile(self, out: str) -> None:
+        """Sample the supervisor with py-spy (every thread, GIL holders only)
+        until :meth:`close`; a flame graph goes to ``out``."""
+        self.spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(self.proc.pid), "--gil", "--threads",
+             "--rate", "250", "--format", "raw", "--output", out],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(1)
+
     def close(self) -> None:
+        if getattr(self, "spy", None) is not None:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(60)
         self.proc.terminate()
         self.proc.wait(30)
         self.stderr.close()
         db.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def cpu_s(pid: int, children: bool = False) -> float:
+    """CPU seconds a process has used (with its reaped children's, if asked)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    ticks = sum(int(x) for x in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def template_pid(parent: int) -> int | None:
+    """The runner template the supervisor ``parent`` started."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if ppid == parent and b"crewboard.runner.template" in cmdline:
+            return int(entry)
+    return None
 
 
 def first_record_at(log_path: str) -> datetime | None:
@@ -173,10 +213,17 @@ def bench_latency(n: int, forkserver: bool) -> dict[str, object]:
         sup.close()
 
 
-def bench_throughput(n_jobs: int, concurrency: int, forkserver: bool) -> dict[str, object]:
+def bench_throughput(
+    n_jobs: int, concurrency: int, forkserver: bool, profile: str | None = None
+) -> dict[str, object]:
     sup = Supervisor(concurrency=concurrency, forkserver=forkserver)
     try:
+        if profile:
+            sup.profile(profile)
         board_jobs.create_crew(plan(n_jobs), sup.owner, now=utcnow())
+        template = template_pid(sup.proc.pid)
+        sup_cpu0 = cpu_s(sup.proc.pid)
+        runners_cpu0 = cpu_s(template, children=True) if template else 0.0
         started = time.perf_counter()
         wake_supervisor(sup.home)
         wait(
@@ -185,6 +232,8 @@ def bench_throughput(n_jobs: int, concurrency: int, forkserver: bool) -> dict[st
             every_s=0.05,
         )
         wall_s = time.perf_counter() - started
+        sup_cpu = cpu_s(sup.proc.pid) - sup_cpu0
+        runners_cpu = (cpu_s(template, children=True) - runners_cpu0) if template else None
         runs = list(Run.select())
         failed = [r.id for r in runs if r.outcome != "succeeded"]
         first = min(r.started_at for r in runs)
@@ -199,6 +248,13 @@ def bench_throughput(n_jobs: int, concurrency: int, forkserver: bool) -> dict[st
             "jobs_per_s_wall": round(n_jobs / wall_s, 1),
             "jobs_per_s_steady": round(n_jobs / steady_s, 1),
             "run_duration_ms": summary_ms(durations),
+            # CPU per job: the supervisor's own, and the template's with the
+            # runners it forked and reaped (None when runners are spawned).
+            "supervisor_cpu_ms_per_job": round(sup_cpu / n_jobs * 1000, 2),
+            "runners_cpu_ms_per_job": (
+                round(runners_cpu / n_jobs * 1000, 2) if runners_cpu is not None else None
+            ),
+            "loadavg_after": os.getloadavg(),
         }
     finally:
         sup.close()
@@ -215,6 +271,11 @@ def main() -> None:
         "--spawn", action="store_true", help="no runner template: a fresh interpreter per run"
     )
     parser.add_argument("--out", help="also write the results here as JSON")
+    parser.add_argument(
+        "--py-spy",
+        metavar="FILE",
+        help="sample the throughput runs' supervisor with py-spy into FILE (collapsed stacks)",
+    )
     args = parser.parse_args()
     result: dict[str, object] = {
         "python": sys.version.split()[0],
@@ -240,7 +301,8 @@ def main() -> None:
         )
     if args.only != "latency":
         reps = [
-            bench_throughput(args.jobs, args.concurrency, not args.spawn) for _ in range(args.reps)
+            bench_throughput(args.jobs, args.concurrency, not args.spawn, args.py_spy)
+            for _ in range(args.reps)
         ]
         result["throughput"] = reps
         rates = [r["jobs_per_s_wall"] for r in reps]

@@ -72,6 +72,8 @@ class Config:
     port: int = 8000
     base_url: str | None = None
     concurrency: int = 4
+    # The most running jobs one user may have at once (fair share); None: no cap.
+    user_concurrency: int | None = None
     workflows: tuple[Path, ...] = ()
     agents: tuple[Path, ...] = ()
     admin_email: str | None = None
@@ -360,7 +362,9 @@ def _coerce(type_: Any, raw: Any) -> Any:
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ValueError(f"expected a boolean, got {raw!r}")
-    if t == "int":
+    if t == "int | None" and str(raw).strip() in ("", "0"):
+        return None
+    if t in ("int", "int | None"):
         value = int(raw)
         if value < 0:
             raise ValueError("must not be negative")

@@ -88,3 +88,17 @@ async def test_a_crew_runs_to_done_on_postgresql(pg) -> None:
     (run,) = crews.runs(ids["b"])
     assert run.outcome == RunOutcome.SUCCEEDED
     assert "Find it." in crews.job(ids["b"]).result
+
+
+def test_fair_share_claims_and_crews_written_on_postgresql(pg) -> None:
+    from crewboard.board import users
+    from crewboard.board.models import Event
+
+    a = users.create_user("a@example.test", None, now=utcnow()).id
+    b = users.create_user("b@example.test", None, now=utcnow()).id
+    a_jobs, b_jobs = crews.backlog(a, 3), crews.backlog(b, 1)
+    assert crews.claim_in_turn(3, user_concurrency=2) == [a_jobs[0], b_jobs[0], a_jobs[1]]
+    assert crews.claim_in_turn(3, user_concurrency=2) == []
+    kinds = [e.kind for e in Event.select().where(Event.job == a_jobs[0]).order_by(Event.id)]
+    assert kinds == ["created", "dispatched"]
+    assert Event.get(Event.job == b_jobs[0], Event.kind == "dispatched").data["attempt"] == 1

@@ -185,7 +185,10 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
                 "the peer's periodic recovery to close the marker run",
             )
             assert closed.outcome == RunOutcome.INTERRUPTED
-            assert f"recovered run {marker} " in peer.output()
+            # The log line follows the commit, through the output pipe's reader.
+            wait_until(
+                lambda: f"recovered run {marker} " in peer.output(), 15, "the recovery's log line"
+            )
             (run,) = crews.runs(job_id)
             assert run.outcome == RunOutcome.RUNNING and not gone(runner)
             # …until the owner dies: then the peer recovers the run and reruns the job.

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from crewboard.board import dispatch
+from crewboard.board import jobs as board_jobs
 from crewboard.board.db import write
 from crewboard.board.models import Crew, Job, JobEdge, JobStatus, Run, RunOutcome, User
 from crewboard.clock import utcnow
+from crewboard.workflows.templates import CrewPlan, PlannedJob
 
 
 @dataclass
@@ -90,3 +94,29 @@ def runs(job_id: int) -> list[Run]:
 
 def live_runs() -> list[Run]:
     return list(Run.select().where(Run.outcome == RunOutcome.RUNNING))
+
+
+def backlog(owner: int, count: int, prompt: str = "Say hello.") -> list[int]:
+    """``count`` independent jobs of ``owner``, in one crew; their ids, oldest first."""
+    # key, title, agent, prompt, needs, artifact, timeout_s, retries
+    planned = tuple(
+        PlannedJob(f"j{i}", f"job {i}", "assistant", prompt, (), None, 120, 0) for i in range(count)
+    )
+    plan = CrewPlan(template_id="test", title="backlog", inputs={}, jobs=planned)
+    _, jobs = board_jobs.create_crew(plan, owner, now=utcnow())
+    return [job.id for job in jobs]
+
+
+def claim_in_turn(
+    limit: int, after_owner: int = 0, user_concurrency: int | None = None
+) -> list[int]:
+    """Claim like a dispatch round with ``limit`` free slots; the jobs claimed, in order."""
+    claims = dispatch.claim_ready_jobs(
+        "sup",
+        lambda run_id: Path(f"{run_id}.jsonl"),
+        limit=limit,
+        after_owner=after_owner,
+        user_concurrency=user_concurrency,
+        now=utcnow(),
+    )
+    return [claim.job_id for claim in claims]

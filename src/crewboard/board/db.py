@@ -80,6 +80,25 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, peewee.SqliteDatabase)
 
 
+@functools.cache
+def _for_engine(sql: str, sqlite: bool) -> str:
+    """``sql`` as this engine's driver takes it. Hot-path statements are
+    written once for both, in SQLite's dialect: ``?`` placeholders and
+    ``json(?)`` for a JSON value (PostgreSQL takes ``%s`` and casts JSON text
+    on its own). The statements hold no other ``?`` or ``%``."""
+    if sqlite:
+        return sql
+    return sql.replace("json(?)", "?").replace("?", "%s")
+
+
+def execute(sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+    """Run one hand-written statement and return its cursor. The text is a
+    constant, so SQLite's per-connection statement cache prepares it once:
+    the hot transitions of :mod:`crewboard.board.dispatch` skip building SQL
+    through peewee's query objects, which cost more than SQLite itself."""
+    return database.execute_sql(_for_engine(sql, is_sqlite()), params)
+
+
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc).lower()
     return "database is locked" in text or "database table is locked" in text or "busy" in text

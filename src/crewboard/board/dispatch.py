@@ -11,25 +11,28 @@ in the same transaction. The failure policy of a finished run is
 between retries is the pure function :func:`retry_delay_s`. A claimed run's
 prompt is read from the board here and laid out by
 :mod:`crewboard.workflows.run_prompt`.
+
+Claims are fair between users: :func:`claim_ready_jobs` takes owners in
+turn, oldest job first within each, never a disabled owner's job, and at
+most ``user_concurrency`` running jobs per owner (``_PICK_NEXT``). These
+transitions run for every job, so they issue a few named, prepared
+statements each (below) rather than peewee-built queries.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import peewee
-
 from crewboard.board import webhooks
-from crewboard.board.db import is_sqlite, write
-from crewboard.board.events import SUPERVISOR, EventKind, record_event
+from crewboard.board.db import execute, is_sqlite, write
+from crewboard.board.events import SUPERVISOR, EventKind, EventRow, record_events
 from crewboard.board.models import (
-    Comment,
     Event,
     Job,
-    JobEdge,
     JobStatus,
     Run,
     RunOutcome,
@@ -55,34 +58,161 @@ def retry_delay_s(failures: int, base_s: float = RETRY_BASE_S, cap_s: float = RE
     return min(cap_s, base_s ** min(failures, 64))
 
 
+# -- Hand-written statements ------------------------------------------------------
+#
+# The transitions below run once or more per job, so they skip peewee's query
+# building (which cost several times what SQLite does) and run these constant
+# statements through :func:`crewboard.board.db.execute`: each is prepared once
+# per connection. They are written in the dialect SQLite and PostgreSQL share,
+# with ``?`` placeholders; every guard a transition relies on is in its
+# statement's WHERE clause, so a lost race changes nothing.
+
+# The claimable head of each owner's queue, taken round-robin: the oldest
+# ready job (whose time has come and that nobody asked to cancel) of the
+# first owner after ``after_owner`` that has one, wrapping around. Disabled
+# owners' jobs are never claimed. Each owner's head is found through the
+# (owner, status, id) index, so the cost grows with the number of owners,
+# not with the number of ready jobs. ``{cap}`` leaves out owners already
+# running their share (CREWBOARD_USER_CONCURRENCY); ``{lock}`` on PostgreSQL
+# makes supervisors racing for a head pass over each other's rows (the lock
+# lasts the claim's short transaction).
+_PICK_NEXT = """
+SELECT owner_id, job_id FROM (
+  SELECT u.id AS owner_id,
+         (SELECT j.id FROM job j
+           WHERE j.owner_id = u.id AND j.status = 'ready'
+             AND j.available_at <= ? AND j.cancel_requested = FALSE
+           ORDER BY j.id LIMIT 1{lock}) AS job_id
+  FROM "user" u
+  WHERE u.disabled = FALSE{cap}
+) heads
+WHERE job_id IS NOT NULL
+ORDER BY owner_id <= ?, owner_id
+LIMIT 1
+"""
+_UNDER_CAP = """
+    AND (SELECT COUNT(*) FROM job r WHERE r.owner_id = u.id AND r.status = 'running') < ?"""
+_SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+# ready → running, only if still ready: two supervisors racing for one job
+# give it one run. Returns what the run needs to know.
+_TAKE_JOB = """
+UPDATE job SET status = 'running', updated_at = ?
+WHERE id = ? AND status = 'ready'
+RETURNING owner_id, agent, artifact_name, timeout_s, prompt, feedback
+"""
+# The run row; the unique index run_one_live_per_job refuses a second live run.
+_INSERT_RUN = """
+INSERT INTO run (job_id, attempt, outcome, supervisor_id, started_at, artifact)
+VALUES (?, (SELECT COUNT(*) + 1 FROM run WHERE job_id = ?), 'running', ?, ?, ?)
+RETURNING id, attempt
+"""
+_SET_LOG_PATH = "UPDATE run SET log_path = ? WHERE id = ?"
+# When a job became claimable (created, promoted, or its backoff ended), read
+# before the claim moves updated_at on; and the request that created it.
+_QUEUED_SINCE = "SELECT available_at, updated_at, request_id FROM job WHERE id = ?"
+# A job's parents with their results, in the order they were created.
+_PARENT_RESULTS = """
+SELECT p.id, p.key, p.title, p.status, p.result
+FROM job_edge e JOIN job p ON p.id = e.parent_id
+WHERE e.child_id = ? ORDER BY p.id
+"""
+_COMMENTS = """
+SELECT u.name, u.email, c.text
+FROM comment c JOIN "user" u ON u.id = c.author_id
+WHERE c.job_id = ? ORDER BY c.id
+"""
+# The pid of a runner that is up, only while its run is live.
+_SET_PID = """
+UPDATE run SET pid = ? WHERE id = ? AND outcome = 'running'
+RETURNING job_id, (SELECT owner_id FROM job WHERE job.id = run.job_id)
+"""
+# A run with the fields of its job the failure policy reads.
+_RUN_WITH_JOB = """
+SELECT r.id, r.job_id, r.attempt, r.outcome, r.supervisor_id, r.started_at, r.log_path,
+       r.artifact, j.owner_id, j.status, j.cancel_requested, j.interruptions, j.attempts,
+       j.max_retries, j.crew_id
+FROM run r JOIN job j ON j.id = r.job_id
+WHERE r.id = ?
+"""
+# Close a run, only while it is live (and, for a recovery, still owned by
+# the supervisor that was recovered: ``? IS NULL OR``).
+_CLOSE_RUN = """
+UPDATE run SET outcome = ?, exit_code = ?, error = ?, artifact = ?, ended_at = ?, duration_s = ?
+WHERE id = ? AND outcome = 'running' AND (? IS NULL OR supervisor_id = ?)
+"""
+# A waiting job may become ready: its scheduled time has come and every
+# parent is done (an archived parent that was done counts as done).
+_PROMOTABLE = """
+job.status = 'waiting' AND (job.scheduled_at IS NULL OR job.scheduled_at <= ?)
+AND NOT EXISTS (
+  SELECT 1 FROM job_edge e JOIN job p ON p.id = e.parent_id
+  WHERE e.child_id = job.id AND p.status <> 'done'
+    AND NOT (p.status = 'archived' AND COALESCE(p.status_before_archive, '') = 'done'))
+"""
+_ANY_PROMOTABLE = f"SELECT EXISTS (SELECT 1 FROM job WHERE {_PROMOTABLE})"
+# waiting → ready for all that may, or for one done job's children.
+_PROMOTE = (
+    f"UPDATE job SET status = 'ready', updated_at = ? WHERE {_PROMOTABLE} RETURNING id, owner_id"
+)
+_PROMOTE_CHILDREN = f"""
+UPDATE job SET status = 'ready', updated_at = ?
+WHERE job.id IN (SELECT child_id FROM job_edge WHERE parent_id = ?) AND {_PROMOTABLE}
+RETURNING id, owner_id
+"""
+# What the dispatcher plans its next round by: jobs claimable now (counted
+# up to READY_COUNT_CAP, so a round costs the same with 100k jobs queued),
+# and the next moment one becomes claimable (a backoff ending, a scheduled time).
+READY_COUNT_CAP = 1000
+_OUTLOOK = f"""
+SELECT
+  (SELECT COUNT(*) FROM (SELECT 1 FROM job
+    WHERE status = 'ready' AND available_at <= ? AND cancel_requested = FALSE
+    LIMIT {READY_COUNT_CAP}) claimable),
+  (SELECT MIN(available_at) FROM job WHERE status = 'ready' AND available_at > ?),
+  (SELECT MIN(scheduled_at) FROM job WHERE status = 'waiting' AND scheduled_at > ?)
+"""
+_RUNS_TO_CANCEL = """
+SELECT r.id FROM run r JOIN job j ON j.id = r.job_id
+WHERE r.outcome = 'running' AND r.supervisor_id = ? AND j.cancel_requested = TRUE
+"""
+
+
+def _ts(when: datetime | None) -> str | None:
+    """A datetime as the board stores it (models.UTCDateTimeField)."""
+    return Job.available_at.db_value(when)
+
+
+def _from_ts(raw: object) -> datetime | None:
+    return Job.available_at.python_value(raw)
+
+
+def _record_events(rows: list[EventRow], now: datetime) -> list[int]:
+    return record_events(rows, actor=SUPERVISOR, now=now)
+
+
 def parent_results(job_id: int) -> list[ParentResult]:
     """Each parent of the job with its final result (None until it has one),
     in the order the parents were created."""
-    parent = Job.alias()
-    rows = (
-        parent.select(parent.id, parent.key, parent.title, parent.status, parent.result)
-        .join(JobEdge, on=(JobEdge.parent == parent.id))
-        .where(JobEdge.child == job_id)
-        .order_by(parent.id)
+    return [ParentResult(*row) for row in execute(_PARENT_RESULTS, (job_id,))]
+
+
+def _prompt_parts(job_id: int, prompt: str, feedback: str | None) -> PromptParts:
+    """What a run of this job is told, read from the board: its prompt, its
+    parents' results, the comments on it and its redo feedback."""
+    return PromptParts(
+        prompt=prompt,
+        parents=tuple(parent_results(job_id)),
+        comments=tuple(
+            (name or email, text) for name, email, text in execute(_COMMENTS, (job_id,))
+        ),
+        feedback=feedback,
     )
-    return [ParentResult(p.id, p.key, p.title, p.status, p.result) for p in rows]
 
 
 def prompt_parts(job: Job) -> PromptParts:
-    """What a run of this job is told, read from the board: its prompt, its
-    parents' results, the comments on it and its redo feedback."""
-    comments = (
-        Comment.select(Comment.text, User.name, User.email)
-        .join(User)
-        .where(Comment.job == job.id)
-        .order_by(Comment.id)
-    )
-    return PromptParts(
-        prompt=job.prompt,
-        parents=tuple(parent_results(job.id)),
-        comments=tuple((c.author.name or c.author.email, c.text) for c in comments),
-        feedback=job.feedback,
-    )
+    """:func:`_prompt_parts` for a job row."""
+    return _prompt_parts(job.id, job.prompt, job.feedback)
 
 
 # -- Claiming ------------------------------------------------------------------
@@ -94,6 +224,7 @@ class Claim:
 
     run_id: int
     job_id: int
+    owner_id: int
     attempt: int
     agent: str
     artifact: str | None
@@ -111,159 +242,169 @@ class Claim:
         return compose_prompt(self.prompt_parts)
 
 
-def _owner_enabled() -> peewee.Expression:
-    """The claim's guard against running a disabled user's job, whatever
-    race put it back to ready (disabling blocks their queue, but a parent's
-    end or a requeue may still make one ready)."""
-    return Job.owner.not_in(User.select(User.id).where(User.disabled == True))  # noqa: E712
+@functools.cache
+def _pick_next_sql(capped: bool, sqlite: bool) -> str:
+    return _PICK_NEXT.format(cap=_UNDER_CAP if capped else "", lock="" if sqlite else _SKIP_LOCKED)
+
+
+def _pick_next(
+    after_owner: int, user_concurrency: int | None, now: datetime
+) -> tuple[int, int] | None:
+    capped = bool(user_concurrency)
+    params: list[object] = [_ts(now)]
+    if capped:
+        params.append(user_concurrency)
+    params.append(after_owner)
+    return execute(_pick_next_sql(capped, is_sqlite()), params).fetchone()
+
+
+def _claim(
+    job_id: int, supervisor_id: str, log_path: Callable[[int], Path], now: datetime
+) -> Claim | None:
+    queued = execute(_QUEUED_SINCE, (job_id,)).fetchone()
+    taken = execute(_TAKE_JOB, (_ts(now), job_id)).fetchone()
+    if queued is None or taken is None:
+        return None  # another supervisor got there first
+    owner_id, agent, artifact, timeout_s, prompt, feedback = taken
+    available_at, updated_at, request_id = queued
+    ready_since = max(filter(None, (_from_ts(available_at), _from_ts(updated_at))), default=now)
+    run_id, attempt = execute(
+        _INSERT_RUN, (job_id, job_id, supervisor_id, _ts(now), artifact)
+    ).fetchone()
+    path = log_path(run_id)
+    execute(_SET_LOG_PATH, (str(path), run_id))
+    data = {"runId": run_id, "attempt": attempt, "supervisorId": supervisor_id}
+    message = f"run {run_id} (attempt {attempt}) dispatched"
+    _record_events([(job_id, owner_id, EventKind.DISPATCHED, message, data)], now)
+    return Claim(
+        run_id=run_id,
+        job_id=job_id,
+        owner_id=owner_id,
+        attempt=attempt,
+        agent=agent,
+        artifact=artifact,
+        timeout_s=float(timeout_s),
+        log_path=path,
+        prompt_parts=_prompt_parts(job_id, prompt, feedback),
+        request_id=request_id,
+        queued_s=max(0.0, (now - ready_since).total_seconds()),
+    )
 
 
 @write
+def claim_ready_jobs(
+    supervisor_id: str,
+    log_path: Callable[[int], Path],
+    *,
+    limit: int,
+    after_owner: int = 0,
+    user_concurrency: int | None = None,
+    now: datetime,
+) -> list[Claim]:
+    """Claim up to ``limit`` ready jobs in one transaction, taking owners in
+    turn (see ``_PICK_NEXT``): the first claim goes to the first owner after
+    ``after_owner`` with a claimable job, the next to the owner after that,
+    and so on; within an owner the oldest job goes first. With
+    ``user_concurrency`` no owner gets more running jobs than that. Each job
+    goes ``running`` with a new Run owned by ``supervisor_id``, its log at
+    ``log_path(run_id)``. Fewer claims (or none) when fewer are ready."""
+    claims: list[Claim] = []
+    while len(claims) < limit:
+        head = _pick_next(after_owner, user_concurrency, now)
+        if head is None:
+            break
+        after_owner, job_id = head
+        claim = _claim(job_id, supervisor_id, log_path, now)
+        if claim is None:
+            break  # a racing supervisor took it; the next round looks again
+        claims.append(claim)
+    return claims
+
+
 def claim_ready_job(
-    supervisor_id: str, log_path: Callable[[int], Path], *, now: datetime
+    supervisor_id: str,
+    log_path: Callable[[int], Path],
+    *,
+    now: datetime,
+    after_owner: int = 0,
+    user_concurrency: int | None = None,
 ) -> Claim | None:
-    """Claim the oldest ready job whose time has come: the job goes
-    ``running`` and gets a new Run owned by ``supervisor_id`` with its log at
-    ``log_path(run_id)``. None when nothing is ready. The guarded update means
-    two supervisors racing for one job give it one run, never two."""
-    query = (
-        Job.select()
-        .where(
-            (Job.status == JobStatus.READY)
-            & (Job.available_at <= now)
-            & (Job.cancel_requested == False)  # noqa: E712 - peewee expression
-            & _owner_enabled()
-        )
-        .order_by(Job.id)
-        .limit(1)
-    )
-    if not is_sqlite():
-        # Supervisors on PostgreSQL pass over each other's rows instead of queueing.
-        query = query.for_update(skip_locked=True)
-    job = query.first()
-    if job is None:
-        return None
-    taken = (
-        Job.update(status=JobStatus.RUNNING, updated_at=now)
-        .where((Job.id == job.id) & (Job.status == JobStatus.READY))
-        .execute()
-    )
-    if not taken:
-        return None  # another supervisor got there first; the next poll looks again
-    attempt = Run.select().where(Run.job == job.id).count() + 1
-    run = Run.create(
-        job=job.id,
-        attempt=attempt,
-        outcome=RunOutcome.RUNNING,
-        supervisor_id=supervisor_id,
-        started_at=now,
-        artifact=job.artifact_name,
-    )
-    path = log_path(run.id)
-    run.log_path = str(path)
-    run.save(only=[Run.log_path])
-    job.status = JobStatus.RUNNING
-    record_event(
-        EventKind.DISPATCHED,
-        job=job,
-        actor=SUPERVISOR,
-        message=f"run {run.id} (attempt {attempt}) dispatched",
-        data={"runId": run.id, "attempt": attempt, "supervisorId": supervisor_id},
+    """Claim one ready job (see :func:`claim_ready_jobs`); None when nothing
+    is ready. Two supervisors racing for one job give it one run, never two."""
+    claims = claim_ready_jobs(
+        supervisor_id,
+        log_path,
+        limit=1,
+        after_owner=after_owner,
+        user_concurrency=user_concurrency,
         now=now,
     )
-    return Claim(
-        run_id=run.id,
-        job_id=job.id,
-        attempt=attempt,
-        agent=job.agent,
-        artifact=job.artifact_name,
-        timeout_s=float(job.timeout_s),
-        log_path=path,
-        prompt_parts=prompt_parts(job),
-        request_id=job.request_id,
-        queued_s=max(0.0, (now - max(job.available_at, job.updated_at)).total_seconds()),
-    )
+    return claims[0] if claims else None
 
 
 @write
 def set_run_pid(run_id: int, pid: int, *, now: datetime) -> bool:
     """Record the runner's pid once its process is up. False if the run is
     no longer live (a recovery closed it meanwhile)."""
-    run = run_with_job(run_id)
-    if run is None:
+    row = execute(_SET_PID, (pid, run_id)).fetchone()
+    if row is None:
         return False
-    updated = (
-        Run.update(pid=pid)
-        .where((Run.id == run_id) & (Run.outcome == RunOutcome.RUNNING))
-        .execute()
+    job_id, owner_id = row
+    message = f"run {run_id} started (pid {pid})"
+    _record_events(
+        [(job_id, owner_id, EventKind.RUN_STARTED, message, {"runId": run_id, "pid": pid})], now
     )
-    if updated:
-        record_event(
-            EventKind.RUN_STARTED,
-            job=run.job,
-            actor=SUPERVISOR,
-            message=f"run {run_id} started (pid {pid})",
-            data={"runId": run_id, "pid": pid},
-            now=now,
-        )
-    return bool(updated)
+    return True
 
 
 def run_with_job(run_id: int) -> Run | None:
-    """The run with its job loaded in the same query (``run.job``)."""
-    return Run.select(Run, Job).join(Job, on=(Run.job == Job.id)).where(Run.id == run_id).first()
+    """The run with the fields of its job that the failure policy reads
+    (``run.job``), in one query."""
+    row = execute(_RUN_WITH_JOB, (run_id,)).fetchone()
+    if row is None:
+        return None
+    (rid, job_id, attempt, outcome, supervisor_id, started_at, log_path, artifact,
+     owner_id, status, cancel_requested, interruptions, attempts, max_retries,
+     crew_id) = row  # fmt: skip
+    job = Job(
+        id=job_id,
+        crew=crew_id,
+        owner=owner_id,
+        status=status,
+        cancel_requested=bool(cancel_requested),
+        interruptions=interruptions,
+        attempts=attempts,
+        max_retries=max_retries,
+    )
+    run = Run(
+        id=rid,
+        job=job,
+        attempt=attempt,
+        outcome=outcome,
+        supervisor_id=supervisor_id,
+        started_at=_from_ts(started_at),
+        log_path=log_path,
+        artifact=artifact,
+    )
+    return run
 
 
 # -- Waiting → ready -------------------------------------------------------------
 
 
-def _parents_all_done() -> peewee.Expression:
-    parent = Job.alias()
-    unfinished = (
-        JobEdge.select(JobEdge.id)
-        .join(parent, on=(JobEdge.parent == parent.id))
-        .where(
-            (JobEdge.child == Job.id)
-            & (parent.status != JobStatus.DONE)
-            & ~(
-                (parent.status == JobStatus.ARCHIVED)
-                & (parent.status_before_archive == JobStatus.DONE)
-            )
-        )
-    )
-    return ~peewee.fn.EXISTS(unfinished)
-
-
-def _promotable(*, now: datetime) -> peewee.Expression:
-    return (
-        (Job.status == JobStatus.WAITING)
-        & ((Job.scheduled_at.is_null()) | (Job.scheduled_at <= now))
-        & _parents_all_done()
-    )
-
-
-def _promote(*, now: datetime, only: Iterable[int] | None = None) -> list[int]:
+def _promote(*, now: datetime, parent: int | None = None) -> list[int]:
     """Make waiting jobs ready whose parents are all done and whose scheduled
-    time has come; returns their ids."""
-    where = _promotable(now=now)
-    if only is not None:
-        ids = list(only)
-        if not ids:
-            return []
-        where &= Job.id.in_(ids)
-    promoted = []
-    for job in Job.select().where(where).order_by(Job.id):
-        updated = (
-            Job.update(status=JobStatus.READY, updated_at=now)
-            .where((Job.id == job.id) & (Job.status == JobStatus.WAITING))
-            .execute()
-        )
-        if updated:
-            record_event(
-                EventKind.READY, job=job, actor=SUPERVISOR, message="ready to run", now=now
-            )
-            promoted.append(job.id)
-    return promoted
+    time has come (only ``parent``'s children, if given), with their events;
+    returns their ids."""
+    if parent is None:
+        rows = execute(_PROMOTE, (_ts(now), _ts(now))).fetchall()
+    else:
+        rows = execute(_PROMOTE_CHILDREN, (_ts(now), parent, _ts(now))).fetchall()
+    rows.sort()
+    _record_events(
+        [(job_id, owner_id, EventKind.READY, "ready to run", {}) for job_id, owner_id in rows], now
+    )
+    return [job_id for job_id, _ in rows]
 
 
 @write
@@ -275,7 +416,7 @@ def promote_waiting(*, now: datetime) -> list[int]:
     """Waiting → ready for every job whose parents are all done and whose
     ``scheduled_at`` has come. Returns the ids promoted. Takes the write lock
     only when a read finds something to promote (it runs every dispatch round)."""
-    if not Job.select(Job.id).where(_promotable(now=now)).exists():
+    if not execute(_ANY_PROMOTABLE, (_ts(now),)).fetchone()[0]:
         return []
     return _promote_in_transaction(now=now)
 
@@ -320,23 +461,11 @@ def _close_run(
     error: str | None,
     artifact: str | None,
     now: datetime,
-    guard: peewee.Expression | None = None,
+    owner: str | None = None,
 ) -> bool:
-    where = (Run.id == run.id) & (Run.outcome == RunOutcome.RUNNING)
-    if guard is not None:
-        where &= guard
-    return bool(
-        Run.update(
-            outcome=outcome,
-            exit_code=exit_code,
-            error=error,
-            artifact=artifact,
-            ended_at=now,
-            duration_s=max(0.0, (now - run.started_at).total_seconds()),
-        )
-        .where(where)
-        .execute()
-    )
+    duration_s = max(0.0, (now - run.started_at).total_seconds())
+    params = (str(outcome), exit_code, error, artifact, _ts(now), duration_s, run.id, owner, owner)
+    return execute(_CLOSE_RUN, params).rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -427,6 +556,15 @@ def _job_changes(outcome: RunOutcome, settled: Settlement, now: datetime) -> dic
     return values
 
 
+@functools.cache
+def _settle_sql(columns: tuple[str, ...]) -> str:
+    """The guarded update that settles a running job, for these columns
+    (the failure policy changes a different few per outcome)."""
+    fields = Job._meta.fields
+    assignments = ", ".join(f"{fields[name].column_name} = ?" for name in columns)
+    return f"UPDATE job SET {assignments} WHERE id = ? AND status = 'running'"
+
+
 def _settle_job(
     run: Run,
     outcome: RunOutcome,
@@ -434,30 +572,25 @@ def _settle_job(
     error: str | None,
     result: str | None,
     now: datetime,
-) -> Finished:
-    """Move the run's job on by the failure policy and record why; a job
-    that is done makes its waiting children ready in the same transaction."""
+) -> tuple[Finished, tuple[EventKind, str, dict[str, object]] | None]:
+    """Move the run's job on by the failure policy; returns what became of
+    it and the event that says why (None if the job was left be). A job that
+    is done makes its waiting children ready in the same transaction."""
     job = run.job
     if job.status != JobStatus.RUNNING:
         # Someone moved it already (an operator's cleanup): leave it be.
-        return Finished(job.id, job.status)
+        return Finished(job.id, job.status), None
     settled = settlement(job, outcome, error=error, result=result, now=now)
     values = _job_changes(outcome, settled, now)
-    Job.update(**values).where((Job.id == job.id) & (Job.status == JobStatus.RUNNING)).execute()
+    columns = tuple(sorted(values))
+    fields = Job._meta.fields
+    params = [fields[name].db_value(values[name]) for name in columns]
+    execute(_settle_sql(columns), [*params, job.id])
     data: dict[str, object] = {"runId": run.id, "outcome": outcome.value}
     if settled.available_at is not None:
         data["availableAt"] = iso(settled.available_at)
-    event = record_event(
-        settled.kind, job=job, actor=SUPERVISOR, message=settled.message, data=data, now=now
-    )
-    webhooks.queue_finished(job, settled.status, event, now=now)
-    promoted: list[int] = []
-    if settled.status == JobStatus.DONE:
-        children = [
-            e.child_id for e in JobEdge.select(JobEdge.child).where(JobEdge.parent == job.id)
-        ]
-        promoted = _promote(now=now, only=children)
-    return Finished(job.id, settled.status, settled.available_at, tuple(promoted))
+    finished = Finished(job.id, settled.status, settled.available_at)
+    return finished, (settled.kind, settled.message, data)
 
 
 def close_run(
@@ -469,31 +602,42 @@ def close_run(
     result: str | None,
     artifact: str | None,
     now: datetime,
-    guard: peewee.Expression | None = None,
+    owner: str | None = None,
     how: str = "",
 ) -> Finished | None:
-    """Close ``run`` (if still live, and ``guard`` holds) with ``outcome``,
-    record it, and move its job on by the failure policy. Call inside a
-    write transaction; None if the run was no longer live."""
+    """Close ``run`` (if still live, and still ``owner``'s when given) with
+    ``outcome``, record it, and move its job on by the failure policy. Call
+    inside a write transaction, with ``run`` from :func:`run_with_job`; None
+    if the run was no longer live."""
     if not _close_run(
-        run, outcome, exit_code=exit_code, error=error, artifact=artifact, now=now, guard=guard
+        run, outcome, exit_code=exit_code, error=error, artifact=artifact, now=now, owner=owner
     ):
         return None
+    job = run.job
     duration_s = max(0.0, (now - run.started_at).total_seconds())
-    record_event(
+    ended = (
+        job.id,
+        job.owner_id,
         EventKind.RUN_ENDED,
-        job=run.job,
-        actor=SUPERVISOR,
-        message=f"run {run.id} {outcome.value}{how}" + (f": {error}" if error else ""),
-        data={
+        f"run {run.id} {outcome.value}{how}" + (f": {error}" if error else ""),
+        {
             "runId": run.id,
             "outcome": outcome.value,
             "exitCode": exit_code,
             "durationS": round(duration_s, 3),
         },
-        now=now,
     )
-    return _settle_job(run, outcome, error=error, result=result, now=now)
+    finished, why = _settle_job(run, outcome, error=error, result=result, now=now)
+    events: list[EventRow] = [ended]
+    if why is not None:
+        events.append((job.id, job.owner_id, *why))
+    event_ids = _record_events(events, now)
+    if why is not None:
+        webhooks.queue_finished(job, finished.job_status, event_ids[-1], now=now)
+    if finished.job_status == JobStatus.DONE and why is not None:
+        promoted = _promote(now=now, parent=job.id)
+        finished = Finished(job.id, finished.job_status, promoted=tuple(promoted))
+    return finished
 
 
 @write
@@ -539,16 +683,7 @@ def finish_run(
 
 def runs_to_cancel(supervisor_id: str) -> list[int]:
     """Live runs of this supervisor whose job a user asked to cancel."""
-    rows = (
-        Run.select(Run.id)
-        .join(Job, on=(Run.job == Job.id))
-        .where(
-            (Run.outcome == RunOutcome.RUNNING)
-            & (Run.supervisor_id == supervisor_id)
-            & (Job.cancel_requested == True)  # noqa: E712 - peewee expression
-        )
-    )
-    return [row.id for row in rows]
+    return [run_id for (run_id,) in execute(_RUNS_TO_CANCEL, (supervisor_id,))]
 
 
 def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
@@ -569,22 +704,23 @@ def runs_not_live(supervisor_id: str, run_ids: Iterable[int]) -> list[int]:
     return [run_id for run_id in ids if run_id not in live]
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """What the board looks like to a dispatcher after its round."""
+
+    ready: int = 0  # jobs claimable now, up to READY_COUNT_CAP
+    next_due_at: datetime | None = None  # the next moment a job becomes claimable
+
+
+def outlook(*, now: datetime) -> Outlook:
+    """The jobs claimable now, and the earliest future moment a job becomes
+    claimable (a retry's backoff ending, a scheduled time arriving), so the
+    dispatcher wakes for it; one statement."""
+    ready, next_ready, next_scheduled = execute(_OUTLOOK, (_ts(now),) * 3).fetchone()
+    times = [when for raw in (next_ready, next_scheduled) if (when := _from_ts(raw)) is not None]
+    return Outlook(int(ready), min(times) if times else None)
+
+
 def next_due_at(*, now: datetime) -> datetime | None:
-    """The earliest future moment a job becomes claimable (a retry's backoff
-    ending, a scheduled time arriving), so the dispatcher wakes for it."""
-    ready = (
-        Job.select(peewee.fn.MIN(Job.available_at))
-        .where((Job.status == JobStatus.READY) & (Job.available_at > now))
-        .scalar()
-    )
-    scheduled = (
-        Job.select(peewee.fn.MIN(Job.scheduled_at))
-        .where((Job.status == JobStatus.WAITING) & (Job.scheduled_at > now))
-        .scalar()
-    )
-    times = [
-        when
-        for raw in (ready, scheduled)
-        if raw is not None and (when := Job.available_at.python_value(raw)) is not None
-    ]
-    return min(times) if times else None
+    """The earliest future moment a job becomes claimable (see :func:`outlook`)."""
+    return outlook(now=now).next_due_at

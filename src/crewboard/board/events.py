@@ -7,10 +7,12 @@ are part of the API (``openapi.yaml``'s ``Event.kind``), so they never change.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from crewboard.board.db import execute
 from crewboard.board.models import Event, Job, Schedule
 from crewboard.clock import iso
 
@@ -80,6 +82,29 @@ def record_event(
         data=data or {},
         created_at=now,
     )
+
+
+# One row of ``record_events``: (job_id, owner_id, kind, message, data).
+EventRow = tuple[int, int, EventKind, str, dict[str, Any]]
+_EVENT_ROW = "(?, ?, ?, ?, ?, json(?), ?)"
+_INSERT_EVENTS = (
+    'INSERT INTO "event" (job_id, owner_id, kind, actor, message, data, created_at) VALUES '
+)
+
+
+def record_events(rows: list[EventRow], *, actor: str, now: datetime) -> list[int]:
+    """Append job events by one actor in one prepared statement (the hot
+    transitions' form of :func:`record_event`); call inside the transaction
+    that made the changes. Returns their ids, in the order of ``rows``."""
+    if not rows:
+        return []
+    params: list[Any] = []
+    created_at = Event.created_at.db_value(now)
+    for job_id, owner_id, kind, message, data in rows:
+        params += [job_id, owner_id, str(kind), actor, message, json.dumps(data), created_at]
+    sql = _INSERT_EVENTS + ", ".join([_EVENT_ROW] * len(rows)) + " RETURNING id"
+    # One statement's rows get ascending ids; RETURNING lists them in no set order.
+    return sorted(event_id for (event_id,) in execute(sql, params))
 
 
 def user_actor(user_id: int) -> str:

@@ -13,6 +13,7 @@ actions a job allows) is :mod:`crewboard.board.job_views`.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from crewboard import limits
 from crewboard.board import usage, webhooks
-from crewboard.board.db import write
-from crewboard.board.events import EventKind, record_event, user_actor
+from crewboard.board.db import execute, write
+from crewboard.board.events import EventKind, EventRow, record_event, record_events, user_actor
 from crewboard.board.job_views import (
     CHUNK,
     JobAction,
@@ -125,6 +126,21 @@ def _refused(job_id: int, doing: str) -> CrewboardError:
 
 # --- transitions --------------------------------------------------------------
 
+# A crew is written with these prepared statements (it is on the path of
+# every POST /api/jobs): the crew, then each job with its edges to the jobs
+# it needs, then every job's ``created`` event in one statement.
+_INSERT_CREW = """
+INSERT INTO crew (template_id, title, inputs, owner_id, schedule_id, webhook_url, created_at)
+VALUES (?, ?, json(?), ?, ?, ?, ?) RETURNING id
+"""
+_INSERT_JOB = """
+INSERT INTO job (crew_id, owner_id, schedule_id, key, title, agent, prompt, artifact_name,
+                 status, scheduled_at, available_at, timeout_s, max_retries, request_id,
+                 attempts, interruptions, cancel_requested, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, FALSE, ?, ?) RETURNING id
+"""
+_INSERT_EDGE = "INSERT INTO job_edge (parent_id, child_id) VALUES (?, ?)"
+
 
 @write
 def create_crew(
@@ -154,22 +170,35 @@ def create_crew(
     usage.check_room(limits.QUEUED_JOBS, owner_id, max_queued, len(plan.jobs))
     actor = actor or user_actor(owner_id)
     future = scheduled_at if scheduled_at is not None and scheduled_at > now else None
-    crew = Crew.create(
+    at = Job.created_at.db_value(now)
+    title = (title or plan.title)[:300]
+    crew_values = dict(
         template_id=plan.template_id,
-        title=(title or plan.title)[:300],
+        title=title,
         inputs=plan.inputs,
         owner=owner_id,
         schedule=schedule_id,
         webhook_url=webhook_url or plan.webhook_url,
         created_at=now,
     )
+    (crew_id,) = execute(
+        _INSERT_CREW,
+        (
+            plan.template_id,
+            title,
+            json.dumps(plan.inputs),
+            owner_id,
+            schedule_id,
+            crew_values["webhook_url"],
+            at,
+        ),
+    ).fetchone()
+    crew = Crew(id=crew_id, **crew_values)
     by_key: dict[str, Job] = {}
+    events: list[EventRow] = []
     for planned in plan.jobs:
         status = JobStatus.READY if not planned.needs and future is None else JobStatus.WAITING
-        job = Job.create(
-            crew=crew,
-            owner=owner_id,
-            schedule=schedule_id,
+        values = dict(
             key=planned.key,
             title=planned.title[:300],
             agent=planned.agent,
@@ -180,26 +209,37 @@ def create_crew(
             available_at=future or now,
             timeout_s=planned.timeout_s,
             max_retries=planned.retries,
-            created_at=now,
-            updated_at=now,
             request_id=request_id,
         )
-        for parent_key in planned.needs:
-            JobEdge.create(parent=by_key[parent_key], child=job)
-        by_key[planned.key] = job
-        record_event(
-            EventKind.CREATED,
-            job=job,
-            actor=actor,
-            message=f"created from template {plan.template_id}",
-            data={
-                "crewId": crew.id,
-                "status": status,
-                "scheduledAt": iso(future),
-                **({"requestId": request_id} if request_id else {}),
-            },
-            now=now,
+        (job_id,) = execute(
+            _INSERT_JOB,
+            (
+                crew_id,
+                owner_id,
+                schedule_id,
+                *(Job._meta.fields[name].db_value(value) for name, value in values.items()),
+                at,
+                at,
+            ),
+        ).fetchone()
+        job = Job(
+            id=job_id,
+            crew=crew,
+            owner=owner_id,
+            schedule=schedule_id,
+            created_at=now,
+            updated_at=now,
+            **values,
         )
+        for parent_key in planned.needs:
+            execute(_INSERT_EDGE, (by_key[parent_key].id, job_id))
+        by_key[planned.key] = job
+        data = {"crewId": crew_id, "status": status, "scheduledAt": iso(future)}
+        if request_id:
+            data["requestId"] = request_id
+        message = f"created from template {plan.template_id}"
+        events.append((job_id, owner_id, EventKind.CREATED, message, data))
+    record_events(events, actor=actor, now=now)
     return crew, list(by_key.values())
 
 
@@ -398,7 +438,7 @@ def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
                 data={"from": job.status, "status": JobStatus.BLOCKED},
                 now=now,
             )
-            webhooks.queue_finished(job, JobStatus.BLOCKED, event, now=now)
+            webhooks.queue_finished(job, JobStatus.BLOCKED, event.id, now=now)
             return get_job(job_id)
     elif job.status == JobStatus.RUNNING:
         if job.cancel_requested:

@@ -101,7 +101,7 @@ def _recover_run(run_id: int, owner: str, why: str, *, now: datetime) -> Recover
         result=result,
         artifact=run.artifact,
         now=now,
-        guard=(Run.supervisor_id == owner),
+        owner=owner,
         how=f" (recovered from supervisor {owner})",
     )
     if finished is None:

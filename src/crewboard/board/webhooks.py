@@ -35,7 +35,6 @@ from crewboard.board.events import SUPERVISOR, EventKind, record_event
 from crewboard.board.models import (
     Crew,
     DeliveryStatus,
-    Event,
     Job,
     JobEdge,
     JobStatus,
@@ -209,11 +208,12 @@ def _queue(
         )
 
 
-def queue_finished(job: Job, status: str, settled: Event, *, now: datetime) -> None:
+def queue_finished(job: Job, status: str, settled_event_id: int, *, now: datetime) -> None:
     """Queue the webhooks a job's settling owes, if its crew names a URL:
     ``job.finished`` when it is done or blocked, and ``crew.finished`` when it
     was the last of its crew to settle. Call inside the transaction that
-    settled it, with ``settled`` the event that recorded it."""
+    settled it, with the id of the event that recorded it (which makes each
+    delivery's key, so a settling queues each at most once)."""
     if status not in (JobStatus.DONE, JobStatus.BLOCKED):
         return
     query = Crew.select().where(Crew.id == job.crew_id)
@@ -227,11 +227,11 @@ def queue_finished(job: Job, status: str, settled: Event, *, now: datetime) -> N
         return
     fresh = Job.get_by_id(job.id)
     data = _job_data(fresh, crew, status, now)
-    _queue(fresh, crew.webhook_url, JOB_FINISHED, f"job:{settled.id}", data, now)
+    _queue(fresh, crew.webhook_url, JOB_FINISHED, f"job:{settled_event_id}", data, now)
     outcome = _crew_outcome(crew.id)
     if outcome is not None:
         crew_data = _crew_data(crew, outcome, now)
-        _queue(fresh, crew.webhook_url, CREW_FINISHED, f"crew:{settled.id}", crew_data, now)
+        _queue(fresh, crew.webhook_url, CREW_FINISHED, f"crew:{settled_event_id}", crew_data, now)
 
 
 def forget_jobs(job_ids: list[int]) -> None:

@@ -10,61 +10,108 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import trio
 
-from crewboard.board import db, dispatch, job_views
+from crewboard.board import db, dispatch
 from crewboard.board.models import RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.supervisor.launcher import Launcher
+from crewboard.supervisor.launcher import Launcher, Prepared
 from crewboard.supervisor.polling import next_delay_s, serve_polling
 from crewboard.supervisor.wake import Wakeup
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Outlook:
-    """What the board looked like at the end of the last round."""
+@dataclass(frozen=True)
+class RoundPlan:
+    """What one dispatch round found and took on the board."""
 
-    ready: int = 0  # jobs claimable now but left waiting for a free slot
-    next_due_at: datetime | None = None  # the next moment a job becomes claimable
+    to_cancel: list[int]  # this supervisor's runs that users asked to cancel
+    claims: list[tuple[dispatch.Claim, Prepared]]  # each with its runner's spec
+    outlook: dispatch.Outlook  # the board as the round leaves it
 
 
-def _outlook(now: datetime) -> Outlook:
-    return Outlook(job_views.count_ready(now=now), dispatch.next_due_at(now=now))
+def _round_on_board(
+    supervisor_id: str,
+    log_path: Callable[[int], Path],
+    prepare: Callable[[dispatch.Claim], Prepared],
+    *,
+    watching: bool,
+    slots: int,
+    after_owner: int,
+    user_concurrency: int | None,
+    now: datetime,
+) -> RoundPlan:
+    """A round's board work, in one trip to a worker thread: make waiting
+    jobs ready, find runs to cancel (while this supervisor runs any), claim
+    jobs for the free slots and prepare their runners' specs, and look at
+    what is left."""
+    dispatch.promote_waiting(now=now)
+    to_cancel = dispatch.runs_to_cancel(supervisor_id) if watching else []
+    claims: list[dispatch.Claim] = []
+    if slots > 0:
+        claims = dispatch.claim_ready_jobs(
+            supervisor_id,
+            log_path,
+            limit=slots,
+            after_owner=after_owner,
+            user_concurrency=user_concurrency,
+            now=now,
+        )
+    outlook = dispatch.outlook(now=now)
+    # After the claims' transaction: the board is not held while files are made.
+    return RoundPlan(to_cancel, [(claim, prepare(claim)) for claim in claims], outlook)
 
 
 class Dispatcher:
-    def __init__(self, supervisor_id: str, home: Home, launcher: Launcher, poll_s: float) -> None:
+    def __init__(
+        self,
+        supervisor_id: str,
+        home: Home,
+        launcher: Launcher,
+        poll_s: float,
+        user_concurrency: int | None = None,
+    ) -> None:
         self.supervisor_id = supervisor_id
         self.home = home
         self.launcher = launcher
         self.poll_s = poll_s
-        self.outlook = Outlook()
+        self.user_concurrency = user_concurrency
+        self.outlook = dispatch.Outlook()
         self._checked_lost_at = -math.inf
+        # The owner of the last job claimed: the next claim starts with the
+        # owner after them, so users take turns (fair share).
+        self._last_owner = 0
 
     async def run_round(self) -> float:
         """One look at the board; returns the delay until the next."""
-        await db.call(dispatch.promote_waiting, now=utcnow())
-        await self._stop_cancelled()
-        while self.launcher.free_slots > 0:
-            claim = await db.call(
-                dispatch.claim_ready_job, self.supervisor_id, self.home.run_log, now=utcnow()
-            )
-            if claim is None:
-                break
+        plan = await db.call(
+            _round_on_board,
+            self.supervisor_id,
+            self.home.run_log,
+            self.launcher.prepare,
+            watching=bool(self.launcher.supervised()),
+            slots=self.launcher.free_slots,
+            after_owner=self._last_owner,
+            user_concurrency=self.user_concurrency,
+            now=utcnow(),
+        )
+        await self._stop_cancelled(plan.to_cancel)
+        for claim, prepared in plan.claims:
             log.debug("claimed job %s as run %s", claim.job_id, claim.run_id)
-            await self.launcher.launch(claim)
-        now = utcnow()
-        self.outlook = await db.call(_outlook, now)
-        return next_delay_s(now, self.outlook.next_due_at, self.poll_s)
+            self._last_owner = claim.owner_id
+            await self.launcher.launch(claim, prepared)
+        self.outlook = plan.outlook
+        return next_delay_s(utcnow(), self.outlook.next_due_at, self.poll_s)
 
-    async def _stop_cancelled(self) -> None:
-        for run_id in await db.call(dispatch.runs_to_cancel, self.supervisor_id):
+    async def _stop_cancelled(self, to_cancel: list[int]) -> None:
+        for run_id in to_cancel:
             self.launcher.stop(run_id, RunOutcome.CANCELLED)
         supervised = self.launcher.supervised()
         if supervised and trio.current_time() - self._checked_lost_at >= self.poll_s:

@@ -16,6 +16,7 @@ import trio
 
 from crewboard import __version__
 from crewboard.board import db, heartbeats, users
+from crewboard.board.dispatch import READY_COUNT_CAP
 from crewboard.clock import utcnow
 from crewboard.systemd import Notifier
 
@@ -70,7 +71,8 @@ async def serve_heartbeat(
             # A missed beat is survivable; the next one may well succeed.
             log.exception("could not write the heartbeat")
         else:
-            notifier.notify(WATCHDOG=1, STATUS=f"running {running}/{capacity}, {ready} ready")
+            waiting = f"{ready}+" if ready >= READY_COUNT_CAP else str(ready)
+            notifier.notify(WATCHDOG=1, STATUS=f"running {running}/{capacity}, {waiting} ready")
         if purged_at is None or trio.current_time() - purged_at >= PURGE_SESSIONS_EVERY_S:
             purged_at = trio.current_time()
             await _purge_sessions()

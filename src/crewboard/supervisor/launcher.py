@@ -63,6 +63,10 @@ RECORD_RETRY_FIRST_S = 0.25
 RECORD_RETRY_CAP_S = 15.0
 
 
+# A claimed run ready to start (its spec), or why it cannot start.
+Prepared = RunnerSpec | CrewboardError | SpecError | OSError
+
+
 @dataclass(frozen=True)
 class Ending:
     """How a run ended, as the board records it."""
@@ -141,6 +145,27 @@ def _prepare(spec: RunnerSpec) -> None:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _record_end(
+    claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None
+) -> tuple[Ending, sessionlog.Record | None]:
+    """After the reap, on a worker thread: classify the run's end from its
+    log, close the log, and apply the failure policy on the board. Returns
+    the ending and the runner's own last record."""
+    last = sessionlog.last_record(claim.log_path)
+    ending = classify(last, returncode, stopped_as, claim.timeout_s)
+    artifact = _close_log(claim, home, ending)
+    finish_run(
+        claim.run_id,
+        ending.outcome,
+        exit_code=returncode,
+        error=ending.error,
+        result=ending.result,
+        artifact=artifact,
+        now=utcnow(),
+    )
+    return ending, last
+
+
 def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
     folder = home.artifact_dir(claim.run_id)
     if claim.artifact and (folder / claim.artifact).is_file():
@@ -175,6 +200,7 @@ class ActiveRun:
     # The runner has exited and its end is being recorded: the board may show
     # the run closed before the launcher lets go of it.
     ending: bool = False
+    prepared: Prepared | None = None  # the spec, if the dispatcher prepared it
 
 
 class Launcher:
@@ -209,10 +235,11 @@ class Launcher:
     def free_slots(self) -> int:
         return max(0, self.config.concurrency - len(self.active))
 
-    async def launch(self, claim: Claim) -> None:
-        """Start the claimed run's runner; returns once it is spawned (or once
-        the run has been closed as failed, if it could not be)."""
-        await self._nursery.start(self._run, claim)
+    async def launch(self, claim: Claim, prepared: Prepared | None = None) -> None:
+        """Start the claimed run's runner (from ``prepared``, :meth:`prepare`'s
+        answer, if given); returns once it is spawned (or once the run has
+        been closed as failed, if it could not be)."""
+        await self._nursery.start(self._run, claim, prepared)
 
     def stop(self, run_id: int, outcome: RunOutcome) -> bool:
         """Stop a run's runner (SIGTERM, grace, SIGKILL); its run ends with
@@ -259,9 +286,11 @@ class Launcher:
             self.stop(run_id, RunOutcome.INTERRUPTED)
         await self.wait_idle()
 
-    async def _run(self, claim: Claim, *, task_status: trio.TaskStatus[None]) -> None:
+    async def _run(
+        self, claim: Claim, prepared: Prepared | None, *, task_status: trio.TaskStatus[None]
+    ) -> None:
         deadline = trio.current_time() + claim.timeout_s if claim.timeout_s > 0 else math.inf
-        active = ActiveRun(claim, trio.CancelScope(deadline=deadline))
+        active = ActiveRun(claim, trio.CancelScope(deadline=deadline), prepared=prepared)
         self.active[claim.run_id] = active
         self._idle = trio.Event()
         try:
@@ -276,12 +305,15 @@ class Launcher:
 
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
+        prepared = active.prepared
+        if prepared is None:
+            prepared = await trio.to_thread.run_sync(self.prepare, claim)
         try:
-            spec = build_spec(claim, self.config, self.home, await self.catalog.presets())
-            active.provider = spec.model.provider
-            await trio.to_thread.run_sync(_prepare, spec)
+            if isinstance(prepared, Exception):
+                raise prepared
+            active.provider = prepared.model.provider
             await run_runner(
-                spec,
+                prepared,
                 active.scope,
                 grace_s=self.config.grace_s,
                 started=partial(self._started, active, task_status),
@@ -293,6 +325,18 @@ class Launcher:
             # Only before the runner started: the hooks handle their own errors.
             task_status.started()
             await self._finish_unlaunched(claim, exc)
+
+    def prepare(self, claim: Claim) -> Prepared:
+        """On a worker thread: the run's spec from the current presets, with
+        its folders made; or why the run cannot start. The dispatcher calls
+        it in the same trip to a worker thread as the claim, so a job's start
+        waits for no other."""
+        try:
+            spec = build_spec(claim, self.config, self.home, self.catalog.load().presets)
+            _prepare(spec)
+        except (CrewboardError, SpecError, OSError) as exc:
+            return exc
+        return spec
 
     async def _started(
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
@@ -319,19 +363,9 @@ class Launcher:
 
         async def record() -> Ending:
             nonlocal last
-            last = await trio.to_thread.run_sync(sessionlog.last_record, claim.log_path)
-            ending = classify(last, code, stopped_as, claim.timeout_s)
-            artifact = await trio.to_thread.run_sync(_close_log, claim, self.home, ending)
-            await db.call(
-                finish_run,
-                claim.run_id,
-                ending.outcome,
-                exit_code=code,
-                error=ending.error,
-                result=ending.result,
-                artifact=artifact,
-                now=utcnow(),
-            )
+            # One trip to a worker thread: read the log's end, close the log
+            # and record the run's end on the board.
+            ending, last = await db.call(_record_end, claim, self.home, code, stopped_as)
             return ending
 
         ending = await self._record_retrying(claim, "the end", record)

@@ -76,7 +76,13 @@ async def run_supervisor(
                 if template is not None:
                     await nursery.start(template.serve)
                 async with open_launcher(config, home, settled, template) as launcher:
-                    dispatcher = Dispatcher(identity.supervisor_id, home, launcher, config.poll_s)
+                    dispatcher = Dispatcher(
+                        identity.supervisor_id,
+                        home,
+                        launcher,
+                        config.poll_s,
+                        config.user_concurrency,
+                    )
                     # Start the heartbeat; it beats on through the drain.
                     await nursery.start(
                         serve_heartbeat,
