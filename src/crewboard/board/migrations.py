@@ -31,7 +31,16 @@ def _v2_one_live_run_per_job(db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1_initial, _v2_one_live_run_per_job]
+def _v3_login_throttle(db: peewee.Database) -> None:
+    """Sign-in limits kept in the board, so every web process shares them."""
+    db.create_tables([models.LoginThrottle], safe=True)
+
+
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [
+    _v1_initial,
+    _v2_one_live_run_per_job,
+    _v3_login_throttle,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -306,6 +306,18 @@ class ScheduleFire(BaseModel):
         indexes = ((("schedule", "fire_at"), True),)
 
 
+class LoginThrottle(BaseModel):
+    """One sign-in rate limit's state: for a client address, an account, or
+    the pair of them (``key`` is a hash of which). ``free_at`` is the
+    limit's theoretical arrival time (GCRA) in seconds since the epoch: each
+    attempt moves it one interval on, and the limit is reached while it lies
+    more than the window's tolerance ahead. A row whose ``free_at`` has
+    passed holds nothing and may be deleted."""
+
+    key = peewee.CharField(max_length=64, unique=True)
+    free_at = peewee.FloatField(index=True)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -321,4 +333,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     Event,
     Comment,
     ScheduleFire,
+    LoginThrottle,
 ]

@@ -19,9 +19,9 @@ from crewboard.home import Home
 from crewboard.passwords import Passwords
 from crewboard.web.auth.google import ProviderCache
 from crewboard.web.auth.guards import authenticate
-from crewboard.web.auth.ratelimit import LoginLimiter
 from crewboard.web.board_feed import serve_board_feed
 from crewboard.web.chat import serve_chat_turns
+from crewboard.web.edge import check_request_head
 from crewboard.web.errors import register_error_handlers
 from crewboard.web.job_stream import BoardWatch
 from crewboard.web.loghub import serve_log_hub
@@ -81,7 +81,6 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         config=config,
         home=home,
         passwords=Passwords(config.argon2_time_cost, config.argon2_memory_kib),
-        login_limiter=LoginLimiter(config.login_attempts, config.login_window_s),
         board_watch=BoardWatch(),
         google_oidc=ProviderCache(),
     )
@@ -103,6 +102,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
         g.started = time.perf_counter()
         g.principal = None
+        check_request_head()
         await authenticate()
 
     @app.after_request

@@ -13,7 +13,6 @@ from quart import current_app
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.passwords import Passwords
-from crewboard.web.auth.ratelimit import LoginLimiter
 
 if TYPE_CHECKING:
     from crewboard.web.api.templates import Catalog
@@ -47,7 +46,6 @@ class WebState:
     config: Config
     home: Home
     passwords: Passwords
-    login_limiter: LoginLimiter
     # What job streams ask of the board, shared by all of them.
     board_watch: BoardWatch
     # The Google provider's documents and key sets, and the spent sign-in states.
