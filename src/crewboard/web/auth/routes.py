@@ -85,7 +85,7 @@ async def logout_post():
     """Sign out as an unsafe request, so that only this server's pages can
     do it (the cookie's same-origin check applies); what the browser uses."""
     await _end_session()
-    response = Response(status=204)
+    response = Response("", status=204)
     clear_session_cookie(response)
     return response
 
