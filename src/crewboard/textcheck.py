@@ -50,6 +50,12 @@ def has_bidi_controls(text: str) -> bool:
     return _BIDI_CONTROLS.search(text) is not None
 
 
+def without_bidi_controls(text: str) -> str:
+    """``text`` with its bidirectional controls removed (for titles rendered
+    from free text, which may carry them legitimately)."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def _child(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"

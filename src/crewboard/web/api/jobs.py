@@ -94,9 +94,9 @@ def _scheduled_at() -> datetime | None:
     try:
         when = parse_iso(raw.strip())
     except ValueError as exc:
-        if "offset" in str(exc):
+        if "must carry a UTC offset" in str(exc):
             message = "must carry a UTC offset, e.g. 2026-11-28T21:00:00Z"
-        elif "out of range" in str(exc):
+        elif "years 1 to 9999" in str(exc):
             message = "must fall in years 1 to 9999 once converted to UTC"
         else:
             message = "must be an RFC 3339 time with an offset, e.g. 2026-11-28T21:00:00Z"
