@@ -16,6 +16,7 @@ from crewboard.web.edge import MAX_HEADER_BYTES, MAX_URL_BYTES, SERVER_HEAD_LIMI
 
 ASK = {"templateId": "ask", "inputs": {"question": "What is a crew?"}}
 SCHEDULE = {**ASK, "name": "nightly", "rule": "@daily", "timezone": "UTC"}
+SESSION = {"agent": "assistant", "sessionName": "s"}
 
 # Raw JSON text (escapes as a client would send them), with what must come back.
 UNSTORABLE = {
@@ -101,7 +102,7 @@ async def _string_routes(client: httpx.AsyncClient) -> list[tuple[str, str, dict
         (
             "POST",
             "/api/session/create",
-            {"agent": "assistant", "sessionName": "s"},
+            SESSION,
             ["agent", "sessionName", "modelSpec"],
         ),
         ("POST", f"/api/session/newUserMessage/{session_id}", {"message": "hi"}, ["message"]),
@@ -140,7 +141,7 @@ async def test_bidi_controls_are_refused_in_names_and_titles(as_alice):
         ("POST", "/api/jobs"): ({**ASK, "title": "t"}, "title"),
         ("POST", "/api/tokens"): ({"name": "n"}, "name"),
         ("POST", "/api/schedules"): (SCHEDULE, "name"),
-        ("POST", "/api/session/create"): ({"agent": "assistant", "sessionName": "s"}, "sessionName"),
+        ("POST", "/api/session/create"): (SESSION, "sessionName"),
     }
     before = await _counts(as_alice)
     for (method, path), (valid, field) in routes.items():

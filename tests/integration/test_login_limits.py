@@ -15,6 +15,10 @@ from tests.conftest import PASSWORD, client_for
 WRONG = "not the password at all"
 
 
+def _credentials(account) -> dict[str, str]:
+    return {"email": account.email, "password": PASSWORD}
+
+
 def client_from(base_url: str, address: str, **kwargs: object) -> httpx.AsyncClient:
     """A same-origin client whose connections come from ``address``."""
     transport = httpx.AsyncHTTPTransport(local_address=address)
@@ -57,7 +61,7 @@ async def test_a_strangers_failures_never_lock_the_owner_out(server, alice, bob,
         others = await _burst(stranger, bob.email, WRONG, 40)
         assert others.count(401) + statuses.count(401) <= 4 * config.login_attempts
     async with client_from(server, "127.0.0.2") as owner:
-        response = await owner.post("/auth/login", json={"email": alice.email, "password": PASSWORD})
+        response = await owner.post("/auth/login", json=_credentials(alice))
         assert response.status_code == 200, response.text
         assert (await owner.get("/auth/me")).json()["id"] == alice.id
 
@@ -83,7 +87,7 @@ async def test_many_strangers_slow_the_account_but_the_owner_gets_in(server, ali
     # Past the account's limit, an address that has already failed is refused.
     assert refused > 0
     async with client_from(server, "127.0.0.2") as owner:
-        response = await owner.post("/auth/login", json={"email": alice.email, "password": PASSWORD})
+        response = await owner.post("/auth/login", json=_credentials(alice))
         assert response.status_code == 200, response.text
 
 
