@@ -5,7 +5,8 @@ A safe ``next`` (as the query decodes it) starts with exactly one ``/``, has
 no backslash (browsers read ``\\`` as ``/``, so ``/\\evil.example`` is
 another host) and no control, whitespace or invisible formatting character
 (browsers drop tabs and newlines from a URL, so ``/\\t/evil.example`` becomes
-``//evil.example``), and no scheme can hide in it. The login page's script
+``//evil.example``), no empty or dot segment (``/.//evil.example`` resolves
+to ``//evil.example``), and no scheme can hide in it. The login page's script
 (``static/login.js``) applies the same rule before it navigates; the page's
 route refuses an unsafe ``next`` before the script ever sees it.
 """
@@ -30,5 +31,9 @@ def safe_next(raw: str | None) -> str | None:
         return None
     parts = urlsplit(raw)
     if parts.scheme or parts.netloc:
+        return None
+    # Dot segments and empty ones: "/.//x" resolves to "//x", another host.
+    segments = parts.path.split("/")[1:]
+    if any(segment in ("", ".", "..") for segment in segments[:-1]) or segments[-1] in (".", ".."):
         return None
     return raw

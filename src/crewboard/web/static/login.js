@@ -17,8 +17,11 @@ function destination() {
   const unsafe = !next.startsWith("/") || next.startsWith("//") || next.includes("\\")
     || /[\s\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/u.test(next);
   if (unsafe) return "/chat";
+  // A path such as "/.//x" resolves to "//x", which as a relative URL would
+  // name another host: refuse it, and navigate to the absolute URL anyway.
   const url = new URL(next, location.origin);
-  return url.origin === location.origin ? url.pathname + url.search + url.hash : "/chat";
+  const sameSite = url.origin === location.origin && !url.pathname.startsWith("//");
+  return sameSite ? url.href : "/chat";
 }
 
 const me = await startShell({ page: "login", requireLogin: false });
