@@ -4,8 +4,11 @@ what a success forgives."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+from crewboard.board import db
 from crewboard.board.login_throttle import (
     ADDRESS_FACTOR,
     SLOWDOWN_MAX_S,
@@ -14,6 +17,7 @@ from crewboard.board.login_throttle import (
     take_login_attempt,
 )
 from crewboard.errors import TooManyRequests
+from tests.integration.test_supervisor_postgres import pg  # noqa: F401 (a fixture)
 
 ATTEMPTS, WINDOW_S = 5, 60.0
 T0 = 1_800_000_000.0
@@ -83,3 +87,39 @@ def test_keys_keep_no_email_or_address_in_clear(home):
     take("secret@x.test", "203.0.113.9", T0)
     stored = " ".join(row.key for row in LoginThrottle.select())
     assert "secret" not in stored and "203.0.113" not in stored
+
+
+def _race(n: int) -> list[str]:
+    """``n`` threads, each with its own connection, take an attempt on the
+    same pair at once; what each got."""
+    barrier = threading.Barrier(n)
+    got: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            take("a@x.test", "10.0.0.1", T0)
+            got.append("taken")
+        except TooManyRequests:
+            got.append("refused")
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return got
+
+
+def test_racing_attempts_take_exactly_the_limit(home):
+    got = _race(40)
+    assert got.count("taken") == ATTEMPTS and got.count("refused") == 40 - ATTEMPTS
+
+
+@pytest.mark.postgres
+@pytest.mark.usefixtures("pg")
+def test_racing_attempts_take_exactly_the_limit_on_postgresql():
+    got = _race(40)
+    assert got.count("taken") == ATTEMPTS and got.count("refused") == 40 - ATTEMPTS

@@ -315,7 +315,9 @@ class LoginThrottle(BaseModel):
     passed holds nothing and may be deleted."""
 
     key = peewee.CharField(max_length=64, unique=True)
-    free_at = peewee.FloatField(index=True)
+    # Double precision: PostgreSQL's REAL (peewee's FloatField) would round
+    # epoch seconds to minutes.
+    free_at = peewee.DoubleField(index=True)
 
 
 ALL_MODELS: list[type[BaseModel]] = [
