@@ -291,3 +291,52 @@ async def test_control_characters_in_the_url_are_refused(as_alice):
     assert _assert_error_shape(response)["details"] == {"field": "path"}
     response = await as_alice.delete("/api/session/byName/a%1bb")
     assert response.status_code == 400
+
+
+# Query values as sent on the wire (percent-encoded), odd and hostile.
+ODD_QUERY = [
+    "%ED%A0%80",  # a lone surrogate's UTF-8 bytes: not UTF-8
+    "%FF%FE",
+    "%E2%80%AE",
+    "%00",
+    "%1B%5B31m",
+    "%0A",
+    "9" * 40,
+    "-1",
+    "1e400",
+    "NaN",
+    "%27%20OR%201%3D1",
+    "x" * 4000,
+    "",
+]
+
+
+async def test_odd_query_values_never_make_a_server_error(as_alice):
+    crew = await as_alice.post("/api/jobs", json=ASK)
+    job_id = crew.json()["jobIds"][0]
+    queries = [
+        ("/api/jobs", "cursor"),
+        ("/api/jobs", "status"),
+        ("/api/jobs", "limit"),
+        ("/api/jobs", "mine"),
+        ("/api/schedules", "mine"),
+        ("/api/schedules/preview?timezone=UTC", "rule"),
+        ("/api/schedules/preview?rule=@daily", "timezone"),
+        ("/api/schedules/preview?rule=@daily", "count"),
+        (f"/api/jobs/{job_id}/artifact", "format"),
+        (f"/api/jobs/{job_id}/artifact", "download"),
+    ]
+    for path, name in queries:
+        for value in ODD_QUERY:
+            joined = "&" if "?" in path else "?"
+            response = await as_alice.get(f"{path}{joined}{name}={value}")
+            assert response.status_code < 500, (path, name, value, response.text)
+            if response.status_code >= 400:
+                _assert_error_shape(response)
+    for value in ODD_QUERY:
+        for response in (
+            await as_alice.get(f"/api/session/replay/{value or 'x'}"),
+            await as_alice.delete(f"/api/session/byName/{value or 'x'}"),
+        ):
+            assert response.status_code < 500, (value, response.text)
+            _assert_error_shape(response)
