@@ -20,7 +20,10 @@ from quart import request
 
 from crewboard.errors import BadRequest, HeaderFieldsTooLarge, UriTooLong, ValidationFailed
 
-MAX_URL_BYTES = 8 * 1024
+# Above what any documented request needs (three 4,000-character query
+# parameters on /auth/google/callback, percent-encoded), far below what
+# would cost anything to read.
+MAX_URL_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 32 * 1024
 # What Hypercorn buffers of a head before it refuses it itself: far above
 # the limits above, so they are the ones clients meet.
