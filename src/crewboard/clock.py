@@ -24,8 +24,13 @@ def iso_now() -> str:
 
 
 def parse_iso(text: str) -> datetime:
-    """Parse an RFC 3339 time that carries an offset; a naive time is a ValueError."""
+    """Parse an RFC 3339 time that carries an offset; a naive time, or one
+    whose UTC falls outside years 1-9999 (``0001-01-01T00:00:00+14:00``), is
+    a ValueError."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
         raise ValueError("time must carry a UTC offset, e.g. 2026-11-28T21:00:00Z")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range: in UTC it must fall in years 1 to 9999") from None

@@ -10,8 +10,11 @@
         ├── Forbidden         403  signed in, but not allowed
         ├── NotFound          404  no such thing, or not the caller's to see
         ├── Conflict          409  valid, but the thing's state forbids it
+        ├── UriTooLong        414  the URL is longer than the server reads
         ├── ValidationFailed  422  well-formed, but a field is wrong
         ├── TooManyRequests   429  wait ``Retry-After`` seconds first
+        ├── HeaderFieldsTooLarge
+        │                     431  the request's headers are larger than the server reads
         └── InsufficientStorage
                               507  no room left to store the write; nothing was written
 
@@ -85,6 +88,12 @@ class Conflict(RequestError):
     status, code = 409, "conflict"
 
 
+class UriTooLong(RequestError):
+    """The caller sent a URL (path and query) longer than the server reads."""
+
+    status, code = 414, "uri_too_long"
+
+
 class ValidationFailed(RequestError):
     """The caller's input is well-formed but wrong; ``fields`` maps each bad
     field to what is wrong with it."""
@@ -104,6 +113,13 @@ class TooManyRequests(RequestError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message, {"retryAfter": retry_after_s})
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class HeaderFieldsTooLarge(RequestError):
+    """The caller sent more header bytes than the server reads (a cookie
+    grown too large, say)."""
+
+    status, code = 431, "header_fields_too_large"
 
 
 class InsufficientStorage(RequestError):

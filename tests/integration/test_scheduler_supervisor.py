@@ -184,3 +184,46 @@ def test_two_supervisors_racing_on_the_same_fires_make_one_crew_each(home, alice
     assert ScheduleFire.select().count() == len(schedule_ids)
     logs = one.output() + "\n" + two.output()
     assert "could not fire schedule" not in logs and "scheduler round failed" not in logs, logs
+
+
+@write
+def make_poison_schedule(owner_id: int) -> int:
+    """A schedule whose inputs hold a lone surrogate, stored as the web took
+    them before it checked strings: no crew can ever be written from it."""
+    changes = ScheduleChanges(
+        name="Poison",
+        template_id="ask",
+        inputs={"question": "why \ud800?"},
+        rule=NEW_YEAR,
+        timezone="UTC",
+        overlap="allow",
+    )
+    return board_schedules.create_schedule(owner_id, changes, now=utcnow()).id
+
+
+async def test_a_schedule_whose_inputs_cannot_spawn_is_paused_with_the_reason(
+    config, server, alice, caplog
+):
+    poison = await db.call(make_poison_schedule, alice.id)
+    control = await db.call(make_schedule, alice.id)
+    async with supervising(config):
+        await db.call(due_in, poison, 0.3)
+        await db.call(due_in, control, 0.6)
+        await wait_for(lambda: not schedule_row(poison).enabled, 10, "the poison to be paused")
+        await wait_for(lambda: crews_of(control), 10, "the control schedule to fire")
+    assert await db.call(crews_of, poison) == []
+    (event,) = await db.call(
+        lambda: list(Event.select().where((Event.schedule == poison) & (Event.kind == "disabled")))
+    )
+    assert "inputs.question" in event.message and "unpaired surrogate" in event.message
+    assert event.actor == "scheduler"
+    # Said once, as one line: no traceback, no repeat every poll.
+    said = [r for r in caplog.records if r.name == "crewboard.supervisor.scheduler"]
+    assert [r.levelname for r in said if str(poison) in r.getMessage()] == ["WARNING"]
+    assert not any(r.exc_info for r in said)
+    async with signed_in_client(server, alice) as client:
+        shown = (await client.get(f"/api/schedules/{poison}")).json()
+        assert (shown["enabled"], shown["nextRunAt"]) == (False, None)
+        run_now = await client.post(f"/api/schedules/{poison}/run-now")
+        assert run_now.status_code == 422, run_now.text
+        assert "inputs.question" in run_now.json()["error"]["details"]["fields"]

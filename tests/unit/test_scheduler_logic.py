@@ -7,6 +7,7 @@ real board in ``tests/integration``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,7 +120,8 @@ class MemoryStore:
     spawns: list[Spawn] = field(default_factory=list)
     active: dict[int, int] = field(default_factory=dict)  # schedule id -> active jobs
     broken: list[int] = field(default_factory=list)
-    failing: set[int] = field(default_factory=set)
+    failing: set[int] = field(default_factory=set)  # a passing trouble: tried again
+    unspawnable: set[int] = field(default_factory=set)  # fails the same way every time
     rounds: int = 0
 
     def add(self, schedule_id: int, rule: str, timezone: str, now: datetime, **kw: object) -> None:
@@ -143,7 +145,9 @@ class MemoryStore:
     ) -> FireResult:
         await trio.lowlevel.checkpoint()
         if fire.schedule_id in self.failing:
-            raise RuntimeError("the board refused")
+            raise sqlite3.OperationalError("database is locked")
+        if fire.schedule_id in self.unspawnable:
+            raise ValueError("the stored inputs make no crew")
         row = self.rows.get(fire.schedule_id)
         if row is None or not row.enabled or row.next_run_at != fire.due_from:
             return FireResult(FireOutcome.STALE)
@@ -336,6 +340,22 @@ async def test_one_bad_schedule_does_not_stop_the_others(autojump_clock):
     await run_scheduler(store, Wakeup(), 2 * 60 + 5, clock=clock)
     assert [s.fire_at for s in store.spawns] == [T0 + timedelta(minutes=m) for m in (1, 2)]
     assert store.broken == [3]
+    # The board's passing trouble leaves the schedule on, to be tried again.
+    assert store.rows[2].enabled
+
+
+async def test_a_schedule_that_fails_the_same_way_every_time_is_paused_once(autojump_clock, caplog):
+    clock = VirtualClock(T0 + timedelta(seconds=1))
+    store = MemoryStore(clock)
+    store.add(1, "* * * * *", "UTC", clock())
+    store.add(2, "* * * * *", "UTC", clock())
+    store.unspawnable = {2}
+    await run_scheduler(store, Wakeup(), 5 * 60 + 5, clock=clock)
+    assert store.broken == [2] and not store.rows[2].enabled
+    assert len(store.spawns) == 5
+    # One report of it in the log, not one a poll.
+    paused = [r for r in caplog.records if "paused" in r.getMessage()]
+    assert len(paused) == 1
 
 
 # --- DST, as the scheduler lives through it -----------------------------------

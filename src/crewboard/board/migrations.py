@@ -61,12 +61,18 @@ def _v5_job_request_id(db: peewee.Database) -> None:
         migrate_schema(migrator.add_column("job", "request_id", models.Job.request_id))
 
 
+def _v6_login_throttle(db: peewee.Database) -> None:
+    """Sign-in limits kept in the board, so every web process shares them."""
+    db.create_tables([models.LoginThrottle], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
     _v3_token_expiry,
     _v4_webhooks,
     _v5_job_request_id,
+    _v6_login_throttle,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -363,6 +363,20 @@ class WebhookDelivery(BaseModel):
         indexes = ((("status", "next_attempt_at"), False), (("job", "id"), False))
 
 
+class LoginThrottle(BaseModel):
+    """One sign-in rate limit's state: for a client address, an account, or
+    the pair of them (``key`` is a hash of which). ``free_at`` is the
+    limit's theoretical arrival time (GCRA) in seconds since the epoch: each
+    attempt moves it one interval on, and the limit is reached while it lies
+    more than the window's tolerance ahead. A row whose ``free_at`` has
+    passed holds nothing and may be deleted."""
+
+    key = peewee.CharField(max_length=64, unique=True)
+    # Double precision: PostgreSQL's REAL (peewee's FloatField) would round
+    # epoch seconds to minutes.
+    free_at = peewee.DoubleField(index=True)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -380,4 +394,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     ScheduleFire,
     WebhookSecret,
     WebhookDelivery,
+    LoginThrottle,
 ]

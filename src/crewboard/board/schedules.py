@@ -383,8 +383,9 @@ def record_schedule_fire(
 @write
 def disable_unreadable(schedule_id: int, due_from: datetime, reason: str, *, now: datetime) -> bool:
     """Pause a schedule whose stored rule or zone can no longer be read (a
-    zone dropped from the tz database, say), so it does not hold up the
-    scheduler; the event says why. False if it changed meanwhile."""
+    zone dropped from the tz database, say), or that cannot spawn from what
+    it stores (inputs no crew can hold), so it does not fail every poll; the
+    event says why. False if it changed meanwhile."""
     schedule = _locked(schedule_id)
     if schedule is None or not schedule.enabled or schedule.next_run_at != due_from:
         return False

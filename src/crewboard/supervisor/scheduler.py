@@ -27,7 +27,7 @@ from typing import Protocol
 
 import trio
 
-from crewboard import cron, metrics
+from crewboard import cron, metrics, textcheck
 from crewboard.board import db, schedule_views
 from crewboard.board import schedules as board_schedules
 from crewboard.board.schedule_views import DueSchedule
@@ -60,9 +60,15 @@ class PlannedFire:
     next_run_at: datetime
 
 
+class CannotSpawn(Exception):
+    """A schedule's stored values can never make a crew (inputs kept from
+    before the web refused such strings, say): the scheduler pauses it."""
+
+
 @dataclass(frozen=True)
 class Unreadable:
-    """A due schedule whose stored rule or zone can no longer be read."""
+    """A due schedule whose stored rule or zone can no longer be read, or
+    that cannot spawn from what it stores; ``reason`` says which."""
 
     schedule_id: int
     due_from: datetime
@@ -126,6 +132,12 @@ class BoardStore:
             schedule = await db.call(schedule_views.get_schedule, fire.schedule_id)
         except NotFound:
             return FireResult(FireOutcome.STALE)
+        unstorable = textcheck.stored_value_problems(schedule.inputs, "inputs")
+        if unstorable:
+            raise CannotSpawn(
+                "its stored inputs cannot make a crew: "
+                + "; ".join(f"{field} {problem}" for field, problem in unstorable.items())
+            )
         # Rendered on a worker thread, outside the transaction; the board
         # refuses it (STALE) if the template or inputs changed meanwhile.
         crew = await trio.to_thread.run_sync(
@@ -173,6 +185,23 @@ class Scheduler:
         self.clock = clock
         self.on_spawned = on_spawned
 
+    async def _pause(self, schedule_id: int, due_from: datetime, exc: Exception) -> bool:
+        """Pause a schedule that cannot fire; False if even that failed."""
+        if isinstance(exc, CannotSpawn):
+            reason = str(exc)
+            log.warning("schedule %s paused: %s", schedule_id, reason)
+        else:
+            reason = f"it could not spawn a crew ({type(exc).__name__}: {exc})"
+            log.exception("schedule %s paused: it could not spawn a crew", schedule_id)
+        # The reason is stored: nothing in it may be unstorable in turn.
+        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")[:1000]
+        try:
+            await self.store.disable_unreadable(Unreadable(schedule_id, due_from, reason))
+        except Exception:
+            log.exception("could not pause schedule %s; trying again", schedule_id)
+            return False
+        return True
+
     async def run_round(self) -> float:
         """Fire every due schedule; return the delay before the next round."""
         now = self.clock()
@@ -191,12 +220,17 @@ class Scheduler:
                 if templates is None:
                     templates = await self.store.templates()
                 result = await self.store.fire(planned, now, templates)
-            except Exception:
-                # One schedule the board will not take must not stop the others;
-                # it is tried again next poll.
-                log.exception("could not fire schedule %s", row.id)
+            except Exception as exc:
+                # One schedule that will not fire must not stop the others.
+                # A passing trouble (a lock, a full disk) is tried again next
+                # poll; anything else would fail the same way every poll, so
+                # the schedule is paused, with an event that says why.
                 metrics.schedule_fired("error", 0)
-                failed = True
+                if db.is_transient_error(exc):
+                    log.exception("could not fire schedule %s; trying again", row.id)
+                    failed = True
+                elif not await self._pause(row.id, planned.due_from, exc):
+                    failed = True
                 continue
             metrics.schedule_fired(result.outcome.value, planned.missed)
             spawned = spawned or result.outcome is FireOutcome.SPAWNED

@@ -23,10 +23,10 @@ from crewboard.home import Home
 from crewboard.passwords import Passwords
 from crewboard.web.auth.google import ProviderCache
 from crewboard.web.auth.guards import authenticate
-from crewboard.web.auth.ratelimit import LoginLimiter
 from crewboard.web.board_changes import BoardChanges
 from crewboard.web.board_feed import serve_board_feed
 from crewboard.web.chat import serve_chat_turns
+from crewboard.web.edge import check_request_head
 from crewboard.web.errors import register_error_handlers
 from crewboard.web.job_stream import BoardWatch
 from crewboard.web.loghub import serve_log_hub
@@ -98,7 +98,6 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         config=config,
         home=home,
         passwords=Passwords(config.argon2_time_cost, config.argon2_memory_kib),
-        login_limiter=LoginLimiter(config.login_attempts, config.login_window_s),
         file_watch=file_watch,
         board_changes=board_changes,
         board_watch=BoardWatch(board_changes),
@@ -124,6 +123,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         logs.set_request_id(g.request_id)
         g.started = time.perf_counter()
         g.principal = None
+        check_request_head()
         await authenticate()
 
     @app.after_request

@@ -23,13 +23,15 @@ Adding a page ``<name>``:
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import trio
-from quart import Blueprint, Response, request, send_from_directory
+from quart import Blueprint, Response, redirect, request, send_from_directory
 from werkzeug.exceptions import NotFound
 
 from crewboard.web.auth.guards import login_required
 from crewboard.web.errors import error_body
+from crewboard.web.redirects import safe_next
 
 bp = Blueprint("pages", __name__)
 
@@ -59,6 +61,11 @@ async def landing():
 
 @bp.get("/login")
 async def login_page():
+    raw = request.args.get("next")
+    if raw is not None and safe_next(raw) is None:
+        # Off-site or disguised: sign in, then go to the default page.
+        kept = [(k, v) for k, v in request.args.items(multi=True) if k != "next"]
+        return redirect("/login" + (f"?{urlencode(kept)}" if kept else ""))
     return await _page("login.html")
 
 

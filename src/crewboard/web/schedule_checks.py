@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from crewboard import cron
+from crewboard import cron, textcheck
 from crewboard.board.models import Schedule
 from crewboard.board.schedules import ScheduleChanges
 from crewboard.errors import ValidationFailed
-from crewboard.web.validate import has_control_chars
+from crewboard.web.validate import BIDI_REFUSED, has_control_chars
 from crewboard.webhooks import BadWebhookUrl, check_url_form
 from crewboard.workflows import Template, plan_named_crew
 
@@ -50,6 +50,8 @@ def _check_name(value: Any) -> str:
         raise _refuse("name", f"must be at most {MAX_NAME_CHARS} characters")
     if has_control_chars(name):
         raise _refuse("name", "must not contain control characters")
+    if textcheck.has_bidi_controls(name):
+        raise _refuse("name", BIDI_REFUSED)
     return name
 
 

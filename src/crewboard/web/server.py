@@ -20,6 +20,7 @@ from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.systemd import Notifier
 from crewboard.web.app import create_app
+from crewboard.web.edge import SERVER_HEAD_LIMIT_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.graceful_timeout = GRACEFUL_S
     hc.include_server_header = False
+    # Let every plausible head reach the app's own limits (web/edge.py), which
+    # answer 414/431 in JSON; Hypercorn's own answer past these is bare.
+    hc.h11_max_incomplete_size = SERVER_HEAD_LIMIT_BYTES
+    hc.h2_max_header_list_size = SERVER_HEAD_LIMIT_BYTES
     return hc
 
 

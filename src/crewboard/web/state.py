@@ -15,7 +15,6 @@ from crewboard.config import Config
 from crewboard.fswatch import FileWatch
 from crewboard.home import Home
 from crewboard.passwords import Passwords
-from crewboard.web.auth.ratelimit import LoginLimiter
 from crewboard.web.board_changes import BoardChanges
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ class WebState:
     config: Config
     home: Home
     passwords: Passwords
-    login_limiter: LoginLimiter
     # Changes of followed files (session logs, the board) seen by inotify.
     file_watch: FileWatch
     board_changes: BoardChanges

@@ -1,5 +1,9 @@
 """Reading request bodies and checking their fields. A body that is not JSON,
-or not an object, is a 400; wrong fields are one 422 naming every bad field."""
+or not an object, or nested deeper than :data:`~crewboard.textcheck.MAX_DEPTH`,
+is a 400; wrong fields are one 422 naming every bad field. Every body is read
+through :func:`json_object`, which also refuses, anywhere in it, the strings
+no database can store (NUL, lone surrogates), so no route has to think of
+them; one-line fields also refuse bidirectional controls (:meth:`Fields.string`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 from quart import request
 
+from crewboard import textcheck
 from crewboard.errors import BadRequest, ValidationFailed
 
 
@@ -21,7 +26,7 @@ async def json_object(*, allow_form: bool = False, allow_empty: bool = False) ->
         "multipart/form-data",
     ):
         form = await request.form
-        return {k: form.get(k) for k in form}
+        return _checked({k: form.get(k) for k in form})
     raw = await request.get_data(cache=True)
     if not raw.strip():
         if allow_empty:
@@ -29,10 +34,28 @@ async def json_object(*, allow_form: bool = False, allow_empty: bool = False) ->
         raise BadRequest("the request needs a JSON object body")
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep("") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest("the request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    return _checked(body)
+
+
+def _too_deep(path: str) -> BadRequest:
+    message = f"nests deeper than {textcheck.MAX_DEPTH} levels"
+    return BadRequest(f"the request body {message}", {"fields": {path or "body": message}})
+
+
+def _checked(body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, once nothing in it is too deep or impossible to store."""
+    try:
+        problems = textcheck.unstorable_fields(body)
+    except textcheck.TooDeep as exc:
+        raise _too_deep(exc.path) from None
+    if problems:
+        raise ValidationFailed("some fields hold characters that cannot be stored", problems)
     return body
 
 
@@ -43,6 +66,9 @@ def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
         if unicodedata.category(ch) in ("Cc", "Cs"):
             return True
     return False
+
+
+BIDI_REFUSED = "must not contain bidirectional controls (U+202A-202E, U+2066-2069)"
 
 
 class Fields:
@@ -89,6 +115,8 @@ class Fields:
             self.errors[key] = f"must be at most {max_length} characters"
         elif has_control_chars(value, allow_newlines=multiline):
             self.errors[key] = "must not contain control characters"
+        elif not multiline and textcheck.has_bidi_controls(value):
+            self.errors[key] = BIDI_REFUSED
         return value
 
     def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None):

@@ -20,6 +20,7 @@ import yaml
 
 from crewboard.config import Config
 from crewboard.errors import ValidationFailed
+from crewboard.textcheck import without_bidi_controls
 from crewboard.webhooks import BadWebhookUrl, check_url_form
 from crewboard.workflows.inputs import (
     MAX_DESCRIPTION_CHARS,
@@ -459,7 +460,8 @@ def _render_job(template: Template, job: JobSpec, values: dict[str, Any]) -> tup
     title = job.key
     if job.title is not None:
         rendered = render(template._compiled[job.key, "title"], f"jobs.{job.key}.title", values)
-        title = " ".join(rendered.split()) or job.key
+        # An input may carry bidirectional controls: a title shows none.
+        title = " ".join(without_bidi_controls(rendered).split()) or job.key
     return title, prompt
 
 

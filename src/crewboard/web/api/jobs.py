@@ -118,12 +118,12 @@ def _scheduled_at() -> datetime | None:
     try:
         when = parse_iso(raw.strip())
     except ValueError as exc:
-        naive = "offset" in str(exc)
-        message = (
-            "must carry a UTC offset, e.g. 2026-11-28T21:00:00Z"
-            if naive
-            else "must be an RFC 3339 time with an offset, e.g. 2026-11-28T21:00:00Z"
-        )
+        if "must carry a UTC offset" in str(exc):
+            message = "must carry a UTC offset, e.g. 2026-11-28T21:00:00Z"
+        elif "years 1 to 9999" in str(exc):
+            message = "must fall in years 1 to 9999 once converted to UTC"
+        else:
+            message = "must be an RFC 3339 time with an offset, e.g. 2026-11-28T21:00:00Z"
         raise ValidationFailed(f"scheduledAt {message}", {"scheduledAt": message}) from None
     now = utcnow()
     if when - now > MAX_SCHEDULE_AHEAD:

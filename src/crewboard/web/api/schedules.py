@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
-from crewboard import cron
+from crewboard import cron, textcheck
 from crewboard.board import db, job_views, schedule_views
 from crewboard.board import schedules as board_schedules
 from crewboard.board.models import Schedule
@@ -169,6 +169,10 @@ async def disable_schedule(schedule_id: int):
 async def run_schedule_now(schedule_id: int):
     who = require_principal()
     schedule = await _owned(schedule_id)
+    # Inputs stored before the body checks existed may hold what no crew can.
+    unstorable = textcheck.stored_value_problems(schedule.inputs, "inputs")
+    if unstorable:
+        raise ValidationFailed("the schedule's stored inputs cannot make a crew", unstorable)
     # Rendered here, before the board's transaction, from the schedule as read:
     # a 422 if its template is gone or no longer takes its inputs.
     plan = plan_named_crew(await current_templates(), schedule.template_id, schedule.inputs)

@@ -68,6 +68,31 @@ def _request_origin() -> str | None:
     return None
 
 
+def check_sign_in_origin() -> None:
+    """Refuse a sign-in a page of another site made (login CSRF: a form
+    that signs the victim's browser into the attacker's account).
+
+    A browser names the page's origin in ``Origin`` on every POST (``null``
+    when the page hides it): it must be this server's. Without ``Origin``,
+    a ``Referer`` must be this server's. A request with neither is no
+    browser's form, or one so old it cannot send JSON across sites; it is
+    accepted only as ``application/json``, which a cross-site form cannot
+    send and a cross-site script cannot send without CORS, which this server
+    never grants. So command-line and API clients sign in as before."""
+    sent = request.headers.get("Origin") is not None or request.headers.get("Referer")
+    if sent:
+        if _request_origin() != _expected_origin():
+            raise Forbidden(
+                "sign-in refused: it came from a page of another site "
+                "(Origin or Referer is not this server's)"
+            )
+    elif (request.mimetype or "").lower() != "application/json":
+        raise Forbidden(
+            "sign-in refused: a form must come from this server's sign-in page "
+            "(send Origin), or send the credentials as application/json"
+        )
+
+
 async def authenticate() -> None:
     """Before each request: find the caller, and refuse cross-origin unsafe
     requests that ride on the session cookie."""

@@ -1,17 +1,23 @@
 """Local sign-in and the session routes of ``/auth/*``: login, logout, the
-current profile and whether Google sign-in is offered."""
+current profile and whether Google sign-in is offered.
+
+A sign-in must come from this server's own pages or from a JSON client
+(:func:`~crewboard.web.auth.guards.check_sign_in_origin`), and counts against
+the board's sign-in limits (:mod:`crewboard.board.login_throttle`) before its
+password is hashed."""
 
 from __future__ import annotations
 
 import trio
-from quart import Blueprint, jsonify, redirect, request
+from quart import Blueprint, Response, jsonify, redirect, request
 
-from crewboard.board import db
+from crewboard.board import db, login_throttle
 from crewboard.board import users as board_users
 from crewboard.clock import utcnow
-from crewboard.errors import BadRequest, TooManyRequests, Unauthorized
+from crewboard.errors import BadRequest, Unauthorized
 from crewboard.web.auth.guards import (
     SESSION_COOKIE,
+    check_sign_in_origin,
     clear_session_cookie,
     principal,
     set_session_cookie,
@@ -26,6 +32,7 @@ BAD_CREDENTIALS = "wrong email or password"
 
 @bp.post("/login")
 async def login():
+    check_sign_in_origin()
     body = await json_object(allow_form=True)
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
@@ -34,17 +41,20 @@ async def login():
         raise Unauthorized(BAD_CREDENTIALS)
     email = board_users.normalize_email(email)
     st = state()
-    keys = [f"ip:{request.remote_addr}", f"email:{email}"]
-    wait_s = st.login_limiter.retry_after_s(keys)
-    if wait_s:
-        raise TooManyRequests(f"too many failed sign-ins; try again in {wait_s} s", wait_s)
+    limits = (st.config.login_attempts, st.config.login_window_s)
+    keys = login_throttle.LoginKeys.of(email, request.remote_addr or "-")
+    # Counted before the hash (429 here if over a limit), so parallel guesses
+    # cannot all be checked; an account under attack waits its slowdown.
+    now = utcnow().timestamp()
+    slowdown_s = await db.call(login_throttle.take_login_attempt, keys, *limits, now=now)
+    if slowdown_s > 0:
+        await trio.sleep(slowdown_s)
     user = await db.call(board_users.get_user_by_email, email)
     password_hash = user.password_hash if user is not None and not user.disabled else None
     ok = await trio.to_thread.run_sync(st.passwords.verify, password_hash, password)
     if not ok or user is None:
-        st.login_limiter.failed(keys)
         raise Unauthorized(BAD_CREDENTIALS)
-    st.login_limiter.succeeded(keys)
+    await db.call(login_throttle.login_succeeded, keys, *limits)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         await db.call(board_users.revoke_session, old)
@@ -55,12 +65,27 @@ async def login():
     return response
 
 
-@bp.get("/logout")
-async def logout():
+async def _end_session() -> None:
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         await db.call(board_users.revoke_session, cookie)
+
+
+@bp.get("/logout")
+async def logout():
+    """The seed's sign-out link: ends the session and goes home."""
+    await _end_session()
     response = redirect("/")
+    clear_session_cookie(response)
+    return response
+
+
+@bp.post("/logout")
+async def logout_post():
+    """Sign out as an unsafe request, so that only this server's pages can
+    do it (the cookie's same-origin check applies); what the browser uses."""
+    await _end_session()
+    response = Response("", status=204)
     clear_session_cookie(response)
     return response
 

@@ -7,10 +7,21 @@ const form = document.getElementById("login-form");
 const errorBox = document.getElementById("login-error");
 const params = new URLSearchParams(location.search);
 
-/** Where to go once signed in: `next` if it is a path on this site. */
+/** Where to go once signed in: `next` if it is a path on this site, else /chat.
+ * The same rule as the server's (web/redirects.py): a path starting with one
+ * "/", with no backslash and no control or whitespace character (a browser
+ * drops tabs and newlines from URLs, so "/\t/evil.example" would become
+ * "//evil.example"), that still names this origin once resolved. */
 function destination() {
   const next = params.get("next") || "";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/chat";
+  const unsafe = !next.startsWith("/") || next.startsWith("//") || next.includes("\\")
+    || /[\s\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/u.test(next);
+  if (unsafe) return "/chat";
+  // A path such as "/.//x" resolves to "//x", which as a relative URL would
+  // name another host: refuse it, and navigate to the absolute URL anyway.
+  const url = new URL(next, location.origin);
+  const sameSite = url.origin === location.origin && !url.pathname.startsWith("//");
+  return sameSite ? url.href : "/chat";
 }
 
 const me = await startShell({ page: "login", requireLogin: false });

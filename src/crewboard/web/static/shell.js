@@ -71,9 +71,21 @@ function render(header, page, me) {
         el("span", { class: "label" }, "Dispatcher…")) : null,
       me ? el("span", { class: "user", title: `Signed in as ${me.email}` }, me.name || me.email) : null,
       me
-        ? el("a", { href: "/auth/logout", class: "logout" }, "Sign out")
+        ? el("a", { href: "/auth/logout", class: "logout", onclick: signOut }, "Sign out")
         : page === "login" ? null : el("a", { href: "/login", class: "login" }, "Sign in")),
   );
+}
+
+/** Sign out with POST /auth/logout (an unsafe request, so only this site's
+ * pages can make it), then go home. The link's own GET is the fallback. */
+async function signOut(event) {
+  event.preventDefault();
+  try {
+    await api("/auth/logout", { method: "POST" });
+    location.assign("/");
+  } catch {
+    location.assign("/auth/logout");
+  }
 }
 
 /** Poll /api/dispatcher/status and show whether the dispatcher is alive. */
