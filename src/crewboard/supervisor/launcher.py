@@ -38,6 +38,7 @@ import trio
 
 from crewboard import sessionlog
 from crewboard.agents import Preset, load_presets, run_agents, shipped_agents_dir
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
@@ -151,11 +152,17 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         raise CrewboardError(f"no agent preset {claim.agent!r} is loaded")
     preset = presets[claim.agent]
     model = resolve_model(preset.model or DEFAULT_MODEL, config)
+    agents = run_agents(presets, claim.agent)
+    try:
+        mcp = run_servers(config.mcp, agents)
+    except McpError as exc:
+        raise CrewboardError(str(exc)) from exc
     return RunnerSpec(
         run_id=str(claim.run_id),
         kind="job",
         agent_id=claim.agent,
-        agents=agents_from_json(run_agents(presets, claim.agent)),
+        agents=agents_from_json(agents),
+        mcp=mcp,
         model=ModelDef.from_json(model),
         prompt=claim.prompt,
         workspace=home.workspace(claim.run_id),

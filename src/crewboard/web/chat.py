@@ -31,6 +31,7 @@ from pathlib import Path
 import trio
 
 from crewboard.agents import Preset, run_agents
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
 from crewboard.clock import utcnow
@@ -215,11 +216,17 @@ class ChatTurns:
         records = read_records(turn.log_path)
         turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
         ident = self.home.chat_workspace_id(session.id)
+        agents = run_agents(presets, session.agent)
+        try:
+            mcp = run_servers(self.config.mcp, agents)
+        except McpError as exc:
+            raise ValidationFailed(str(exc), {"agent": str(exc)}) from exc
         return RunnerSpec(
             run_id=f"{ident}-{turn.after_seq + 1}",
             kind="chat",
             agent_id=session.agent,
-            agents=agents_from_json(run_agents(presets, session.agent)),
+            agents=agents_from_json(agents),
+            mcp=mcp,
             model=ModelDef.from_json(model),
             messages=tuple(history_messages(records)),
             prompt=turn.prompt,
