@@ -71,12 +71,16 @@ class Preset:
             "tools": list(self.tools),
             "handoffs": list(self.handoffs),
             "mcp": list(self.mcp),
-            "mcpTools": list(self.mcp_tools),
         }
 
     def runner_dict(self) -> dict[str, Any]:
         """The preset as a runner's spec carries it."""
-        return {**self.public(), "instructions": self.instructions, "maxTokens": self.max_tokens}
+        return {
+            **self.public(),
+            "instructions": self.instructions,
+            "maxTokens": self.max_tokens,
+            "mcpTools": list(self.mcp_tools),
+        }
 
 
 @dataclass(frozen=True)

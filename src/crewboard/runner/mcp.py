@@ -29,6 +29,7 @@ spec names a server, so a run without MCP loads none of it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -178,6 +179,7 @@ class McpHub:
         self.connections: dict[str, _Connection] = {}
         self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] | None = None
         self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._errlogs: list[Any] = []
 
     # -- start and stop ---------------------------------------------------
 
@@ -187,7 +189,10 @@ class McpHub:
         self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
         for server in self.servers.values():
-            errlog = tempfile.TemporaryFile("w+") if server.url is None else None
+            # The server's stderr, quoted when it fails; closed in close().
+            errlog = tempfile.TemporaryFile("w+") if server.url is None else None  # noqa: SIM115
+            if errlog is not None:
+                self._errlogs.append(errlog)
             connection = _Connection(server, errlog)
             try:
                 self._portal.start_task(self._serve, connection, name=f"mcp {server.name}")
@@ -213,7 +218,11 @@ class McpHub:
             async with AsyncExitStack() as stack:
                 streams = await stack.enter_async_context(
                     open_transport(
-                        server, self.ctx.workspace, self.ctx.limits, connection.errlog, _resolver(self.ctx)
+                        server,
+                        self.ctx.workspace,
+                        self.ctx.limits,
+                        connection.errlog,
+                        self.ctx.resolver,
                     )
                 )
                 session = await stack.enter_async_context(ClientSession(*streams))
@@ -243,13 +252,11 @@ class McpHub:
         portal, self._portal = self._portal, None
         for connection in self.connections.values():
             portal.call(connection.stop.set)
-        try:
+        # A server's own failure while stopping is no failure of the run.
+        with contextlib.suppress(Exception):
             self._portal_cm.__exit__(None, None, None)
-        except Exception:
-            pass
-        for connection in self.connections.values():
-            if connection.errlog is not None:
-                connection.errlog.close()
+        for errlog in self._errlogs:
+            errlog.close()
 
     # -- what the model sees ----------------------------------------------
 
@@ -401,10 +408,6 @@ def _saved(save: Callable[[bytes, str], str], data: str, mime: str, kind: str) -
     return f"[{kind} ({mime}, {len(raw)} bytes) saved as the artifact {name!r}]"
 
 
-def _resolver(ctx: ToolContext) -> Any:
-    return ctx.resolver
-
-
 def _why(exc: BaseException) -> str:
     """The innermost useful message of an exception (task groups wrap them)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -420,4 +423,3 @@ def _process_gone(exc: BaseException) -> bool:
     return "closed" in text or isinstance(
         exc, anyio.ClosedResourceError | anyio.BrokenResourceError | anyio.EndOfStream
     )
-

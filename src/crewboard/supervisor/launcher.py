@@ -38,7 +38,6 @@ import trio
 
 from crewboard import sessionlog
 from crewboard.agents import Preset, load_presets, run_agents, shipped_agents_dir
-from crewboard.mcpspec import McpError, run_servers
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
@@ -47,6 +46,7 @@ from crewboard.config import Config
 from crewboard.errors import CrewboardError
 from crewboard.forkserver import ForkServer
 from crewboard.home import Home
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.runspec import ModelDef, RunnerSpec, SpecError, agents_from_json

@@ -25,6 +25,7 @@ from crewboard.web.chat import serve_chat_turns
 from crewboard.web.errors import register_error_handlers
 from crewboard.web.job_stream import BoardWatch
 from crewboard.web.loghub import serve_log_hub
+from crewboard.web.mcp import serve_mcp_catalog
 from crewboard.web.state import WebServices, WebState
 
 access_log = logging.getLogger("crewboard.access")
@@ -59,7 +60,8 @@ async def serve_services(
         log_hub = await nursery.start(serve_log_hub)
         board_feed = await nursery.start(serve_board_feed)
         chat_turns = await nursery.start(serve_chat_turns, config, home)
-        task_status.started(WebServices(log_hub, board_feed, chat_turns, nursery.cancel_scope))
+        mcp = await nursery.start(serve_mcp_catalog, config, home)
+        task_status.started(WebServices(log_hub, board_feed, chat_turns, mcp, nursery.cancel_scope))
 
 
 def create_app(config: Config, home: Home | None = None) -> Quart:
@@ -146,6 +148,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         dispatcher,
         health,
         jobs,
+        mcp,
         models,
         schedules,
         sessions,
@@ -168,6 +171,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         sessions.bp,
         models.bp,
         agents.bp,
+        mcp.bp,
         schedules.bp,
         health.bp,
     ):

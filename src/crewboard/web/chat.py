@@ -31,7 +31,6 @@ from pathlib import Path
 import trio
 
 from crewboard.agents import Preset, run_agents
-from crewboard.mcpspec import McpError, run_servers
 from crewboard.board import chats, db
 from crewboard.board.models import ChatSession
 from crewboard.clock import utcnow
@@ -39,6 +38,7 @@ from crewboard.config import Config
 from crewboard.errors import Conflict, ValidationFailed
 from crewboard.forkserver import ForkServer
 from crewboard.home import Home
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import resolve_model
 from crewboard.runspec import ModelDef, RunnerSpec, agents_from_json
