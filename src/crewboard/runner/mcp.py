@@ -200,12 +200,13 @@ class McpHub:
                 self.close()
                 raise
             except Exception as exc:
-                self.close()
-                raise ServerFailed(
+                failure = ServerFailed(
                     connection.describe_failure(
                         f"the MCP server {server.name!r} did not start: {_why(exc)}"
                     )
-                ) from exc
+                )
+                self.close()
+                raise failure from exc
             self.connections[server.name] = connection
 
     async def _serve(

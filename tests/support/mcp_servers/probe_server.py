@@ -2,7 +2,8 @@
 that misbehave on purpose (crash mid-call, hang, answer 5 MB) and tools that
 try to reach what a sandboxed server must not (files outside the workspace,
 the environment, the network). Run as ``probe_server.py`` (stdio) or
-``probe_server.py --http PORT`` (streamable HTTP on 127.0.0.1)."""
+``probe_server.py --http PORT`` (streamable HTTP on 127.0.0.1); other
+arguments are ignored (tests pass one to find the server's processes)."""
 
 from __future__ import annotations
 
@@ -51,15 +52,21 @@ def big(megabytes: int = 5) -> str:
 @server.tool()
 def read_path(path: str) -> str:
     """Read a file, wherever it is."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return f.read(4096)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(4096)
+    except OSError as exc:
+        return f"cannot read: {exc}"
 
 
 @server.tool()
 def write_path(path: str, text: str) -> str:
     """Write a file, wherever it is."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        return f"cannot write: {exc}"
     return f"wrote {path}"
 
 
@@ -72,8 +79,11 @@ def environment() -> str:
 @server.tool()
 def connect(host: str, port: int) -> str:
     """Open a TCP connection."""
-    with socket.create_connection((host, port), timeout=5):
-        return f"connected to {host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            return f"connected to {host}:{port}"
+    except OSError as exc:
+        return f"cannot connect: {exc}"
 
 
 @server.tool()
@@ -83,7 +93,7 @@ def pixel() -> Image:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run()
