@@ -21,7 +21,7 @@ from crewboard.bootstrap import open_home
 from crewboard.config import Config
 from crewboard.sessionlog import read_records
 from tests.conftest import TEST_SETTINGS
-from tests.support import crews
+from tests.support import crews, waits
 from tests.support.mcp import (
     need_mcp,
     probe_command,
@@ -30,7 +30,6 @@ from tests.support.mcp import (
     write_mcp_setup,
 )
 from tests.support.supervisor import supervising, wait_for
-from tests.support.waits import wait_for as wait_until
 
 pytestmark = pytest.mark.usefixtures("need_servers")
 
@@ -106,7 +105,8 @@ async def test_a_preset_granted_one_tool_cannot_call_the_others(mcp_home) -> Non
     job, records = await run_job(
         config,
         "converter",
-        f"/tool time__get_current_time {{}}\nthen\n/tool time__convert_time {json.dumps(arguments)}",
+        "/tool time__get_current_time {}\nthen\n"
+        f"/tool time__convert_time {json.dumps(arguments)}",
     )
     refused, converted = tool_ends(records)
     assert refused["isError"] is True
@@ -149,7 +149,7 @@ async def test_a_server_that_hangs_times_out_and_dies_with_the_run(
     )
     assert job.status == JobStatus.DONE
     # No process of the server outlives its run.
-    await wait_until(lambda: not processes_with(tag), 15, "the server's processes to end")
+    await waits.wait_for(lambda: not processes_with(tag), 15, "the server's processes to end")
 
 
 async def test_a_5_mb_answer_is_cut_to_the_output_cap(mcp_home, tmp_path: Path) -> None:
@@ -292,4 +292,62 @@ async def test_a_server_that_does_not_start_in_time_is_stopped(mcp_home, tmp_pat
         await wait_for(lambda: crews.job(job_id).status == JobStatus.BLOCKED, 60, "blocked")
     (run,) = crews.runs(job_id)
     assert "the MCP server 'slow' did not start within 2 s (start_timeout_s)" in run.error
-    await wait_until(lambda: not processes_with(tag), 15, "the server's processes to end")
+    await waits.wait_for(lambda: not processes_with(tag), 15, "the server's processes to end")
+
+
+@pytest.fixture
+def http_probe(tmp_path: Path) -> Iterator[str]:
+    """The probe server over streamable HTTP on loopback; yields its URL."""
+    import subprocess
+    import sys
+
+    from tests.support.local_model import free_port
+    from tests.support.mcp import PROBE_SERVER
+
+    port = free_port()
+    log = (tmp_path / "http-probe.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(PROBE_SERVER), "--http", str(port)], stdout=log, stderr=log
+    )
+
+    def accepting() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        waits.wait_until(accepting, 30, "the HTTP probe server to listen")
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+async def test_an_http_server_at_a_private_address_is_refused_unless_allowed(
+    mcp_home, http_probe: str
+) -> None:
+    config = mcp_home({"remote": {"url": http_probe}}, {"user": {"mcp": ["remote"]}})
+    job_id = crews.add_job('/tool remote__echo {"text": "hi"}', agent="user", retries=0)
+    async with supervising(config):
+        await wait_for(lambda: crews.job(job_id).status == JobStatus.BLOCKED, 60, "blocked")
+    (run,) = crews.runs(job_id)
+    assert "the MCP server 'remote' did not start: refused: 127.0.0.1" in run.error
+    assert "loopback" in run.error and "CREWBOARD_HTTP_ALLOW" in run.error
+
+
+@pytest.mark.parametrize("how", ["allow-list", "table"])
+async def test_an_allowed_http_server_answers(mcp_home, http_probe: str, how: str) -> None:
+    table: dict[str, Any] = {"url": http_probe}
+    environ = {}
+    if how == "allow-list":
+        environ["CREWBOARD_HTTP_ALLOW"] = "127.0.0.1"
+    else:
+        table["allow_private"] = True
+    config = mcp_home({"remote": table}, {"user": {"mcp": ["remote"]}}, environ=environ)
+    job, records = await run_job(config, "user", '/tool remote__echo {"text": "over http"}')
+    (end,) = tool_ends(records)
+    assert end["result"] == "over http" and "isError" not in end
+    assert job.status == JobStatus.DONE

@@ -37,9 +37,9 @@ def server_program(name: str) -> str | None:
 def python_folders() -> list[str]:
     """The folders this interpreter and its packages live in, outside /usr
     (a sandboxed server sees them read-only: its ``read_only``)."""
-    folders = {
-        os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)
-    } | {sys.prefix}
+    folders = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)} | {
+        sys.prefix
+    }
     return sorted(f for f in folders if not f.startswith("/usr"))
 
 

@@ -89,7 +89,7 @@ def test_an_http_table_sends_headers_from_named_variables(tmp_path: Path) -> Non
 def test_a_malformed_table_is_refused_with_where_and_why(
     tmp_path: Path, toml: str, says: str
 ) -> None:
-    with pytest.raises(ConfigError, match="crewboard.toml") as caught:
+    with pytest.raises(ConfigError, match=r"crewboard\.toml") as caught:
         load(tmp_path, toml, PATH="/bin:/usr/bin")
     assert says in str(caught.value)
 
