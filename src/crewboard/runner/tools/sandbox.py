@@ -61,7 +61,7 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _TOOL_DIRS = SAFE_PATH + ":/usr/sbin:/sbin"
 # The size of the private /dev/shm (the private /tmp gets shell_file_bytes).
 _SHM_BYTES = 64 << 20
-UNAVAILABLE = "the sandbox (bubblewrap) is not available: "
+UNAVAILABLE = "its sandbox (bubblewrap) is not available: "
 
 
 def find_tool(name: str) -> str | None:

@@ -33,7 +33,7 @@ DISABLED = (
     "the shell tool is disabled on this server "
     "(the operator enables it with CREWBOARD_ALLOW_SHELL=1)"
 )
-UNAVAILABLE = "the shell is enabled but the sandbox (bubblewrap) is not available: "
+UNAVAILABLE = "the shell is enabled but its sandbox (bubblewrap) is not available: "
 
 
 def shell(args: dict[str, Any], ctx: ToolContext) -> str:
