@@ -351,3 +351,28 @@ async def test_an_allowed_http_server_answers(mcp_home, http_probe: str, how: st
     (end,) = tool_ends(records)
     assert end["result"] == "over http" and "isError" not in end
     assert job.status == JobStatus.DONE
+
+
+async def test_a_server_dies_with_a_runner_killed_mid_call(mcp_home, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    tag = str(tmp_path)
+    config = mcp_home(
+        {"probe": {"command": probe_command(tag), "call_timeout_s": 600}},
+        {"prober": {"mcp": ["probe"]}},
+    )
+    job_id = crews.add_job("/tool probe__hang {}", agent="prober", retries=0, timeout_s=600)
+    async with supervising(config):
+        run = await wait_for(
+            lambda: next((r for r in crews.runs(job_id) if r.pid), None), 60, "a runner"
+        )
+
+        def calling() -> bool:
+            return any(r["type"] == "agent_tool_start" for r in read_records(run.log_path))
+
+        await waits.wait_for(calling, 60, "the call to start")
+        assert processes_with(tag), "the server runs while its call hangs"
+        os.kill(run.pid, signal.SIGKILL)
+        await wait_for(lambda: crews.job(job_id).status == JobStatus.BLOCKED, 60, "blocked")
+    await waits.wait_for(lambda: not processes_with(tag), 15, "the server's processes to end")
