@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from crewboard.processes import runner_env
+from runner_spawn import spawn_runner
 
 TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
 
@@ -63,15 +63,8 @@ def spec(home: Path, i: int, with_mcp: bool) -> bytes:
 def run(home: Path, i: int, with_mcp: bool, env: dict[str, str]) -> tuple[float, list[dict]]:
     """Spawn → exit of one run, and its log records."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crewboard.runner"],
-        stdin=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
+    proc = spawn_runner(spec(home, i, with_mcp), env)
     assert proc.stdin is not None
-    proc.stdin.write(spec(home, i, with_mcp))
-    proc.stdin.flush()
     code = proc.wait()
     total = time.perf_counter() - started
     proc.stdin.close()
