@@ -40,6 +40,7 @@ def config(tmp_path: Path) -> Config:
             "clock": {"description": "Tells the time.", "mcp": ["time"]},
             "converter": {"mcp": ["time"], "mcp_tools": ["time.convert_time"]},
             "gitter": {"mcp": ["git"], "tools": ["write_file"]},
+            "orphan": {"mcp": ["nowhere"]},
         },
     )
     environ = {**TEST_SETTINGS, "CREWBOARD_AGENTS": str(agents), "GIT_TOKEN": "a-secret-token"}
@@ -144,3 +145,18 @@ async def test_a_chat_agent_commits_to_a_repository_in_its_workspace(
     # The commit is in the repository, as the user's own git sees it.
     assert git("log", "--format=%s", cwd=repo).strip() == "Add notes"
     assert git("show", "--format=", "--name-only", "HEAD", cwd=repo).strip() == "notes.md"
+
+
+async def test_a_preset_naming_an_unconfigured_server_says_so_when_used(
+    as_alice: httpx.AsyncClient,
+) -> None:
+    agents = {a["id"]: a for a in (await as_alice.get("/api/agents")).json()}
+    assert agents["orphan"]["mcp"] == ["nowhere"] and agents["orphan"]["mcpTools"] == []
+    session = await create_session(as_alice, agent="orphan")
+    response = await as_alice.post(
+        f"/api/session/newUserMessage/{session['id']}", json={"message": "hello"}
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert "names the MCP server 'nowhere', which is not configured" in error["message"]
