@@ -376,3 +376,35 @@ async def test_a_server_dies_with_a_runner_killed_mid_call(mcp_home, tmp_path: P
         os.kill(run.pid, signal.SIGKILL)
         await wait_for(lambda: crews.job(job_id).status == JobStatus.BLOCKED, 60, "blocked")
     await waits.wait_for(lambda: not processes_with(tag), 15, "the server's processes to end")
+
+
+async def test_servers_start_together_and_one_failing_stops_the_others(
+    mcp_home, tmp_path: Path
+) -> None:
+    import sys
+
+    tag = str(tmp_path)
+    failing = [sys.executable, "-c", "import sys; sys.exit('missing its config')"]
+    config = mcp_home(
+        {
+            "probe": {"command": probe_command(tag)},
+            "time": time_server(),
+            "broken": {"command": failing},
+        },
+        {"both": {"mcp": ["probe", "time"]}, "all": {"mcp": ["probe", "time", "broken"]}},
+    )
+    arguments = json.dumps({"timezone": "UTC"})
+    _, records = await run_job(
+        config,
+        "both",
+        f'/tool probe__echo {{"text": "one"}}\n/tool time__get_current_time {arguments}',
+    )
+    results = sorted(r["result"] for r in tool_ends(records))
+    assert results[0] == "one" and '"timezone": "UTC"' in results[1]
+    job_id = crews.add_job("/tool probe__echo {}", agent="all", retries=0)
+    async with supervising(config):
+        await wait_for(lambda: crews.job(job_id).status == JobStatus.BLOCKED, 60, "blocked")
+    (run,) = crews.runs(job_id)
+    assert "the MCP server 'broken' did not start" in run.error
+    assert "missing its config" in run.error
+    await waits.wait_for(lambda: not processes_with(tag), 15, "the probe's processes to end")

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -184,30 +185,46 @@ class McpHub:
     # -- start and stop ---------------------------------------------------
 
     def start(self) -> None:
-        """Start every server and list its tools; ServerFailed names the
-        first that could not start (the others are stopped again)."""
+        """Start every server (all at once) and list its tools; ServerFailed
+        names the first that could not start (the others are stopped again)."""
         self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
+        failures: dict[str, ServerFailed] = {}
+        started: dict[str, _Connection] = {}
+
+        def start_one(server: McpServer, connection: _Connection) -> None:
+            assert self._portal is not None
+            try:
+                self._portal.start_task(self._serve, connection, name=f"mcp {server.name}")
+            except ServerFailed as exc:
+                failures[server.name] = exc
+            except Exception as exc:
+                failures[server.name] = ServerFailed(
+                    connection.describe_failure(
+                        f"the MCP server {server.name!r} did not start: {_why(exc)}"
+                    )
+                )
+            else:
+                started[server.name] = connection
+
+        threads = []
         for server in self.servers.values():
             # The server's stderr, quoted when it fails; closed in close().
             errlog = tempfile.TemporaryFile("w+") if server.url is None else None  # noqa: SIM115
             if errlog is not None:
                 self._errlogs.append(errlog)
-            connection = _Connection(server, errlog)
-            try:
-                self._portal.start_task(self._serve, connection, name=f"mcp {server.name}")
-            except ServerFailed:
-                self.close()
-                raise
-            except Exception as exc:
-                failure = ServerFailed(
-                    connection.describe_failure(
-                        f"the MCP server {server.name!r} did not start: {_why(exc)}"
-                    )
-                )
-                self.close()
-                raise failure from exc
-            self.connections[server.name] = connection
+            thread = threading.Thread(
+                target=start_one, args=(server, _Connection(server, errlog)), daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        self.connections = {name: started[name] for name in self.servers if name in started}
+        failed = [failures[name] for name in self.servers if name in failures]
+        if failed:
+            self.close()
+            raise failed[0]
 
     async def _serve(
         self, connection: _Connection, *, task_status: anyio.abc.TaskStatus[None]
