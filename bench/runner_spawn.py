@@ -50,11 +50,9 @@ def time_exit(argv: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def time_runner(home: Path, i: int, env: dict[str, str]) -> tuple[float, float]:
-    """(spawn → first log line, spawn → exit) for one offline no-op run."""
-    log = home / "logs" / f"{i}.jsonl"
-    line = spec(home, i)
-    started = time.perf_counter()
+def spawn_runner(line: bytes, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A runner spawned as the launcher spawns one, its spec sent; its stdin
+    stays open (EOF would tell it its parent died)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "crewboard.runner"],
         stdin=subprocess.PIPE,
@@ -64,6 +62,16 @@ def time_runner(home: Path, i: int, env: dict[str, str]) -> tuple[float, float]:
     assert proc.stdin is not None
     proc.stdin.write(line)
     proc.stdin.flush()
+    return proc
+
+
+def time_runner(home: Path, i: int, env: dict[str, str]) -> tuple[float, float]:
+    """(spawn → first log line, spawn → exit) for one offline no-op run."""
+    log = home / "logs" / f"{i}.jsonl"
+    line = spec(home, i)
+    started = time.perf_counter()
+    proc = spawn_runner(line, env)
+    assert proc.stdin is not None
     first = None
     while first is None:
         try:

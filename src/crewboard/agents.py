@@ -7,7 +7,9 @@ A preset file holds ``name``, ``description``, ``instructions``, an optional
 ``model`` (``provider:model``), ``tools`` (names from the tool registry,
 :mod:`crewboard.toolnames`), ``handoffs`` (ids of other presets) and an
 optional ``max_tokens`` (the cap on each of its answers, over the
-provider's); its id is the file stem.
+provider's), ``mcp`` (names of the administrator's MCP servers,
+``[mcp.NAME]`` in ``crewboard.toml``) and ``mcp_tools`` (``NAME.tool``
+entries: when given, only these of the servers' tools); its id is the file stem.
 Later folders override earlier ones by id. A broken file is reported (file and
 field) and left out; the others still load.
 """
@@ -24,13 +26,25 @@ from typing import Any
 
 import yaml
 
+from crewboard.mcpspec import SERVER_NAME
 from crewboard.toolnames import TOOL_NAMES
 
 SUFFIX = ".agent.yaml"
 # An id becomes part of a tool name (transfer_to_<id>), which providers cap at 64.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,52}$")
 _MODEL = re.compile(r"^[A-Za-z0-9_.-]+:\S+$")
-_FIELDS = ("name", "description", "instructions", "model", "tools", "handoffs", "max_tokens")
+_FIELDS = (
+    "name",
+    "description",
+    "instructions",
+    "model",
+    "tools",
+    "handoffs",
+    "max_tokens",
+    "mcp",
+    "mcp_tools",
+)
+_MCP_TOOL = re.compile(r"^([A-Za-z0-9-]{1,24})\.([A-Za-z0-9_-]{1,64})$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,8 @@ class Preset:
     tools: tuple[str, ...] = ()
     handoffs: tuple[str, ...] = ()
     max_tokens: int | None = None
+    mcp: tuple[str, ...] = ()
+    mcp_tools: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     def public(self) -> dict[str, Any]:
@@ -54,11 +70,17 @@ class Preset:
             "model": self.model,
             "tools": list(self.tools),
             "handoffs": list(self.handoffs),
+            "mcp": list(self.mcp),
         }
 
     def runner_dict(self) -> dict[str, Any]:
         """The preset as a runner's spec carries it."""
-        return {**self.public(), "instructions": self.instructions, "maxTokens": self.max_tokens}
+        return {
+            **self.public(),
+            "instructions": self.instructions,
+            "maxTokens": self.max_tokens,
+            "mcpTools": list(self.mcp_tools),
+        }
 
 
 @dataclass(frozen=True)
@@ -141,6 +163,17 @@ def parse_preset(path: Path, text: str) -> Preset:
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
     ):
         raise _Invalid("max_tokens", "must be a positive integer")
+    mcp = _names(data, "mcp")
+    bad = [name for name in mcp if not SERVER_NAME.match(name)]
+    if bad:
+        raise _Invalid("mcp", f"{bad[0]!r} is not an MCP server name (letters, digits, '-')")
+    mcp_tools = _names(data, "mcp_tools")
+    for entry in mcp_tools:
+        match = _MCP_TOOL.match(entry)
+        if match is None:
+            raise _Invalid("mcp_tools", f"{entry!r} is not of the form SERVER.tool")
+        if match.group(1) not in mcp:
+            raise _Invalid("mcp_tools", f"{entry!r} names a server not listed in mcp")
     handoffs = _names(data, "handoffs")
     if preset_id in handoffs:
         raise _Invalid("handoffs", "a preset cannot hand off to itself")
@@ -153,6 +186,8 @@ def parse_preset(path: Path, text: str) -> Preset:
         tools=tools,
         handoffs=handoffs,
         max_tokens=max_tokens,
+        mcp=mcp,
+        mcp_tools=mcp_tools,
         path=path,
     )
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from crewboard import limits
 from crewboard.errors import ConfigError
 from crewboard.home import locate_home
+from crewboard.mcpspec import McpError, McpServer, parse_tables, variable_names
 from crewboard.runspec import Limits
 
 
@@ -96,6 +97,9 @@ class Config:
     google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     database_url: str | None = _secret()
     providers: Mapping[str, ProviderEndpoint] = field(default_factory=dict)
+    # MCP tool servers ([mcp.NAME] in the toml) and the variables they read.
+    mcp: Mapping[str, McpServer] = field(default_factory=dict)
+    mcp_variables: tuple[str, ...] = ()
     # Password hashing (argon2id). Tests lower these to hash cheaply.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -205,7 +209,7 @@ class Config:
         toml = _read_toml(home_path / "crewboard.toml")
         values: dict[str, Any] = {"home": home_path.resolve()}
         for f in fields(cls):
-            if f.name in ("home", "providers"):
+            if f.name in ("home", "providers", "mcp", "mcp_variables"):
                 continue
             key = _env_name(f.name)
             raw: Any = None
@@ -224,12 +228,19 @@ class Config:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{key}: {exc}") from exc
         values["providers"] = _providers(toml.get("providers", {}), environ)
+        try:
+            values["mcp"] = parse_tables(
+                toml.get("mcp", {}), environ, str(values["home"]), read_secret_file
+            )
+        except McpError as exc:
+            raise ConfigError(f"crewboard.toml: {exc}") from exc
+        values["mcp_variables"] = variable_names(toml.get("mcp", {}))
         return cls(**values)
 
     def secret_env_names(self) -> tuple[str, ...]:
         """The variables that hold this configuration's secrets."""
         keys = (p.api_key_env for p in self.providers.values() if p.api_key_env)
-        return (*SECRET_ENV, *keys)
+        return (*SECRET_ENV, *keys, *self.mcp_variables)
 
 
 # Variables whose values are secrets: read once, never left in a server's

@@ -11,7 +11,9 @@ are optional)::
 
     {"runId": "42", "kind": "job" | "chat", "agentId": "triage",
      "agents": {"triage": {"id", "name", "description", "instructions",
-                           "model", "tools", "handoffs", "maxTokens"}, ...},
+                           "model", "tools", "handoffs", "maxTokens",
+                           "mcp": [NAME], "mcpTools": ["NAME.tool"]}, ...},
+     "mcp": {NAME: {...}},  (the MCP servers the agents name: crewboard.mcpspec)
      "model": {"spec": "offline:scripted", "provider": "offline",
                "name": "scripted", "baseUrl": null, "apiKey": null,
                "maxTokens": null, "maxConcurrency": null, "stateDir": null,
@@ -238,6 +240,8 @@ class AgentDef(_Value):
         "id",
         "instructions",
         "max_tokens",
+        "mcp",
+        "mcp_tools",
         "model",
         "name",
         "tools",
@@ -248,6 +252,8 @@ class AgentDef(_Value):
         "model": None,
         "tools": (),
         "handoffs": (),
+        "mcp": (),
+        "mcp_tools": (),
     }
     id: str
     name: str
@@ -257,9 +263,11 @@ class AgentDef(_Value):
     tools: tuple[str, ...]
     handoffs: tuple[str, ...]
     max_tokens: int | None
+    mcp: tuple[str, ...]
+    mcp_tools: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "description": self.description,
@@ -269,6 +277,9 @@ class AgentDef(_Value):
             "handoffs": list(self.handoffs),
             "maxTokens": self.max_tokens,
         }
+        if self.mcp:
+            out.update(mcp=list(self.mcp), mcpTools=list(self.mcp_tools))
+        return out
 
 
 def agents_from_json(value: Any) -> dict[str, AgentDef]:
@@ -295,6 +306,8 @@ def agents_from_json(value: Any) -> dict[str, AgentDef]:
             tools=_str_list(entry.get("tools"), f"{where}.tools"),
             handoffs=_str_list(entry.get("handoffs"), f"{where}.handoffs"),
             max_tokens=_positive(entry, "maxTokens", where),
+            mcp=_str_list(entry.get("mcp"), f"{where}.mcp"),
+            mcp_tools=_str_list(entry.get("mcpTools"), f"{where}.mcpTools"),
         )
     return agents
 
@@ -400,6 +413,7 @@ class RunnerSpec(_Value):
         "kind",
         "limits",
         "log_path",
+        "mcp",
         "messages",
         "model",
         "prompt",
@@ -413,6 +427,7 @@ class RunnerSpec(_Value):
         "artifact": None,
         "limits": Limits(),
         "request_id": None,
+        "mcp": {},
     }
     run_id: str
     kind: str
@@ -428,10 +443,12 @@ class RunnerSpec(_Value):
     limits: Limits
     # The HTTP request that started the run (crewboard.logs), if one did.
     request_id: str | None
+    # MCP servers by name (crewboard.mcpspec.McpServer), only when an agent names one.
+    mcp: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         """The spec as its JSON document (see the module docstring)."""
-        return {
+        out = {
             "runId": self.run_id,
             "kind": self.kind,
             "agentId": self.agent_id,
@@ -446,6 +463,9 @@ class RunnerSpec(_Value):
             "limits": self.limits.to_json(),
             "requestId": self.request_id,
         }
+        if self.mcp:
+            out["mcp"] = {name: server.to_json() for name, server in self.mcp.items()}
+        return out
 
     def to_line(self) -> bytes:
         """The spec as the runner reads it: one line of JSON."""
@@ -485,6 +505,11 @@ class RunnerSpec(_Value):
         request_id = raw.get("requestId")
         if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
             raise SpecError("requestId: must be a string of at most 64 characters or null")
+        mcp = _mcp_servers(raw.get("mcp"))
+        for agent in agents.values():
+            for name in agent.mcp:
+                if name not in mcp:
+                    raise SpecError(f"agents.{agent.id}.mcp: {name!r} is not among the spec's mcp")
         return cls(
             run_id=run_id,
             kind=kind,
@@ -499,7 +524,21 @@ class RunnerSpec(_Value):
             artifact=artifact,
             limits=Limits.from_json(raw.get("limits", {})),
             request_id=request_id or None,
+            mcp=mcp,
         )
+
+
+def _mcp_servers(value: Any) -> dict[str, Any]:
+    """The spec's MCP servers; their module is imported only for a spec that
+    has some, so a runner without MCP never loads it."""
+    if value is None:
+        return {}
+    from crewboard.mcpspec import McpError, servers_from_json
+
+    try:
+        return dict(servers_from_json(value))
+    except McpError as exc:
+        raise SpecError(str(exc)) from exc
 
 
 def spec_line(document: Mapping[str, Any]) -> bytes:

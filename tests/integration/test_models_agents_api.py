@@ -36,7 +36,17 @@ async def test_agents_lists_the_shipped_presets_without_their_instructions(as_al
     agents = (await as_alice.get("/api/agents")).json()
     assert {a["id"] for a in agents} == SHIPPED
     for agent in agents:
-        assert set(agent) == {"id", "name", "description", "model", "tools", "handoffs"}
+        assert set(agent) == {
+            "id",
+            "name",
+            "description",
+            "model",
+            "tools",
+            "handoffs",
+            "mcp",
+            "mcpTools",
+        }
+        assert agent["mcp"] == [] and agent["mcpTools"] == []
     triage = next(a for a in agents if a["id"] == "triage")
     assert set(triage["handoffs"]) == {"researcher", "writer", "coder", "assistant"}
 

@@ -42,6 +42,7 @@ def test_public_shape_for_the_api() -> None:
         "model": None,
         "tools": ["block"],
         "handoffs": ["researcher", "writer", "coder", "assistant"],
+        "mcp": [],
     }
 
 

@@ -43,6 +43,7 @@ from crewboard.runner.tools.base import ToolContext, ToolError, clip
 from crewboard.toolnames import granted_tools
 
 if TYPE_CHECKING:
+    from crewboard.runner.mcp import McpHub
     from crewboard.runner.slots import SlotPool
 
 HANDOFF_PREFIX = "transfer_to_"
@@ -78,6 +79,8 @@ class AgentLoop:
         self._usage_reported = True
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL_TOOLS)
         self._model_slots: SlotPool | None = None
+        # The run's MCP servers, started in run(); None when no preset names one.
+        self.mcp: McpHub | None = None
         model = spec.model
         if model.provider != "offline" and model.max_concurrency and model.state_dir:
             from crewboard.runner.slots import SlotPool
@@ -86,6 +89,22 @@ class AgentLoop:
 
     def run(self) -> int:
         """Run to a terminal record; returns the runner's exit code."""
+        if self.spec.mcp:
+            from crewboard.runner.mcp import McpHub, ServerFailed
+
+            self.mcp = McpHub(self.spec.mcp, self.ctx)
+            try:
+                self.mcp.start()
+            except ServerFailed as exc:
+                self.log.finish("error", message=str(exc), agentName=self.agent.id)
+                return EXIT_ERROR
+        try:
+            return self._run_steps()
+        finally:
+            if self.mcp is not None:
+                self.mcp.close()
+
+    def _run_steps(self) -> int:
         self.log.append("agent_start", agentName=self.agent.id)
         try:
             for step in range(1, self.spec.limits.max_steps + 1):
@@ -256,6 +275,8 @@ class AgentLoop:
             if name not in TOOL_NAMES or (name == "shell" and not self.spec.limits.allow_shell):
                 continue
             schemas.append(load_tool(name).schema())
+        if self.mcp is not None:
+            schemas += self.mcp.schemas(self.agent)
         for target_id in self.agent.handoffs:
             target = self.spec.agents[target_id]
             schemas.append(
@@ -325,20 +346,25 @@ class AgentLoop:
                 target=work, args=(call,), name=f"tool {call.name}", daemon=True
             ).start()
         results: dict[str, str] = {}
-        deadline = time.monotonic() + self.spec.limits.tool_timeout_s + TOOL_GRACE_S
+        limit = max((self._timeout_s(call) for call in calls), default=0.0)
+        deadline = time.monotonic() + limit + TOOL_GRACE_S
         for _ in calls:
             try:
                 call, text, failed = finished.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             self._end_call(call, results, text, failed)
-        limit = self.spec.limits.tool_timeout_s
         for call in calls:
             if call.id not in results:
-                self._end_call(
-                    call, results, f"error: the tool did not finish within {limit:g} s", True
-                )
+                text = f"error: the tool did not finish within {self._timeout_s(call):g} s"
+                self._end_call(call, results, text, True)
         return results
+
+    def _timeout_s(self, call: ToolCall) -> float:
+        """How long a call may take: an MCP server's own ``call_timeout_s``,
+        else the tools' limit."""
+        mcp_timeout = self.mcp.timeout_s(call.name) if self.mcp is not None else None
+        return mcp_timeout if mcp_timeout is not None else self.spec.limits.tool_timeout_s
 
     def _end_call(self, call: ToolCall, results: dict[str, str], text: str, failed: bool) -> None:
         results[call.id] = text
@@ -357,8 +383,10 @@ class AgentLoop:
         result the model reads."""
         from crewboard.runner.tools import TOOL_NAMES, load_tool
 
+        mcp = self.mcp if self.mcp is not None and self.mcp.owns(call.name) else None
+        max_bytes = self.spec.limits.tool_output_bytes
         try:
-            if call.name not in self.tools or call.name not in TOOL_NAMES:
+            if mcp is None and (call.name not in self.tools or call.name not in TOOL_NAMES):
                 have = ", ".join(self.tools) or "none"
                 raise ToolError(f"{call.name!r} is not one of your tools (you have: {have})")
             try:
@@ -369,12 +397,16 @@ class AgentLoop:
                 ) from exc
             if not isinstance(args, dict):
                 raise ToolError("the arguments must be a JSON object")
-            text, failed = load_tool(call.name).run(args, self.ctx), False
+            if mcp is not None:
+                max_bytes = mcp.output_bytes(call.name) or max_bytes
+                text, failed = mcp.call(self.agent, call.name, args)
+            else:
+                text, failed = load_tool(call.name).run(args, self.ctx), False
         except ToolError as exc:
             text, failed = f"error: {exc}", True
         except Exception as exc:
             text, failed = f"error: {call.name} failed: {type(exc).__name__}: {exc}", True
-        return clip(scrub(text, self.ctx.secrets), self.spec.limits.tool_output_bytes), failed
+        return clip(scrub(text, self.ctx.secrets), max_bytes), failed
 
     def _switch_to(self, target: AgentDef) -> None:
         self.log.append("handoff", agentName=self.agent.id, toAgentName=target.id)

@@ -141,6 +141,10 @@ def main() -> NoReturn:
     make_non_dumpable()
     spec = load_spec()
     secrets = (spec.model.api_key,) if spec.model.api_key else ()
+    for server in spec.mcp.values():
+        # Short values (a time zone, a flag) are not secrets worth hiding.
+        values = (*server.env.values(), *server.headers.values())
+        secrets += tuple(v for v in values if len(v) >= 8)
     stamp = {"requestId": spec.request_id} if spec.request_id else {}
     log = RunLog(spec.log_path, secrets=secrets, stamp=stamp)
     control = Control(log)

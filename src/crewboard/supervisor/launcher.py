@@ -47,6 +47,7 @@ from crewboard.config import Config
 from crewboard.errors import CrewboardError
 from crewboard.forkserver import ForkServer
 from crewboard.home import Home
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.runspec import ModelDef, RunnerSpec, SpecError, agents_from_json
@@ -118,11 +119,17 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         raise CrewboardError(f"no agent preset {claim.agent!r} is loaded")
     preset = presets[claim.agent]
     model = resolve_model(preset.model or DEFAULT_MODEL, config)
+    agents = run_agents(presets, claim.agent)
+    try:
+        mcp = run_servers(config.mcp, agents)
+    except McpError as exc:
+        raise CrewboardError(str(exc)) from exc
     return RunnerSpec(
         run_id=str(claim.run_id),
         kind="job",
         agent_id=claim.agent,
-        agents=agents_from_json(run_agents(presets, claim.agent)),
+        agents=agents_from_json(agents),
+        mcp=mcp,
         model=ModelDef.from_json(model),
         prompt=claim.prompt,
         workspace=home.workspace(claim.run_id),

@@ -30,6 +30,7 @@ from crewboard.web.edge import check_request_head
 from crewboard.web.errors import register_error_handlers
 from crewboard.web.job_stream import BoardWatch
 from crewboard.web.loghub import serve_log_hub
+from crewboard.web.mcp import serve_mcp_catalog
 from crewboard.web.state import WebServices, WebState
 
 access_log = logging.getLogger("crewboard.access")
@@ -74,7 +75,8 @@ async def serve_services(web: WebState, *, task_status: trio.TaskStatus[WebServi
         log_hub = await nursery.start(partial(serve_log_hub, watch=web.file_watch))
         board_feed = await nursery.start(partial(serve_board_feed, changes=web.board_changes))
         chat_turns = await nursery.start(serve_chat_turns, config, home)
-        task_status.started(WebServices(log_hub, board_feed, chat_turns, nursery.cancel_scope))
+        mcp = await nursery.start(serve_mcp_catalog, config, home)
+        task_status.started(WebServices(log_hub, board_feed, chat_turns, mcp, nursery.cancel_scope))
 
 
 def create_app(config: Config, home: Home | None = None) -> Quart:
@@ -165,6 +167,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         dispatcher,
         health,
         jobs,
+        mcp,
         metrics,
         models,
         schedules,
@@ -189,6 +192,7 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         sessions.bp,
         models.bp,
         agents.bp,
+        mcp.bp,
         schedules.bp,
         health.bp,
         admin.bp,

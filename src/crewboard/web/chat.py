@@ -43,6 +43,7 @@ from crewboard.config import Config
 from crewboard.errors import Conflict, ValidationFailed
 from crewboard.forkserver import ForkServer
 from crewboard.home import Home
+from crewboard.mcpspec import McpError, run_servers
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import resolve_model
 from crewboard.runspec import ModelDef, RunnerSpec, agents_from_json
@@ -242,11 +243,17 @@ class ChatTurns:
         turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
         ident = self.home.chat_workspace_id(session.id)
         turn.provider = str(model.get("provider") or "") or None
+        agents = run_agents(presets, session.agent)
+        try:
+            mcp = run_servers(self.config.mcp, agents)
+        except McpError as exc:
+            raise ValidationFailed(str(exc), {"agent": str(exc)}) from exc
         return RunnerSpec(
             run_id=f"{ident}-{turn.after_seq + 1}",
             kind="chat",
             agent_id=session.agent,
-            agents=agents_from_json(run_agents(presets, session.agent)),
+            agents=agents_from_json(agents),
+            mcp=mcp,
             model=ModelDef.from_json(model),
             messages=tuple(history_messages(records)),
             prompt=turn.prompt,

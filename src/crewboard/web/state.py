@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from crewboard.web.chat import ChatTurns
     from crewboard.web.job_stream import BoardWatch
     from crewboard.web.loghub import LogHub
+    from crewboard.web.mcp import McpCatalog
 
 
 @dataclass
@@ -33,6 +34,8 @@ class WebServices:
     log_hub: LogHub
     board_feed: BoardFeed
     chat_turns: ChatTurns
+    # The administrator's MCP servers and the tools each offers.
+    mcp: McpCatalog
     # Cancels every service's tasks.
     cancel_scope: trio.CancelScope
 

@@ -17,7 +17,8 @@ Inside the sandbox a command sees only:
   no new user namespaces; its own session, killed with the runner.
 
 Not the data home (board, logs, secret key, other runs' files), nor the
-host's ``/tmp``, ``/opt``, ``/home``, ``/var`` or ``/run``.
+host's ``/tmp``, ``/opt``, ``/home``, ``/var`` or ``/run`` (an MCP server
+also sees, read-only, the folders its table names in ``read_only``).
 
 Without bubblewrap (only when the operator allowed an unsandboxed shell) a
 command is an ordinary child in its own process group: the runner is still
@@ -32,6 +33,7 @@ import shutil
 from pathlib import Path
 
 from crewboard.runner.spec import Limits
+from crewboard.runner.tools.base import ToolError
 
 # System folders bound read-only; a symlink among them (merged /usr) is
 # recreated as the same symlink.
@@ -59,6 +61,7 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _TOOL_DIRS = SAFE_PATH + ":/usr/sbin:/sbin"
 # The size of the private /dev/shm (the private /tmp gets shell_file_bytes).
 _SHM_BYTES = 64 << 20
+UNAVAILABLE = "its sandbox (bubblewrap) is not available: "
 
 
 def find_tool(name: str) -> str | None:
@@ -102,9 +105,34 @@ def limits_argv(limits: Limits, *, sandboxed: bool) -> list[str]:
     return [*argv, "--"]
 
 
-def sandbox_argv(bwrap: str, workspace: Path, limits: Limits, env: dict[str, str]) -> list[str]:
+def find_bwrap(limits: Limits) -> str:
+    """The bubblewrap binary to run a tool process in; ToolError saying why
+    there is none."""
+    if limits.shell_unavailable:
+        raise ToolError(UNAVAILABLE + limits.shell_unavailable)
+    bwrap = limits.shell_bwrap or find_tool("bwrap")
+    if bwrap is None or not os.access(bwrap, os.X_OK):
+        raise ToolError(UNAVAILABLE + f"{bwrap or 'bwrap'} is not installed")
+    return bwrap
+
+
+def sandbox_argv(
+    bwrap: str,
+    workspace: Path,
+    limits: Limits,
+    env: dict[str, str],
+    *,
+    network: bool | None = None,
+    read_only: tuple[str, ...] = (),
+    chdir: Path | None = None,
+) -> list[str]:
     """The bwrap command line that runs a command with only ``workspace``
-    writable (see the module docstring for all it sees)."""
+    writable (see the module docstring for all it sees). An MCP server
+    (:mod:`crewboard.runner.mcp`) runs in the same sandbox with its own
+    ``network`` setting, the folders its program lives in shown
+    ``read_only``, and its working directory ``chdir`` inside the workspace."""
+    if network is None:
+        network = limits.shell_network
     argv = [
         bwrap,
         "--unshare-all",
@@ -115,14 +143,14 @@ def sandbox_argv(bwrap: str, workspace: Path, limits: Limits, env: dict[str, str
         "--cap-drop",
         "ALL",
     ]
-    if limits.shell_network:
+    if network:
         argv.append("--share-net")
     for folder in SYSTEM_DIRS:
         if os.path.islink(folder):
             argv += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             argv += ["--ro-bind", folder, folder]
-    etc = ETC_FILES + (NETWORK_ETC_FILES if limits.shell_network else ())
+    etc = ETC_FILES + (NETWORK_ETC_FILES if network else ())
     for path in etc:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
@@ -134,7 +162,10 @@ def sandbox_argv(bwrap: str, workspace: Path, limits: Limits, env: dict[str, str
     home = ws.parent.parent
     if any(str(home).startswith(d + "/") for d in SYSTEM_DIRS) and home.is_dir():
         argv += ["--tmpfs", str(home)]
-    argv += ["--bind", str(ws), str(ws), "--chdir", str(ws)]
+    for folder in read_only:
+        if os.path.isdir(folder):
+            argv += ["--ro-bind", folder, folder]
+    argv += ["--bind", str(ws), str(ws), "--chdir", str(chdir or ws)]
     argv += ["--remount-ro", "/", "--clearenv"]
     for name, value in env.items():
         argv += ["--setenv", name, value]

@@ -28,12 +28,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def write_artifact(artifact_dir: Path, name: str, content: str) -> int:
+def write_artifact(artifact_dir: Path, name: str, content: str | bytes) -> int:
     """Write an artifact atomically (a reader never sees half a file), through
     an fd of the artifact folder and without following a link planted at its
     name (see :mod:`.confined`); returns its size."""
     check_name(name)
-    data = content.encode()
+    data = content.encode() if isinstance(content, str) else content
     with confined.opened_folder(artifact_dir, create=True) as folder:
         confined.replace_file(folder, name, data, mode=0o644)
     return len(data)

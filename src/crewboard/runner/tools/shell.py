@@ -91,12 +91,10 @@ def shell(args: dict[str, Any], ctx: ToolContext) -> str:
 
 def _bwrap(limits: Limits) -> str:
     """The bubblewrap binary to run the command in, or the refusal."""
-    if limits.shell_unavailable:
-        raise ToolError(UNAVAILABLE + limits.shell_unavailable)
-    bwrap = limits.shell_bwrap or sandbox.find_tool("bwrap")
-    if bwrap is None or not os.access(bwrap, os.X_OK):
-        raise ToolError(UNAVAILABLE + f"{bwrap or 'bwrap'} is not installed")
-    return bwrap
+    try:
+        return sandbox.find_bwrap(limits)
+    except ToolError as exc:
+        raise ToolError(f"the shell is enabled but {exc}") from exc
 
 
 def _collect(proc: subprocess.Popen[bytes], timeout_s: float, cap: int) -> tuple[bytes, bool]:

@@ -1,5 +1,7 @@
 """``GET /api/agents``: the agent presets a user can chat with or name in a
-workflow, and :func:`current_presets`, the one way the web process reads them.
+workflow (with the MCP tools each has, as far as the web has listed them:
+:mod:`crewboard.web.mcp`), and :func:`current_presets`, the one way the web
+process reads them.
 
 Presets come from the web's :class:`~crewboard.catalog.Catalog`, which looks
 at their files on each use and re-reads them when one changed, so a preset
@@ -32,4 +34,11 @@ async def current_presets() -> dict[str, Preset]:
 @login_required
 async def list_agents():
     presets = await current_presets()
-    return jsonify([preset.public() for preset in presets.values()])
+    catalog = state().services.mcp
+    catalog.refresh_stale()
+    return jsonify(
+        [
+            {**preset.public(), "mcpTools": catalog.preset_tools(preset.mcp, preset.mcp_tools)}
+            for preset in presets.values()
+        ]
+    )

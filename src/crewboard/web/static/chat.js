@@ -68,6 +68,22 @@ function chooseModel(spec) {
 function describeAgent() {
   const agent = agents.find((a) => a.id === agentSelect.value);
   $("agent-description").textContent = agent?.description || "";
+  describeMcpTools(agent);
+}
+
+/** The tools the agent's MCP servers give it (names and descriptions), or
+ * why there are none yet: the server lists them once each has started. */
+function describeMcpTools(agent) {
+  const box = $("agent-tools");
+  const servers = agent?.mcp || [];
+  box.hidden = servers.length === 0;
+  if (box.hidden) return;
+  const tools = agent.mcpTools || [];
+  $("agent-tools-summary").textContent = tools.length
+    ? `MCP tools (${tools.length}) from ${servers.join(", ")}`
+    : `MCP tools from ${servers.join(", ")}: not listed yet`;
+  replaceChildren($("agent-tools-list"), tools.map((t) =>
+    el("li", {}, el("code", {}, t.name), t.description ? ` — ${t.description}` : "")));
 }
 
 agentSelect.addEventListener("change", () => {
