@@ -162,6 +162,7 @@ class ChatTurns:
         self._template = template
         self._turns: dict[int, Turn] = {}
         self._deleting: set[int] = set()
+        self._gone: dict[int, trio.Event] = {}
         self._closing = trio.Event()
         self._closed = trio.Event()
 
@@ -170,6 +171,12 @@ class ChatTurns:
 
     def is_live(self, session_id: int) -> bool:
         return session_id in self._turns
+
+    def gone(self, session_id: int) -> trio.Event:
+        """Set once the session is being deleted: a stream following its log
+        ends before the id, and with it the log's path, can be handed to a
+        new session of someone else."""
+        return self._gone.setdefault(session_id, trio.Event())
 
     async def start(self, session: ChatSession, prompt: str, presets: dict[str, Preset]) -> Turn:
         """Start a turn of ``session`` answering ``prompt``; returns once its
@@ -182,8 +189,9 @@ class ChatTurns:
             raise Conflict("the session is being deleted")
         if session_id in self._turns:
             raise Conflict(
-                "a turn is already running in this session; wait for it to end, or close "
-                "the session to stop it"
+                "a reply is still being written in this session (in another tab, perhaps); "
+                "wait for it, or stop it by closing the session",
+                {"turnRunning": True},
             )
         path = self.home.chat_log(session_id)
         # Claimed before the first await, so a second message is refused at once.
@@ -329,6 +337,7 @@ class ChatTurns:
         if session_id in self._deleting:
             raise Conflict("the session is already being deleted")
         self._deleting.add(session_id)
+        self._gone.pop(session_id, trio.Event()).set()
         try:
             yield
         finally:
