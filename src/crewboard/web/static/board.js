@@ -7,7 +7,7 @@
 // with the list's cursor, and the feed only moves cards that are in view (or
 // newer than the last one loaded).
 
-import { api } from "/static/api.js";
+import { api, onReconnect } from "/static/api.js";
 import { confirmDialog, whileBusy } from "/static/dialog.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { STATUS_HINTS, STATUS_LABELS, STATUSES, plural } from "/static/format.js";
@@ -384,6 +384,10 @@ async function start() {
   loadedOnce = true;
   flush();
 }
+
+// After the server was away, every column again (with what changed meanwhile)
+// and none of the errors that said it could not be reached.
+onReconnect(() => start());
 
 // --- clearing (admins) ---------------------------------------------------------------
 

@@ -6,7 +6,7 @@
 // (`replay?follow=true`): a turn started in another tab shows here as it
 // streams. A refused message is answered where it was written: under the
 // composer and in the transcript where its turn would have been.
-import { api, ApiError } from "/static/api.js";
+import { api, ApiError, onReconnect } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { describeError, FormErrors } from "/static/formerror.js";
 import { Transcript } from "/static/render.js";
@@ -427,6 +427,14 @@ deleteButton.addEventListener("click", async () => {
   }
   newChat();
   await loadSaved();
+});
+
+// After the server was away: the sessions again, and none of the errors that
+// said it could not be reached (the follow stream reconnects by itself).
+onReconnect(() => {
+  showError(errorBox, "");
+  loadSaved();
+  if (current && !streaming && !watching) watch(current);
 });
 
 // --- start -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 // The profile page: who you are, and your personal API tokens (list, create
 // — the secret shown once, with a copy button — and revoke).
-import { api } from "/static/api.js";
+import { api, onReconnect } from "/static/api.js";
 import { copyText, el, showError, timeEl } from "/static/dom.js";
+import { FormErrors } from "/static/formerror.js";
 import { startShell } from "/static/shell.js";
 
 const me = await startShell({ page: "profile" });
@@ -62,7 +63,13 @@ async function revokeToken(token, button) {
     button.disabled = false;
     return;
   }
-  await loadTokens();
+  // After the server was away: the list again, without the error that said so.
+onReconnect(() => {
+  showError(errorBox, "");
+  loadTokens();
+});
+
+await loadTokens();
   form.name.focus();
 }
 
@@ -72,13 +79,14 @@ function hideFresh() {
   copyStatus.textContent = "";
 }
 
+const tokenErrors = new FormErrors(form, { box: errorBox, fields: { name: form.name }, labels: { name: "name" } });
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  showError(errorBox, "");
+  tokenErrors.clear();
   const name = form.name.value.trim();
   if (!name) {
-    showError(errorBox, "Give the token a name, so you know later what it is for.");
-    form.name.focus();
+    tokenErrors.show("give the token a name, so you know later what it is for", { field: form.name });
     return;
   }
   const button = form.querySelector("button");
@@ -95,7 +103,7 @@ form.addEventListener("submit", async (event) => {
     freshValue.focus();
     freshValue.select();
   } catch (error) {
-    showError(errorBox, error.details?.fields?.name || error.message);
+    tokenErrors.show(error, { prefix: "The token was not created" });
   } finally {
     button.disabled = false;
   }
