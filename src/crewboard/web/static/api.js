@@ -11,9 +11,11 @@
 //
 //   onReconnect(() => { clearBanners(); refetchEverything(); });
 //
-// runs each time the server answers again after a call or a stream found it
-// unreachable. The header's dispatcher poll (shell.js) asks every few
-// seconds, so every page learns of it even with no stream open.
+// runs each time the server answers again after a call found it unreachable
+// (or a stream was told by a gateway that it is away). The header's
+// dispatcher poll (shell.js) asks every few seconds, so every page learns of
+// it. A stream that merely broke off does not count: a proxy that cuts long
+// requests would otherwise look like a server coming and going.
 
 export class ApiError extends Error {
   constructor(message, status = 0, code = "", details = {}) {

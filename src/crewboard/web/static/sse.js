@@ -212,7 +212,6 @@ export async function* stream(url, options = {}) {
       } catch (error) {
         if (controller.signal.aborted) return;
         if (error instanceof ApiError && !error.retryable) throw error;
-        if (!(error instanceof ApiError)) serverLost(); // no answer, or the answer broke off
         if (reconnect === "never") throw new StreamLost(lastEventId);
       }
       if (ended && reconnect !== "always") return;
