@@ -76,7 +76,8 @@ TURN = """async (text) => {
     check();
   });
   const turn = () => document.querySelectorAll(".turn")[before];
-  const firstToken = await until(() => turns() > before && turn().querySelector(".answer")?.textContent.trim());
+  const answered = () => turn().querySelector(".answer")?.textContent.trim();
+  const firstToken = await until(() => turns() > before && answered());
   const finished = await until(() => turn().querySelector(".answer.rendered")
     && !document.getElementById("send").disabled);
   return { firstToken, finished };
@@ -142,7 +143,9 @@ def measure_turns(browser, url: str, turns: int) -> dict:
     page.wait_for_selector("#send:not([disabled])")
     first, finished = [], []
     for n in range(turns + 2):
-        result = page.evaluate(TURN, f"Turn {n}: **bold**, `code` and\n\n```python\nprint({n})\n```")
+        result = page.evaluate(
+            TURN, f"Turn {n}: **bold**, `code` and\n\n```python\nprint({n})\n```"
+        )
         if n >= 2:  # two warm-up turns
             first.append(result["firstToken"])
             finished.append(result["finished"])

@@ -49,7 +49,9 @@ def test_a_message_too_long_is_explained_where_it_was_written(page, watch, width
     at_width(page, width)
     page.goto("/chat")
     conversation(page, 3)
-    assert page.evaluate("document.scrollingElement.scrollHeight") > 2 * page.viewport_size["height"]
+    assert (
+        page.evaluate("document.scrollingElement.scrollHeight") > 2 * page.viewport_size["height"]
+    )
 
     paste(page, "x" * 150_000)
     page.get_by_role("button", name="Send").click()
@@ -67,7 +69,10 @@ def test_a_message_too_long_is_explained_where_it_was_written(page, watch, width
     paste(page, "y" * 1_100_000)
     page.get_by_role("button", name="Send").click()
     expect(box).to_have_text(
-        re.compile(r"^Not sent: message too long: 1,100,000 characters; the server takes at most [\d,]+ bytes")
+        re.compile(
+            r"^Not sent: message too long: 1,100,000 characters; "
+            r"the server takes at most [\d,]+ bytes"
+        )
     )
     assert in_viewport(box)
 
@@ -131,7 +136,7 @@ def test_a_second_tab_follows_a_turn_the_first_one_started(page, context, width)
     expect(page.locator(".turn")).to_have_count(2)
 
 
-STREAM = """async ({ chunks, final }) => {
+STREAM = """async (chunks) => {
   const { Transcript } = await import("/static/render.js");
   const box = document.createElement("div");
   box.id = "stream-test";
@@ -152,7 +157,6 @@ STREAM = """async ({ chunks, final }) => {
     links: [...live.querySelectorAll("a")].map((a) => [a.getAttribute("href"), a.rel]),
     thinkingHidden: box.querySelector("details.thinking").hidden,
   };
-  if (final) view.frame({ id: ++seq, type: "final_result", data: { type: "final_result", text: "", html: final } });
   return seen;
 }"""
 
@@ -163,11 +167,13 @@ def test_markdown_renders_while_it_streams_and_stays_safe(page, width):
     page.goto("/chat")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     chunks = [
-        "Here is **bo", "ld** text and code:\n\n```python\ndef f(x):\n    return x", " + 1\n",
+        "Here is **bo",
+        "ld** text and code:\n\n```python\ndef f(x):\n    return x",
+        " + 1\n",
         "```\n\n<img src=x onerror=alert(1)> <script>alert(2)</script>\n\n",
         "[safe](https://example.test/) [bad](javascript:alert(3)) ![pic](https://example.test/p.png)",
     ]
-    seen = page.evaluate(STREAM, {"chunks": chunks, "final": None})
+    seen = page.evaluate(STREAM, chunks)
     # Still streaming (no final result): already Markdown, not raw asterisks.
     assert seen["strong"] == "bold"
     assert "**" not in seen["html"]

@@ -113,7 +113,9 @@ def test_the_job_page_and_the_board_recover_after_the_server_restarts(
     board.set_viewport_size({"width": width, "height": 800})
     board.goto("/board")
     card = board.locator(f'[data-job-id="{job_id}"]')
-    expect(board.locator('[data-status="running"]').locator(f'[data-job-id="{job_id}"]')).to_be_visible()
+    expect(
+        board.locator('[data-status="running"]').locator(f'[data-job-id="{job_id}"]')
+    ).to_be_visible()
 
     page = context.new_page()
     page.set_viewport_size({"width": width, "height": 800})
@@ -142,8 +144,8 @@ def test_the_job_page_and_the_board_recover_after_the_server_restarts(
     # What was typed is still there, to send again.
     expect(page.get_by_label("Add a comment")).to_have_value("Still there?")
 
-    expect(board.locator('[data-status="done"]').locator(f'[data-job-id="{job_id}"]')).to_be_visible(
-        timeout=15_000
-    )
+    expect(
+        board.locator('[data-status="done"]').locator(f'[data-job-id="{job_id}"]')
+    ).to_be_visible(timeout=15_000)
     expect(card).to_have_count(1)
     expect(board.locator("#board-error")).to_be_hidden()
