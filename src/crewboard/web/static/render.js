@@ -38,8 +38,34 @@
 // a newer run's frames start over from its first seq (view.lastRun).
 
 import { el, replaceChildren } from "/static/dom.js";
-import { decorateCode, renderMarkdownInto } from "/static/markdown.js";
 import { frameOrder } from "/static/sse.js";
+
+// markdown.js and the libraries it brings are fetched alongside the page,
+// not before it: the page is usable at once, and an answer that streams
+// before they arrive shows as plain text until then.
+let markdown = null;
+const markdownReady = import("/static/markdown.js").then((module) => {
+  markdown = module;
+  return module;
+});
+
+/** `said` as Markdown in `node` (plain text until markdown.js is here). */
+function renderSaid(node, said, stillWanted = () => true) {
+  if (markdown) {
+    markdown.renderMarkdownInto(node, said);
+    return;
+  }
+  node.textContent = said;
+  markdownReady.then(() => {
+    if (stillWanted()) markdown.renderMarkdownInto(node, said);
+  });
+}
+
+/** Highlighting and Copy buttons for the code blocks of a rendered answer. */
+function decorate(node) {
+  if (markdown) markdown.decorateCode(node);
+  else markdownReady.then(() => markdown.decorateCode(node));
+}
 
 // A streaming answer is re-rendered at most this often.
 const RENDER_EVERY_MS = 60;
@@ -115,7 +141,8 @@ class Turn {
     if (this.renderTimer !== null) return;
     this.renderTimer = setTimeout(() => {
       this.renderTimer = null;
-      renderMarkdownInto(this.streaming, this.said);
+      const said = this.said;
+      renderSaid(this.streaming, said, () => this.said === said && this.streaming.isConnected);
     }, RENDER_EVERY_MS);
   }
 
@@ -235,11 +262,11 @@ class Turn {
         el("p", { class: "label" }, "Blocked"), answer(result?.html, blocked)));
       this.reply.dataset.outcome = "blocked";
     } else if (error !== undefined) {
-      if (this.said) renderMarkdownInto(this.streaming, this.said);
+      if (this.said) renderSaid(this.streaming, this.said);
       this.streaming.after(el("p", { class: "turn-error", role: "alert" }, error || "the turn failed"));
       this.reply.dataset.outcome = "error";
     } else if (outcome) {
-      if (this.said) renderMarkdownInto(this.streaming, this.said);
+      if (this.said) renderSaid(this.streaming, this.said);
       this.streaming.after(el("p", { class: "notice" }, `The run ended: ${outcome}.`));
       this.reply.dataset.outcome = outcome;
     }
@@ -273,7 +300,7 @@ function answer(html, text) {
   const node = el("div", { class: "answer rendered" });
   if (typeof html === "string" && html) {
     node.innerHTML = withoutInlineStyles(html); // sanitised on the server
-    decorateCode(node);
+    decorate(node);
   } else {
     node.classList.add("plain");
     node.textContent = String(text ?? "");
