@@ -25,7 +25,7 @@ def at_width(page, width: int) -> None:
 def in_viewport(locator) -> bool:
     return locator.evaluate(
         "n => { const r = n.getBoundingClientRect();"
-        " return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0; }"
+        " return r.top >= -1 && r.bottom <= window.innerHeight + 1 && r.height > 0; }"
     )
 
 

@@ -127,7 +127,7 @@ def test_the_job_page_and_the_board_recover_after_the_server_restarts(
     restartable.stop_web()
     # The page notices: a comment cannot be sent, and says why.
     page.get_by_label("Add a comment").fill("Still there?")
-    page.get_by_role("button", name="Comment").click()
+    page.get_by_role("button", name="Comment", exact=True).click()
     expect(page.locator("#comment-error")).to_contain_text("cannot reach the server")
     expect(page.locator(".dispatcher")).to_have_text("Server unreachable")
     # The job ends while the web process is away: the pages miss that event.

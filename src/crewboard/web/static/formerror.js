@@ -64,14 +64,7 @@ export function describeError(error, { labels = {} } = {}) {
 /** True when `node` is wholly inside the window. */
 function onScreen(node) {
   const box = node.getBoundingClientRect();
-  return box.top >= 0 && box.bottom <= (window.innerHeight || document.documentElement.clientHeight);
-}
-
-/** Bring `node` into view (only if it is not) and focus it if it can take focus. */
-export function reveal(node) {
-  if (!node) return;
-  if (!onScreen(node)) node.scrollIntoView({ block: "nearest" });
-  if (node.matches("input, select, textarea, button, [tabindex]")) node.focus({ preventScroll: true });
+  return box.top >= -1 && box.bottom <= (window.innerHeight || document.documentElement.clientHeight) + 1;
 }
 
 export class FormErrors {
@@ -134,8 +127,8 @@ export class FormErrors {
       const others = { ...details, fields: rest };
       text = Object.keys(rest).length
         ? describeError(new ApiError(error.message, error.status, error.code, others), { labels: this.labels })
-        : placed.length === 1 && limits[placed[0]]
-          ? tooLong(this.labels[placed[0]] || humanize(placed[0]).toLowerCase(), limits[placed[0]])
+        : placed.length === 1
+          ? describeError(new ApiError(error.message, error.status, error.code, details), { labels: this.labels })
           : "correct the marked fields";
     } else {
       text = describeError(error, { labels: this.labels });
@@ -144,9 +137,14 @@ export class FormErrors {
     this.box.textContent = sentence(message);
     this.box.hidden = false;
     if (field && !this.form.querySelector('[aria-invalid="true"]')) field.setAttribute("aria-invalid", "true");
+    // The field to fix gets focus and comes into view, then the message does:
+    // when both do not fit on screen, the message wins.
     const first = this.form.querySelector('[aria-invalid="true"]');
-    reveal(this.box);
-    if (first) first.focus({ preventScroll: onScreen(first) });
+    if (first) {
+      first.focus({ preventScroll: true });
+      if (!onScreen(first)) first.scrollIntoView({ block: "nearest" });
+    }
+    if (!onScreen(this.box)) this.box.scrollIntoView({ block: "nearest" });
     return this.box.textContent;
   }
 }
