@@ -11,22 +11,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.acceptance.browser.screens import WIDTHS, at_width, on_screen
 from tests.acceptance.browser.test_chat import INTRO, send
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.browser
-
-WIDTHS = [1366, 375]
-
-
-def at_width(page, width: int) -> None:
-    page.set_viewport_size({"width": width, "height": 760 if width < 500 else 860})
-
-
-def in_viewport(locator) -> bool:
-    return locator.evaluate(
-        "n => { const r = n.getBoundingClientRect();"
-        " return r.top >= -1 && r.bottom <= window.innerHeight + 1 && r.height > 0; }"
-    )
 
 
 def paste(page, text: str) -> None:
@@ -58,7 +47,7 @@ def test_a_message_too_long_is_explained_where_it_was_written(page, watch, width
     said = "message too long: 150,000 characters, the limit is 100,000"
     box = page.locator("#composer-error")
     expect(box).to_have_text(f"Not sent: {said}.")
-    assert in_viewport(box), "the error is off screen"
+    assert on_screen(box), "the error is off screen"
     # In the transcript, where the turn would have been; the text is kept.
     expect(page.locator(".transcript > :last-child")).to_have_text(f"Not sent: {said}.")
     expect(page.locator(".turn")).to_have_count(3)
@@ -76,7 +65,7 @@ def test_a_message_too_long_is_explained_where_it_was_written(page, watch, width
         ),
         timeout=30_000,
     )
-    assert in_viewport(box)
+    assert on_screen(box)
 
     # A message that fits goes through, and the errors go.
     page.get_by_label("Message").fill("Short again")
@@ -108,7 +97,7 @@ def test_a_reply_still_being_written_elsewhere_is_named(page, context, watch, wi
     send(other, "Me too")
     said = "Not sent: a reply is still being written in another tab — wait or stop it."
     expect(other.locator("#composer-error")).to_have_text(said)
-    assert in_viewport(other.locator("#composer-error"))
+    assert on_screen(other.locator("#composer-error"))
     expect(other.locator(".refused")).to_have_text(said)
     expect(other.get_by_label("Message")).to_have_value("Me too")
 
@@ -233,9 +222,12 @@ def test_the_sidebar_says_loading_until_it_knows_and_the_model_shows_in_full(pag
     held = []
     page.route("**/api/session/names", lambda route: held.append(route), times=1)
     page.goto("/chat")
+    # Calls into the page let Playwright run the route handler.
+    wait_until(
+        lambda: page.evaluate("1") and held, 10, "the page to ask for its sessions", every_s=0.02
+    )
     expect(page.locator("#sessions-empty")).to_have_text("Loading…")
     expect(page.get_by_text("No saved sessions yet.")).to_have_count(0)
-    assert held, "the page did not ask for its sessions"
     held[0].continue_()
     expect(page.locator("#sessions-empty")).to_have_text("No saved sessions yet.")
 

@@ -11,21 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.acceptance.browser.crews import start_crew
+from tests.acceptance.browser.screens import WIDTHS, at_width, on_screen
 
 pytestmark = pytest.mark.browser
-
-WIDTHS = [1366, 375]
-
-
-def at_width(page, width: int) -> None:
-    page.set_viewport_size({"width": width, "height": 760 if width < 500 else 860})
-
-
-def on_screen(locator) -> bool:
-    return locator.evaluate(
-        "n => { const r = n.getBoundingClientRect();"
-        " return r.top >= -1 && r.bottom <= window.innerHeight + 1 && r.height > 0; }"
-    )
 
 
 def overfill(locator, length: int) -> None:
