@@ -96,13 +96,23 @@ class UriTooLong(RequestError):
 
 class ValidationFailed(RequestError):
     """The caller's input is well-formed but wrong; ``fields`` maps each bad
-    field to what is wrong with it."""
+    field to what is wrong with it, and ``limits`` each field that is too
+    long to its ``maxLength`` and actual ``length``."""
 
     status, code = 422, "validation_failed"
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        fields: dict[str, str] | None = None,
+        *,
+        limits: dict[str, dict[str, int]] | None = None,
+    ) -> None:
         self.fields = fields or {}
-        super().__init__(message, {"fields": self.fields} if self.fields else {})
+        details: dict[str, object] = {"fields": self.fields} if self.fields else {}
+        if limits:
+            details["limits"] = limits
+        super().__init__(message, details)
 
 
 class TooManyRequests(RequestError):

@@ -66,7 +66,10 @@ async def test_a_wrong_method_is_405_with_allow(anon):
 
 async def test_a_body_over_the_limit_is_413(anon, server):
     too_big = {"email": "x@example.test", "password": "p" * MAX_BODY_BYTES}
-    assert_error(await anon.post("/auth/login", json=too_big), 413, "payload_too_large")
+    error = assert_error(await anon.post("/auth/login", json=too_big), 413, "payload_too_large")
+    # It names the limit, so a client can say what would be taken.
+    assert error["details"] == {"maxBytes": MAX_BODY_BYTES}
+    assert "4,096 bytes" in error["message"]
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(8):

@@ -173,6 +173,7 @@ class ChatTurns:
         self._template = template
         self._turns: dict[int, Turn] = {}
         self._deleting: set[int] = set()
+        self._gone: dict[int, trio.Event] = {}
         self._closing = trio.Event()
         self._closed = trio.Event()
 
@@ -189,6 +190,12 @@ class ChatTurns:
             counts[turn.owner_id] = counts.get(turn.owner_id, 0) + 1
         return counts
 
+    def gone(self, session_id: int) -> trio.Event:
+        """Set once the session is being deleted: a stream following its log
+        ends before the id, and with it the log's path, can be handed to a
+        new session of someone else."""
+        return self._gone.setdefault(session_id, trio.Event())
+
     async def start(self, session: ChatSession, prompt: str, presets: dict[str, Preset]) -> Turn:
         """Start a turn of ``session`` answering ``prompt``; returns once its
         runner runs. Conflict if a turn is running or the session is being
@@ -202,8 +209,9 @@ class ChatTurns:
             raise Conflict("the session is being deleted")
         if session_id in self._turns:
             raise Conflict(
-                "a turn is already running in this session; wait for it to end, or close "
-                "the session to stop it"
+                "a reply is still being written in this session (in another tab, perhaps); "
+                "wait for it, or stop it by closing the session",
+                {"turnRunning": True},
             )
         owner_id = session.owner_id
         limits.check_chat_turns(
@@ -383,6 +391,7 @@ class ChatTurns:
         if session_id in self._deleting:
             raise Conflict("the session is already being deleted")
         self._deleting.add(session_id)
+        self._gone.pop(session_id, trio.Event()).set()
         try:
             yield
         finally:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from quart import Quart, g, jsonify
+from quart import Quart, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from crewboard.board.db import is_disk_full
@@ -52,7 +52,13 @@ def register_error_handlers(app: Quart) -> None:
             405: "method not allowed on this route",
             413: "request body too large",
         }.get(status, exc.description or exc.name)
-        response = error_body(status, _http_code(exc), message)
+        details: dict[str, Any] = {}
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if status == 413 and limit:
+            # Name the limit, so a client can say what would be accepted.
+            message = f"request body too large: the limit is {limit:,} bytes"
+            details["maxBytes"] = limit
+        response = error_body(status, _http_code(exc), message, details)
         allowed = getattr(exc, "valid_methods", None)  # set by a 405 only
         if status == 405 and allowed:
             response.headers["Allow"] = ", ".join(sorted(allowed))

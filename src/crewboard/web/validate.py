@@ -80,6 +80,9 @@ class Fields:
     def __init__(self, body: dict[str, Any], *, allowed: set[str] | None = None) -> None:
         self.body = body
         self.errors: dict[str, str] = {}
+        # Each too-long field's limit and actual length, so a client can say
+        # "150,000 characters, the limit is 100,000" without parsing text.
+        self.limits: dict[str, dict[str, int]] = {}
         if allowed is not None:
             for key in body:
                 if key not in allowed:
@@ -113,6 +116,7 @@ class Fields:
             )
         elif len(value) > max_length:
             self.errors[key] = f"must be at most {max_length} characters"
+            self.limits[key] = {"maxLength": max_length, "length": len(value)}
         elif has_control_chars(value, allow_newlines=multiline):
             self.errors[key] = "must not contain control characters"
         elif not multiline and textcheck.has_bidi_controls(value):
@@ -156,6 +160,15 @@ class Fields:
     def fail(self, key: str, message: str) -> None:
         self.errors.setdefault(key, message)
 
-    def done(self, message: str = "some fields are invalid") -> None:
+    def done(self, message: str | None = None) -> None:
+        """Raise the errors collected, if any; the message names the field
+        when only one is wrong."""
         if self.errors:
-            raise ValidationFailed(message, self.errors)
+            if message is None:
+                message = (
+                    "{}: {}".format(*next(iter(self.errors.items())))
+                    if len(self.errors) == 1
+                    else "some fields are invalid"
+                )
+            limits = {key: self.limits[key] for key in self.errors if key in self.limits}
+            raise ValidationFailed(message, self.errors, limits=limits)

@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 # Accounts made before the server starts; each test that asks takes the next.
-POOL_SIZE = 40
+POOL_SIZE = 100
 # Playwright's default waits are 30 s; a page here answers in milliseconds.
 TIMEOUT_MS = 10_000
 # How much of the server's output a failed test's report shows.

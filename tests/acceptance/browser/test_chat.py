@@ -68,7 +68,8 @@ def test_a_turn_streams_tool_calls_then_the_rendered_answer(page):
 
 def test_reloading_during_a_turn_picks_it_up_where_it_was(page):
     page.goto("/chat")
-    send(page, "Take your time\n/sleep 2")
+    # Long enough to outlast a reload of the page, vendored libraries and all.
+    send(page, "Take your time\n/sleep 5")
     expect(page.get_by_text("Working…")).to_be_visible()
     # The agent has started (its first step streamed in): the turn is running.
     expect(page.locator(".turn .step.agent")).to_be_attached()
@@ -81,7 +82,7 @@ def test_reloading_during_a_turn_picks_it_up_where_it_was(page):
     expect(turn.locator(".message.user")).to_have_text(re.compile("Take your time"))
     expect(turn.get_by_text("Working…")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
-    expect(turn.locator(".answer.rendered")).to_contain_text(INTRO, timeout=8000)
+    expect(turn.locator(".answer.rendered")).to_contain_text(INTRO, timeout=12000)
     expect(turn.get_by_text("Working…")).to_have_count(0)
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
 
@@ -168,7 +169,9 @@ def test_a_stream_cut_mid_turn_resumes_from_the_log_without_repeats(page, frames
     page.on(
         "request",
         lambda r: (
-            "/api/session/replay/" in r.url and replays.append(r.headers.get("last-event-id"))
+            "/api/session/replay/" in r.url
+            and "follow=true" not in r.url
+            and replays.append(r.headers.get("last-event-id"))
         ),
     )
     page.goto("/chat")

@@ -170,7 +170,10 @@ async def create_crew():
         except ValidationFailed as exc:
             errors.update(_input_fields(exc.fields) or {"inputs": str(exc)})
     if errors or plan is None:
-        raise ValidationFailed("the crew cannot be created: some fields are invalid", errors)
+        limits = {key: limit for key, limit in fields.limits.items() if key in errors}
+        raise ValidationFailed(
+            "the crew cannot be created: some fields are invalid", errors, limits=limits
+        )
     crew, jobs = await db.call(
         board_jobs.create_crew,
         plan,

@@ -28,7 +28,7 @@ from crewboard.clock import utcnow
 from crewboard.errors import NotFound, ValidationFailed
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.sessionlog import Record, is_terminal, read_records
-from crewboard.web import sse
+from crewboard.web import params, sse
 from crewboard.web.api.agents import current_presets
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
 from crewboard.web.chat import ChatTurns, Turn
@@ -146,8 +146,11 @@ async def new_user_message(session_id: int):
 async def replay_session(session_name: str):
     row = await _own_session_by_name(session_name)
     after = sse.last_event_id()
+    path = state().home.chat_log(row.id)
+    if params.flag("follow"):
+        return sse.stream_response(_follow_frames(path, after, turns().gone(row.id)))
     turn = turns().running(row.id)
-    return sse.stream_response(_replay_frames(state().home.chat_log(row.id), after, turn))
+    return sse.stream_response(_replay_frames(path, after, turn))
 
 
 @bp.get("/names")
@@ -248,6 +251,26 @@ async def _turn_end_frame(turn: Turn, session: ChatSession, record: Record) -> b
     return await _off_loop(
         lambda done: sse.encode_frame("done", {**_with_html(done), "session": public}, seq), record
     )
+
+
+async def _follow_frames(path: Path, after: int, gone: trio.Event) -> AsyncIterator[bytes]:
+    """The stored log as frames, then every later turn as it is written (a
+    second tab sees a turn another tab started), until the session is deleted."""
+    pinger = sse.Pinger()
+    batches = state().services.log_hub.follow_batches(
+        path, after, idle_s=REPLAY_CHECK_S, until_terminal=False
+    )
+    async with aclosing(batches):
+        async for batch in batches:
+            if gone.is_set():
+                return
+            if batch is None:
+                if pinger.due():
+                    yield sse.PING
+                continue
+            for record in batch:
+                yield await _off_loop(_replay_frame, record)
+            pinger.sent()
 
 
 async def _replay_frames(path: Path, after: int, turn: Turn | None) -> AsyncIterator[bytes]:

@@ -9,7 +9,7 @@
 // /api/jobs/counts, fetched again after each burst of changes. Until a column
 // has its first page it shows placeholder cards and "Loading…", never "No jobs".
 
-import { api } from "/static/api.js";
+import { api, onReconnect } from "/static/api.js";
 import { confirmDialog, whileBusy } from "/static/dialog.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { STATUS_HINTS, STATUS_LABELS, STATUSES, plural } from "/static/format.js";
@@ -454,6 +454,10 @@ async function start() {
   loadedOnce = true;
   flush();
 }
+
+// After the server was away, every column again (with what changed meanwhile)
+// and none of the errors that said it could not be reached.
+onReconnect(() => start());
 
 // --- clearing (admins) ---------------------------------------------------------------
 

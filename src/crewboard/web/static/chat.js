@@ -2,9 +2,13 @@
 // watch the reply stream in. Saved sessions are listed at the side; opening
 // one replays it through the same renderer. The open session is in the URL
 // (?session=NAME), so a reload during a turn replays the session and follows
-// the turn until it ends.
-import { api, ApiError } from "/static/api.js";
+// the turn until it ends. Once replayed, an open session is followed
+// (`replay?follow=true`): a turn started in another tab shows here as it
+// streams. A refused message is answered where it was written: under the
+// composer and in the transcript where its turn would have been.
+import { api, ApiError, onReconnect } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
+import { describeError, FormErrors } from "/static/formerror.js";
 import { Transcript } from "/static/render.js";
 import { stream, StreamLost } from "/static/sse.js";
 import { startShell } from "/static/shell.js";
@@ -24,6 +28,11 @@ const errorBox = $("chat-error");
 const sessionList = $("session-list");
 const sessionsPanel = $("sessions");
 const sessionsToggle = $("sessions-toggle");
+const composerErrors = new FormErrors(form, {
+  box: $("composer-error"),
+  fields: { message, sessionName: nameInput, agent: agentSelect, modelSpec: modelSelect },
+  labels: { message: "message", sessionName: "session name", modelSpec: "model", agent: "agent" },
+});
 
 // How often a replay that ends mid-turn is asked again before giving up.
 const REPLAY_ATTEMPTS = 5;
@@ -38,6 +47,7 @@ let models = [];
 let saved = []; // [{sessionName, id, updatedAt}]
 let current = null; // the open session, as /api/session/get returns it
 let streaming = null; // the AbortController of the stream being read
+let watching = null; // the AbortController of the open session's follow stream
 let usable = false; // agents and models are loaded: messages can be sent
 
 // --- the pickers -----------------------------------------------------------
@@ -63,7 +73,17 @@ function chooseModel(spec) {
     modelSelect.append(el("option", { value: spec }, `${spec} (not listed now)`));
   }
   modelSelect.value = spec;
+  describeModel();
 }
+
+/** The chosen model in full, under the picker (a narrow picker cuts long names). */
+function describeModel() {
+  const option = modelSelect.selectedOptions[0];
+  $("model-full").textContent = option ? option.value : "";
+  modelSelect.title = option ? option.value : "";
+}
+
+modelSelect.addEventListener("change", describeModel);
 
 function describeAgent() {
   const agent = agents.find((a) => a.id === agentSelect.value);
@@ -99,9 +119,11 @@ async function loadSaved() {
   try {
     saved = await api("/api/session/names");
   } catch (error) {
+    $("sessions-empty").textContent = "Cannot list your sessions.";
     showError(errorBox, `Cannot list your sessions: ${error.message}`);
     return;
   }
+  $("sessions-empty").textContent = "No saved sessions yet.";
   replaceChildren(sessionList, saved.map((s) =>
     el("li", { class: s.sessionName === current?.sessionName ? "current" : null },
       el("a", {
@@ -127,6 +149,11 @@ function collapseSidebar() {
 }
 
 // --- state of the page -----------------------------------------------------
+
+/** Busy while the open session's latest turn is still being written. */
+function showLive() {
+  setBusy(transcript.live || streaming !== null);
+}
 
 function setBusy(busy) {
   sendButton.disabled = busy || !usable;
@@ -166,12 +193,15 @@ function setUrl(name, { push = false } = {}) {
 function stopReading() {
   streaming?.abort();
   streaming = null;
+  watching?.abort();
+  watching = null;
 }
 
 function newChat({ push = false } = {}) {
   stopReading();
   showSession(null);
   showError(errorBox, "");
+  composerErrors.clear();
   transcript.emptyText = NEW_CHAT_EMPTY;
   transcript.clear();
   setBusy(false);
@@ -192,6 +222,34 @@ async function follow(frames) {
     transcript.frame(frame);
     if (frame.type === "done" && frame.data?.session) showSession(frame.data.session);
   }
+}
+
+/**
+ * Follow the open session from what is shown on: turns started elsewhere
+ * (another tab, a script) stream in as they are written. Reconnects by
+ * itself, resuming after the last record shown.
+ */
+function watch(session) {
+  if (watching) return;
+  const controller = (watching = new AbortController());
+  const url = `/api/session/replay/${encodeURIComponent(session.sessionName)}?follow=true`;
+  (async () => {
+    try {
+      const frames = stream(url, {
+        signal: controller.signal,
+        reconnect: "always",
+        lastEventId: transcript.lastSeq || null,
+      });
+      for await (const frame of frames) {
+        transcript.frame(frame);
+        if (!streaming) showLive();
+      }
+    } catch (error) {
+      if (!controller.signal.aborted) showError(errorBox, `Cannot follow the session: ${describeError(error)}`);
+    } finally {
+      if (watching === controller) watching = null;
+    }
+  })();
 }
 
 /** Replay a session (from after `lastEventId`), following a running turn. */
@@ -219,6 +277,7 @@ async function replay(session, lastEventId = null) {
     if (streaming === controller) {
       streaming = null;
       setBusy(false);
+      watch(session);
     }
   }
 }
@@ -233,6 +292,8 @@ async function openSession(name, { push = false } = {}) {
     showError(errorBox, `You have no saved session named "${name}".`);
     return;
   }
+  transcript.emptyText = "Loading…";
+  transcript.clear();
   let session;
   try {
     session = await api(`/api/session/get/${entry.id}`);
@@ -271,17 +332,27 @@ async function sessionForMessage() {
   return session;
 }
 
+/** Say why a message was not sent: under the composer, and where its turn would have been. */
+function refused(turn, text, error) {
+  const tooLarge = error.status === 413 && error.details?.maxBytes
+    ? new Error(`message too long: ${text.length.toLocaleString("en-US")} characters; the server takes `
+      + `at most ${error.details.maxBytes.toLocaleString("en-US")} bytes at once`)
+    : null;
+  const shown = composerErrors.show(tooLarge || error, { prefix: "Not sent", field: tooLarge ? message : null });
+  if (turn) transcript.refuse(turn, shown);
+  if (!message.value) message.value = text;
+}
+
 async function send(text) {
   showError(errorBox, "");
+  composerErrors.clear();
   setBusy(true);
   let session;
   try {
     session = await sessionForMessage();
   } catch (error) {
     setBusy(false);
-    const fields = error.details?.fields || {};
-    const detail = fields.sessionName ? `session name ${fields.sessionName}` : error.message;
-    showError(errorBox, `Cannot start the session: ${detail}`);
+    composerErrors.show(error, { prefix: "Cannot start the session" });
     return;
   }
   setBusy(true);
@@ -290,12 +361,18 @@ async function send(text) {
   const turn = transcript.userMessage(text);
   const controller = (streaming = new AbortController());
   try {
-    await follow(stream(`/api/session/newUserMessage/${session.id}`, {
+    for await (const frame of stream(`/api/session/newUserMessage/${session.id}`, {
       method: "POST",
       body: { message: text },
       signal: controller.signal,
-    }));
-    if (transcript.live && !controller.signal.aborted) {
+    })) {
+      // The follow stream brings the same records; an id-less frame here is
+      // this connection's own trouble, which the follow stream makes up for.
+      if (frame.id === null && frame.type === "error" && watching) continue;
+      transcript.frame(frame);
+      if (frame.type === "done" && frame.data?.session) showSession(frame.data.session);
+    }
+    if (transcript.live && !controller.signal.aborted && !watching) {
       // The stream ended without the turn's end: follow the rest in the log.
       streaming = null;
       await replay({ ...session, live: true }, transcript.lastSeq || null);
@@ -303,22 +380,23 @@ async function send(text) {
   } catch (error) {
     if (controller.signal.aborted) return;
     if (error instanceof StreamLost) {
-      // The turn goes on without us: pick it up from the log where we were.
+      // The turn goes on without us: the follow stream (or a replay) picks it up.
       streaming = null;
-      await replay({ ...session, live: true }, transcript.lastSeq || null);
+      if (!watching) await replay({ ...session, live: true }, transcript.lastSeq || null);
       return;
     }
     if (error instanceof ApiError && transcript.lastSeq === seqBefore && !turn.finished) {
-      // Refused before it began (409: a turn is already running, say).
-      transcript.dropTurn(turn);
-      message.value = message.value || text;
+      // Refused before it began (409: a reply is being written elsewhere, say).
+      refused(turn, text, error);
+    } else {
+      composerErrors.show(error, { prefix: "The turn failed" });
     }
-    showError(errorBox, `The message was not sent: ${error.message}`);
   } finally {
     if (streaming === controller) {
       streaming = null;
-      setBusy(false);
+      showLive();
     }
+    if (current && !streaming) watch(current);
     loadSaved();
   }
 }
@@ -327,8 +405,7 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = message.value;
   if (!text.trim()) {
-    showError(errorBox, "Write a message first.");
-    message.focus();
+    composerErrors.show("write a message first", { field: message });
     return;
   }
   if (!sendButton.disabled) send(text);
@@ -348,7 +425,7 @@ stopButton.addEventListener("click", async () => {
     // Closing the session stops its running turn; the stream then ends with the reason.
     await api(`/api/session/delete/${current.id}`, { method: "POST" });
   } catch (error) {
-    showError(errorBox, `Cannot stop the turn: ${error.message}`);
+    composerErrors.show(error, { prefix: "Cannot stop the turn" });
   } finally {
     stopButton.disabled = false;
   }
@@ -366,6 +443,14 @@ deleteButton.addEventListener("click", async () => {
   }
   newChat();
   await loadSaved();
+});
+
+// After the server was away: the sessions again, and none of the errors that
+// said it could not be reached (the follow stream reconnects by itself).
+onReconnect(() => {
+  showError(errorBox, "");
+  loadSaved();
+  if (current && !streaming && !watching) watch(current);
 });
 
 // --- start -----------------------------------------------------------------

@@ -4,12 +4,13 @@
 // the results of its parents, comments, details, its crew as a graph, its
 // runs and its timeline. The change feed keeps it all current.
 
-import { api, ApiError } from "/static/api.js";
+import { api, ApiError, onReconnect } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import {
   OUTCOME_LABELS, STATUS_LABELS, actorLabel, formatDuration, outcomeBadge, plural, statusBadge,
 } from "/static/format.js";
 import { whileBusy } from "/static/dialog.js";
+import { FormErrors } from "/static/formerror.js";
 import { jobActionButtons } from "/static/jobactions.js";
 import { Transcript } from "/static/render.js";
 import { stream } from "/static/sse.js";
@@ -221,6 +222,7 @@ function showGone(message) {
 
 let refreshing = null;
 let again = false;
+let loadFailed = false; // the error box shows a failed load (cleared by the next good one)
 
 /** Load the job again (coalescing bursts of changes into one request at a time). */
 async function refresh() {
@@ -233,12 +235,15 @@ async function refresh() {
       again = false;
       try {
         show(await api(`/api/jobs/${jobId}`));
+        if (loadFailed) showError(errorBox, "");
+        loadFailed = false;
       } catch (error) {
         if (error instanceof ApiError && error.status === 404) {
           showGone(detail ? "The job was deleted." : `There is no job #${jobId}, or it is not yours to see.`);
           return;
         }
         $("loading").hidden = true;
+        loadFailed = true;
         showError(errorBox, `Cannot load the job: ${error.message}`);
       }
     } while (again);
@@ -377,7 +382,7 @@ function restartLog() {
 }
 
 async function followLog() {
-  const current = { controller: new AbortController(), runId: null, ended: false };
+  const current = { controller: new AbortController(), runId: null, ended: false, failed: false };
   logStream = current;
   // Until the job's first run starts, the transcript's empty text says so.
   logState.textContent = "";
@@ -399,6 +404,7 @@ async function followLog() {
   } catch (error) {
     if (current.controller.signal.aborted) return;
     if (error instanceof ApiError && error.status === 404) return; // the job went; refresh() says so
+    current.failed = true;
     logState.textContent = `The log stopped: ${error.message}`;
   }
   if (logStream === current) {
@@ -406,6 +412,21 @@ async function followLog() {
     refresh(); // the run's outcome, artifact and events
   }
 }
+
+// --- after the server was away ------------------------------------------------------
+
+// Everything shown may have changed meanwhile: load it again and drop the
+// errors that said the server could not be reached.
+onReconnect(() => {
+  if (!$("not-found").hidden) return;
+  showError(errorBox, "");
+  commentErrors.clear(); // what was typed stays, to be sent again
+  loadFailed = false;
+  refresh();
+  loadGraph();
+  if (!logStream || logStream.failed) restartLog();
+  if (!feed) followFeed();
+});
 
 // --- the change feed ----------------------------------------------------------------
 
@@ -431,7 +452,8 @@ async function followFeed() {
       }
     }
   } catch {
-    // The page stays usable without live updates; a reload resumes them.
+    // The page stays usable without live updates; onReconnect resumes them.
+    feed = null;
   }
 }
 
@@ -443,13 +465,16 @@ commentForm.addEventListener("submit", (event) => {
   whileBusy(commentForm.querySelector("button"), addComment);
 });
 
+const commentErrors = new FormErrors(commentForm, {
+  box: $("comment-error"), fields: { text: $("comment-text") }, labels: { text: "comment" },
+});
+
 async function addComment() {
   const box = $("comment-text");
   const text = box.value;
-  showError($("comment-error"), "");
+  commentErrors.clear();
   if (!text.trim()) {
-    showError($("comment-error"), "Write something first.");
-    box.focus();
+    commentErrors.show("write something first", { field: box });
     return;
   }
   try {
@@ -457,7 +482,7 @@ async function addComment() {
     box.value = "";
     await refresh();
   } catch (error) {
-    showError($("comment-error"), error.details?.fields?.text ? `The comment ${error.details.fields.text}.` : error.message);
+    commentErrors.show(error, { prefix: "The comment was not added" });
   }
 }
 

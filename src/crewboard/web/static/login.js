@@ -1,11 +1,13 @@
 // The sign-in page: local accounts, and Google when the server offers it.
 import { api } from "/static/api.js";
 import { showError } from "/static/dom.js";
+import { FormErrors } from "/static/formerror.js";
 import { startShell } from "/static/shell.js";
 
 const form = document.getElementById("login-form");
 const errorBox = document.getElementById("login-error");
 const params = new URLSearchParams(location.search);
+const errors = new FormErrors(form, { box: errorBox, fields: { email: form.email, password: form.password } });
 
 /** Where to go once signed in: `next` if it is a path on this site, else /chat.
  * The same rule as the server's (web/redirects.py): a path starting with one
@@ -39,10 +41,9 @@ api("/auth/google-enabled")
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  showError(errorBox, "");
+  errors.clear();
   if (!form.email.value.trim() || !form.password.value) {
-    showError(errorBox, "Enter your email and password.");
-    (form.email.value.trim() ? form.password : form.email).focus();
+    errors.show("enter your email and password", { field: form.email.value.trim() ? form.password : form.email });
     return;
   }
   const button = form.querySelector("button");
@@ -54,13 +55,8 @@ form.addEventListener("submit", async (event) => {
     });
     location.assign(destination());
   } catch (error) {
-    showError(errorBox, sentence(error.message));
+    errors.show(error);
     form.password.select();
     button.disabled = false;
   }
 });
-
-function sentence(message) {
-  const text = String(message || "sign-in failed");
-  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
-}

@@ -2,8 +2,9 @@
 // expiry and last use, create — the secret shown once, with a copy button —
 // and revoke), and your webhook signing secret (shown on request, copied,
 // rotated).
-import { api } from "/static/api.js";
+import { api, onReconnect } from "/static/api.js";
 import { copyText, el, showError, timeEl } from "/static/dom.js";
+import { FormErrors } from "/static/formerror.js";
 import { startShell } from "/static/shell.js";
 
 const me = await startShell({ page: "profile" });
@@ -71,7 +72,13 @@ async function revokeToken(token, button) {
     button.disabled = false;
     return;
   }
-  await loadTokens();
+  // After the server was away: the list again, without the error that said so.
+onReconnect(() => {
+  showError(errorBox, "");
+  loadTokens();
+});
+
+await loadTokens();
   form.name.focus();
 }
 
@@ -81,13 +88,18 @@ function hideFresh() {
   copyStatus.textContent = "";
 }
 
+const tokenErrors = new FormErrors(form, {
+  box: errorBox,
+  fields: { name: form.name, expiresInDays: form.expiresInDays },
+  labels: { name: "name", expiresInDays: "expiry" },
+});
+
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  showError(errorBox, "");
+  tokenErrors.clear();
   const name = form.name.value.trim();
   if (!name) {
-    showError(errorBox, "Give the token a name, so you know later what it is for.");
-    form.name.focus();
+    tokenErrors.show("give the token a name, so you know later what it is for", { field: form.name });
     return;
   }
   const button = form.querySelector("button");
@@ -106,8 +118,7 @@ form.addEventListener("submit", async (event) => {
     freshValue.focus();
     freshValue.select();
   } catch (error) {
-    const fields = error.details?.fields;
-    showError(errorBox, fields?.name || fields?.expiresInDays || error.message);
+    tokenErrors.show(error, { prefix: "The token was not created" });
   } finally {
     button.disabled = false;
   }

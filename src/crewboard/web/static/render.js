@@ -11,16 +11,20 @@
 // Frames (see the SSE frames in openapi.yaml):
 //   user_message  starts a turn with the user's message (or a job's prompt);
 //   chunk         one log record: `text` deltas stream into the answer;
-//                 tool calls (with their results, matched by callId),
-//                 handoffs and agent starts go into a collapsed "thinking"
-//                 section; a `blocked` record ends the turn as blocked;
+//                 the answer so far is rendered as Markdown as it grows
+//                 (markdown.js); tool calls (with their results, matched
+//                 by callId), handoffs and agent starts go into a collapsed
+//                 "thinking" section, shown only once there is a tool call
+//                 or a handoff in it; a `blocked` record ends the turn as blocked;
 //                 `waiting` (for a slot of the model) shows in the status
 //                 line until the next record; `retry` (the model server
 //                 interrupted the answer) sets the partial answer aside;
 //   final_result, done
 //                 end the turn: the answer is replaced by the server's
-//                 sanitised `html` (the ONLY markup this client inserts,
-//                 in answer() below);
+//                 sanitised `html` (in answer() below; the only other
+//                 markup inserted is markdown.js's sanitised rendering of
+//                 the text streamed so far), code blocks highlighted and
+//                 given a Copy button;
 //                 a job's `done {runId, outcome}` only adds the outcome;
 //                 the result's usage is shown under the answer, token
 //                 counts the server did not report (null) as "not reported";
@@ -35,6 +39,36 @@
 
 import { el, replaceChildren } from "/static/dom.js";
 import { frameOrder } from "/static/sse.js";
+
+// markdown.js and the libraries it brings are fetched alongside the page,
+// not before it: the page is usable at once, and an answer that streams
+// before they arrive shows as plain text until then.
+let markdown = null;
+const markdownReady = import("/static/markdown.js").then((module) => {
+  markdown = module;
+  return module;
+});
+
+/** `said` as Markdown in `node` (plain text until markdown.js is here). */
+function renderSaid(node, said, stillWanted = () => true) {
+  if (markdown) {
+    markdown.renderMarkdownInto(node, said);
+    return;
+  }
+  node.textContent = said;
+  markdownReady.then(() => {
+    if (stillWanted()) markdown.renderMarkdownInto(node, said);
+  });
+}
+
+/** Highlighting and Copy buttons for the code blocks of a rendered answer. */
+function decorate(node) {
+  if (markdown) markdown.decorateCode(node);
+  else markdownReady.then(() => markdown.decorateCode(node));
+}
+
+// A streaming answer is re-rendered at most this often.
+const RENDER_EVERY_MS = 60;
 
 // Tool arguments and results longer than this are cut, with a note.
 const MAX_SHOWN = 20000;
@@ -72,6 +106,8 @@ class Turn {
     this.finished = false;
     this.agent = "";
     this.toolCalls = new Map(); // callId → the step's element
+    this.said = ""; // the answer's text streamed so far
+    this.renderTimer = null;
     this.counts = { tools: 0, handoffs: 0, notes: 0 };
     this.steps = el("ol", { class: "steps" });
     this.summary = el("summary", {}, "Thinking…");
@@ -98,19 +134,39 @@ class Turn {
   addStep(kind, ...children) {
     const item = el("li", { class: `step ${kind}` }, ...children);
     this.steps.append(item);
-    this.thinking.hidden = false;
+    // An agent starting, or the model being asked again, alone is not worth
+    // a fold: it opens for tool calls, handoffs and what was said before them.
+    const { tools, handoffs, notes } = this.counts;
+    this.thinking.hidden = !(tools || handoffs || notes);
     this.updateSummary();
     return item;
   }
 
+  /** Show the text streamed so far as Markdown, soon (steps come many a second). */
+  scheduleRender() {
+    if (this.renderTimer !== null) return;
+    this.renderTimer = setTimeout(() => {
+      this.renderTimer = null;
+      const said = this.said;
+      renderSaid(this.streaming, said, () => this.said === said && this.streaming.isConnected);
+    }, RENDER_EVERY_MS);
+  }
+
+  clearStreaming() {
+    clearTimeout(this.renderTimer);
+    this.renderTimer = null;
+    this.said = "";
+    this.streaming.replaceChildren();
+  }
+
   /** Text the agent said before calling a tool is thinking, not the answer. */
   moveTextToThinking() {
-    const said = this.streaming.textContent;
+    const said = this.said;
+    this.clearStreaming();
     if (said.trim()) {
       this.counts.notes += 1;
       this.addStep("note", el("p", { class: "said" }, said));
     }
-    this.streaming.replaceChildren();
   }
 
   updateSummary(latest) {
@@ -131,11 +187,12 @@ class Turn {
         this.status.textContent = `${record.reason || "waiting for the model"}…`;
         break;
       case "retry":
-        this.streaming.replaceChildren();
+        this.clearStreaming();
         this.addStep("note", el("p", {}, record.reason || "asked the model again"));
         break;
       case "text":
-        this.streaming.append(String(record.text ?? ""));
+        this.said += String(record.text ?? "");
+        this.scheduleRender();
         break;
       case "agent_start":
         this.addStep("agent", `${record.agentName} started`);
@@ -195,6 +252,8 @@ class Turn {
       return;
     }
     this.finished = true;
+    clearTimeout(this.renderTimer);
+    this.renderTimer = null;
     this.reply.removeAttribute("aria-busy");
     this.status.remove();
     this.updateSummary();
@@ -217,9 +276,11 @@ class Turn {
       this.streaming.after(this.stoppedNote);
       this.reply.dataset.outcome = "cancelled";
     } else if (error !== undefined) {
+      if (this.said) renderSaid(this.streaming, this.said);
       this.streaming.after(el("p", { class: "turn-error", role: "alert" }, error || "the turn failed"));
       this.reply.dataset.outcome = "error";
     } else if (outcome) {
+      if (this.said) renderSaid(this.streaming, this.said);
       this.streaming.after(el("p", { class: "notice" }, `The run ended: ${outcome}.`));
       this.reply.dataset.outcome = outcome;
     }
@@ -253,6 +314,7 @@ function answer(html, text) {
   const node = el("div", { class: "answer rendered" });
   if (typeof html === "string" && html) {
     node.innerHTML = withoutInlineStyles(html); // sanitised on the server
+    decorate(node);
   } else {
     node.classList.add("plain");
     node.textContent = String(text ?? "");
@@ -308,6 +370,7 @@ export class Transcript {
 
   startTurn(text) {
     if (!this.turns.length) this.container.replaceChildren();
+    this.clearRefusals();
     const turn = new Turn(text, this.userLabel);
     this.turns.push(turn);
     this.container.append(turn.node);
@@ -370,6 +433,23 @@ export class Transcript {
     this.turns.splice(index, 1);
     turn.node.remove();
     if (!this.turns.length) this.clear();
+  }
+
+  /**
+   * A turn the server refused: in its place, where the answer would have
+   * been, `message` (what went wrong and what to do), until the next turn.
+   */
+  refuse(turn, message) {
+    const index = this.turns.indexOf(turn);
+    if (index >= 0) this.turns.splice(index, 1);
+    this.clearRefusals();
+    const notice = el("p", { class: "turn-error refused" }, message);
+    this.keepScrolled(() => turn.node.replaceWith(notice));
+    return notice;
+  }
+
+  clearRefusals() {
+    for (const node of this.container.querySelectorAll(".refused")) node.remove();
   }
 
   /** Show an error that ended the stream itself (lost connection, refusal). */

@@ -4,9 +4,10 @@
 // The URL says what is open: ?new=1[&template=<id>], ?edit=<id>, or
 // ?schedule=<id> (that schedule's jobs).
 
-import { api, ApiError } from "/static/api.js";
+import { api, ApiError, onReconnect } from "/static/api.js";
 import { confirmDialog, whileBusy } from "/static/dialog.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
+import { FormErrors } from "/static/formerror.js";
 import { browserTimeZone, formatInZone, knownTimeZones, plural, statusBadge } from "/static/format.js";
 import { InputsForm, setFieldError } from "/static/inputsform.js";
 import { clearErrorsOnEdit, takeDraft } from "/static/drafts.js";
@@ -364,6 +365,7 @@ zoneInput.addEventListener("change", preview);
 // --- saving ----------------------------------------------------------------------------------
 
 const FIELD_CONTROLS = { name: nameInput, templateId: templateSelect, rule: ruleInput, timezone: zoneInput, overlap: overlapSelect };
+const formErrors = new FormErrors(form, { box: formError, fields: FIELD_CONTROLS, inputs: () => inputs });
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -407,17 +409,7 @@ async function save() {
     cards.get(saved.id).actions.querySelector("button")?.focus();
     cards.get(saved.id).node.scrollIntoView({ block: "nearest" });
   } catch (error) {
-    const fields = error instanceof ApiError ? error.details?.fields || {} : {};
-    const rest = inputs.showErrors(fields);
-    const other = [];
-    for (const [key, message] of Object.entries(rest)) {
-      if (FIELD_CONTROLS[key]) setFieldError(FIELD_CONTROLS[key], message);
-      else other.push(`${key}: ${message}`);
-    }
-    showError(formError, Object.keys(fields).length
-      ? `Not saved: ${other.length ? `${other.join("; ")}.` : "correct the marked fields."}`
-      : `Not saved: ${error.message}`);
-    (form.querySelector('[aria-invalid="true"]') || formError).focus?.();
+    formErrors.show(error, { prefix: "Not saved" });
   }
 }
 
@@ -449,9 +441,22 @@ async function followFeed() {
       if (id !== null && id !== undefined) refreshSoon(id);
     }
   } catch {
-    // Without the feed the page still works; a reload brings it back.
+    // Without the feed the page still works; onReconnect brings it back.
+    feedStopped = true;
   }
 }
+
+let feedStopped = false;
+
+// After the server was away: every card again, without the error that said so.
+onReconnect(() => {
+  showError(errorBox, "");
+  loadList();
+  if (feedStopped) {
+    feedStopped = false;
+    followFeed();
+  }
+});
 
 // --- start ---------------------------------------------------------------------------------
 

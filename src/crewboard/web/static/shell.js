@@ -26,6 +26,8 @@ export const NAV = [
 
 // How often the header asks whether the dispatcher (the supervisor) is alive.
 export const DISPATCHER_POLL_MS = 5000;
+// How often a page that could not start asks whether the server is back.
+const START_RETRY_MS = 2000;
 
 export async function startShell({ page = "", requireLogin = true } = {}) {
   let header = document.getElementById("shell");
@@ -42,7 +44,8 @@ export async function startShell({ page = "", requireLogin = true } = {}) {
     render(header, page, null);
     const main = document.getElementById("main") || document.body;
     main.prepend(el("p", { class: "error", role: "alert" },
-      `The page cannot start: ${error.message}. Reload it to try again.`));
+      `The page cannot start: ${error.message}. It loads by itself once the server answers.`));
+    reloadWhenBack();
     return new Promise(() => {});
   }
   if (!me && requireLogin) {
@@ -53,6 +56,18 @@ export async function startShell({ page = "", requireLogin = true } = {}) {
   render(header, page, me);
   if (me) watchDispatcher(header.querySelector(".dispatcher"));
   return me;
+}
+
+/** Reload the page as soon as the server answers again. */
+function reloadWhenBack() {
+  setTimeout(async () => {
+    try {
+      await api("/auth/me");
+      location.reload();
+    } catch {
+      reloadWhenBack();
+    }
+  }, START_RETRY_MS);
 }
 
 function render(header, page, me) {

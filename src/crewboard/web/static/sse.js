@@ -31,7 +31,9 @@
 // An HTTP error answer (409, 404, 422…) throws an ApiError with the server's
 // message; a 401 on /api/* sends the page to /login first.
 
-import { ApiError, errorFrom, isSessionGone, toLogin } from "/static/api.js";
+import {
+  ApiError, errorFrom, isServerAway, isSessionGone, RECONNECTED_EVENT, serverAnswered, serverLost, toLogin,
+} from "/static/api.js";
 
 const DEFAULT_RETRY_MS = 2000;
 const MAX_RETRY_MS = 30000;
@@ -135,10 +137,17 @@ function toFrame(event) {
   return { id, type: event.event, data: event.data };
 }
 
+/** Wait `ms` before reconnecting, or less: until the page learns the server is back. */
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener(RECONNECTED_EVENT, done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener(RECONNECTED_EVENT, done);
+    signal.addEventListener("abort", done, { once: true });
   });
 }
 
@@ -168,6 +177,8 @@ export async function* stream(url, options = {}) {
           cache: "no-store",
           signal: controller.signal,
         });
+        if (isServerAway(response)) serverLost();
+        else serverAnswered();
         if (!response.ok) {
           if (isSessionGone(response, url)) toLogin();
           const error = await errorFrom(response);

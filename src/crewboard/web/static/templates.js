@@ -3,11 +3,12 @@
 // RFC 3339 with the browser's offset). The server's field errors appear next
 // to their fields; a new crew links to its jobs.
 
-import { api, ApiError } from "/static/api.js";
+import { api, onReconnect } from "/static/api.js";
 import { el, replaceChildren, showError, timeEl } from "/static/dom.js";
 import { browserTimeZone, dateToLocalInput, localInputToIso, plural, statusBadge } from "/static/format.js";
 import { whileBusy } from "/static/dialog.js";
 import { clearErrorsOnEdit, saveDraft } from "/static/drafts.js";
+import { FormErrors } from "/static/formerror.js";
 import { InputsForm, setFieldError } from "/static/inputsform.js";
 import { startShell } from "/static/shell.js";
 
@@ -25,6 +26,9 @@ const created = $("created");
 let templates = [];
 let chosen = null; // the template whose form is shown
 let inputs = null; // its InputsForm
+const formErrors = new FormErrors(form, {
+  box: formError, fields: { title: titleInput, scheduledAt: whenAt }, inputs: () => inputs,
+});
 
 // --- the list ------------------------------------------------------------------------
 
@@ -124,17 +128,6 @@ $("when-later").addEventListener("change", showWhen);
     + " The first jobs wait until then; a time in the past means now.";
 }
 
-/** Show the server's field errors next to their fields; true if any were placed. */
-function showFieldErrors(fields) {
-  const rest = inputs.showErrors(fields);
-  setFieldError(titleInput, rest.title || "");
-  setFieldError(whenAt, rest.scheduledAt || "");
-  delete rest.title;
-  delete rest.scheduledAt;
-  const other = Object.entries(rest).map(([key, message]) => `${key}: ${message}`);
-  return other;
-}
-
 async function showCreated(result, scheduledAt) {
   const { crewId, jobIds } = result;
   $("created-heading").textContent = scheduledAt
@@ -179,17 +172,7 @@ async function startCrew() {
     setFieldError(whenAt, "");
     await showCreated(result, scheduledAt);
   } catch (error) {
-    const fields = error instanceof ApiError ? error.details?.fields : null;
-    if (fields && Object.keys(fields).length) {
-      const other = showFieldErrors(fields);
-      showError(formError, other.length
-        ? `The crew was not started: ${other.join("; ")}.`
-        : "The crew was not started: correct the marked fields.");
-      const first = inputs.firstInvalid() || form.querySelector('[aria-invalid="true"]');
-      first?.focus();
-    } else {
-      showError(formError, `The crew was not started: ${error.message}`);
-    }
+    formErrors.show(error, { prefix: "The crew was not started" });
   } finally {
     startButton.textContent = "Start the crew";
   }
@@ -205,3 +188,15 @@ try {
 $("list-loading").hidden = true;
 showList();
 choose();
+
+// After the server was away: the list again (the form keeps what was typed).
+onReconnect(async () => {
+  try {
+    templates = await api("/api/templates");
+    showError($("templates-error"), "");
+    showList();
+    markChosen();
+  } catch (error) {
+    showError($("templates-error"), `Cannot load the templates: ${error.message}`);
+  }
+});
