@@ -5,7 +5,7 @@ each."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.passwords import Passwords
+from tests.support import engine
 
 PASSWORD = "correct horse battery"
 
@@ -52,8 +53,27 @@ def _user_config_of_the_test(tmp_path_factory: pytest.TempPathFactory, monkeypat
 
 
 def make_config(home: Path, **overrides: object) -> Config:
+    """A test's settings for ``home``, on the test's board engine
+    (:mod:`tests.support.engine`)."""
     config = Config.load(home, environ=TEST_SETTINGS)
+    board_url = engine.database_url()
+    if board_url is not None:
+        overrides = {"database_url": board_url, **overrides}
     return dataclasses.replace(config, **overrides) if overrides else config
+
+
+@pytest.fixture(autouse=True)
+def _board_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On PostgreSQL: skip ``sqlite_only`` tests, and drop the test's
+    database when it ends."""
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None and engine.on_postgres():
+        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'board.db itself'}")
+    try:
+        yield
+    finally:
+        db.close()
+        engine.end_test()
 
 
 @pytest.fixture

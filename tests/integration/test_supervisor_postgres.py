@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,40 +18,28 @@ from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.home import Home
 from tests.conftest import make_config
-from tests.support import crews, need
+from tests.support import crews, engine, need
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
 
 pytestmark = pytest.mark.postgres
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-def _admin(sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=3)
-    conn.autocommit = True
-    try:
-        conn.cursor().execute(sql)
-    finally:
-        conn.close()
+SERVER = engine.SERVER or "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture
 def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
     """A fresh PostgreSQL database for the board, dropped afterwards."""
-    name = f"crewboard_test_{uuid.uuid4().hex[:12]}"
     try:
-        _admin(f"CREATE DATABASE {name}")
+        url = engine.new_database(SERVER)
     except Exception as exc:  # psycopg2 missing or no server: say which
         need(False, f"needs PostgreSQL on 127.0.0.1:5432 ({exc})")
-    config = make_config(tmp_path / "home", database_url=f"{SERVER}/{name}")
+    config = make_config(tmp_path / "home", database_url=url)
     try:
         yield config, open_home(config)
     finally:
         db.close()
-        _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        engine.drop_database(url)
 
 
 def test_racing_claims_on_postgresql_never_give_a_job_two_runs(pg) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tests.conftest import TEST_SETTINGS
+from tests.support import engine
 
 
 def child_processes(parent_pid: int) -> list[tuple[int, str, bytes]]:
@@ -36,6 +37,9 @@ def child_processes(parent_pid: int) -> list[tuple[int, str, bytes]]:
 def crewboard_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
     env.update(TEST_SETTINGS)
+    board_url = engine.database_url()
+    if board_url is not None:
+        env["CREWBOARD_DATABASE_URL"] = board_url
     env.update(extra or {})
     return env
 
