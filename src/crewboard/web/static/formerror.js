@@ -74,6 +74,17 @@ export class FormErrors {
     this.inputs = inputs; // an InputsForm, or a function returning the current one
     this.labels = labels;
     this.box = box || form.querySelector(".form-error") || this.makeBox();
+    // Whether the box speaks only of marked fields: then it goes once they are all edited.
+    this.aboutFields = false;
+    form.addEventListener("input", (event) => {
+      const control = event.target;
+      if (!(control instanceof Element) || control.getAttribute("aria-invalid") !== "true") return;
+      setFieldError(control, "");
+      if (this.aboutFields && !this.form.querySelector('[aria-invalid="true"]')) {
+        this.box.textContent = "";
+        this.box.hidden = true;
+      }
+    });
   }
 
   makeBox() {
@@ -91,6 +102,7 @@ export class FormErrors {
 
   /** Hide every message this form shows. */
   clear() {
+    this.aboutFields = false;
     this.box.textContent = "";
     this.box.hidden = true;
     for (const marked of this.form.querySelectorAll('[aria-invalid="true"]')) setFieldError(marked, "");
@@ -133,6 +145,7 @@ export class FormErrors {
     } else {
       text = describeError(error, { labels: this.labels });
     }
+    this.aboutFields = placed.length > 0 && Object.keys(rest).length === 0;
     const message = prefix ? `${prefix}: ${text}` : capitalize(text);
     this.box.textContent = sentence(message);
     this.box.hidden = false;
