@@ -67,10 +67,13 @@ def test_user_add_list_passwd_promote_remove(tmp_path):
 
 def test_user_add_prompts_for_the_password_without_echo(tmp_path):
     home = tmp_path / "home"
+    # Made before the fork: it keeps this test's own config folder (never the
+    # real user's), which the child's cleared environment would lose.
+    env = crewboard_env()
     pid, fd = pty.fork()
     if pid == 0:  # the child: a user at a terminal
         os.environ.clear()
-        os.environ.update(crewboard_env())
+        os.environ.update(env)
         os.execv(
             sys.executable,
             [
