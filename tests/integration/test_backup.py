@@ -56,6 +56,7 @@ def env(monkeypatch):
         monkeypatch.setenv(key, value)
 
 
+@pytest.mark.sqlite_only("crewboard backup copies board.db; PostgreSQL is backed up with pg_dump")
 async def test_a_backup_taken_under_load_restores_every_done_job(tmp_path: Path, env) -> None:
     config = make_config(tmp_path / "home", concurrency=3)
     home = open_home(config)
@@ -104,6 +105,9 @@ async def test_a_backup_taken_under_load_restores_every_done_job(tmp_path: Path,
         db.close()
 
 
+@pytest.mark.sqlite_only(
+    "crewboard restore writes board.db; PostgreSQL restores with pg_restore"
+)
 def test_restore_wants_an_empty_home_or_force(tmp_path: Path, config, home, env) -> None:
     crews.add_job("Keep me.", extra={"status": JobStatus.DONE, "result": "kept"})
     db.close()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import trio
 
 from crewboard.board import db
@@ -40,6 +41,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_two_processes_writing_at_once_never_see_a_locked_database(home, config):
     from crewboard.board import users
 

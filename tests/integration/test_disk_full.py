@@ -99,6 +99,7 @@ async def ask(client, question: str):
     )
 
 
+@pytest.mark.sqlite_only("fills the disk board.db is on")
 async def test_a_write_refused_for_lack_of_space_is_507_and_writes_nothing(
     as_alice, small_disk: Path, caplog
 ) -> None:
@@ -129,6 +130,7 @@ async def test_a_write_refused_for_lack_of_space_is_507_and_writes_nothing(
     assert Job.select().count() == before[1] + 1
 
 
+@pytest.mark.sqlite_only("fills the disk board.db is on")
 async def test_a_run_ending_on_a_full_disk_is_recorded_once_space_is_freed(
     config: Config, home, small_disk: Path, caplog, monkeypatch
 ) -> None:

@@ -53,6 +53,7 @@ def board_hanging(home: Home) -> Iterator[None]:
         moved.rename(home.board_db)
 
 
+@pytest.mark.sqlite_only("holds board.db's write lock")
 async def test_healthz_answers_anyone_while_the_board_is_being_written(anon, home):
     response = await anon.get("/healthz")
     assert response.status_code == 200, response.text
@@ -65,6 +66,7 @@ async def test_healthz_answers_anyone_while_the_board_is_being_written(anon, hom
     assert elapsed < 1.0
 
 
+@pytest.mark.sqlite_only("holds board.db's write lock")
 async def test_healthz_is_503_within_a_second_when_the_board_hangs(anon, home):
     with board_hanging(home):
         started = time.monotonic()
@@ -77,6 +79,7 @@ async def test_healthz_is_503_within_a_second_when_the_board_hangs(anon, home):
     assert (await anon.get("/healthz")).status_code == 200
 
 
+@pytest.mark.sqlite_only("removes board.db")
 async def test_healthz_is_503_when_the_board_is_gone(anon, home):
     moved = home.board_db.with_name("board.db.moved")
     home.board_db.rename(moved)

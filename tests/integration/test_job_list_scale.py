@@ -63,6 +63,7 @@ def plans_of(caplog) -> list[str]:
     return plans
 
 
+@pytest.mark.sqlite_only("reads SQLite's EXPLAIN QUERY PLAN")
 @pytest.mark.parametrize("status", [None, "done"])
 @pytest.mark.parametrize("who", ["user", "admin", "admin-mine"])
 def test_every_page_is_an_index_range_read(board, caplog, status, who):

@@ -91,6 +91,7 @@ def _finish_log_elsewhere(path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 
 
+@pytest.mark.sqlite_only("the signal is a commit to SQLite's WAL")
 async def test_a_board_commit_is_the_board_change_signal(home: Home, watch):
     changes = BoardChanges(watch, home.board_db)
     changes.watched_poll_s = HOUR_S
