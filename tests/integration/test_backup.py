@@ -105,9 +105,7 @@ async def test_a_backup_taken_under_load_restores_every_done_job(tmp_path: Path,
         db.close()
 
 
-@pytest.mark.sqlite_only(
-    "crewboard restore writes board.db; PostgreSQL restores with pg_restore"
-)
+@pytest.mark.sqlite_only("crewboard restore writes board.db; PostgreSQL restores with pg_restore")
 def test_restore_wants_an_empty_home_or_force(tmp_path: Path, config, home, env) -> None:
     crews.add_job("Keep me.", extra={"status": JobStatus.DONE, "result": "kept"})
     db.close()

@@ -72,13 +72,15 @@ def config(tmp_path: Path, proxy: SteeringProxy) -> Config:
 
 
 def assert_called_paris(proxy: SteeringProxy, results: list[str]) -> None:
-    """The model's call reached the server, whose answer went back to the model."""
-    (result,) = results
+    """The model's call reached the server, whose answer went back to the
+    model. (A small model may call the tool again before it answers.)"""
+    assert results, "no call of the time server ended"
+    result = results[0]
     assert json.loads(result)["timezone"] == "Europe/Paris"
     offered = {t["function"]["name"] for t in proxy.sent[0]["tools"]}
     assert offered == {"time__get_current_time"}
     follow_up = proxy.sent[1]["messages"]
-    assert [m["content"] for m in follow_up if m["role"] == "tool"] == [result]
+    assert [m["content"] for m in follow_up if m["role"] == "tool"][:1] == [result]
 
 
 async def test_a_chat_turn_on_the_real_model_calls_the_time_server(
@@ -94,7 +96,7 @@ async def test_a_chat_turn_on_the_real_model_calls_the_time_server(
     chunks = [f.data for f in frames if f.type == "chunk"]
     starts = [c for c in chunks if c["type"] == "agent_tool_start"]
     ends = [c for c in chunks if c["type"] == "agent_tool_end"]
-    assert [c["toolName"] for c in starts] == ["time__get_current_time"]
+    assert starts and {c["toolName"] for c in starts} == {"time__get_current_time"}
     assert json.loads(starts[0]["toolArgumentsStr"]) == {"timezone": "Europe/Paris"}
     assert not [e for e in ends if e.get("isError")], ends
     assert frames[-1].type == "done", frames[-1].data
@@ -106,10 +108,13 @@ async def test_a_job_on_the_real_model_calls_the_time_server(
 ) -> None:
     job_id = crews.add_job("What time is it in Paris?", agent="clock")
     async with supervising(config):
-        await wait_for(lambda: crews.job(job_id).status == JobStatus.DONE, TURN_S, "the job done")
-    (run,) = crews.runs(job_id)
+        settled = (JobStatus.DONE, JobStatus.BLOCKED)
+        await wait_for(lambda: crews.job(job_id).status in settled, TURN_S, "the job to settle")
+    runs = crews.runs(job_id)
+    assert crews.job(job_id).status == JobStatus.DONE, [(r.outcome, r.error) for r in runs]
+    (run,) = runs
     records = read_records(run.log_path)
     ends = [r for r in records if r["type"] == "agent_tool_end"]
-    assert [r["toolName"] for r in ends] == ["time__get_current_time"]
+    assert ends and {r["toolName"] for r in ends} == {"time__get_current_time"}
     assert not [e for e in ends if e.get("isError")], ends
     assert_called_paris(proxy, [e["result"] for e in ends])

@@ -128,8 +128,9 @@ def force_tool(name: str, parameters: dict[str, Any] | None = None, max_tokens: 
         messages = body["messages"]
         if any(m.get("role") == "tool" for m in messages):
             # Without tools: llama.cpp still parses a call the model writes
-            # under tool_choice "none".
-            return text_only()(body)
+            # under tool_choice "none". A line's end ends the answer too: a
+            # small model reading a tool's JSON may run on without a full stop.
+            return text_only(stop=[*SENTENCE_ENDS, "\n"])(body)
         tools = [t for t in body.get("tools", []) if t["function"]["name"] == name]
         assert tools, f"the agent has no tool {name}"
         if parameters is not None:
