@@ -42,7 +42,7 @@ from crewboard.board import jobs as board_jobs
 from crewboard.board.models import Job, RunOutcome, User
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.workflows.templates import CrewPlan, PlannedJob
+from dispatch import plan as crew_plan
 
 OPS = ("create_crew", "round_look", "claim", "set_run_pid", "finish_run", "outlook")
 
@@ -64,20 +64,6 @@ def find_peers(given: str | None) -> Path | None:
     return None
 
 
-def one_job_plan() -> CrewPlan:
-    job = PlannedJob(
-        key="only",
-        title="a no-op job",
-        agent="assistant",
-        prompt="Say nothing.",
-        needs=(),
-        artifact=None,
-        timeout_s=600,
-        retries=0,
-    )
-    return CrewPlan(template_id="bench", title="bench", inputs={}, jobs=(job,))
-
-
 def fresh_home(root: Path) -> tuple[Home, int]:
     home = Home(root / "home")
     db.connect(home.board_db)
@@ -97,7 +83,7 @@ def bench_ops(n: int) -> dict[str, Any]:
     try:
         home, owner = fresh_home(root)
         samples: dict[str, list[tuple[float, float]]] = {op: [] for op in OPS}
-        plan = one_job_plan()
+        plan = crew_plan(1, "Say nothing.")
         for _ in range(n):
             timed(samples, "create_crew", lambda: board_jobs.create_crew(plan, owner, now=utcnow()))
             timed(

@@ -30,7 +30,7 @@ from crewboard.board.gauges import board_gauges
 from crewboard.board.models import Job, JobStatus, User
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.workflows.templates import CrewPlan, PlannedJob
+from dispatch import plan as crew_plan
 
 STATUSES = [s.value for s in JobStatus]
 
@@ -38,17 +38,7 @@ STATUSES = [s.value for s in JobStatus]
 def fill(count: int) -> None:
     now = utcnow()
     owner = User.create(email="bench@example.test", name="bench", created_at=now)
-    job = PlannedJob(
-        key="only",
-        title="bench job",
-        agent="assistant",
-        prompt="Say hello.",
-        needs=(),
-        artifact=None,
-        timeout_s=600,
-        retries=0,
-    )
-    plan = CrewPlan(template_id="bench", title="bench", inputs={}, jobs=(job,))
+    plan = crew_plan(1, "Say hello.")
     with db.transaction():
         for _ in range(count):
             board_jobs.create_crew(plan, owner.id, now=now)
