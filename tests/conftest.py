@@ -76,6 +76,28 @@ def _board_engine(request: pytest.FixtureRequest) -> Iterator[None]:
         engine.end_test()
 
 
+# The server PostgreSQL-only tests use, whichever engine the rest run on.
+PG_SERVER = engine.SERVER or "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
+    """A home whose board is a fresh PostgreSQL database, dropped afterwards,
+    for tests of what only PostgreSQL does (row locks, notifications)."""
+    from tests.support import need
+
+    try:
+        url = engine.new_database(PG_SERVER)
+    except Exception as exc:  # psycopg2 missing or no server: say which
+        need(False, f"needs PostgreSQL on 127.0.0.1:5432 ({exc})")
+    config = make_config(tmp_path / "home", database_url=url)
+    try:
+        yield config, open_home(config)
+    finally:
+        db.close()
+        engine.drop_database(url)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return make_config(tmp_path / "home")

@@ -19,7 +19,6 @@ from crewboard.board.schedules import FireOutcome, ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.workflows import load_templates, render_crew, shipped_dir
-from tests.integration.test_supervisor_postgres import pg  # noqa: F401 - a fixture
 from tests.support import crews
 
 
@@ -112,7 +111,7 @@ def test_the_token_expiry_migration_upgrades_a_board_made_before_it(home: Home):
 
 
 @pytest.mark.postgres
-def test_parallel_schedules_on_postgresql_stop_exactly_at_the_limit(pg):  # noqa: F811
+def test_parallel_schedules_on_postgresql_stop_exactly_at_the_limit(pg):
     owner = users.create_user("pg@example.test", None, now=utcnow())
     results: list[str] = []
     lock = threading.Lock()

@@ -17,7 +17,6 @@ from crewboard.board.login_throttle import (
     take_login_attempt,
 )
 from crewboard.errors import TooManyRequests
-from tests.integration.test_supervisor_postgres import pg  # noqa: F401 (a fixture)
 
 ATTEMPTS, WINDOW_S = 5, 60.0
 T0 = 1_800_000_000.0

@@ -6,40 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from crewboard.board import db, dispatch
 from crewboard.board.models import JobStatus, RunOutcome
-from crewboard.bootstrap import open_home
 from crewboard.clock import utcnow
-from crewboard.config import Config
-from crewboard.home import Home
-from tests.conftest import make_config
-from tests.support import crews, engine, need
+from tests.support import crews
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
 
 pytestmark = pytest.mark.postgres
-
-SERVER = engine.SERVER or "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
-    """A fresh PostgreSQL database for the board, dropped afterwards."""
-    try:
-        url = engine.new_database(SERVER)
-    except Exception as exc:  # psycopg2 missing or no server: say which
-        need(False, f"needs PostgreSQL on 127.0.0.1:5432 ({exc})")
-    config = make_config(tmp_path / "home", database_url=url)
-    try:
-        yield config, open_home(config)
-    finally:
-        db.close()
-        engine.drop_database(url)
 
 
 def test_racing_claims_on_postgresql_never_give_a_job_two_runs(pg) -> None:

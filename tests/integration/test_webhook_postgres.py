@@ -16,7 +16,6 @@ from crewboard.board import webhooks as board_webhooks
 from crewboard.board.models import Crew, RunOutcome, WebhookDelivery
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from tests.integration.test_supervisor_postgres import pg  # noqa: F401 - the fixture
 from tests.support import crews
 from tests.support.crews import JobDef
 
@@ -61,7 +60,7 @@ def succeed(run_id: int) -> None:
     assert dispatch.finish_run(run_id, RunOutcome.SUCCEEDED, result="ok", now=utcnow())
 
 
-def test_two_jobs_settling_at_once_queue_their_crews_delivery_once(pg) -> None:  # noqa: F811
+def test_two_jobs_settling_at_once_queue_their_crews_delivery_once(pg) -> None:
     for _ in range(10):
         in_threads(*(functools.partial(succeed, run_id) for run_id in hooked_pair(pg[1])))
     kinds = [d.event_type for d in WebhookDelivery.select()]
@@ -69,7 +68,7 @@ def test_two_jobs_settling_at_once_queue_their_crews_delivery_once(pg) -> None: 
     assert kinds.count("crew.finished") == 10
 
 
-def test_racing_senders_never_take_one_delivery_twice(pg) -> None:  # noqa: F811
+def test_racing_senders_never_take_one_delivery_twice(pg) -> None:
     for _ in range(10):
         for run_id in hooked_pair(pg[1]):
             succeed(run_id)
