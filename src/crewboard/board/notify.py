@@ -134,7 +134,7 @@ class Listener:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import psycopg2  # type: ignore[import-untyped]
+    import psycopg2
 
     return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError, OSError))
 
