@@ -30,12 +30,17 @@ jobs:
 """
 
 
-def add_account(home: Path, email: str, *, admin: bool = False) -> str:
-    """Add an account (an administrator if ``admin``); returns an API token of it."""
+def add_account(
+    home: Path, email: str, *, admin: bool = False, env: Mapping[str, str] | None = None
+) -> str:
+    """Add an account (an administrator if ``admin``) with the CLI, run with
+    ``env`` (a board's URL, say); returns an API token of it."""
     flags = ["--admin"] if admin else []
-    added = run_cli("user", "add", email, *flags, "--password-stdin", home=home, stdin=PASSWORD)
+    added = run_cli(
+        "user", "add", email, *flags, "--password-stdin", home=home, stdin=PASSWORD, env=env
+    )
     assert added.returncode == 0, added.stderr
-    created = run_cli("token", "create", email, home=home)
+    created = run_cli("token", "create", email, home=home, env=env)
     assert created.returncode == 0, created.stderr
     return created.stdout.strip()
 
