@@ -20,7 +20,8 @@ PostgreSQL database per measure.
 
 Usage: ``.venv/bin/python bench/multi_supervisor.py [--jobs 300]
 [--concurrency 4] [-n 20] [--server postgresql://postgres@127.0.0.1:5432]
-[--only throughput|stream] [--out FILE.json]``
+[--only throughput|stream] [--out FILE.json]``; with ``--only``, the other
+measure's results already in ``--out`` are kept.
 """
 
 from __future__ import annotations
@@ -85,10 +86,14 @@ def fresh_board(server: str):
 class Node:
     """One crewboard process (``supervisor`` or ``web``) on a home of its own."""
 
-    def __init__(self, work: Path, name: str, command: str, url: str, **settings: str) -> None:
-        self.home = Home(work / name)
+    def __init__(
+        self, work: Path, name: str, command: str, url: str, home: str = "", **settings: str
+    ) -> None:
+        """``home``: the folder under ``work`` of its home (default: ``name``),
+        which a web node shares with a supervisor to play one machine."""
+        self.home = Home(work / (home or name))
         self.command = command
-        self.home.root.mkdir(parents=True)
+        self.home.root.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
         env.update(CREWBOARD_DATABASE_URL=url, CREWBOARD_LOG_LEVEL="WARNING", **settings)
         self.log = open(work / f"{name}.log", "wb")  # noqa: SIM115
@@ -121,12 +126,12 @@ class Node:
 
 
 @contextmanager
-def nodes(work: Path, url: str, specs: list[tuple[str, str]], **settings: str):
-    """Start ``(name, command)`` nodes on the board at ``url``; all ready."""
+def nodes(work: Path, url: str, specs: list[tuple[str, str, str]], **settings: str):
+    """Start ``(name, command, home)`` nodes on the board at ``url``; all ready."""
     with ExitStack() as stack:
         started = []
-        for name, command in specs:
-            node = Node(work, name, command, url, **settings)
+        for name, command, home in specs:
+            node = Node(work, name, command, url, home, **settings)
             stack.callback(node.close)
             started.append(node)
         for node in started:
@@ -140,7 +145,7 @@ def throughput(server: str, supervisors: int, n_jobs: int, concurrency: int) -> 
     try:
         with fresh_board(server) as url:
             owner = board_users.create_user("bench@example.test", None, now=utcnow()).id
-            specs = [(f"sup-{i}", "supervisor") for i in range(supervisors)]
+            specs = [(f"sup-{i}", "supervisor", "") for i in range(supervisors)]
             with nodes(work, url, specs, CREWBOARD_CONCURRENCY=str(concurrency)) as sups:
                 wait(lambda: Heartbeat.select().count() >= supervisors, timeout_s=60, every_s=0.05)
                 started = time.perf_counter()
@@ -202,7 +207,12 @@ def stream_latency(server: str, n: int) -> dict[str, Any]:
         with fresh_board(server) as url:
             user = board_users.create_user("bench@example.test", None, now=utcnow())
             _, token = board_users.create_token(user.id, "bench", now=utcnow())
-            specs = [("x-supervisor", "supervisor"), ("x-web", "web"), ("y-web", "web")]
+            # The web node on X shares the supervisor's home, as on one machine.
+            specs = [
+                ("x-supervisor", "supervisor", "x"),
+                ("x-web", "web", "x"),
+                ("y-web", "web", "y"),
+            ]
             with nodes(work, url, specs) as (sup, web_x, web_y):
                 headers = {"Authorization": f"Bearer {token}"}
                 for label, web in (("same node", web_x), ("across nodes", web_y)):
@@ -285,10 +295,11 @@ def main() -> None:
     parser.add_argument("--only", choices=("throughput", "stream"))
     parser.add_argument("--out", help="also write the results here as JSON")
     args = parser.parse_args()
-    result: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "nproc": os.cpu_count(),
-    }
+    result: dict[str, Any] = {}
+    if args.only and args.out and Path(args.out).exists():
+        # The measure not run this time keeps its earlier results.
+        result = json.loads(Path(args.out).read_text())
+    result.update(time=time.strftime("%Y-%m-%dT%H:%M:%S%z"), nproc=os.cpu_count())
     if args.only != "stream":
         result["throughput"] = []
         for supervisors in (1, 2, 3):

@@ -253,7 +253,10 @@ async def wait_all_settled(jobs: dict[int, int], timeout_s: float = 120) -> list
         await wait_for(lambda: db.call(unsettled), timeout_s, "every job settled")
     except AssertionError:
         pass
-    return [f"job {job.id} is {job.status}: {job.error or ''}" for job in await db.call(not_done)]
+    return [
+        f"job {job.id} is {job.status}: {job.blocked_reason or ''}"
+        for job in await db.call(not_done)
+    ]
 
 
 # --- the evidence ----------------------------------------------------------------
