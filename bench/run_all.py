@@ -63,9 +63,10 @@ def table() -> str:
         if not path.exists():
             continue
         for row in json.loads(path.read_text()).get("rows", []):
+            ratio = f"{row['ratio']}×" if isinstance(row["ratio"], int | float) else "–"
             lines.append(
                 f"| {row['measure']} | {row['crewboard']} | {row['peer']} | "
-                f"{row['ratio']}× | {row.get('target') or '–'} | {row['loadavg']} | "
+                f"{ratio} | {row.get('target') or '–'} | {row['loadavg']} | "
                 f"`{row['bench']}` |"
             )
     return "\n".join(lines)
