@@ -32,9 +32,13 @@ class RunSeen:
         log of the run, the longest."""
         return max(self.logs.values(), key=len, default=[])
 
-    def span(self, host: str) -> tuple[datetime, datetime] | None:
-        """When the runner on ``host`` wrote its first and last record."""
-        records = self.logs.get(host) or []
+    def runner_host(self) -> str | None:
+        """The host whose log of this run is the runner's (the longest)."""
+        return max(self.logs, key=lambda host: len(self.logs[host]), default=None)
+
+    def span(self) -> tuple[datetime, datetime] | None:
+        """When the runner wrote its first and last record."""
+        records = self.records()
         if not records:
             return None
         return parse_iso(records[0]["ts"]), parse_iso(records[-1]["ts"])
@@ -45,22 +49,24 @@ def read_log(path: str) -> list[Record]:
 
 
 def overlapping_runs(runs: list[RunSeen]) -> list[str]:
-    """Runs of one job whose runners worked at the same time, by their own logs."""
-    spans = [(run, host, span) for run in runs for host in run.logs if (span := run.span(host))]
+    """Runs of one job whose runners worked at the same time, by the times of
+    their own logs' first and last records."""
+    spans = [(run, span) for run in runs if (span := run.span())]
     found = []
-    for i, (a, host_a, (a_start, a_end)) in enumerate(spans):
-        for b, host_b, (b_start, b_end) in spans[i + 1 :]:
-            if a is not b and a_start < b_end and b_start < a_end:
+    for i, (a, (a_start, a_end)) in enumerate(spans):
+        for b, (b_start, b_end) in spans[i + 1 :]:
+            if a_start < b_end and b_start < a_end:
                 found.append(
-                    f"job {a.job_id}: run {a.run_id} on {host_a} ({a_start:%T.%f}–{a_end:%T.%f}) "
-                    f"overlaps run {b.run_id} on {host_b} ({b_start:%T.%f}–{b_end:%T.%f})"
+                    f"job {a.job_id}: run {a.run_id} on {a.runner_host()} "
+                    f"({a_start:%T.%f}–{a_end:%T.%f}) overlaps run {b.run_id} on "
+                    f"{b.runner_host()} ({b_start:%T.%f}–{b_end:%T.%f})"
                 )
     return found
 
 
 def logged_on_two_hosts(runs: list[RunSeen]) -> list[str]:
-    """Runs with a log on more than one host: one run, two writers (a host
-    that took another's log path for its own)."""
+    """Runs with a log on more than one host: besides its runner's, one that
+    another host wrote at the run's log path, which there names its own file."""
     return [
         f"job {run.job_id}: run {run.run_id} has logs on "
         + ", ".join(f"{host} ({len(records)} records)" for host, records in run.logs.items())
