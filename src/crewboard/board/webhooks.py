@@ -230,14 +230,15 @@ def queue_finished(job: Job, status: str, settled_event_id: int, *, now: datetim
     row = execute(_CREW_WEBHOOK_URL + ("" if sqlite else " FOR UPDATE"), (job.crew_id,)).fetchone()
     if row is None or not row[0]:
         return False
+    url: str = row[0]
     crew = Crew.get_by_id(job.crew_id)
     fresh = Job.get_by_id(job.id)
     data = _job_data(fresh, crew, status, now)
-    _queue(fresh, crew.webhook_url, JOB_FINISHED, f"job:{settled_event_id}", data, now)
+    _queue(fresh, url, JOB_FINISHED, f"job:{settled_event_id}", data, now)
     outcome = _crew_outcome(crew.id)
     if outcome is not None:
         crew_data = _crew_data(crew, outcome, now)
-        _queue(fresh, crew.webhook_url, CREW_FINISHED, f"crew:{settled_event_id}", crew_data, now)
+        _queue(fresh, url, CREW_FINISHED, f"crew:{settled_event_id}", crew_data, now)
     return True
 
 
