@@ -44,10 +44,16 @@ def crew_with_hook(jobs_: dict[str, JobDef], url: str | None = HOOK) -> dict[str
     return ids
 
 
-def run_job(home: Home, job_id: int, outcome: RunOutcome, now: datetime, **kw: object) -> None:
+def run_job(
+    home: Home, job_id: int, outcome: RunOutcome, now: datetime, **kw: object
+) -> dispatch.Finished:
+    """Claim and finish the job; what became of it (whether the settling
+    queued deliveries for the supervisor's sender)."""
     claim = dispatch.claim_ready_job("sup-a", home.run_log, now=now)
     assert claim is not None and claim.job_id == job_id
-    assert dispatch.finish_run(claim.run_id, outcome, now=now, **kw) is not None  # type: ignore[arg-type]
+    finished = dispatch.finish_run(claim.run_id, outcome, now=now, **kw)  # type: ignore[arg-type]
+    assert finished is not None
+    return finished
 
 
 def deliveries() -> list[WebhookDelivery]:
@@ -69,8 +75,9 @@ def test_a_crew_queues_one_delivery_per_job_and_one_for_the_crew(home: Home) -> 
     run_job(home, ids["a"], RunOutcome.SUCCEEDED, at(0), result="A's result")
     dispatch.promote_waiting(now=at(1))
     run_job(home, ids["b"], RunOutcome.SUCCEEDED, at(2), result="B")
-    # A failure with a retry left does not finish c: nothing is queued for it.
-    run_job(home, ids["c"], RunOutcome.FAILED, at(3), error="boom")
+    # A failure with a retry left does not finish c: nothing is queued for
+    # it, and the sender is not told to look.
+    assert not run_job(home, ids["c"], RunOutcome.FAILED, at(3), error="boom").webhooks_queued
     assert [d.event_type for d in deliveries()] == ["job.finished", "job.finished"]
     run_job(home, ids["c"], RunOutcome.FAILED, at(10), error="boom again")
 
@@ -107,13 +114,13 @@ def test_a_crew_stuck_behind_a_blocked_job_is_finished_and_a_crew_without_a_url_
     home: Home,
 ) -> None:
     ids = crew_with_hook({"a": JobDef(), "b": JobDef(needs=["a"])})
-    run_job(home, ids["a"], RunOutcome.BLOCKED, at(0), error="need a person")
+    assert run_job(home, ids["a"], RunOutcome.BLOCKED, at(0), error="need a person").webhooks_queued
     # b waits on a blocked job: the crew cannot move on without a person.
     assert [d.event_type for d in deliveries()] == ["job.finished", "crew.finished"]
     assert json.loads(deliveries()[1].body)["data"]["status"] == "blocked"
 
     quiet = crew_with_hook({"x": JobDef()}, url=None)
-    run_job(home, quiet["x"], RunOutcome.SUCCEEDED, at(5), result="ok")
+    assert not run_job(home, quiet["x"], RunOutcome.SUCCEEDED, at(5), result="ok").webhooks_queued
     assert len(deliveries()) == 2
 
 

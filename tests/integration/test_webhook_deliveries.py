@@ -6,6 +6,7 @@ supervisor is restarted mid-retry and the delivery still arrives."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -125,6 +126,18 @@ async def test_a_crew_finishes_into_a_failing_receiver_that_recovers(config: Con
     assert events == [EventKind.WEBHOOK_QUEUED] + [EventKind.WEBHOOK_FAILED] * 3 + [
         EventKind.WEBHOOK_DELIVERED
     ]
+
+
+async def test_a_finished_job_is_posted_at_once_not_at_the_next_poll(config: Config) -> None:
+    # The poll is far longer than the wait: only the run's end, which queued
+    # the delivery, can have woken the sender.
+    slow_poll = dataclasses.replace(config, poll_s=600.0)
+    with receiving(lambda nth: 204) as receiver:
+        await db.call(crew_posting_to, receiver.url, {"only": JobDef("Say hello.")})
+        async with supervising(slow_poll):
+            await wait_for(all_delivered(2), timeout_s=60, what="the job's and the crew's posts")
+    accepted = sorted(json.loads(r.body)["type"] for r in receiver.accepted())
+    assert accepted == ["crew.finished", "job.finished"]
 
 
 async def test_a_delivery_survives_a_supervisor_restart_mid_retry(config: Config) -> None:

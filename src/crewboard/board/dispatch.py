@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -432,6 +432,8 @@ class Finished:
     job_status: str
     available_at: datetime | None = None
     promoted: tuple[int, ...] = field(default=())
+    # Its settling queued webhook deliveries: the sender has work.
+    webhooks_queued: bool = False
 
 
 def _cancelled_by(job: Job) -> str:
@@ -632,12 +634,11 @@ def close_run(
     if why is not None:
         events.append((job.id, job.owner_id, *why))
     event_ids = _record_events(events, now)
-    if why is not None:
-        webhooks.queue_finished(job, finished.job_status, event_ids[-1], now=now)
-    if finished.job_status == JobStatus.DONE and why is not None:
-        promoted = _promote(now=now, parent=job.id)
-        finished = Finished(job.id, finished.job_status, promoted=tuple(promoted))
-    return finished
+    if why is None:
+        return finished
+    queued = webhooks.queue_finished(job, finished.job_status, event_ids[-1], now=now)
+    promoted = _promote(now=now, parent=job.id) if finished.job_status == JobStatus.DONE else []
+    return replace(finished, promoted=tuple(promoted), webhooks_queued=queued)
 
 
 @write

@@ -24,7 +24,10 @@ class UTCDateTimeField(peewee.Field):
             return value
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # isoformat with its microseconds always written: the same fixed-width
+        # text as strftime("%Y-%m-%d %H:%M:%S.%f"), at a third of its cost
+        # (every transition writes several times).
+        return value.isoformat(" ", "microseconds")
 
     def python_value(self, value: Any) -> datetime | None:
         if value is None:

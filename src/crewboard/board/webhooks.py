@@ -30,7 +30,7 @@ from typing import Any
 
 import peewee
 
-from crewboard.board.db import is_sqlite, write
+from crewboard.board.db import execute, is_sqlite, write
 from crewboard.board.events import SUPERVISOR, EventKind, record_event
 from crewboard.board.models import (
     Crew,
@@ -208,30 +208,38 @@ def _queue(
         )
 
 
-def queue_finished(job: Job, status: str, settled_event_id: int, *, now: datetime) -> None:
+# The crew's webhook URL, read on every job's settling. Hand-written, as the
+# hot transitions in crewboard.board.dispatch are: most crews name no URL, and
+# building this through peewee cost more than the rest of the settling.
+_CREW_WEBHOOK_URL = "SELECT webhook_url FROM crew WHERE id = ?"
+
+
+def queue_finished(job: Job, status: str, settled_event_id: int, *, now: datetime) -> bool:
     """Queue the webhooks a job's settling owes, if its crew names a URL:
     ``job.finished`` when it is done or blocked, and ``crew.finished`` when it
     was the last of its crew to settle. Call inside the transaction that
     settled it, with the id of the event that recorded it (which makes each
-    delivery's key, so a settling queues each at most once)."""
+    delivery's key, so a settling queues each at most once). True if it
+    queued a delivery (a sender then has something to send)."""
     if status not in (JobStatus.DONE, JobStatus.BLOCKED):
-        return
-    query = Crew.select().where(Crew.id == job.crew_id)
-    if not is_sqlite():
-        # Two jobs of one crew settling at once on PostgreSQL: one waits for
-        # the other here, so the second sees the first settled and the
-        # crew's delivery is queued once, by whichever commits last.
-        query = query.for_update()
-    crew = query.first()
-    if crew is None or not crew.webhook_url:
-        return
+        return False
+    sqlite = is_sqlite()
+    # Two jobs of one crew settling at once on PostgreSQL: one waits for the
+    # other here (FOR UPDATE), so the second sees the first settled and the
+    # crew's delivery is queued once, by whichever commits last.
+    row = execute(_CREW_WEBHOOK_URL + ("" if sqlite else " FOR UPDATE"), (job.crew_id,)).fetchone()
+    if row is None or not row[0]:
+        return False
+    url: str = row[0]
+    crew = Crew.get_by_id(job.crew_id)
     fresh = Job.get_by_id(job.id)
     data = _job_data(fresh, crew, status, now)
-    _queue(fresh, crew.webhook_url, JOB_FINISHED, f"job:{settled_event_id}", data, now)
+    _queue(fresh, url, JOB_FINISHED, f"job:{settled_event_id}", data, now)
     outcome = _crew_outcome(crew.id)
     if outcome is not None:
         crew_data = _crew_data(crew, outcome, now)
-        _queue(fresh, crew.webhook_url, CREW_FINISHED, f"crew:{settled_event_id}", crew_data, now)
+        _queue(fresh, url, CREW_FINISHED, f"crew:{settled_event_id}", crew_data, now)
+    return True
 
 
 def forget_jobs(job_ids: list[int]) -> None:

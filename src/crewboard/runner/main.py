@@ -20,12 +20,12 @@ made non-dumpable before the spec (and its API key) is read, which closes
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import select
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -81,7 +81,11 @@ class Control:
             signal.signal(sig, lambda *_: None)
 
     def start(self) -> None:
-        threading.Thread(target=self._serve, name="control", daemon=True).start()
+        # A bare thread: threading.Thread.start() waits until the new thread
+        # has been scheduled, a context switch before the run's first record.
+        # Nothing is lost meanwhile: the wake-up pipe and stdin hold what
+        # arrives until the thread polls them.
+        _thread.start_new_thread(self._serve, ())
 
     def _serve(self) -> None:
         poller = select.poll()

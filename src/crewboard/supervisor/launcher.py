@@ -39,7 +39,7 @@ import trio
 from crewboard import logs, metrics, sessionlog
 from crewboard.agents import Preset, run_agents
 from crewboard.board import db
-from crewboard.board.dispatch import Claim, finish_run, set_run_pid
+from crewboard.board.dispatch import Claim, Finished, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
 from crewboard.catalog import Catalog
 from crewboard.clock import utcnow
@@ -154,14 +154,15 @@ def _prepare(spec: RunnerSpec) -> None:
 
 def _record_end(
     claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None
-) -> tuple[Ending, sessionlog.Record | None]:
+) -> tuple[Ending, sessionlog.Record | None, Finished | None]:
     """After the reap, on a worker thread: classify the run's end from its
     log, close the log, and apply the failure policy on the board. Returns
-    the ending and the runner's own last record."""
+    the ending, the runner's own last record and what became of the job
+    (None if the run was no longer live)."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
-    artifact = _close_log(claim, home, ending)
-    finish_run(
+    artifact = _close_log(claim, home, ending, last)
+    finished = finish_run(
         claim.run_id,
         ending.outcome,
         exit_code=returncode,
@@ -170,7 +171,7 @@ def _record_end(
         artifact=artifact,
         now=utcnow(),
     )
-    return ending, last
+    return ending, last, finished
 
 
 def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
@@ -183,16 +184,22 @@ def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) ->
     return None
 
 
-def _close_log(claim: Claim, home: Home, ending: Ending) -> str | None:
+def _close_log(
+    claim: Claim, home: Home, ending: Ending, last: sessionlog.Record | None
+) -> str | None:
     """After the reap: end the log with a terminal record if the runner left
-    none, drop an empty stderr file, and name the artifact the run saved."""
+    none, drop an empty stderr file, and name the artifact the run saved.
+    ``last`` is the log's last record as read before (not read again unless
+    a terminal record was added)."""
     if ending.outcome != RunOutcome.SUCCEEDED:
-        sessionlog.ensure_terminal(claim.log_path, ending.error or ending.outcome.value)
+        written = sessionlog.ensure_terminal(claim.log_path, ending.error or ending.outcome.value)
+        if written is not None:
+            last = written
     stderr = _stderr_path(claim.log_path)
     with contextlib.suppress(OSError):
         if stderr.stat().st_size == 0:
             stderr.unlink()
-    return _saved_artifact(claim, home, sessionlog.last_record(claim.log_path))
+    return _saved_artifact(claim, home, last)
 
 
 @dataclass
@@ -220,6 +227,7 @@ class Launcher:
         nursery: trio.Nursery,
         on_finished: Callable[[], None],
         forkserver: ForkServer | None = None,
+        on_webhooks_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.home = home
@@ -227,6 +235,9 @@ class Launcher:
         self.catalog = Catalog(config)
         self._nursery = nursery
         self._on_finished = on_finished
+        # Told only when a run's end queued webhook deliveries, so the sender
+        # does not look at the board after every run.
+        self._on_webhooks_queued = on_webhooks_queued
         self.active: dict[int, ActiveRun] = {}
         self._idle = trio.Event()
         self._idle.set()
@@ -372,7 +383,8 @@ class Launcher:
             nonlocal last
             # One trip to a worker thread: read the log's end, close the log
             # and record the run's end on the board.
-            ending, last = await db.call(_record_end, claim, self.home, code, stopped_as)
+            ending, last, finished = await db.call(_record_end, claim, self.home, code, stopped_as)
+            self._webhooks_queued(finished)
             return ending
 
         ending = await self._record_retrying(claim, "the end", record)
@@ -398,12 +410,19 @@ class Launcher:
 
         async def record() -> bool:
             await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
-            await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow())
+            finished = await db.call(
+                finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow()
+            )
+            self._webhooks_queued(finished)
             return True
 
         with trio.CancelScope(shield=True):
             if await self._record_retrying(claim, "the failed start", record):
                 metrics.run_finished(RunOutcome.FAILED.value, 0.0, claim.queued_s)
+
+    def _webhooks_queued(self, finished: Finished | None) -> None:
+        if finished is not None and finished.webhooks_queued and self._on_webhooks_queued:
+            self._on_webhooks_queued()
 
     async def _record_retrying(
         self, claim: Claim, what: str, record: Callable[[], Awaitable[T]]
@@ -457,11 +476,14 @@ async def open_launcher(
     home: Home,
     on_finished: Callable[[], None],
     forkserver: ForkServer | None = None,
+    on_webhooks_queued: Callable[[], None] | None = None,
 ) -> AsyncIterator[Launcher]:
     """A launcher whose runs live in this block. Leaving it waits for them;
-    cancelling it stops them and closes their runs ``interrupted``."""
+    cancelling it stops them and closes their runs ``interrupted``.
+    ``on_finished`` is called after every run, ``on_webhooks_queued`` after
+    a run whose end queued webhook deliveries."""
     async with trio.open_nursery() as nursery:
-        launcher = Launcher(config, home, nursery, on_finished, forkserver)
+        launcher = Launcher(config, home, nursery, on_finished, forkserver, on_webhooks_queued)
         try:
             yield launcher
         finally:

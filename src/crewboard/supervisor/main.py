@@ -58,8 +58,7 @@ async def run_supervisor(
     webhook_wakeup = Wakeup()  # the webhook sender's: jobs settled
 
     def settled() -> None:
-        """A run ended or a job was cancelled: a slot is free, and a
-        webhook may be due."""
+        """Runs were recovered: slots are free, and a webhook may be due."""
         wakeup.set()
         webhook_wakeup.set()
 
@@ -75,7 +74,11 @@ async def run_supervisor(
                 template = ForkServer() if forkserver else None
                 if template is not None:
                     await nursery.start(template.serve)
-                async with open_launcher(config, home, settled, template) as launcher:
+                # A run's end frees a slot; only an end that queued webhook
+                # deliveries wakes the sender.
+                async with open_launcher(
+                    config, home, wakeup.set, template, webhook_wakeup.set
+                ) as launcher:
                     dispatcher = Dispatcher(
                         identity.supervisor_id,
                         home,

@@ -39,7 +39,7 @@ POLL_S = 0.025
 WATCHED_POLL_S = 1.0
 # A log written in a burst is read at most this often, so a runner writing
 # thousands of small records costs reads of many records each.
-MIN_READ_GAP_S = 0.004
+MIN_READ_GAP_S = 0.001
 # Growth beyond this is read on a worker thread rather than on the event loop.
 INLINE_READ_BYTES = 256 * 1024
 
