@@ -18,27 +18,14 @@ from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.processes import pid_alive
+from crewboard.supervisor.heartbeat import host_identity
 from tests.support import crews, need
-from tests.support.procs import Proc
-from tests.support.supervisor import children_running, supervisor_process
+from tests.support.supervisor import children_running, gone, started, supervisor_process
 from tests.support.waits import wait_until
 
 HOST = socket.gethostname()
 # How a runner that stops on SIGTERM exits (128 + 15); a SIGKILL shows as -9.
 EXIT_ON_SIGTERM = 143
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie nobody has reaped yet counts)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def started(proc: Proc) -> None:
-    proc.wait_for_line(lambda line: "ready" in line and "supervisor" in line)
 
 
 def running_pid(job_id: int) -> int:
@@ -62,7 +49,7 @@ def in_order(output: str, *fragments: str) -> bool:
 
 def add_run_only_this_pid_sees_orphaned(pid: int) -> int:
     """A running run of a supervisor whose heartbeat is fresh but names
-    ``pid`` on this host. To the process with that pid its owner is gone (a
+    ``pid`` under this host identity. To the process with that pid its owner is gone (a
     supervisor's pid now taken by itself); to every other supervisor the owner
     is alive. Returns the run's id."""
     now = utcnow()
@@ -70,6 +57,7 @@ def add_run_only_this_pid_sees_orphaned(pid: int) -> int:
         supervisor_id="marker",
         pid=pid,
         host=HOST,
+        host_identity=host_identity(),
         version="test",
         started_at=now,
         beat_at=now,
@@ -170,7 +158,7 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
         started(owner)
         runner = running_pid(job_id)
         # A peer's recovery (here: in this process) leaves the live owner's run alone…
-        assert recovery.recover_orphans("peer", HOST, pid_alive, now=utcnow()) == []
+        assert recovery.recover_orphans("peer", host_identity(), pid_alive) == []
         with supervisor_process(home.root, {"CREWBOARD_CONCURRENCY": "1"}) as peer:
             started(peer)
             # …and so does the peer's own periodic recovery: once it has closed
