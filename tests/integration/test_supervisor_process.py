@@ -243,14 +243,15 @@ def test_the_supervisor_speaks_the_systemd_notify_protocol(home: Home, notify_so
     assert Run.get().outcome == RunOutcome.INTERRUPTED
 
 
-def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: Home) -> None:
+def test_a_stalled_supervisors_runner_stops_before_a_peer_takes_its_run_over(home: Home) -> None:
     job_id = crews.add_job("/sleep 30\nThen answer.")
-    with supervisor_process(home.root) as stalled:
+    leased = {"CREWBOARD_LEASE_S": "3"}
+    with supervisor_process(home.root, leased) as stalled:
         started(stalled)
         runner = running_pid(job_id)
         stalled.popen.send_signal(signal.SIGSTOP)  # alive, but its heartbeat goes stale
         try:
-            with supervisor_process(home.root) as peer:
+            with supervisor_process(home.root, leased) as peer:
                 started(peer)
 
                 def taken_over() -> bool:
@@ -263,10 +264,17 @@ def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: H
                     )
 
                 wait_until(taken_over, 30, "the peer to recover the stale run and rerun it")
-                assert not gone(runner)  # the stalled supervisor cannot stop it yet…
+                # Its lease lapsed first, and with it the runner stopped itself.
+                assert gone(runner)
                 stalled.popen.send_signal(signal.SIGCONT)
-                # …and once it runs again it sees the run is no longer its own.
-                wait_until(lambda: gone(runner), 30, "the stalled supervisor to stop its runner")
+                # Running again, the stalled supervisor reaps its runner and
+                # leaves the rerun alone.
+                first_id = crews.runs(job_id)[0].id
+                wait_until(
+                    lambda: f"run {first_id} of job {job_id}: " in stalled.output(),
+                    30,
+                    "the stalled supervisor to reap its runner",
+                )
                 first, second = crews.runs(job_id)
                 assert first.outcome == RunOutcome.INTERRUPTED
                 assert second.outcome == RunOutcome.RUNNING and not gone(second.pid)
