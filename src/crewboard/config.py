@@ -105,6 +105,9 @@ class Config:
     argon2_memory_kib: int = 65536
     # Timings of the supervisor; tests shorten them.
     heartbeat_s: float = 2.0
+    # How long a run's lease lasts without a renewal (CREWBOARD_LEASE_S);
+    # 0: the default, max(15, 5 × heartbeat_s). See run_lease_s.
+    lease_s: float = 0.0
     poll_s: float = 1.0
     drain_s: float = 10.0
     grace_s: float = 5.0
@@ -167,6 +170,13 @@ class Config:
         if not self.allow_shell:
             return ShellSandbox(None, None)
         return probe_shell_sandbox(os.environ.get("PATH", os.defpath))
+
+    @property
+    def run_lease_s(self) -> float:
+        """How long a supervisor holds a run without renewing its lease
+        (board/leases.py): ``lease_s`` if set, else max(15, 5 × heartbeat_s),
+        several heartbeats, so a missed beat or two costs no run."""
+        return self.lease_s if self.lease_s > 0 else max(15.0, 5 * self.heartbeat_s)
 
     def runner_limits(self) -> Limits:
         """The limits every runner of this server gets, with how its shell

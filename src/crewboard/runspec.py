@@ -30,11 +30,18 @@ are optional)::
                 "shellCpuS": 120, "shellMemoryBytes": 4294967296,
                 "shellProcesses": 256, "shellFileBytes": 1073741824,
                 "shellOpenFiles": 1024},
-     "requestId": "9f2c…" | null}
+     "requestId": "9f2c…" | null,
+     "lease": {"path": "/abs/file.lease", "seconds": 15} | null}
 
 ``requestId`` is the HTTP request that started the run; the runner writes it
 on the run's first and terminal records, so a run's log points back at the
 request's log lines.
+
+``lease`` is the file a job runner's supervisor touches each time it renews
+the run's lease, and the lease's length: a runner whose file goes untouched
+for most of a lease stops itself (``runner/lease.py``), exiting
+:data:`LEASE_LAPSED_EXIT` after an ``error`` record, so a frozen or cut-off
+supervisor cannot keep it running while a peer reruns its job.
 """
 
 from __future__ import annotations
@@ -400,6 +407,33 @@ class ModelDef(_Value):
         )
 
 
+# The runner's exit code once it has stopped itself because its lease lapsed.
+LEASE_LAPSED_EXIT = 75
+
+
+class Lease(_Value):
+    """A run's lease as its runner sees it: the file its supervisor touches
+    at each renewal, and the lease's length in seconds."""
+
+    __slots__ = ("path", "seconds")
+    path: Path
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Lease | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise SpecError("lease: must be an object or null")
+        seconds = raw.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise SpecError("lease.seconds: must be a positive number")
+        return cls(path=_abs_path(raw, "path", None), seconds=float(seconds))
+
+
 class RunnerSpec(_Value):
     """Everything one runner needs: who answers (``agents``, starting with
     ``agent_id``), on which model, to what (``prompt`` after ``messages``),
@@ -411,6 +445,7 @@ class RunnerSpec(_Value):
         "artifact",
         "artifact_dir",
         "kind",
+        "lease",
         "limits",
         "log_path",
         "mcp",
@@ -428,6 +463,7 @@ class RunnerSpec(_Value):
         "limits": Limits(),
         "request_id": None,
         "mcp": {},
+        "lease": None,
     }
     run_id: str
     kind: str
@@ -445,6 +481,8 @@ class RunnerSpec(_Value):
     request_id: str | None
     # MCP servers by name (crewboard.mcpspec.McpServer), only when an agent names one.
     mcp: dict[str, Any]
+    # A job run's lease (see the module docstring); a chat turn has none.
+    lease: Lease | None
 
     def to_json(self) -> dict[str, Any]:
         """The spec as its JSON document (see the module docstring)."""
@@ -465,6 +503,8 @@ class RunnerSpec(_Value):
         }
         if self.mcp:
             out["mcp"] = {name: server.to_json() for name, server in self.mcp.items()}
+        if self.lease is not None:
+            out["lease"] = self.lease.to_json()
         return out
 
     def to_line(self) -> bytes:
@@ -525,6 +565,7 @@ class RunnerSpec(_Value):
             limits=Limits.from_json(raw.get("limits", {})),
             request_id=request_id or None,
             mcp=mcp,
+            lease=Lease.from_json(raw.get("lease")),
         )
 
 

@@ -10,7 +10,15 @@ A record is one JSON object per line::
 
 ``seq`` grows by one per record across the whole file (a chat log holds many
 turns). A turn or run ends with exactly one terminal record: ``final_result``,
-``blocked`` or ``error``.
+``blocked`` or ``error``. A turn starts with its ``user_message``.
+
+Nothing written after a turn's terminal record belongs to it: a runner that
+went on after its run was closed for it (its supervisor cut off, the run
+rescued elsewhere) may append more. Every reader here drops the records after
+a terminal record until the next turn's ``user_message`` (in a job run's log,
+all of them): what a run said ends at its terminal record. They keep their
+place in the numbering (seq), so resuming after seq N means the same to
+every reader.
 
 A log may be damaged — a writer killed mid-line, a full disk, an edit by
 hand — and reading survives it:
@@ -47,6 +55,8 @@ from crewboard.clock import iso_now
 log = logging.getLogger(__name__)
 
 TERMINAL_TYPES = frozenset({"final_result", "blocked", "error"})
+# The record a turn starts with (a job run is one turn).
+TURN_START = "user_message"
 # The longest line read as a record. Well above what a runner writes in one
 # record (its output caps), so only damage reaches it; a longer line is skipped
 # as malformed without ever being held whole.
@@ -87,8 +97,7 @@ class LogWriter:
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        last = last_record(self.path)
-        self.seq = int(last["seq"]) if last else 0
+        self.seq = last_seq(self.path)
 
     def append(self, type: str, **fields: Any) -> Record:
         """Write one record; OSError (ENOSPC, EIO…) if it could not be, the
@@ -122,6 +131,8 @@ class _Reading:
     seq: int = 0  # the effective seq of the last well-formed record
     skipped: int = 0  # malformed lines
     renumbered: int = 0  # records whose stored seq was not their effective one
+    dropped: int = 0  # records after a terminal record, before the next turn
+    _ended: bool = False  # past a terminal record, no turn started since
     _partial: bytes = b""
     _overlong: bool = False  # dropping the rest of a line that is too long
     _reported: tuple[int, int] = field(default=(0, 0))
@@ -146,16 +157,23 @@ class _Reading:
                 self._partial, self._overlong = b"", True
         return records
 
-    def unterminated(self) -> Record | None:
+    def pending(self) -> Record | None:
         """At the end of the file: its last line, numbered next, if it is a
         whole record still missing its newline (the line stays pending, in
-        case the writer is still at it)."""
+        case the writer is still at it), whether or not it is shown."""
         if self._overlong or not self._partial.strip():
             return None
         record = _parse(self._partial)
         if record is None:
             return None  # torn: counted once a line of its own follows it
         return {**record, "seq": self.seq + 1}
+
+    def unterminated(self) -> Record | None:
+        """:meth:`pending`, if it is shown (see the module docstring)."""
+        record = self.pending()
+        if record is None or (self._ended and record.get("type") != TURN_START):
+            return None
+        return record
 
     def _take(self, line: bytes) -> Record | None:
         if not line.strip():
@@ -164,7 +182,19 @@ class _Reading:
         if record is None:
             self.skipped += 1
             return None
-        return self._number(record)
+        return self._shown(self._number(record))
+
+    def _shown(self, record: Record) -> Record | None:
+        """The record, unless it follows its turn's terminal record."""
+        kind = record.get("type")
+        if kind == TURN_START:
+            self._ended = False
+        elif self._ended:
+            self.dropped += 1
+            return None
+        if kind in TERMINAL_TYPES:
+            self._ended = True
+        return record
 
     def _number(self, record: Record) -> Record:
         self.seq += 1
@@ -213,8 +243,7 @@ def read_records(path: str | os.PathLike[str], after_seq: int = 0) -> list[Recor
     if last is not None:
         records.append(last)
     reading.report(path)
-    # The n-th well-formed record has seq n.
-    return records[max(0, after_seq) :]
+    return [record for record in records if record["seq"] > after_seq]
 
 
 @dataclass
@@ -258,18 +287,32 @@ def _scanned_for(key: str, fd: int) -> _Scanned:
 
 
 def last_record(path: str | os.PathLike[str]) -> Record | None:
-    """The last well-formed record, with its effective seq (see the module
-    docstring); None for a missing or empty log."""
+    """The last record shown (a run's terminal record once it has one; see
+    the module docstring), with its effective seq; None for a missing or
+    empty log."""
     key = os.path.abspath(path)
     try:
         with open(key, "rb") as f:
-            last = _read_on(key, f)
+            last, _ = _read_on(key, f)
     except FileNotFoundError:
         return None
     return dict(last) if last is not None else None
 
 
-def _read_on(key: str, f: BinaryIO) -> Record | None:
+def last_seq(path: str | os.PathLike[str]) -> int:
+    """The effective seq of the log's last well-formed record, shown or not
+    (0 for a missing or empty log): a writer numbers on from it."""
+    key = os.path.abspath(path)
+    try:
+        with open(key, "rb") as f:
+            _, seq = _read_on(key, f)
+    except FileNotFoundError:
+        return 0
+    return seq
+
+
+def _read_on(key: str, f: BinaryIO) -> tuple[Record | None, int]:
+    """The last record shown, and the last well-formed record's seq."""
     scanned = _scanned_for(key, f.fileno())
     with scanned.lock:
         f.seek(scanned.offset)
@@ -280,7 +323,9 @@ def _read_on(key: str, f: BinaryIO) -> Record | None:
             if records:
                 scanned.last = records[-1]
         scanned.reading.report(key)
-        return scanned.reading.unterminated() or scanned.last
+        pending = scanned.reading.pending()
+        seq = pending["seq"] if pending is not None else scanned.reading.seq
+        return scanned.reading.unterminated() or scanned.last, seq
 
 
 def ensure_terminal(path: str | os.PathLike[str], message: str) -> Record | None:

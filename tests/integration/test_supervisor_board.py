@@ -7,17 +7,18 @@ import os
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from crewboard import sessionlog
-from crewboard.board import dispatch, recovery
+from crewboard.board import dispatch, leases, recovery
 from crewboard.board.heartbeats import beat
 from crewboard.board.models import Job, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
+from crewboard.supervisor.heartbeat import host_identity
 from crewboard.wakeup import wake_supervisor
 from tests.support import crews
 from tests.support.crews import JobDef
@@ -162,12 +163,25 @@ def _orphan(home: Home, supervisor_id: str, *records: tuple[str, dict]) -> dispa
     return got
 
 
-def _beat(supervisor_id: str, *, host: str = "elsewhere", pid: int = 1, age_s: float = 0) -> None:
+# This process's host identity, and another machine's (or container's).
+HERE = host_identity()
+ELSEWHERE = "another-boot:4026531836"
+
+
+def _beat(
+    supervisor_id: str,
+    *,
+    host: str = "elsewhere",
+    identity: str = ELSEWHERE,
+    pid: int = 1,
+    age_s: float = 0,
+) -> None:
     now = utcnow()
     beat(
         supervisor_id,
         pid=pid,
         host=host,
+        host_identity=identity,
         version="test",
         started_at=now - timedelta(minutes=1),
         interval_s=0.2,
@@ -177,11 +191,16 @@ def _beat(supervisor_id: str, *, host: str = "elsewhere", pid: int = 1, age_s: f
     )
 
 
+def past_the_lease() -> datetime:
+    """A moment after every lease a claim just took has expired."""
+    return utcnow() + timedelta(seconds=leases.DEFAULT_LEASE_S + 1)
+
+
 def test_recovery_closes_a_dead_supervisors_runs_by_their_logs(home: Home) -> None:
     _beat("dead", age_s=60)
     answered = _orphan(home, "dead", ("final_result", {"text": "made it", "agentName": "x"}))
     halfway = _orphan(home, "dead", ("text", {"text": "half"}))
-    recovered = recovery.recover_orphans("me", HOST, lambda pid: True, now=utcnow())
+    recovered = recovery.recover_orphans("me", HERE, lambda pid: True, now=past_the_lease())
     assert {r.run_id: r.outcome for r in recovered} == {
         answered.run_id: RunOutcome.SUCCEEDED,
         halfway.run_id: RunOutcome.INTERRUPTED,
@@ -194,25 +213,60 @@ def test_recovery_closes_a_dead_supervisors_runs_by_their_logs(home: Home) -> No
     assert sessionlog.last_record(halfway.log_path)["type"] == "error"
 
 
+def test_a_stale_heartbeat_is_not_enough_while_the_runs_lease_holds(home: Home) -> None:
+    # Its supervisor may only be paused, its runner still going: the run is
+    # rescued once its lease has expired, not before.
+    _beat("paused", age_s=60)
+    got = _orphan(home, "paused")
+    assert recovery.recover_orphans("me", HERE, lambda pid: True, now=utcnow()) == []
+    assert Run.get_by_id(got.run_id).outcome == RunOutcome.RUNNING
+    (recovered,) = recovery.recover_orphans("me", HERE, lambda pid: True, now=past_the_lease())
+    assert recovered.run_id == got.run_id
+
+
 def test_recovery_never_touches_a_live_supervisors_run(home: Home) -> None:
     _beat("alive-elsewhere", host="elsewhere", pid=1)
-    _beat("alive-here", host=HOST, pid=os.getppid())
+    _beat("alive-here", host=HOST, identity=HERE, pid=os.getppid())
     mine = [_orphan(home, "alive-elsewhere"), _orphan(home, "alive-here")]
-    assert recovery.recover_orphans("me", HOST, lambda pid: pid == os.getppid(), now=utcnow()) == []
+    assert recovery.recover_orphans("me", HERE, lambda pid: pid == os.getppid(), now=utcnow()) == []
     assert all(Run.get_by_id(c.run_id).outcome == RunOutcome.RUNNING for c in mine)
 
 
-def test_recovery_on_the_same_host_does_not_wait_for_a_stale_heartbeat(home: Home) -> None:
-    _beat("died-just-now", host=HOST, pid=999_999)
+def test_recovery_on_the_same_host_does_not_wait_for_the_lease(home: Home) -> None:
+    _beat("died-just-now", host=HOST, identity=HERE, pid=999_999)
     got = _orphan(home, "died-just-now")
-    (recovered,) = recovery.recover_orphans("me", HOST, lambda pid: pid != 999_999, now=utcnow())
+    (recovered,) = recovery.recover_orphans("me", HERE, lambda pid: pid != 999_999, now=utcnow())
     assert recovered.run_id == got.run_id and recovered.outcome == RunOutcome.INTERRUPTED
+
+
+def test_a_peer_with_the_same_hostname_in_another_container_is_not_judged_by_pid(
+    home: Home,
+) -> None:
+    # Same hostname, another pid namespace: its pid means nothing here.
+    _beat("next-container", host=HOST, identity=f"{HERE}-other-namespace", pid=999_999)
+    got = _orphan(home, "next-container")
+    assert recovery.recover_orphans("me", HERE, lambda pid: pid != 999_999, now=utcnow()) == []
+    assert Run.get_by_id(got.run_id).outcome == RunOutcome.RUNNING
+
+
+def test_a_renewal_extends_only_leases_that_still_hold(home: Home) -> None:
+    held = _orphan(home, "sup")
+    lapsed = _orphan(home, "sup")
+    _orphan(home, "peer")
+    Run.update(lease_expires_at=utcnow() - timedelta(seconds=1)).where(
+        Run.id == lapsed.run_id
+    ).execute()
+    assert leases.renew("sup", 30.0, now=utcnow()) == {held.run_id}
+    # Renewed for 30 s: still held past the claim's lease.
+    assert leases.renew("sup", 30.0, now=past_the_lease()) == {held.run_id}
+    (rescued,) = recovery.recover_orphans("me", HERE, lambda pid: True, now=utcnow())
+    assert rescued.run_id == lapsed.run_id
 
 
 def test_a_run_closed_under_a_stalled_supervisor_is_reported_lost(home: Home) -> None:
     _beat("stalled", age_s=60)
     got = _orphan(home, "stalled")
-    recovery.recover_orphans("me", HOST, lambda pid: True, now=utcnow())
+    recovery.recover_orphans("me", HERE, lambda pid: True, now=past_the_lease())
     assert dispatch.runs_not_live("stalled", [got.run_id]) == [got.run_id]
     assert dispatch.set_run_pid(got.run_id, 1234, now=utcnow()) is False
 

@@ -18,27 +18,14 @@ from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
 from crewboard.processes import pid_alive
+from crewboard.supervisor.heartbeat import host_identity
 from tests.support import crews, need
-from tests.support.procs import Proc
-from tests.support.supervisor import children_running, supervisor_process
+from tests.support.supervisor import children_running, gone, started, supervisor_process
 from tests.support.waits import wait_until
 
 HOST = socket.gethostname()
 # How a runner that stops on SIGTERM exits (128 + 15); a SIGKILL shows as -9.
 EXIT_ON_SIGTERM = 143
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie nobody has reaped yet counts)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def started(proc: Proc) -> None:
-    proc.wait_for_line(lambda line: "ready" in line and "supervisor" in line)
 
 
 def running_pid(job_id: int) -> int:
@@ -62,7 +49,7 @@ def in_order(output: str, *fragments: str) -> bool:
 
 def add_run_only_this_pid_sees_orphaned(pid: int) -> int:
     """A running run of a supervisor whose heartbeat is fresh but names
-    ``pid`` on this host. To the process with that pid its owner is gone (a
+    ``pid`` under this host identity. To the process with that pid its owner is gone (a
     supervisor's pid now taken by itself); to every other supervisor the owner
     is alive. Returns the run's id."""
     now = utcnow()
@@ -70,6 +57,7 @@ def add_run_only_this_pid_sees_orphaned(pid: int) -> int:
         supervisor_id="marker",
         pid=pid,
         host=HOST,
+        host_identity=host_identity(),
         version="test",
         started_at=now,
         beat_at=now,
@@ -170,7 +158,7 @@ def test_a_live_supervisors_runs_are_never_recovered_by_a_peer(home: Home) -> No
         started(owner)
         runner = running_pid(job_id)
         # A peer's recovery (here: in this process) leaves the live owner's run alone…
-        assert recovery.recover_orphans("peer", HOST, pid_alive, now=utcnow()) == []
+        assert recovery.recover_orphans("peer", host_identity(), pid_alive) == []
         with supervisor_process(home.root, {"CREWBOARD_CONCURRENCY": "1"}) as peer:
             started(peer)
             # …and so does the peer's own periodic recovery: once it has closed
@@ -255,14 +243,15 @@ def test_the_supervisor_speaks_the_systemd_notify_protocol(home: Home, notify_so
     assert Run.get().outcome == RunOutcome.INTERRUPTED
 
 
-def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: Home) -> None:
+def test_a_stalled_supervisors_runner_stops_before_a_peer_takes_its_run_over(home: Home) -> None:
     job_id = crews.add_job("/sleep 30\nThen answer.")
-    with supervisor_process(home.root) as stalled:
+    leased = {"CREWBOARD_LEASE_S": "3"}
+    with supervisor_process(home.root, leased) as stalled:
         started(stalled)
         runner = running_pid(job_id)
         stalled.popen.send_signal(signal.SIGSTOP)  # alive, but its heartbeat goes stale
         try:
-            with supervisor_process(home.root) as peer:
+            with supervisor_process(home.root, leased) as peer:
                 started(peer)
 
                 def taken_over() -> bool:
@@ -275,10 +264,17 @@ def test_a_stalled_supervisor_stops_the_runner_of_a_run_a_peer_took_over(home: H
                     )
 
                 wait_until(taken_over, 30, "the peer to recover the stale run and rerun it")
-                assert not gone(runner)  # the stalled supervisor cannot stop it yet…
+                # Its lease lapsed first, and with it the runner stopped itself.
+                assert gone(runner)
                 stalled.popen.send_signal(signal.SIGCONT)
-                # …and once it runs again it sees the run is no longer its own.
-                wait_until(lambda: gone(runner), 30, "the stalled supervisor to stop its runner")
+                # Running again, the stalled supervisor reaps its runner and
+                # leaves the rerun alone.
+                first_id = crews.runs(job_id)[0].id
+                wait_until(
+                    lambda: f"run {first_id} of job {job_id}: " in stalled.output(),
+                    30,
+                    "the stalled supervisor to reap its runner",
+                )
                 first, second = crews.runs(job_id)
                 assert first.outcome == RunOutcome.INTERRUPTED
                 assert second.outcome == RunOutcome.RUNNING and not gone(second.pid)

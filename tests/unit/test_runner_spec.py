@@ -86,6 +86,9 @@ def test_the_api_key_never_shows_in_the_spec_repr() -> None:
         ({"workspace": "ws"}, "workspace"),
         ({"requestId": 7}, "requestId"),
         ({"requestId": "x" * 65}, "requestId"),
+        ({"lease": {"path": "/tmp/run-42.lease", "seconds": 0}}, "lease.seconds"),
+        ({"lease": {"path": "run-42.lease", "seconds": 15}}, "path"),
+        ({"lease": "soon"}, "lease"),
     ],
 )
 def test_a_bad_spec_names_the_bad_key(overrides: dict[str, Any], key: str) -> None:
@@ -177,3 +180,13 @@ def test_a_spec_is_frozen_and_names_what_it_lacks() -> None:
             workspace=Path("/w"),
             artifact_dir=Path("/a"),
         )
+
+
+def test_a_job_runs_lease_goes_over_the_wire_and_a_chat_turn_has_none() -> None:
+    lease = {"path": "/tmp/run-42.lease", "seconds": 15}
+    spec = parse_spec(minimal(lease=lease))
+    assert spec.lease is not None
+    assert spec.lease.path == Path("/tmp/run-42.lease") and spec.lease.seconds == 15.0
+    assert json.loads(spec.to_line())["lease"] == lease
+    assert parse_spec(minimal()).lease is None
+    assert "lease" not in json.loads(parse_spec(minimal()).to_line())

@@ -156,7 +156,9 @@ def test_a_cursor_reads_damage_in_pieces_as_the_whole_file_does(tmp_path):
     path = tmp_path / "run.jsonl"
     damaged_log(path)
     with path.open("ab") as f:
-        f.write(b"\xff" * (MAX_RECORD_BYTES + 5) + b"\n" + line(11, "text", text="late") + b"\n")
+        f.write(
+            b"\xff" * (MAX_RECORD_BYTES + 5) + b"\n" + line(11, "user_message", text="late") + b"\n"
+        )
     cursor = LogCursor(path)
     got = []
     # Small reads split every line, the over-long one into many pieces.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from crewboard.board import webhooks
+from crewboard.board import leases, webhooks
 from crewboard.board.db import execute, is_sqlite, write
 from crewboard.board.events import SUPERVISOR, EventKind, EventRow, record_events
 from crewboard.board.models import (
@@ -101,12 +101,20 @@ UPDATE job SET status = 'running', updated_at = ?
 WHERE id = ? AND status = 'ready'
 RETURNING owner_id, agent, artifact_name, timeout_s, prompt, feedback
 """
-# The run row; the unique index run_one_live_per_job refuses a second live run.
+# The run row, held by its supervisor's lease (board/leases.py); the unique
+# index run_one_live_per_job refuses a second live run.
 _INSERT_RUN = """
-INSERT INTO run (job_id, attempt, outcome, supervisor_id, started_at, artifact)
-VALUES (?, (SELECT COUNT(*) + 1 FROM run WHERE job_id = ?), 'running', ?, ?, ?)
+INSERT INTO run (job_id, attempt, outcome, supervisor_id, started_at, artifact, lease_expires_at)
+VALUES (?, (SELECT COUNT(*) + 1 FROM run WHERE job_id = ?), 'running', ?, ?, ?, {lease})
 RETURNING id, attempt
 """
+
+
+@functools.cache
+def _insert_run_sql(sqlite: bool) -> str:
+    return _INSERT_RUN.format(lease=leases.claim_lease_sql(sqlite))
+
+
 _SET_LOG_PATH = "UPDATE run SET log_path = ? WHERE id = ?"
 # When a job became claimable (created, promoted, or its backoff ended), read
 # before the claim moves updated_at on; and the request that created it.
@@ -259,7 +267,11 @@ def _pick_next(
 
 
 def _claim(
-    job_id: int, supervisor_id: str, log_path: Callable[[int], Path], now: datetime
+    job_id: int,
+    supervisor_id: str,
+    log_path: Callable[[int], Path],
+    now: datetime,
+    lease_s: float,
 ) -> Claim | None:
     queued = execute(_QUEUED_SINCE, (job_id,)).fetchone()
     taken = execute(_TAKE_JOB, (_ts(now), job_id)).fetchone()
@@ -268,8 +280,10 @@ def _claim(
     owner_id, agent, artifact, timeout_s, prompt, feedback = taken
     available_at, updated_at, request_id = queued
     ready_since = max(filter(None, (_from_ts(available_at), _from_ts(updated_at))), default=now)
+    sqlite = is_sqlite()
+    lease = leases.claim_lease_param(now, lease_s, sqlite)
     run_id, attempt = execute(
-        _INSERT_RUN, (job_id, job_id, supervisor_id, _ts(now), artifact)
+        _insert_run_sql(sqlite), (job_id, job_id, supervisor_id, _ts(now), artifact, lease)
     ).fetchone()
     path = log_path(run_id)
     execute(_SET_LOG_PATH, (str(path), run_id))
@@ -300,6 +314,7 @@ def claim_ready_jobs(
     after_owner: int = 0,
     user_concurrency: int | None = None,
     now: datetime,
+    lease_s: float = leases.DEFAULT_LEASE_S,
 ) -> list[Claim]:
     """Claim up to ``limit`` ready jobs in one transaction, taking owners in
     turn (see ``_PICK_NEXT``): the first claim goes to the first owner after
@@ -307,14 +322,15 @@ def claim_ready_jobs(
     and so on; within an owner the oldest job goes first. With
     ``user_concurrency`` no owner gets more running jobs than that. Each job
     goes ``running`` with a new Run owned by ``supervisor_id``, its log at
-    ``log_path(run_id)``. Fewer claims (or none) when fewer are ready."""
+    ``log_path(run_id)``, held for ``lease_s`` by the board's clock. Fewer
+    claims (or none) when fewer are ready."""
     claims: list[Claim] = []
     while len(claims) < limit:
         head = _pick_next(after_owner, user_concurrency, now)
         if head is None:
             break
         after_owner, job_id = head
-        claim = _claim(job_id, supervisor_id, log_path, now)
+        claim = _claim(job_id, supervisor_id, log_path, now, lease_s)
         if claim is None:
             break  # a racing supervisor took it; the next round looks again
         claims.append(claim)

@@ -20,7 +20,7 @@ def board_gauges(*, now: datetime) -> BoardGauges:
     rows: Any = Job.select(Job.status, peewee.fn.COUNT(Job.id)).group_by(Job.status).tuples()
     for status, count in rows:
         counts[str(status)] = int(count)
-    status = heartbeats.status(0, now=now)
+    status = heartbeats.status(0)
     return BoardGauges(
         jobs_by_status=counts,
         runners_running=int(status["running"]),

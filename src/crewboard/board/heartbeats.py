@@ -1,11 +1,16 @@
 """Supervisor heartbeats: one row per supervisor process. Liveness is the age
-of the latest beat and nothing else (stale after three intervals)."""
+of the latest beat and nothing else (stale after three intervals), by the
+board's clock (board/leases.py): a beat is stamped with it, and its age
+measured on it, so a host whose clock runs fast or slow cannot make a peer
+look dead. A beat also renews the leases of the supervisor's runs."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from crewboard.board import leases
 from crewboard.board.db import write
+from crewboard.board.leases import board_now, clock_value
 from crewboard.board.models import Heartbeat
 from crewboard.clock import iso
 
@@ -23,14 +28,20 @@ def beat(
     interval_s: float,
     running: int,
     capacity: int,
-    now: datetime,
-) -> None:
+    host_identity: str | None = None,
+    lease_s: float | None = None,
+    now: datetime | None = None,
+) -> set[int]:
+    """Write this supervisor's beat; with ``lease_s``, renew its runs'
+    leases in the same transaction (:func:`crewboard.board.leases.renew`)
+    and return the runs it still holds (else an empty set)."""
     values = dict(
         pid=pid,
         host=host,
+        host_identity=host_identity,
         version=version,
         started_at=started_at,
-        beat_at=now,
+        beat_at=clock_value(now),
         interval_s=interval_s,
         running=running,
         capacity=capacity,
@@ -38,12 +49,15 @@ def beat(
     )
     updated = Heartbeat.update(**values).where(Heartbeat.supervisor_id == supervisor_id).execute()
     if not updated:
-        Heartbeat.create(supervisor_id=supervisor_id, **values)
+        Heartbeat.insert(supervisor_id=supervisor_id, **values).execute()
+    if lease_s is None:
+        return set()
+    return leases.renew(supervisor_id, lease_s, now=now)
 
 
 @write
-def mark_stopped(supervisor_id: str, *, now: datetime) -> None:
-    Heartbeat.update(stopped_at=now, running=0).where(
+def mark_stopped(supervisor_id: str, *, now: datetime | None = None) -> None:
+    Heartbeat.update(stopped_at=clock_value(now), running=0).where(
         Heartbeat.supervisor_id == supervisor_id
     ).execute()
 
@@ -55,9 +69,11 @@ def is_alive(row: Heartbeat, *, now: datetime) -> bool:
     return age_s <= STALE_AFTER_INTERVALS * row.interval_s
 
 
-def status(ready_jobs: int, *, now: datetime, keep_s: float = 86400.0) -> dict:
+def status(ready_jobs: int, *, now: datetime | None = None, keep_s: float = 86400.0) -> dict:
     """What ``/api/dispatcher/status`` reports: liveness from the newest
-    heartbeat's age, and one row per supervisor seen within ``keep_s``."""
+    heartbeat's age (by the board's clock unless ``now`` is given), and one
+    row per supervisor seen within ``keep_s``."""
+    now = now or board_now()
     rows = [
         row
         for row in Heartbeat.select().order_by(Heartbeat.beat_at.desc())

@@ -66,6 +66,22 @@ def _v6_login_throttle(db: peewee.Database) -> None:
     db.create_tables([models.LoginThrottle], safe=True)
 
 
+def _v7_run_leases(db: peewee.Database) -> None:
+    """Runs held by a lease their supervisor renews (``run.lease_expires_at``),
+    and the host identity a heartbeat's pid belongs to. A run live before
+    this version has no lease: it is rescued as before, once its supervisor's
+    heartbeat is stale."""
+    migrator = SchemaMigrator.from_database(db)
+    run_columns = {c.name for c in db.get_columns(models.Run._meta.table_name)}
+    if "lease_expires_at" not in run_columns:
+        migrate_schema(migrator.add_column("run", "lease_expires_at", models.Run.lease_expires_at))
+    beat_columns = {c.name for c in db.get_columns(models.Heartbeat._meta.table_name)}
+    if "host_identity" not in beat_columns:
+        migrate_schema(
+            migrator.add_column("heartbeat", "host_identity", models.Heartbeat.host_identity)
+        )
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -73,6 +89,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v4_webhooks,
     _v5_job_request_id,
     _v6_login_throttle,
+    _v7_run_leases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

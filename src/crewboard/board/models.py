@@ -236,6 +236,10 @@ class Heartbeat(BaseModel):
     supervisor_id = peewee.CharField(max_length=100, unique=True)
     pid = peewee.IntegerField()
     host = peewee.CharField(max_length=255)
+    # Which kernel boot and pid namespace the pid belongs to
+    # (supervisor/heartbeat.py host_identity): two containers may share a
+    # hostname, never this.
+    host_identity = peewee.CharField(max_length=100, null=True)
     version = peewee.CharField(max_length=32)
     started_at = UTCDateTimeField()
     beat_at = UTCDateTimeField(index=True)
@@ -261,6 +265,10 @@ class Run(BaseModel):
     log_path = peewee.TextField(null=True)
     artifact = peewee.CharField(max_length=200, null=True)
     error = peewee.TextField(null=True)
+    # While live: until when its supervisor holds it, by the board's clock
+    # (board/leases.py); renewed with the heartbeat, a peer rescues the run
+    # only once it has passed.
+    lease_expires_at = UTCDateTimeField(null=True)
 
     class Meta:
         indexes = ((("job", "id"), False), (("outcome", "supervisor_id"), False))

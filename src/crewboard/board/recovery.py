@@ -2,9 +2,13 @@
 what their logs say, their jobs moved on as if the run had ended (see
 :func:`crewboard.board.dispatch.finish_run`):
 
-- the runs of a supervisor that is no longer alive (:func:`recover_orphans`).
-  A supervisor is alive while its heartbeat is fresh — and, on this host,
-  while its pid exists; another live supervisor's runs are never touched;
+- a peer's runs its supervisor no longer holds (:func:`recover_orphans`): a
+  run is rescued once its lease has expired by the board's clock
+  (``board/leases.py``) — by then its supervisor has stopped its runner, and
+  the runner has stopped itself — or at once when its supervisor has
+  stopped, or when it ran under this very host identity (the same boot and
+  pid namespace) and its pid is gone (a restart). A hostname alone proves
+  nothing: containers share one and compare pids of other namespaces;
 - a live supervisor's own runs whose runner is gone but whose end was never
   recorded (:func:`recover_lost_runs`): the supervisor names the runs it still
   supervises, and the others it owns, once past a grace, are closed.
@@ -25,6 +29,7 @@ from crewboard import sessionlog
 from crewboard.board.db import write
 from crewboard.board.dispatch import close_run, run_with_job
 from crewboard.board.heartbeats import is_alive
+from crewboard.board.leases import board_now, lease_lapsed
 from crewboard.board.models import Heartbeat, Run, RunOutcome
 
 log = logging.getLogger(__name__)
@@ -41,37 +46,76 @@ class Recovered:
     job_status: str
 
 
-def dead_supervisors(
-    this_supervisor_id: str, this_host: str, pid_alive: Callable[[int], bool], *, now: datetime
-) -> set[str]:
-    """Supervisors owning live runs that are not themselves alive: their
-    heartbeat is stale or stopped (or missing), or they ran on this host and
-    their pid is gone (or is now this very process)."""
-    owners = {
-        row.supervisor_id
-        for row in Run.select(Run.supervisor_id).where(Run.outcome == RunOutcome.RUNNING).distinct()
-    }
-    owners.discard(this_supervisor_id)
-    if not owners:
-        return set()
+@dataclass(frozen=True)
+class Rescue:
+    """A peer's live run this supervisor may close, and why."""
+
+    run_id: int
+    owner: str
+    why: str
+    # Rescued because its lease passed: checked again, under a row lock, as it is closed.
+    lease_lapsed: bool
+
+
+def _gone_here(beat: Heartbeat, this_host_identity: str, pid_alive: Callable[[int], bool]) -> bool:
+    """The beat's supervisor ran under this host identity and its pid is gone
+    (or is now this very process)."""
+    return beat.host_identity == this_host_identity and (
+        beat.pid == os.getpid() or not pid_alive(beat.pid)
+    )
+
+
+def _why_rescuable(
+    run: Run,
+    beat: Heartbeat | None,
+    this_host_identity: str,
+    pid_alive: Callable[[int], bool],
+    now: datetime,
+) -> str | None:
+    if run.lease_expires_at is not None and run.lease_expires_at <= now:
+        return _LEASE_EXPIRED
+    if beat is not None and beat.stopped_at is not None:
+        return _SUPERVISOR_GONE  # it stopped its runners before it said so
+    if beat is not None and _gone_here(beat, this_host_identity, pid_alive):
+        return _SUPERVISOR_GONE
+    if run.lease_expires_at is None and (beat is None or not is_alive(beat, now=now)):
+        return _SUPERVISOR_GONE  # a run from before leases
+    return None
+
+
+def rescuable_runs(
+    this_supervisor_id: str,
+    this_host_identity: str,
+    pid_alive: Callable[[int], bool],
+    *,
+    now: datetime,
+) -> list[Rescue]:
+    """Other supervisors' live runs this one may close (see the module
+    docstring); never one whose lease still holds and whose supervisor may
+    still be running it."""
+    runs = list(
+        Run.select(Run.id, Run.supervisor_id, Run.lease_expires_at).where(
+            (Run.outcome == RunOutcome.RUNNING) & (Run.supervisor_id != this_supervisor_id)
+        )
+    )
+    if not runs:
+        return []
+    owners = {run.supervisor_id for run in runs}
     beats = {
         row.supervisor_id: row
         for row in Heartbeat.select().where(Heartbeat.supervisor_id.in_(owners))
     }
-    dead = set()
-    for owner in owners:
-        beat = beats.get(owner)
-        if (
-            beat is None
-            or not is_alive(beat, now=now)
-            or (beat.host == this_host and (beat.pid == os.getpid() or not pid_alive(beat.pid)))
-        ):
-            dead.add(owner)
-    return dead
+    rescues = []
+    for run in runs:
+        why = _why_rescuable(run, beats.get(run.supervisor_id), this_host_identity, pid_alive, now)
+        if why is not None:
+            rescues.append(Rescue(run.id, run.supervisor_id, why, why == _LEASE_EXPIRED))
+    return rescues
 
 
 # Why a recovered run ended, when its log does not say.
 _SUPERVISOR_GONE = "its supervisor went away"
+_LEASE_EXPIRED = "its supervisor's lease on it expired"
 _END_UNRECORDED = "its runner is gone and its end was never recorded"
 
 
@@ -86,7 +130,12 @@ def _orphan_outcome(log_path: str | None, why: str) -> tuple[RunOutcome, str | N
 
 
 @write
-def _recover_run(run_id: int, owner: str, why: str, *, now: datetime) -> Recovered | None:
+def _recover_run(
+    run_id: int, owner: str, why: str, *, now: datetime | None, if_lease_lapsed: bool = False
+) -> Recovered | None:
+    now = now or board_now()
+    if if_lease_lapsed and not lease_lapsed(run_id, now=now):
+        return None  # renewed meanwhile: its supervisor holds it again
     run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
         return None
@@ -109,18 +158,24 @@ def _recover_run(run_id: int, owner: str, why: str, *, now: datetime) -> Recover
     return Recovered(run.id, run.job_id, owner, outcome, finished.job_status)
 
 
-def _recover_each(runs: list[tuple[int, str]], why: str, *, now: datetime) -> list[Recovered]:
-    """Close each ``(run_id, owner)`` still live, one transaction per run."""
+def _recover_each(rescues: list[Rescue], *, now: datetime | None) -> list[Recovered]:
+    """Close each rescue's run still live, one transaction per run."""
     recovered = []
-    for run_id, owner in runs:
-        closed = _recover_run(run_id, owner, why, now=now)
+    for rescue in rescues:
+        closed = _recover_run(
+            rescue.run_id,
+            rescue.owner,
+            rescue.why,
+            now=now,
+            if_lease_lapsed=rescue.lease_lapsed,
+        )
         if closed is not None:
             log.info(
                 "recovered run %s of job %s from supervisor %s (%s): %s",
                 closed.run_id,
                 closed.job_id,
                 closed.supervisor_id,
-                why,
+                rescue.why,
                 closed.outcome.value,
             )
             recovered.append(closed)
@@ -129,23 +184,20 @@ def _recover_each(runs: list[tuple[int, str]], why: str, *, now: datetime) -> li
 
 def recover_orphans(
     this_supervisor_id: str,
-    this_host: str,
+    this_host_identity: str,
     pid_alive: Callable[[int], bool],
     *,
-    now: datetime,
+    now: datetime | None = None,
 ) -> list[Recovered]:
-    """Close every run left ``running`` by a supervisor that is not alive
-    (see :func:`dead_supervisors`): ``succeeded`` if its log ends in a
-    ``final_result``, ``blocked`` if in the agent's block, else
-    ``interrupted``; and move its job on as :func:`finish_run` does. Never
-    touches a run whose supervisor is alive. One transaction per run."""
-    dead = dead_supervisors(this_supervisor_id, this_host, pid_alive, now=now)
-    if not dead:
-        return []
-    orphans = Run.select(Run.id, Run.supervisor_id).where(
-        (Run.outcome == RunOutcome.RUNNING) & Run.supervisor_id.in_(dead)
-    )
-    return _recover_each([(o.id, o.supervisor_id) for o in orphans], _SUPERVISOR_GONE, now=now)
+    """Close every peer's run this supervisor may rescue (see
+    :func:`rescuable_runs`; by the board's clock unless ``now`` is given):
+    ``succeeded`` if its log ends in a ``final_result``, ``blocked`` if in
+    the agent's block, else ``interrupted``; and move its job on as
+    :func:`finish_run` does. Never touches a run whose lease still holds
+    while its supervisor may be running it. One transaction per run."""
+    clock = now or board_now()
+    rescues = rescuable_runs(this_supervisor_id, this_host_identity, pid_alive, now=clock)
+    return _recover_each(rescues, now=now)
 
 
 def own_live_runs(supervisor_id: str, *, started_before: datetime) -> list[int]:
@@ -159,9 +211,12 @@ def own_live_runs(supervisor_id: str, *, started_before: datetime) -> list[int]:
     return [row.id for row in rows]
 
 
-def recover_lost_runs(supervisor_id: str, run_ids: list[int], *, now: datetime) -> list[Recovered]:
+def recover_lost_runs(
+    supervisor_id: str, run_ids: list[int], *, now: datetime | None = None
+) -> list[Recovered]:
     """Close runs of a live supervisor that it no longer supervises (their
     runner gone, their end never recorded): of :func:`own_live_runs`, those
     its launcher does not hold. Closed as :func:`recover_orphans` closes
     them, one transaction per run; a run closed meanwhile is left as it is."""
-    return _recover_each([(run_id, supervisor_id) for run_id in run_ids], _END_UNRECORDED, now=now)
+    rescues = [Rescue(run_id, supervisor_id, _END_UNRECORDED, False) for run_id in run_ids]
+    return _recover_each(rescues, now=now)

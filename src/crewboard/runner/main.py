@@ -9,6 +9,7 @@ Exit codes, each after its terminal record in the log:
       parent went away: EOF on stdin)
 2     the spec was malformed (an ``error`` record if it named a logPath)
 3     ``blocked``
+75    its lease lapsed (``runner/lease.py``): ``error {"interrupted": true}``
 143   SIGTERM: ``error {"message": "run cancelled (SIGTERM)", "cancelled": true}``
 ====  ==============================================================
 
@@ -27,14 +28,17 @@ import select
 import signal
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 from crewboard.runner.session_log import RunLog
 from crewboard.runner.spec import RunnerSpec, SpecError, find_log_path, parse_spec
+from crewboard.runspec import LEASE_LAPSED_EXIT
 
 EXIT_ERROR, EXIT_BAD_SPEC, EXIT_BLOCKED, EXIT_SIGTERM, EXIT_SIGINT = 1, 2, 3, 143, 130
 _EXIT_BY_TERMINAL = {"final_result": 0, "blocked": EXIT_BLOCKED, "error": EXIT_ERROR}
 _PR_SET_DUMPABLE = 4
+LEASE_LAPSED = "run interrupted: its lease lapsed (its supervisor stopped renewing it)"
 
 
 def make_non_dumpable() -> bool:
@@ -153,6 +157,12 @@ def main() -> NoReturn:
     log = RunLog(spec.log_path, secrets=secrets, stamp=stamp)
     control = Control(log)
     control.start()
+    if spec.lease is not None:
+        from crewboard.runner.lease import watch_lease
+
+        watch_lease(
+            spec.lease, partial(control.stop, LEASE_LAPSED, LEASE_LAPSED_EXIT, interrupted=True)
+        )
     # The first line goes out before the rest of the runner is imported: it is
     # what tells a follower the run has started.
     log.append("user_message", text=spec.prompt, **stamp)

@@ -47,6 +47,7 @@ def _round_on_board(
     after_owner: int,
     user_concurrency: int | None,
     now: datetime,
+    lease_s: float,
 ) -> RoundPlan:
     """A round's board work, in one trip to a worker thread: make waiting
     jobs ready, find runs to cancel (while this supervisor runs any), claim
@@ -63,6 +64,7 @@ def _round_on_board(
             after_owner=after_owner,
             user_concurrency=user_concurrency,
             now=now,
+            lease_s=lease_s,
         )
     outlook = dispatch.outlook(now=now)
     # After the claims' transaction: the board is not held while files are made.
@@ -101,6 +103,7 @@ class Dispatcher:
             after_owner=self._last_owner,
             user_concurrency=self.user_concurrency,
             now=utcnow(),
+            lease_s=self.launcher.config.run_lease_s,
         )
         await self._stop_cancelled(plan.to_cancel)
         for claim, prepared in plan.claims:

@@ -13,6 +13,14 @@ SIGKILL — when its job's timeout passes (``timed_out``), a user cancels it
 log is closed with a terminal record if the runner left none, and
 :func:`crewboard.board.dispatch.finish_run` applies the failure policy.
 
+Each run is held by a lease (``board/leases.py``) the heartbeat renews
+(``supervisor/heartbeat.py``). After each renewal the launcher touches the
+lease file of every run still held — the runner stops itself when its file
+goes untouched (``runner/lease.py``) — and stops the runners of runs no
+longer held (:meth:`Launcher.hold`). When renewals fail for half a lease the
+launcher is fenced (:meth:`Launcher.fence`): every runner is stopped and no
+slot is free until a renewal succeeds.
+
 Recording a run's end is retried while the board's errors are transient
 (:func:`crewboard.board.db.is_transient_error`: a full disk, an I/O error, a
 lost connection), with a capped exponential backoff, until it succeeds or
@@ -50,7 +58,14 @@ from crewboard.home import Home
 from crewboard.mcpspec import McpError, run_servers
 from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
 from crewboard.providers import DEFAULT_MODEL, resolve_model
-from crewboard.runspec import ModelDef, RunnerSpec, SpecError, agents_from_json
+from crewboard.runspec import (
+    LEASE_LAPSED_EXIT,
+    Lease,
+    ModelDef,
+    RunnerSpec,
+    SpecError,
+    agents_from_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +113,8 @@ def classify(
         return Ending(stopped_as, "the supervisor stopped it")
     if stopped_as is not None:
         return Ending(stopped_as, "stopped by the supervisor")
+    if kind == "error" and returncode == LEASE_LAPSED_EXIT:
+        return Ending(RunOutcome.INTERRUPTED, "its lease lapsed")
     if kind == "blocked":
         assert last is not None
         return Ending(RunOutcome.BLOCKED, str(last.get("reason") or "") or None)
@@ -110,6 +127,11 @@ def classify(
     else:
         how += " without a result"
     return Ending(RunOutcome.CRASHED, how)
+
+
+def lease_path(log_path: Path) -> Path:
+    """The file a run's lease renewals are signalled through, by its log."""
+    return log_path.with_suffix(".lease")
 
 
 def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
@@ -138,6 +160,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         artifact=claim.artifact,
         limits=config.runner_limits(),
         request_id=claim.request_id,
+        lease=Lease(path=lease_path(claim.log_path), seconds=config.run_lease_s),
     )
 
 
@@ -150,6 +173,8 @@ def _prepare(spec: RunnerSpec) -> None:
     for folder in (spec.workspace, spec.artifact_dir):
         os.makedirs(folder, mode=0o700, exist_ok=True)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    if spec.lease is not None:
+        spec.lease.path.touch()
 
 
 def _record_end(
@@ -199,6 +224,8 @@ def _close_log(
     with contextlib.suppress(OSError):
         if stderr.stat().st_size == 0:
             stderr.unlink()
+    with contextlib.suppress(OSError):
+        lease_path(claim.log_path).unlink()
     return _saved_artifact(claim, home, last)
 
 
@@ -244,6 +271,8 @@ class Launcher:
         # Set once the supervisor stops: runs whose end cannot be recorded are
         # then left for the next start's recovery instead of retried.
         self._give_up = trio.Event()
+        # Its leases may have lapsed: no runner runs and nothing is claimed.
+        self.fenced = False
 
     @property
     def running(self) -> int:
@@ -251,7 +280,37 @@ class Launcher:
 
     @property
     def free_slots(self) -> int:
+        if self.fenced:
+            return 0
         return max(0, self.config.concurrency - len(self.active))
+
+    def hold(self, held: set[int], asked: set[int]) -> None:
+        """After a lease renewal that succeeded: ``held`` are the runs it
+        renewed, ``asked`` the runs running when it was sent. Lift the
+        fence, keep each held runner going (touch its lease file), and stop
+        those asked about that are no longer held (a peer rescued the run)."""
+        if self.fenced:
+            log.info("the run leases are renewed again; taking work")
+            self.fenced = False
+        for run_id in asked - held:
+            if self.stop(run_id, RunOutcome.INTERRUPTED):
+                log.warning("run %s is no longer held by this supervisor; stopping it", run_id)
+        for run_id in held & self.supervised():
+            with contextlib.suppress(OSError):
+                os.utime(lease_path(self.active[run_id].claim.log_path))
+
+    def fence(self) -> None:
+        """The leases could not be renewed in time and may lapse: stop every
+        runner (its run ends ``interrupted``) and claim nothing until
+        :meth:`hold` says a renewal has succeeded."""
+        if not self.fenced:
+            log.error(
+                "could not renew the run leases in time; stopping %d run(s), taking no work",
+                len(self.supervised()),
+            )
+            self.fenced = True
+        for run_id in self.supervised():
+            self.stop(run_id, RunOutcome.INTERRUPTED)
 
     async def launch(self, claim: Claim, prepared: Prepared | None = None) -> None:
         """Start the claimed run's runner (from ``prepared``, :meth:`prepare`'s

@@ -19,11 +19,10 @@ import trio
 from crewboard import metrics
 from crewboard.board import db, heartbeats
 from crewboard.bootstrap import open_home, report_shell_sandbox
-from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.forkserver import ForkServer
 from crewboard.supervisor.dispatcher import Dispatcher, serve_dispatcher
-from crewboard.supervisor.heartbeat import Identity, serve_heartbeat
+from crewboard.supervisor.heartbeat import Identity, Leases, serve_fence, serve_heartbeat
 from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
 from crewboard.supervisor.retention import serve_pruner
@@ -86,14 +85,19 @@ async def run_supervisor(
                         config.poll_s,
                         config.user_concurrency,
                     )
-                    # Start the heartbeat; it beats on through the drain.
+                    # Start the heartbeat, renewing the runs' leases, and the
+                    # fence that stops the runners if it cannot; both go on
+                    # through the drain.
+                    leases = Leases(config.run_lease_s, launcher)
                     await nursery.start(
                         serve_heartbeat,
                         identity,
                         config.heartbeat_s,
                         _load(config, launcher, dispatcher),
                         notifier,
+                        leases,
                     )
+                    await nursery.start(serve_fence, leases)
                     # Take work.
                     async with trio.open_nursery() as intake:
                         await intake.start(
@@ -132,7 +136,7 @@ async def run_supervisor(
     # Stopped: say so, so status turns "down" at once.
     with trio.CancelScope(shield=True):
         try:
-            await db.call(heartbeats.mark_stopped, identity.supervisor_id, now=utcnow())
+            await db.call(heartbeats.mark_stopped, identity.supervisor_id)
         except Exception as exc:
             if not db.is_transient_error(exc):
                 raise

@@ -2,11 +2,12 @@
 
 At boot, before this supervisor claims anything, and then every few heartbeat
 intervals (so a peer supervisor's death is noticed while this one runs), it
-closes each run whose supervisor is not alive — heartbeat stale or stopped,
-or, on this host, its pid gone — as ``succeeded`` if the log ends in a
-``final_result``, else ``interrupted``, and requeues the job
-(:func:`crewboard.board.recovery.recover_orphans`). A run whose supervisor is
-alive is never touched — except this supervisor's own: a run it owns on the
+closes each peer's run its supervisor no longer holds — its lease expired by
+the board's clock, or its supervisor stopped, or gone from this very host
+identity — as ``succeeded`` if the log ends in a ``final_result``, else
+``interrupted``, and requeues the job
+(:func:`crewboard.board.recovery.recover_orphans`). A run whose lease holds is
+never touched — except this supervisor's own: a run it owns on the
 board that its launcher no longer holds (the runner gone, its end never
 recorded), once older than :data:`LOST_GRACE_S`, is closed the same way
 (:func:`crewboard.board.recovery.recover_lost_runs`).
@@ -41,9 +42,8 @@ async def run_recovery(identity: Identity) -> list[recovery.Recovered]:
         await db.call(
             recovery.recover_orphans,
             identity.supervisor_id,
-            identity.host,
+            identity.host_identity,
             pid_alive,
-            now=utcnow(),
         )
     )
 
@@ -74,9 +74,7 @@ async def run_lost_recovery(
         return []
     for run_id in lost:
         log.warning("run %s is running on the board but no longer here; closing it", run_id)
-    return _counted(
-        await db.call(recovery.recover_lost_runs, identity.supervisor_id, lost, now=utcnow())
-    )
+    return _counted(await db.call(recovery.recover_lost_runs, identity.supervisor_id, lost))
 
 
 async def serve_reaper(
