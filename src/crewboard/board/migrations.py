@@ -66,6 +66,12 @@ def _v6_login_throttle(db: peewee.Database) -> None:
     db.create_tables([models.LoginThrottle], safe=True)
 
 
+def _v7_oauth_spent_states(db: peewee.Database) -> None:
+    """Sign-in flow states already used, kept in the board, so that every
+    web process refuses a replayed one."""
+    db.create_tables([models.OAuthSpentState], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -73,6 +79,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v4_webhooks,
     _v5_job_request_id,
     _v6_login_throttle,
+    _v7_oauth_spent_states,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,7 +1,7 @@
 """``crewboard supervisor``: the actor that owns the run state of jobs.
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
-socket), recover the runs of supervisors that died, start the runner template
+socket; on PostgreSQL also listen for wake-ups from other hosts), recover the runs of supervisors that died, start the runner template
 and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler,
 pruner and webhook sender in one nursery), tell systemd it is ready, wait for a signal, then stop
 taking work and drain the running runs.
@@ -28,7 +28,12 @@ from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
 from crewboard.supervisor.retention import serve_pruner
 from crewboard.supervisor.scheduler import serve_scheduler
-from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
+from crewboard.supervisor.wake import (
+    Wakeup,
+    open_wake_socket,
+    serve_wake_notifications,
+    serve_wake_socket,
+)
 from crewboard.supervisor.webhooks import Sender, serve_webhooks
 from crewboard.systemd import Notifier
 
@@ -93,11 +98,9 @@ async def run_supervisor(
                     )
                     # Take work.
                     async with trio.open_nursery() as intake:
-                        await intake.start(
-                            serve_wake_socket,
-                            wake_socket,
-                            (wakeup, schedule_wakeup, webhook_wakeup),
-                        )
+                        woken = (wakeup, schedule_wakeup, webhook_wakeup)
+                        await intake.start(serve_wake_socket, wake_socket, woken)
+                        await intake.start(serve_wake_notifications, woken)
                         await intake.start(
                             serve_reaper,
                             identity,
