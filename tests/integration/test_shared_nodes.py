@@ -19,25 +19,12 @@ from crewboard.board.models import Job, Run
 from crewboard.config import Config
 from tests.conftest import add_user, make_config, signed_in
 from tests.support.supervisor import supervising, wait_for
+from tests.support.web_nodes import web_node
 
 pytestmark = pytest.mark.postgres
 
 # A poll interval no test outlives: what happens, happens through a wake-up.
 NEVER_S = 3600.0
-
-
-@asynccontextmanager
-async def web_node(config: Config) -> AsyncIterator[str]:
-    """A web process's app for ``config`` on a loopback port; its URL."""
-    from crewboard.web.server import serve_web
-
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve_web, config, shutdown=stop))
-        try:
-            yield binds[0]
-        finally:
-            stop.set()
 
 
 def node(tmp_path: Path, name: str, board: Config, **overrides: object) -> Config:
@@ -61,15 +48,19 @@ async def test_a_job_created_on_one_host_is_claimed_by_a_supervisor_on_another_a
     first = node(tmp_path, "supervisor-1", board, poll_s=NEVER_S)
     second = node(tmp_path, "supervisor-2", board, poll_s=NEVER_S)
     web = node(tmp_path, "web", board)
-    async with supervising(first), supervising(second), web_node(web) as url:
-        async with signed_in(url, alice) as client:
-            job_id = await ask(client)
-            # Neither supervisor polls within the test, and neither shares the
-            # web's home (its socket): only the wake-up the board sent with
-            # the new job can get it claimed.
-            run = await wait_for(lambda: Run.get_or_none(Run.job == job_id), 20, "the job claimed")
-            assert run.supervisor_id
-            await wait_for(lambda: Job.get_by_id(job_id).status == "done", 30, "the job done")
+    async with (
+        supervising(first),
+        supervising(second),
+        web_node(web) as url,
+        signed_in(url, alice) as client,
+    ):
+        job_id = await ask(client)
+        # Neither supervisor polls within the test, and neither shares the
+        # web's home (its socket): only the wake-up the board sent with the
+        # new job can get it claimed.
+        run = await wait_for(lambda: Run.get_or_none(Run.job == job_id), 20, "the job claimed")
+        assert run.supervisor_id
+        await wait_for(lambda: Job.get_by_id(job_id).status == "done", 30, "the job done")
 
 
 @asynccontextmanager

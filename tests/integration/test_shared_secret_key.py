@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from crewboard.bootstrap import open_home
 from crewboard.config import Config
@@ -29,6 +26,7 @@ from tests.integration.test_google_oidc import (
     signed_in,
 )
 from tests.support.fake_oidc import FakeOidcProvider, new_signing_key, open_fake_oidc
+from tests.support.web_nodes import web_node
 
 
 @pytest.fixture
@@ -54,19 +52,6 @@ def google_node(home: Path, provider: FakeOidcProvider, **settings: Any) -> Conf
         google_allowed_domains=ALLOWED_DOMAINS,
         **settings,
     )
-
-
-@asynccontextmanager
-async def web_node(config: Config) -> AsyncIterator[str]:
-    from crewboard.web.server import serve_web
-
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve_web, config, shutdown=stop))
-        try:
-            yield binds[0]
-        finally:
-            stop.set()
 
 
 async def start_on(url: str) -> tuple[str, str]:
@@ -113,14 +98,14 @@ async def test_nodes_with_their_own_keys_refuse_each_others_flow(tmp_path: Path,
 def test_a_key_file_other_users_can_read_stops_the_start(tmp_path: Path):
     shared = key_file(tmp_path / "keys", mode=0o644)
     config = make_config(tmp_path / "home", secret_key_file=shared)
-    with pytest.raises(ConfigError, match="CREWBOARD_SECRET_KEY_FILE.*readable by every user"):
+    with pytest.raises(ConfigError, match=r"CREWBOARD_SECRET_KEY_FILE.*readable by every user"):
         open_home(config)
 
 
 def test_a_short_key_stops_the_start(tmp_path: Path):
     shared = key_file(tmp_path / "keys", key=b"too-short")
     config = make_config(tmp_path / "home", secret_key_file=shared)
-    with pytest.raises(ConfigError, match="CREWBOARD_SECRET_KEY_FILE.*at least 32"):
+    with pytest.raises(ConfigError, match=r"CREWBOARD_SECRET_KEY_FILE.*at least 32"):
         open_home(config)
 
 

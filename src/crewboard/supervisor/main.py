@@ -1,10 +1,11 @@
 """``crewboard supervisor``: the actor that owns the run state of jobs.
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
-socket; on PostgreSQL also listen for wake-ups from other hosts), recover the runs of supervisors that died, start the runner template
-and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler,
-pruner and webhook sender in one nursery), tell systemd it is ready, wait for a signal, then stop
-taking work and drain the running runs.
+socket), recover the runs of supervisors that died, start the runner template
+and the heartbeat, take work (wake socket and, on PostgreSQL, wake-ups from
+every host, reaper, dispatcher, scheduler, pruner and webhook sender in one
+nursery), tell systemd it is ready, wait for a signal, then stop taking work
+and drain the running runs.
 """
 
 from __future__ import annotations
