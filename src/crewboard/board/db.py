@@ -92,7 +92,8 @@ def connect(
 
 def _postgres_pool(url: str, statement_timeout_s: float, pool_size: int) -> peewee.Database:
     """A pooled PostgreSQL database for ``url``. A thread waits up to the
-    statement timeout for a free connection before the call fails as busy."""
+    statement timeout (the default one, if statements have no limit) for a
+    free connection before the call fails as busy."""
     from playhouse.db_url import parse
     from playhouse.pool import PooledPostgresqlDatabase
 
@@ -108,7 +109,7 @@ def _postgres_pool(url: str, statement_timeout_s: float, pool_size: int) -> peew
         name,
         max_connections=pool_size,
         stale_timeout=STALE_AFTER_S,
-        timeout=max(statement_timeout_s, 1.0),
+        timeout=statement_timeout_s or STATEMENT_TIMEOUT_S,
         options=options,
         **params,
     )

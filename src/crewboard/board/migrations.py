@@ -95,6 +95,9 @@ def migrate(db: peewee.Database) -> int:
     """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version."""
     with db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
+            # A migration may rewrite a large table, and a node starting
+            # meanwhile waits for it: neither is held to the statement timeout.
+            db.execute_sql("SET LOCAL statement_timeout = 0")
             db.execute_sql("SELECT pg_advisory_xact_lock(4242)")
         version = current_version(db)
         if version > SCHEMA_VERSION:
