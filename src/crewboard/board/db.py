@@ -257,8 +257,10 @@ def _is_pool_exhausted(exc: BaseException) -> bool:
 def is_board_busy(exc: BaseException) -> bool:
     """Whether the board could not serve a call in time, through no fault of
     the call: a statement past its time limit, no free connection in the pool
-    within that time, or the connection to PostgreSQL lost. The same call
-    may well succeed a moment later."""
+    within that time, or the connection to PostgreSQL lost; not a full disk
+    (:func:`is_disk_full`). The same call may well succeed a moment later."""
+    if is_disk_full(exc):
+        return False
     return is_statement_timeout(exc) or _is_pool_exhausted(exc) or _is_connection_lost(exc)
 
 
