@@ -336,7 +336,8 @@ _limiter: Any = None
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a synchronous board function on a worker thread (at most eight at
-    once per event loop, each with its own connection)."""
+    once per event loop). On SQLite each thread keeps its own connection; on
+    PostgreSQL the call takes one from the pool and gives it back when done."""
     import trio
 
     global _limiter
