@@ -15,7 +15,7 @@ from typing import TextIO
 from crewboard.board import db
 from crewboard.board import users as board_users
 from crewboard.clock import utcnow
-from crewboard.config import Config
+from crewboard.config import Config, read_secret_key_file
 from crewboard.errors import ConfigError
 from crewboard.home import Home, is_home, record_home, recorded_home
 from crewboard.passwords import Passwords, check_new_password, random_password
@@ -27,7 +27,15 @@ def open_home(config: Config) -> Home:
     """Create the home if needed and connect the board (applying migrations)."""
     home = Home(config.home).ensure()
     home.secret_key()
-    db.connect(home.board_db, url=config.database_url)
+    if config.secret_key_file:
+        # A shared key that cannot be used stops the server at its start.
+        read_secret_key_file(config.secret_key_file)
+    db.connect(
+        home.board_db,
+        url=config.database_url,
+        statement_timeout_s=config.database_statement_timeout_s,
+        pool_size=config.database_pool_size,
+    )
     return home
 
 

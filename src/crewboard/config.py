@@ -96,6 +96,12 @@ class Config:
     google_allowed_domains: tuple[str, ...] = ()
     google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"
     database_url: str | None = _secret()
+    # PostgreSQL: the longest one statement may run (0: no limit) and the
+    # connections one process may hold at once.
+    database_statement_timeout_s: float = 30.0
+    database_pool_size: int = 10
+    # A key file every web node shares (None: the home's own secret_key).
+    secret_key_file: Path | None = None
     providers: Mapping[str, ProviderEndpoint] = field(default_factory=dict)
     # MCP tool servers ([mcp.NAME] in the toml) and the variables they read.
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
@@ -156,6 +162,8 @@ class Config:
         for name in ("max_result_bytes", "max_log_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)}: must be a positive number of bytes")
+        if self.database_pool_size < 1:
+            raise ConfigError(f"{_env_name('database_pool_size')}: must be at least 1")
 
     @property
     def google_enabled(self) -> bool:
@@ -281,6 +289,36 @@ def read_secret_file(name: str, environ: Mapping[str, str]) -> str | None:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
 
 
+# The shortest shared secret key accepted: as long as the key a home makes.
+MIN_SECRET_KEY_BYTES = 32
+
+
+def read_secret_key_file(path: Path) -> bytes:
+    """The key in ``path`` (``CREWBOARD_SECRET_KEY_FILE``), shared by every
+    web node so that each accepts the cookies and signed values of the
+    others. Refused unless it is a file that other users cannot read and
+    holds at least :data:`MIN_SECRET_KEY_BYTES` (surrounding whitespace
+    dropped)."""
+    name = _env_name("secret_key_file")
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            key = f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+    if mode & 0o004:
+        raise ConfigError(
+            f"{name}: {path} is readable by every user of this machine; "
+            f"restrict it (chmod 600 {path}) before using it as the secret key"
+        )
+    if len(key) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"{name}: {path} holds {len(key)} bytes; a secret key needs at least "
+            f"{MIN_SECRET_KEY_BYTES} (make one with: openssl rand -base64 48)"
+        )
+    return key
+
+
 def take_secret_env(config: Config) -> dict[str, str]:
     """Remove the secret variables from this process's environment (its
     children inherit ``os.environ``); returns what was removed. The process's
@@ -397,6 +435,9 @@ def _coerce(type_: Any, raw: Any) -> Any:
         if number < 0 or number != number:
             raise ValueError("must not be negative")
         return number
+    if t == "Path | None":
+        text = str(raw).strip()
+        return Path(text).expanduser() if text else None
     if t in ("str | None", "str"):
         return str(raw) or None if t == "str | None" else str(raw)
     raise TypeError(f"unsupported setting type {t}")

@@ -15,11 +15,13 @@
         ├── TooManyRequests   429  wait ``Retry-After`` seconds first
         ├── HeaderFieldsTooLarge
         │                     431  the request's headers are larger than the server reads
+        ├── ServiceUnavailable
+        │                     503  the board did not answer in time; send it again
         └── InsufficientStorage
                               507  no room left to store the write; nothing was written
 
-A :class:`RequestError` is the caller's to fix (or, for 507, to send again
-once the operator has freed space): the web seam
+A :class:`RequestError` is the caller's to fix (or, for 503, to send again
+shortly; for 507, once the operator has freed space): the web seam
 (``web/errors.py``) answers it with its ``status`` and ``code`` in the one JSON
 error shape, and the CLI prints its message. Anything else that escapes a
 request is the server's fault: a 500 with a request id, the traceback in the
@@ -130,6 +132,19 @@ class HeaderFieldsTooLarge(RequestError):
     grown too large, say)."""
 
     status, code = 431, "header_fields_too_large"
+
+
+class ServiceUnavailable(RequestError):
+    """The board could not serve the request in time (a statement ran past
+    its time limit behind a lock, no database connection was free, the
+    connection was lost). Not the caller's fault: whatever the request was
+    writing rolled back, and the same request may succeed a moment later."""
+
+    status, code = 503, "service_unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, {"retryAfter": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class InsufficientStorage(RequestError):

@@ -4,6 +4,10 @@
 cancel request…), so the supervisor acts on it at once instead of at its next
 poll. A wake-up is only a hint: if it is lost, the poll (at least once a
 second) picks the change up anyway, so sending never blocks and never raises.
+
+The socket reaches only the supervisor of the same home. On a PostgreSQL
+board, supervisors on other hosts hear the wake-up the board's write itself
+sent as it committed (:mod:`crewboard.board.wake`).
 """
 
 from __future__ import annotations

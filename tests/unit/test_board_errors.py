@@ -12,8 +12,9 @@ import peewee
 import psycopg2
 import psycopg2.errors
 import pytest
+from playhouse.pool import MaxConnectionsExceeded
 
-from crewboard.board.db import is_disk_full, is_transient_error
+from crewboard.board.db import is_board_busy, is_disk_full, is_transient_error
 
 
 def wrapped(driver_error: Exception) -> peewee.PeeweeException:
@@ -59,6 +60,12 @@ PASSING = [
     wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
     wrapped(psycopg2.InterfaceError("connection already closed")),
 ]
+# The board did not answer in time: the web answers 503, the supervisor retries.
+BUSY = [
+    wrapped(psycopg2.errors.QueryCanceled("canceling statement due to statement timeout")),
+    MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect."),
+    wrapped(psycopg2.OperationalError("server closed the connection unexpectedly")),
+]
 LASTING = [
     ValueError("a bug"),
     OSError(errno.ENOENT, "No such file or directory"),
@@ -77,6 +84,16 @@ def test_a_full_disk_is_full_and_passes(error: Exception) -> None:
 @pytest.mark.parametrize("error", PASSING, ids=repr)
 def test_io_lock_and_connection_errors_pass_but_are_no_full_disk(error: Exception) -> None:
     assert is_transient_error(error) and not is_disk_full(error)
+
+
+@pytest.mark.parametrize("error", BUSY, ids=repr)
+def test_a_board_that_did_not_answer_in_time_is_busy_and_passes(error: Exception) -> None:
+    assert is_board_busy(error) and is_transient_error(error) and not is_disk_full(error)
+
+
+@pytest.mark.parametrize("error", [*FULL, *LASTING], ids=repr)
+def test_a_full_disk_or_a_lasting_error_is_not_busy(error: Exception) -> None:
+    assert not is_board_busy(error)
 
 
 @pytest.mark.parametrize("error", LASTING, ids=repr)

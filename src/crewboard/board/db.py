@@ -3,15 +3,19 @@
 SQLite is the embedded default: WAL, a busy timeout, foreign keys on, and every
 write transaction begins IMMEDIATE, so two processes writing at once queue for
 the lock instead of failing mid-transaction with "database is locked".
-``CREWBOARD_DATABASE_URL`` may point the board at PostgreSQL instead.
+``CREWBOARD_DATABASE_URL`` may point the board at PostgreSQL instead: then
+each process keeps a bounded pool of connections (:func:`connect`), and every
+statement has a time limit, so a statement stuck behind a lock fails with a
+clear error (:func:`is_statement_timeout`) instead of holding its caller.
 
 Board functions are plain synchronous peewee code. Async callers (the web
 process, the supervisor) reach them through :func:`call`, which runs them on a
 worker thread so the event loop never blocks on the database.
 
 Errors the database raises are sorted here, once: :func:`is_transient_error`
-(worth retrying: the disk is full, an I/O error, a lock, a lost connection)
-and :func:`is_disk_full` (the web answers it 507).
+(worth retrying: the disk is full, an I/O error, a lock, a lost connection,
+a statement past its time limit), :func:`is_disk_full` (the web answers it
+507) and :func:`is_board_busy` (the web answers it 503).
 """
 
 from __future__ import annotations
@@ -38,17 +42,31 @@ database = peewee.DatabaseProxy()
 
 BUSY_TIMEOUT_MS = 15_000
 _LOCK_RETRIES = 8
+# PostgreSQL: the longest one statement may run, and the connections one
+# process may hold at once (the web's and supervisor's worker threads take one
+# each while they run a board call). Idle connections are replaced after
+# STALE_AFTER_S, so a server-side idle timeout never hands out a dead one.
+STATEMENT_TIMEOUT_S = 30.0
+POOL_SIZE = 10
+STALE_AFTER_S = 300
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def connect(path: str | Path | None = None, url: str | None = None) -> peewee.Database:
-    """Bind the models to a database and bring its schema up to date."""
+def connect(
+    path: str | Path | None = None,
+    url: str | None = None,
+    *,
+    statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+    pool_size: int = POOL_SIZE,
+) -> peewee.Database:
+    """Bind the models to a database and bring its schema up to date: the
+    SQLite file at ``path``, or the PostgreSQL server at ``url`` through a
+    pool of at most ``pool_size`` connections whose statements each stop
+    after ``statement_timeout_s`` (0: no limit)."""
     if url:
-        from playhouse.db_url import connect as connect_url
-
-        db = connect_url(url)
+        db: peewee.Database = _postgres_pool(url, statement_timeout_s, pool_size)
     else:
         assert path is not None
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -68,12 +86,60 @@ def connect(path: str | Path | None = None, url: str | None = None) -> peewee.Da
     from crewboard.board.migrations import migrate
 
     migrate(db)
+    release()
     return db
 
 
-def close() -> None:
-    if database.obj is not None and not database.is_closed():
+def _postgres_pool(url: str, statement_timeout_s: float, pool_size: int) -> peewee.Database:
+    """A pooled PostgreSQL database for ``url``. A thread waits up to the
+    statement timeout (the default one, if statements have no limit) for a
+    free connection before the call fails as busy."""
+    from playhouse.db_url import parse
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    if pool_size < 1:
+        raise ValueError("the pool needs room for at least one connection")
+    params = parse(url)
+    name = params.pop("database")
+    timeout_ms = round(statement_timeout_s * 1000)
+    options = " ".join(
+        filter(None, [params.pop("options", ""), f"-c statement_timeout={timeout_ms}"])
+    )
+    return PooledPostgresqlDatabase(
+        name,
+        max_connections=pool_size,
+        stale_timeout=STALE_AFTER_S,
+        timeout=statement_timeout_s or STATEMENT_TIMEOUT_S,
+        options=options,
+        **params,
+    )
+
+
+def _is_pooled() -> bool:
+    from playhouse.pool import PooledDatabase
+
+    return isinstance(database.obj, PooledDatabase)
+
+
+def release() -> None:
+    """Hand this thread's connection back to the pool (PostgreSQL), unless a
+    transaction still holds it. Threads are reused and idle most of the time:
+    holding a connection each would exhaust the pool and the server's slots.
+    SQLite keeps its per-thread connection, with its statement cache."""
+    if database.obj is None or not _is_pooled():
+        return
+    if not database.is_closed() and not database.in_transaction():
         database.close()
+
+
+def close() -> None:
+    """Close this thread's connection; on PostgreSQL, every pooled one too."""
+    if database.obj is None:
+        return
+    if not database.is_closed():
+        database.close()
+    if _is_pooled():
+        database.obj.close_all()
 
 
 def is_sqlite() -> bool:
@@ -108,8 +174,10 @@ def _is_lock_error(exc: Exception) -> bool:
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # SQLite's primary result codes: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
-# PostgreSQL's SQLSTATE for disk_full.
+# PostgreSQL's SQLSTATEs for disk_full and query_canceled (what a statement
+# past statement_timeout raises).
 _PG_DISK_FULL = "53100"
+_PG_QUERY_CANCELED = "57014"
 
 
 def _unmasked(exc: BaseException) -> BaseException:
@@ -171,14 +239,39 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def is_statement_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is PostgreSQL cancelling a
+    statement that ran past ``statement_timeout`` (waiting for a lock
+    another connection held, say)."""
+    return any(
+        getattr(cause, "pgcode", None) == _PG_QUERY_CANCELED
+        or _is_psycopg2(cause, "QueryCanceled", "QueryCanceledError")
+        for cause in _causes(exc)
+    )
+
+
+def _is_pool_exhausted(exc: BaseException) -> bool:
+    return any(type(cause).__name__ == "MaxConnectionsExceeded" for cause in _causes(exc))
+
+
+def is_board_busy(exc: BaseException) -> bool:
+    """Whether the board could not serve a call in time, through no fault of
+    the call: a statement past its time limit, no free connection in the pool
+    within that time, or the connection to PostgreSQL lost; not a full disk
+    (:func:`is_disk_full`). The same call may well succeed a moment later."""
+    if is_disk_full(exc):
+        return False
+    return is_statement_timeout(exc) or _is_pool_exhausted(exc) or _is_connection_lost(exc)
+
+
 def is_transient_error(exc: BaseException) -> bool:
     """Whether a board call that raised ``exc`` may well succeed if tried
     again later, nothing about the call itself being wrong: the disk is full
     (:func:`is_disk_full`), an I/O error, a lock still held after the busy
-    timeout, or the connection to PostgreSQL lost (psycopg2's
-    ``OperationalError``/``InterfaceError``). Anything else — a bug, a
-    constraint, a schema mismatch — fails the same way every time."""
-    if is_disk_full(exc):
+    timeout, or PostgreSQL busy (:func:`is_board_busy`: a statement past
+    its time limit, the pool exhausted, the connection lost). Anything else —
+    a bug, a constraint, a schema mismatch — fails the same way every time."""
+    if is_disk_full(exc) or _is_pool_exhausted(exc):
         return True
     for cause in _causes(exc):
         if isinstance(cause, OSError) and cause.errno == errno.EIO:
@@ -243,7 +336,8 @@ _limiter: Any = None
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a synchronous board function on a worker thread (at most eight at
-    once per event loop, each with its own connection)."""
+    once per event loop). On SQLite each thread keeps its own connection; on
+    PostgreSQL the call takes one from the pool and gives it back when done."""
     import trio
 
     global _limiter
@@ -263,9 +357,14 @@ def _call_on_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:
-        if _is_connection_lost(exc):
-            # Worker threads are reused and each keeps its connection: drop a
-            # dead one, so the next call on this thread connects afresh.
+        if _is_connection_lost(exc) and not is_statement_timeout(exc):
+            # Drop a dead connection, so the next call connects afresh
+            # rather than reusing it (from the pool, or on this thread).
             with contextlib.suppress(Exception):
-                database.close()
+                if _is_pooled():
+                    database.obj.manual_close()
+                else:
+                    database.close()
         raise
+    finally:
+        release()

@@ -82,6 +82,12 @@ def _v7_run_leases(db: peewee.Database) -> None:
         )
 
 
+def _v8_oauth_spent_states(db: peewee.Database) -> None:
+    """Sign-in flow states already used, kept in the board, so that every
+    web process refuses a replayed one."""
+    db.create_tables([models.OAuthSpentState], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -90,6 +96,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v5_job_request_id,
     _v6_login_throttle,
     _v7_run_leases,
+    _v8_oauth_spent_states,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -105,6 +112,9 @@ def migrate(db: peewee.Database) -> int:
     """Bring the schema up to :data:`SCHEMA_VERSION`; returns the version."""
     with db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
+            # A migration may rewrite a large table, and a node starting
+            # meanwhile waits for it: neither is held to the statement timeout.
+            db.execute_sql("SET LOCAL statement_timeout = 0")
             db.execute_sql("SELECT pg_advisory_xact_lock(4242)")
         version = current_version(db)
         if version > SCHEMA_VERSION:

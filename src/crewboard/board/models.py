@@ -388,6 +388,20 @@ class LoginThrottle(BaseModel):
     free_at = peewee.DoubleField(index=True)
 
 
+class OAuthSpentState(BaseModel):
+    """A sign-in flow's ``state`` already presented back by the provider,
+    kept until its flow would have expired anyway, so that no web node
+    accepts it a second time. ``key`` is a hash of the state; ``forget_at``
+    is in seconds since the epoch."""
+
+    key = peewee.CharField(max_length=64, unique=True)
+    # Double precision, as LoginThrottle.free_at.
+    forget_at = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "oauth_spent_state"
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -406,4 +420,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     WebhookSecret,
     WebhookDelivery,
     LoginThrottle,
+    OAuthSpentState,
 ]

@@ -34,6 +34,7 @@ from crewboard.board.db import database, is_sqlite, write
 from crewboard.board.events import SCHEDULER, EventKind, record_event, user_actor
 from crewboard.board.models import Crew, Event, Job, Schedule, ScheduleFire
 from crewboard.board.schedule_views import count_active_jobs
+from crewboard.board.wake import wakes_supervisors
 from crewboard.clock import iso
 from crewboard.errors import NotFound
 from crewboard.workflows import CrewPlan, RenderedCrew
@@ -84,6 +85,7 @@ def _locked(schedule_id: int) -> Schedule | None:
 
 
 @write
+@wakes_supervisors
 def create_schedule(
     owner_id: int, changes: ScheduleChanges, *, max_schedules: int | None = None, now: datetime
 ) -> Schedule:
@@ -120,6 +122,7 @@ def create_schedule(
 
 
 @write
+@wakes_supervisors
 def update_schedule(
     schedule_id: int, user_id: int, changes: ScheduleChanges, *, now: datetime
 ) -> Schedule:
@@ -160,6 +163,7 @@ def update_schedule(
 
 
 @write
+@wakes_supervisors
 def enable_schedule(schedule_id: int, user_id: int, *, now: datetime) -> Schedule:
     """Resume: the next fire is the rule's first after ``now`` (fires missed
     while paused are not made up). Enabling an enabled schedule changes nothing."""
@@ -238,6 +242,7 @@ def _spawn(
 
 
 @write
+@wakes_supervisors
 def run_schedule_now(
     schedule_id: int,
     user_id: int,

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from crewboard.board.db import is_transient_error, write
 from crewboard.board.events import EventKind, record_event
 from crewboard.board.models import ApiToken, AuthSession, Job, JobStatus, Schedule, User
+from crewboard.board.wake import wakes_supervisors
 from crewboard.clock import iso
 from crewboard.errors import Conflict, NotFound
 
@@ -176,6 +177,7 @@ class Disabled:
 
 
 @write
+@wakes_supervisors
 def disable_user(user_id: int, *, actor: str, now: datetime) -> Disabled:
     """Disable the account: it signs in no more, its waiting and ready jobs
     are blocked and its enabled schedules paused, each with an event giving

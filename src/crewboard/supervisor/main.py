@@ -2,9 +2,10 @@
 
 ``run_supervisor`` reads top to bottom: boot (open the home, bind the wake
 socket), recover the runs of supervisors that died, start the runner template
-and the heartbeat, take work (wake socket, reaper, dispatcher, scheduler,
-pruner and webhook sender in one nursery), tell systemd it is ready, wait for a signal, then stop
-taking work and drain the running runs.
+and the heartbeat, take work (wake socket and, on PostgreSQL, wake-ups from
+every host, reaper, dispatcher, scheduler, pruner and webhook sender in one
+nursery), tell systemd it is ready, wait for a signal, then stop taking work
+and drain the running runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from crewboard.supervisor.launcher import Launcher, open_launcher
 from crewboard.supervisor.reaper import run_recovery, serve_reaper
 from crewboard.supervisor.retention import serve_pruner
 from crewboard.supervisor.scheduler import serve_scheduler
-from crewboard.supervisor.wake import Wakeup, open_wake_socket, serve_wake_socket
+from crewboard.supervisor.wake import (
+    Wakeup,
+    open_wake_socket,
+    serve_wake_notifications,
+    serve_wake_socket,
+)
 from crewboard.supervisor.webhooks import Sender, serve_webhooks
 from crewboard.systemd import Notifier
 
@@ -100,11 +106,9 @@ async def run_supervisor(
                     await nursery.start(serve_fence, leases)
                     # Take work.
                     async with trio.open_nursery() as intake:
-                        await intake.start(
-                            serve_wake_socket,
-                            wake_socket,
-                            (wakeup, schedule_wakeup, webhook_wakeup),
-                        )
+                        woken = (wakeup, schedule_wakeup, webhook_wakeup)
+                        await intake.start(serve_wake_socket, wake_socket, woken)
+                        await intake.start(serve_wake_notifications, woken)
                         await intake.start(
                             serve_reaper,
                             identity,

@@ -2,7 +2,13 @@
 process nudges after writing user intent (see :mod:`crewboard.wakeup`), and
 the in-process :class:`Wakeup` the dispatcher waits on between polls. Finished
 runs and recovered orphans set the same :class:`Wakeup`, since each may free
-a slot or make a job ready."""
+a slot or make a job ready.
+
+On PostgreSQL, supervisors on other hosts cannot reach that socket: there
+each one also listens for :data:`~crewboard.board.notify.WAKE`, which the
+board's writes of user intent send as they commit
+(:mod:`crewboard.board.wake`), so work created on any host is claimed as
+promptly as work created beside the supervisor."""
 
 from __future__ import annotations
 
@@ -15,7 +21,12 @@ from pathlib import Path
 
 import trio
 
+from crewboard.board import db, notify
+
 log = logging.getLogger(__name__)
+
+# How long to wait before listening again when the board could not be reached.
+_RELISTEN_S = 2.0
 
 
 class Wakeup:
@@ -111,3 +122,44 @@ async def serve_wake_socket(
         await sock.recv(64)
         for wakeup in wakeups:
             wakeup.set()
+
+
+async def serve_wake_notifications(
+    wakeups: Sequence[Wakeup],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """On PostgreSQL, turn every :data:`~crewboard.board.notify.WAKE` (and
+    every reconnection, after which wake-ups may have been missed) into a
+    :meth:`Wakeup.set` of each of ``wakeups``. Ready once listening; on
+    SQLite, or if the board cannot be reached at start, ready at once and
+    the poll does the work until a connection is made."""
+    if not notify.enabled():
+        task_status.started()
+        await trio.sleep_forever()
+    ready = False
+    while True:
+        try:
+            async with notify.listening([notify.WAKE]) as listener:
+                assert listener is not None
+                if not ready:
+                    task_status.started()
+                    ready = True
+                while True:
+                    await listener.wait()
+                    _set_all(wakeups)
+        except Exception as exc:
+            if not db.is_transient_error(exc):
+                raise
+            log.warning("cannot listen for wake-ups (%s); polling until the board answers", exc)
+        if not ready:
+            task_status.started()
+            ready = True
+        # Whatever was sent while no one listened is for the poll to find.
+        _set_all(wakeups)
+        await trio.sleep(_RELISTEN_S)
+
+
+def _set_all(wakeups: Sequence[Wakeup]) -> None:
+    for wakeup in wakeups:
+        wakeup.set()

@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from crewboard import logs
 from crewboard.catalog import Catalog
-from crewboard.config import Config
+from crewboard.config import Config, read_secret_key_file
 from crewboard.fswatch import FileWatch
 from crewboard.home import Home
 from crewboard.passwords import Passwords
@@ -93,7 +93,11 @@ def create_app(config: Config, home: Home | None = None) -> Quart:
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.secret_key = home.secret_key()
+    app.secret_key = (
+        read_secret_key_file(config.secret_key_file)
+        if config.secret_key_file
+        else home.secret_key()
+    )
     file_watch = FileWatch()
     board_changes = BoardChanges(file_watch, None if config.database_url else home.board_db)
     web = app.extensions["crewboard"] = WebState(

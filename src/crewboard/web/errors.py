@@ -7,7 +7,10 @@ Routes raise the errors of :mod:`crewboard.errors`; a
 shape. A write the disk had no room for (ENOSPC, SQLite's "database or disk is
 full", PostgreSQL's ``disk_full``) is translated here into
 :class:`~crewboard.errors.InsufficientStorage`, a 507: the transaction rolled
-back, so nothing was written. Anything else is a 500 with a request id, its
+back, so nothing was written. A board that did not answer in time (a
+statement past PostgreSQL's ``statement_timeout``, no free pooled connection,
+a lost connection) becomes :class:`~crewboard.errors.ServiceUnavailable`, a
+503 with ``Retry-After``. Anything else is a 500 with a request id, its
 traceback in the log. Both say why in ``g.error_reason``, which the access log
 line of the request carries.
 """
@@ -20,8 +23,8 @@ from typing import Any
 from quart import Quart, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from crewboard.board.db import is_disk_full
-from crewboard.errors import InsufficientStorage, RequestError
+from crewboard.board.db import is_board_busy, is_disk_full
+from crewboard.errors import InsufficientStorage, RequestError, ServiceUnavailable
 
 log = logging.getLogger("crewboard.web")
 
@@ -75,6 +78,15 @@ def register_error_handlers(app: Quart) -> None:
                 "Send it again once space has been freed"
             )
             return await _request_error(refused)
+        if is_board_busy(exc):
+            g.error_reason = f"{ServiceUnavailable.code}: {exc}"
+            log.warning(
+                "request %s refused: the board did not answer in time (%s)", request_id, exc
+            )
+            busy = ServiceUnavailable(
+                "the board did not answer in time; nothing was changed. Try again shortly"
+            )
+            return await _request_error(busy)
         g.error_reason = f"internal_error: {type(exc).__name__}"
         log.error("unhandled error in request %s", request_id, exc_info=exc)
         response = error_body(

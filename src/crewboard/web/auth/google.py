@@ -12,8 +12,9 @@ slated for removal.
 
 The flow's secrets (state, nonce, PKCE verifier) ride in Quart's signed
 session cookie ``crewboard_flow`` for at most :data:`FLOW_TTL_S` and are spent
-by the first callback presenting them; spent states are also remembered
-server-side, so replaying an old copy of the cookie does not work either.
+by the first callback presenting them; spent states are also remembered in
+the board (:mod:`crewboard.board.oauth_states`), so replaying an old copy of
+the cookie does not work either, on this web node or any other.
 Every failure ends on ``/login?error=…`` with a short message for the person;
 the reason is logged here, never a token, code or secret.
 """
@@ -41,7 +42,7 @@ from quart import Blueprint, g, redirect, request, session
 from quart.typing import ResponseReturnValue
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crewboard.board import db
+from crewboard.board import db, oauth_states
 from crewboard.board import users as board_users
 from crewboard.board.models import User
 from crewboard.clock import utcnow
@@ -95,8 +96,7 @@ class SignInRefused(Exception):
 
 class ProviderCache:
     """What the web process remembers about the provider: discovery documents
-    and key sets by URL, each for ``ttl_s``, and the flow states already spent
-    (until their flow would have expired anyway)."""
+    and key sets by URL, each for ``ttl_s``."""
 
     def __init__(
         self, ttl_s: float = METADATA_TTL_S, clock: Callable[[], float] = time.monotonic
@@ -104,7 +104,6 @@ class ProviderCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self._documents: dict[str, tuple[float, Any]] = {}
-        self._spent: dict[str, float] = {}
 
     def get(self, url: str) -> Any | None:
         entry = self._documents.get(url)
@@ -114,16 +113,6 @@ class ProviderCache:
 
     def put(self, url: str, value: Any) -> None:
         self._documents[url] = (self.clock(), value)
-
-    def spend(self, flow_state: str, forget_at: float, now: float) -> bool:
-        """Mark a flow state used; False if it already was."""
-        for old, until in list(self._spent.items()):
-            if until <= now:
-                del self._spent[old]
-        if flow_state in self._spent:
-            return False
-        self._spent[flow_state] = forget_at
-        return True
 
 
 def _cache() -> ProviderCache:
@@ -349,7 +338,7 @@ def domain_allowed(claims: Mapping[str, Any], allowed: tuple[str, ...]) -> bool:
     return isinstance(email, str) and email.rpartition("@")[2].lower() in wanted
 
 
-def _take_flow(now: float) -> dict[str, Any]:
+async def _take_flow(now: float) -> dict[str, Any]:
     """The flow this browser started, checked against the callback's state and
     spent, so it cannot be used twice."""
     flow = session.pop(FLOW_KEY, None)
@@ -361,7 +350,10 @@ def _take_flow(now: float) -> dict[str, Any]:
     started = flow.get("started")
     if not isinstance(started, int | float) or not 0 <= now - started <= FLOW_TTL_S:
         raise SignInRefused(EXPIRED, "sign-in flow expired")
-    if not _cache().spend(flow["state"], started + FLOW_TTL_S, now):
+    spent = await db.call(
+        oauth_states.spend_state, flow["state"], forget_at=started + FLOW_TTL_S, now=now
+    )
+    if not spent:
         raise SignInRefused(EXPIRED, "sign-in flow already used")
     return flow
 
@@ -369,7 +361,7 @@ def _take_flow(now: float) -> dict[str, Any]:
 async def _sign_in(config: Config) -> User:
     """Finish the flow and return the signed-in account (provisioned on first
     sign-in)."""
-    flow = _take_flow(wall_clock())
+    flow = await _take_flow(wall_clock())
     error = request.args.get("error")
     if error is not None:
         message = CANCELLED if error == "access_denied" else FAILED
