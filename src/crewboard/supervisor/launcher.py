@@ -39,6 +39,7 @@ import trio
 from crewboard import logs, metrics, sessionlog
 from crewboard.agents import Preset, run_agents
 from crewboard.board import db
+from crewboard.board.artifacts import store_run_artifacts
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
 from crewboard.catalog import Catalog
@@ -153,14 +154,22 @@ def _prepare(spec: RunnerSpec) -> None:
 
 
 def _record_end(
-    claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None
+    claim: Claim,
+    home: Home,
+    returncode: int,
+    stopped_as: RunOutcome | None,
+    max_artifact_bytes: int,
 ) -> tuple[Ending, sessionlog.Record | None]:
     """After the reap, on a worker thread: classify the run's end from its
-    log, close the log, and apply the failure policy on the board. Returns
-    the ending and the runner's own last record."""
+    log, close the log, keep its saved files in the board (a PostgreSQL
+    board: every web node serves them) and apply the failure policy on the
+    board. Returns the ending and the runner's own last record."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending)
+    store_run_artifacts(
+        claim.run_id, home.artifact_dir(claim.run_id), max_bytes=max_artifact_bytes, now=utcnow()
+    )
     finish_run(
         claim.run_id,
         ending.outcome,
@@ -372,7 +381,9 @@ class Launcher:
             nonlocal last
             # One trip to a worker thread: read the log's end, close the log
             # and record the run's end on the board.
-            ending, last = await db.call(_record_end, claim, self.home, code, stopped_as)
+            ending, last = await db.call(
+                _record_end, claim, self.home, code, stopped_as, self.config.artifact_max_bytes
+            )
             return ending
 
         ending = await self._record_retrying(claim, "the end", record)
