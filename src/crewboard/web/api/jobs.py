@@ -380,7 +380,11 @@ async def job_artifact(job_id: int):
     download = params.flag("download")
     as_html = params.choice("format", ["html"]) == "html"
     runs = await db.call(job_views.runs_newest_first, job.id)
-    in_board = await db.call(board_artifacts.stored_files, [run.id for run in runs])
+    in_board = (
+        await db.call(board_artifacts.stored_files, [run.id for run in runs])
+        if board_artifacts.kept_in_board()
+        else {}
+    )
     artifact = await trio.to_thread.run_sync(
         find_artifact,
         state().home,
