@@ -122,6 +122,10 @@ class Config:
     # the run fails.
     max_result_bytes: int = 1 << 20
     max_log_bytes: int = 64 << 20
+    # On a PostgreSQL board, the largest saved file a run's end copies into
+    # the board for every web node (board/artifacts.py); a larger one stays
+    # only in its host's home, and the job says so.
+    artifact_max_bytes: int = 64 << 20
     # Web limits.
     max_body_bytes: int = 1 << 20
     login_attempts: int = 5

@@ -150,6 +150,18 @@ class Home:
         self._rmtree(self.workspace(ident))
         self._rmtree(self.artifact_dir(ident))
 
+    def ids_with_files(self) -> tuple[set[int], set[int]]:
+        """The run ids and the chat session ids that have any log, workspace
+        or saved files in this home."""
+        runs: set[int] = set()
+        chats: set[int] = set()
+        for folder in (self.root / "logs" / "runs", self.artifacts_dir, self.workspaces_dir):
+            runs |= _ids_in(folder, prefix="")
+        for folder in (self.artifacts_dir, self.workspaces_dir):
+            chats |= _ids_in(folder, prefix="chat-")
+        chats |= _ids_in(self.root / "logs" / "chat", prefix="")
+        return runs, chats
+
     @staticmethod
     def _unlink(path: Path) -> None:
         try:
@@ -208,6 +220,22 @@ def size_bytes(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def _ids_in(folder: Path, *, prefix: str) -> set[int]:
+    """The ids named by the entries of ``folder``: ``<prefix><id>`` with an
+    optional suffix (``.jsonl``, ``.stderr``)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return set()
+    found = set()
+    for name in names:
+        stem = name.split(".", 1)[0]
+        digits = stem[len(prefix) :]
+        if stem.startswith(prefix) and digits.isascii() and digits.isdigit():
+            found.add(int(digits))
+    return found
 
 
 def _checked(ident: int | str) -> str:

@@ -43,6 +43,8 @@ class EventKind(StrEnum):
     RETRY = "retry"  # a failed run will be retried after a backoff
     REQUEUED = "requeued"  # an interrupted run: back to ready, no retry used
     BLOCKED = "blocked"  # the job needs a person
+    # A run's saved file kept only in its host's home (crewboard.board.artifacts)
+    ARTIFACT_NOT_STORED = "artifact_not_stored"
     # Webhooks of a job's or its crew's finish (crewboard.board.webhooks)
     WEBHOOK_QUEUED = "webhook_queued"  # a delivery was queued by the job's settling
     WEBHOOK_DELIVERED = "webhook_delivered"  # the receiver accepted an attempt (2xx)

@@ -88,6 +88,16 @@ def _v8_oauth_spent_states(db: peewee.Database) -> None:
     db.create_tables([models.OAuthSpentState], safe=True)
 
 
+def _v9_run_artifacts(db: peewee.Database) -> None:
+    """Runs' saved files kept in the board, so every web node of a shared
+    PostgreSQL board serves them. Their bytes are stored uncompressed out of
+    line, so reading a slice reads only that slice."""
+    db.create_tables([models.RunArtifact], safe=True)
+    if isinstance(db, peewee.PostgresqlDatabase):
+        table = models.RunArtifact._meta.table_name
+        db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "data" SET STORAGE EXTERNAL')
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -97,6 +107,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v6_login_throttle,
     _v7_run_leases,
     _v8_oauth_spent_states,
+    _v9_run_artifacts,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

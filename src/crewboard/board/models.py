@@ -402,6 +402,22 @@ class OAuthSpentState(BaseModel):
         table_name = "oauth_spent_state"
 
 
+class RunArtifact(BaseModel):
+    """A file a run saved, kept in the board so every web node can serve it
+    (PostgreSQL only: ``board/artifacts.py`` says why and how). ``data`` is
+    the file's bytes, read back in slices."""
+
+    run = peewee.ForeignKeyField(Run, backref="stored_artifacts", on_delete="CASCADE", index=False)
+    run_id: int
+    name = peewee.CharField(max_length=255)
+    size = peewee.BigIntegerField()
+    data = peewee.BlobField()
+    created_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("run", "name"), True),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -421,4 +437,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     WebhookDelivery,
     LoginThrottle,
     OAuthSpentState,
+    RunArtifact,
 ]

@@ -1,4 +1,5 @@
-"""Retention: the board's side of pruning what has aged out.
+"""Retention: the board's side of pruning what has aged out, and of
+sweeping a home of the files of what left the board.
 
 A :class:`RetentionPolicy` says how many days finished jobs (per status),
 chat sessions and job-less events are kept; nothing is pruned when no number
@@ -306,6 +307,26 @@ def purge_heartbeats(policy: RetentionPolicy, *, now: datetime) -> int:
         .where((Heartbeat.beat_at < cutoff) & Heartbeat.supervisor_id.not_in(owners))
         .execute()
     )
+
+
+# --- files of what another node deleted ---------------------------------------
+
+
+def _present(model: Any, ids: Iterable[int]) -> set[int]:
+    wanted = sorted(ids)
+    found: set[int] = set()
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        found.update(row.id for row in model.select(model.id).where(model.id.in_(chunk)))
+    return found
+
+
+def gone_from_board(run_ids: Iterable[int], chat_ids: Iterable[int]) -> tuple[list[int], list[int]]:
+    """Of these run and chat session ids (found in a home), those no longer
+    on the board: their files are left over from a delete, a purge or a
+    prune made elsewhere. Reads only."""
+    runs, chats = set(run_ids), set(chat_ids)
+    return sorted(runs - _present(Run, runs)), sorted(chats - _present(ChatSession, chats))
 
 
 # --- what would go ------------------------------------------------------------

@@ -47,6 +47,7 @@ import trio
 from crewboard import logs, metrics, sessionlog
 from crewboard.agents import Preset, run_agents
 from crewboard.board import db
+from crewboard.board.artifacts import store_run_artifacts
 from crewboard.board.dispatch import Claim, Finished, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
 from crewboard.catalog import Catalog
@@ -178,15 +179,23 @@ def _prepare(spec: RunnerSpec) -> None:
 
 
 def _record_end(
-    claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None
+    claim: Claim,
+    home: Home,
+    returncode: int,
+    stopped_as: RunOutcome | None,
+    max_artifact_bytes: int,
 ) -> tuple[Ending, sessionlog.Record | None, Finished | None]:
     """After the reap, on a worker thread: classify the run's end from its
-    log, close the log, and apply the failure policy on the board. Returns
-    the ending, the runner's own last record and what became of the job
-    (None if the run was no longer live)."""
+    log, close the log, keep its saved files in the board (a PostgreSQL
+    board: every web node serves them) and apply the failure policy on the
+    board. Returns the ending, the runner's own last record and what became
+    of the job (None if the run was no longer live)."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending, last)
+    store_run_artifacts(
+        claim.run_id, home.artifact_dir(claim.run_id), max_bytes=max_artifact_bytes, now=utcnow()
+    )
     finished = finish_run(
         claim.run_id,
         ending.outcome,
@@ -442,7 +451,9 @@ class Launcher:
             nonlocal last
             # One trip to a worker thread: read the log's end, close the log
             # and record the run's end on the board.
-            ending, last, finished = await db.call(_record_end, claim, self.home, code, stopped_as)
+            ending, last, finished = await db.call(
+                _record_end, claim, self.home, code, stopped_as, self.config.artifact_max_bytes
+            )
             self._webhooks_queued(finished)
             return ending
 

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import trio
 from quart import Blueprint, Response, g, jsonify, request
 
+from crewboard.board import artifacts as board_artifacts
 from crewboard.board import db, job_views
 from crewboard.board import jobs as board_jobs
 from crewboard.board.models import Job, JobStatus
@@ -54,6 +55,8 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 STATUSES = [s.value for s in JobStatus]
 MAX_SCHEDULE_AHEAD = timedelta(days=366 * 10)
 _CREW_FIELDS = ("templateId", "inputs", "title", "webhookUrl")
+# A file kept in the board is sent a slice per query of this size.
+BOARD_CHUNK_BYTES = 1 << 20
 
 
 async def _owned_job(job_id: int) -> Job:
@@ -348,6 +351,28 @@ async def _file_chunks(artifact: Artifact, chunk_bytes: int = 64 * 1024) -> Asyn
             yield chunk
 
 
+async def _board_chunks(
+    artifact: Artifact, chunk_bytes: int = BOARD_CHUNK_BYTES
+) -> AsyncIterator[bytes]:
+    """A file kept in the board, a slice per query: a large one is never
+    held whole in memory."""
+    offset = 0
+    while offset < artifact.size:
+        chunk = await db.call(
+            board_artifacts.read_slice, artifact.run_id, artifact.name, offset, chunk_bytes
+        )
+        if not chunk:
+            return  # deleted while it was being sent: the body ends short
+        offset += len(chunk)
+        yield chunk
+
+
+async def _read_head(artifact: Artifact, limit: int) -> bytes:
+    if artifact.in_board:
+        return await db.call(read_artifact, artifact, limit)
+    return await trio.to_thread.run_sync(read_artifact, artifact, limit)
+
+
 @bp.get("/<id:job_id>/artifact")
 @login_required
 async def job_artifact(job_id: int):
@@ -355,8 +380,17 @@ async def job_artifact(job_id: int):
     download = params.flag("download")
     as_html = params.choice("format", ["html"]) == "html"
     runs = await db.call(job_views.runs_newest_first, job.id)
+    in_board = (
+        await db.call(board_artifacts.stored_files, [run.id for run in runs])
+        if board_artifacts.kept_in_board()
+        else {}
+    )
     artifact = await trio.to_thread.run_sync(
-        find_artifact, state().home, [(run.id, run.artifact) for run in runs], job.artifact_name
+        find_artifact,
+        state().home,
+        [(run.id, run.artifact) for run in runs],
+        job.artifact_name,
+        in_board,
     )
     if artifact is None:
         raise NotFound("this job has no saved file yet")
@@ -365,7 +399,7 @@ async def job_artifact(job_id: int):
         if not artifact.is_markdown:
             message = "only a Markdown file can be rendered as HTML"
             raise ValidationFailed(message, {"format": message})
-        data = await trio.to_thread.run_sync(read_artifact, artifact, MAX_RENDER_BYTES)
+        data = await _read_head(artifact, MAX_RENDER_BYTES)
         if len(data) > MAX_RENDER_BYTES:
             message = (
                 f"the file is over {MAX_RENDER_BYTES // (1024 * 1024)} MiB; download it instead"
@@ -381,7 +415,8 @@ async def job_artifact(job_id: int):
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
         response.headers["Content-Disposition"] = _disposition(kind, artifact.name + ".html")
         return response
-    response = Response(_file_chunks(artifact), content_type=artifact.media_type)
+    chunks = _board_chunks(artifact) if artifact.in_board else _file_chunks(artifact)
+    response = Response(chunks, content_type=artifact.media_type)
     response.headers["Content-Length"] = str(artifact.size)
     response.headers["Content-Security-Policy"] = RAW_CSP
     response.headers["Content-Disposition"] = _disposition(kind, artifact.name)

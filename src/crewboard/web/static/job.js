@@ -89,6 +89,7 @@ function showRuns(runs) {
 const KIND_LABELS = {
   created: "Created", ready: "Ready", dispatched: "Dispatched", run_started: "Run started",
   run_ended: "Run ended", done: "Done", retry: "Retry", requeued: "Requeued", blocked: "Blocked",
+  artifact_not_stored: "File not stored",
   recovered: "Recovered", comment: "Comment", unblock: "Unblocked", redo: "Redo", status: "Status",
   cancel: "Cancelled", cancel_requested: "Cancel asked", archive: "Archived", unarchive: "Restored",
   webhook_queued: "Webhook queued", webhook_delivered: "Webhook delivered",
