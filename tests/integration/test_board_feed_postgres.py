@@ -4,6 +4,7 @@ once, and a write on one node wakes the feed followers of another."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -15,7 +16,9 @@ from crewboard.board import db
 from crewboard.board.events import EventKind, record_event
 from crewboard.board.models import Job
 from crewboard.clock import utcnow
-from crewboard.web import sse
+from crewboard.web import board_changes, board_feed, sse
+from crewboard.web.server import serve_web
+from tests.conftest import signed_in
 from tests.support import crews
 from tests.support.crews import JobDef
 from tests.support.sse_client import Frame, open_raw_stream
@@ -121,3 +124,42 @@ async def test_parallel_writers_committing_out_of_order_lose_no_event(
     assert set(messages) == wanted, f"{len(wanted - set(messages))} events never came"
     positions = [int(frame.id) for frame in frames]
     assert positions == sorted(positions), "frame ids went back: resuming from one skips events"
+
+
+@pytest.fixture
+async def other_node(config, admin, tmp_path, nursery) -> str:
+    """A second web node on the same board, with a home of its own (its own
+    files, secret key and feed); yields its base URL."""
+    other = dataclasses.replace(config, home=tmp_path / "other-home")
+    stop = trio.Event()
+    binds = await nursery.start(
+        lambda task_status: serve_web(other, shutdown=stop, task_status=task_status)
+    )
+    yield binds[0]
+    stop.set()
+
+
+@pytest.fixture
+def never_polling(monkeypatch) -> None:
+    """Nodes started after this see a change only when told of it: a feed
+    that polled would hear of nothing within a test's deadline."""
+    monkeypatch.setattr(board_feed, "POLL_S", 3600)
+    monkeypatch.setattr(board_changes, "WATCHED_POLL_S", 3600)
+
+
+async def test_a_write_on_one_node_wakes_the_feed_followers_of_another(
+    never_polling, server, other_node, as_admin, admin, monkeypatch
+):
+    monkeypatch.setattr(sse, "PING_S", 0.3)
+    job_id = crews.add_crew({"a": JobDef()})["a"]
+    async with (
+        signed_in(other_node, admin) as on_other,
+        open_raw_stream(other_node, FEED, client=on_other) as stream,
+    ):
+        await stream.frames_until_pings(1)
+        for text in ("first", "second"):
+            response = await as_admin.post(f"/api/jobs/{job_id}/comments", json={"text": text})
+            assert response.status_code == 201, response.text
+            (frame,) = await stream.take(1, timeout_s=10)
+            assert frame.data["kind"] == "comment" and frame.data["jobId"] == job_id
+            assert frame.data["data"]["commentId"] == response.json()["id"]

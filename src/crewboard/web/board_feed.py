@@ -179,10 +179,12 @@ class BoardFeed:
 
 async def serve_board_feed(
     *,
-    poll_s: float = POLL_S,
+    poll_s: float | None = None,
     changes: BoardChanges | None = None,
     task_status: trio.TaskStatus[BoardFeed] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the feed, reported through ``task_status``, until cancelled;
-    without ``changes`` it polls."""
-    await BoardFeed(poll_s, changes=changes).serve(task_status=task_status)
+    without ``changes`` (or where they cannot be seen) it polls every
+    ``poll_s`` (:data:`POLL_S`)."""
+    feed = BoardFeed(POLL_S if poll_s is None else poll_s, changes=changes)
+    await feed.serve(task_status=task_status)
