@@ -122,6 +122,7 @@ async def test_parallel_writers_committing_out_of_order_lose_no_event(
     messages = [frame.data["message"] for frame in frames]
     assert len(messages) == len(set(messages)), "an event came twice"
     assert set(messages) == wanted, f"{len(wanted - set(messages))} events never came"
+    assert all(int(frame.id) == frame.data["position"] for frame in frames)
     positions = [int(frame.id) for frame in frames]
     assert positions == sorted(positions), "frame ids went back: resuming from one skips events"
 

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import peewee
 
-from crewboard.board.events import event_public, feed_position
+from crewboard.board.events import event_public, feed_position, position_of
 from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus, Run, User
 from crewboard.board.users import Principal
 from crewboard.clock import iso
@@ -477,12 +477,13 @@ def last_event_position() -> int:
 
 
 def board_changes(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Events as the change feed sends them: each with its job's summary as
-    it is now (null once the job is deleted)."""
+    """Events as the change feed sends them: each with its feed position and
+    its job's summary as it is now (null once the job is deleted)."""
     jobs = jobs_by_id((e.job_id for e in events if e.job_id is not None), summaries=True)
     return [
         {
             **event_public(event),
+            "position": position_of(event),
             "job": job_summary(jobs[event.job_id]) if event.job_id in jobs else None,
         }
         for event in events
