@@ -125,7 +125,9 @@ def feed_position() -> peewee.Field:
 
 
 def position_of(event: Event) -> int:
-    """``event``'s place in the change feed (see :func:`feed_position`)."""
+    """``event``'s place in the change feed (see :func:`feed_position`), as
+    anyone but its own writing transaction reads it: on PostgreSQL it is
+    numbered only as that transaction commits."""
     return event.id if event.position is None else event.position
 
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import trio
 
 from crewboard.board import db, job_views
-from crewboard.board.events import position_of
 from crewboard.board.users import Principal
 from crewboard.web import sse
 from crewboard.web.board_changes import BoardChanges
@@ -59,13 +58,14 @@ def _changes_after(after: int, viewer: Principal | None = None, mine: bool = Fal
         events = job_views.all_events_after(after, BATCH)
     else:
         events = job_views.events_after(viewer, after, BATCH, mine=mine)
-    changes = []
-    for event, change in zip(events, job_views.board_changes(events), strict=True):
-        position = position_of(event)
-        changes.append(
-            Change(position, event.owner_id, sse.encode_frame("event", change, position))
+    return [
+        Change(
+            change["position"],
+            event.owner_id,
+            sse.encode_frame("event", change, change["position"]),
         )
-    return changes
+        for event, change in zip(events, job_views.board_changes(events), strict=True)
+    ]
 
 
 @dataclass(eq=False)
