@@ -45,7 +45,7 @@ async def test_the_feed_sends_new_events_with_their_job(server, as_alice):
         await as_alice.post(f"/api/jobs/{job_id}/comments", json={"text": "hi"})
         created, comment = await until_settled(stream, 2)
     assert created.type == comment.type == "event"
-    assert int(created.id) == created.data["id"] and int(comment.id) > int(created.id)
+    assert int(created.id) == created.data["position"] and int(comment.id) > int(created.id)
     assert created.data["kind"] == "created" and created.data["jobId"] == job_id
     assert created.data["job"]["id"] == job_id and created.data["job"]["status"] == "ready"
     assert comment.data["kind"] == "comment"

@@ -1,6 +1,12 @@
 """Job and schedule events: every state change, with who did it and when.
 They feed the job timeline and the board's change feed.
 
+The change feed pages events by :func:`feed_position`, which follows commit
+order: on PostgreSQL each event is numbered as its transaction commits, and
+the same commit notifies :data:`~crewboard.board.notify.BOARD`, so every
+node's followers look again (the board's trigger does both: see migration
+``_v7_event_positions``); on SQLite, whose writers take turns, the id.
+
 :class:`EventKind` names every kind the board records; the stored strings
 are part of the API (``openapi.yaml``'s ``Event.kind``), so they never change.
 """
@@ -12,6 +18,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import peewee
+
+from crewboard.board import db
 from crewboard.board.db import execute
 from crewboard.board.models import Event, Job, Schedule
 from crewboard.clock import iso
@@ -72,7 +81,8 @@ def record_event(
     now: datetime,
 ) -> Event:
     """Append an event; call inside the transaction that made the change, so
-    the change and its record commit together."""
+    the change and its record commit together (and, on PostgreSQL, the
+    feed's followers on every node are told at that commit)."""
     owner_id = job.owner_id if job is not None else (schedule.owner_id if schedule else None)
     return Event.create(
         job=job,
@@ -107,6 +117,20 @@ def record_events(rows: list[EventRow], *, actor: str, now: datetime) -> list[in
     sql = _INSERT_EVENTS + ", ".join([_EVENT_ROW] * len(rows)) + " RETURNING id"
     # One statement's rows get ascending ids; RETURNING lists them in no set order.
     return sorted(event_id for (event_id,) in execute(sql, params))
+
+
+def feed_position() -> peewee.Field:
+    """The column the change feed is ordered and resumed by: one that grows
+    in commit order, so a follower that has read up to a position never
+    misses an event below it."""
+    return Event.id if db.is_sqlite() else Event.position
+
+
+def position_of(event: Event) -> int:
+    """``event``'s place in the change feed (see :func:`feed_position`), as
+    anyone but its own writing transaction reads it: on PostgreSQL it is
+    numbered only as that transaction commits."""
+    return event.id if event.position is None else event.position
 
 
 def user_actor(user_id: int) -> str:

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import peewee
 
-from crewboard.board.events import event_public
+from crewboard.board.events import event_public, feed_position, position_of
 from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus, Run, User
 from crewboard.board.users import Principal
 from crewboard.clock import iso
@@ -452,33 +452,38 @@ def crew_graph(job: Job) -> dict[str, Any]:
 
 
 def events_after(
-    viewer: Principal, after_id: int, limit: int = 500, *, mine: bool = False
+    viewer: Principal, after: int, limit: int = 500, *, mine: bool = False
 ) -> list[Event]:
-    """The change feed from ``after_id`` on, scoped like the job list: a
-    non-admin (or an admin asking for ``mine``) sees the events of their own
-    jobs and schedules."""
-    query = Event.select().where(Event.id > after_id)
+    """The change feed from position ``after`` on (see
+    :func:`~crewboard.board.events.feed_position`), scoped like the job list:
+    a non-admin (or an admin asking for ``mine``) sees the events of their
+    own jobs and schedules."""
+    position = feed_position()
+    query = Event.select().where(position > after)
     if mine or not viewer.is_admin:
         query = query.where(Event.owner == viewer.user_id)
-    return list(query.order_by(Event.id).limit(limit))
+    return list(query.order_by(position).limit(limit))
 
 
-def all_events_after(after_id: int, limit: int = 500) -> list[Event]:
-    """Every event after ``after_id``, for the feed's one shared poller."""
-    return list(Event.select().where(Event.id > after_id).order_by(Event.id).limit(limit))
+def all_events_after(after: int, limit: int = 500) -> list[Event]:
+    """Every event after position ``after``, for the feed's one shared poller."""
+    position = feed_position()
+    return list(Event.select().where(position > after).order_by(position).limit(limit))
 
 
-def last_event_id() -> int:
-    return Event.select(peewee.fn.MAX(Event.id)).scalar() or 0
+def last_event_position() -> int:
+    """The change feed's newest position: where "from now" starts."""
+    return Event.select(peewee.fn.MAX(feed_position())).scalar() or 0
 
 
 def board_changes(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Events as the change feed sends them: each with its job's summary as
-    it is now (null once the job is deleted)."""
+    """Events as the change feed sends them: each with its feed position and
+    its job's summary as it is now (null once the job is deleted)."""
     jobs = jobs_by_id((e.job_id for e in events if e.job_id is not None), summaries=True)
     return [
         {
             **event_public(event),
+            "position": position_of(event),
             "job": job_summary(jobs[event.job_id]) if event.job_id in jobs else None,
         }
         for event in events

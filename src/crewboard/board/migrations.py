@@ -15,7 +15,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_schema
 
-from crewboard.board import models
+from crewboard.board import models, notify
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,65 @@ def _v9_run_artifacts(db: peewee.Database) -> None:
         db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "data" SET STORAGE EXTERNAL')
 
 
+def _v10_event_positions(db: peewee.Database) -> None:
+    """Each event's place in the change feed, in commit order.
+
+    On PostgreSQL ids are taken when a row is inserted but become visible
+    when its transaction commits, and transactions commit in any order: a
+    feed that pages by id and has passed id 12 never sees an 11 that commits
+    after 12. So each event gets ``position`` from a sequence *as its
+    transaction commits*: a deferred constraint trigger fires at commit,
+    takes a transaction-level advisory lock (held until the commit is
+    visible, so the next event-writing commit numbers after it) and numbers
+    the transaction's events in insertion order. A follower that has read up
+    to a position has seen every event below it, for good. Each event is
+    written a second time, in the commit; PostgreSQL already serializes the
+    commits of transactions that notify (the trigger also notifies
+    ``notify.BOARD``, so every node's followers look again), so the lock
+    adds no queue of its own.
+
+    A transaction-id watermark (``pg_snapshot_xmin``) needs no second
+    write, but any long transaction on the board, even one writing no
+    event, would hold every feed back until it ends.
+
+    SQLite serializes its writers, so its ids already follow commit order:
+    the column stays NULL there and the feed reads ids."""
+    if "position" not in {c.name for c in db.get_columns(models.Event._meta.table_name)}:
+        db.execute_sql('ALTER TABLE "event" ADD COLUMN "position" BIGINT')
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        return
+    db.execute_sql("CREATE SEQUENCE IF NOT EXISTS event_position_seq")
+    # Events from before keep their ids as positions: a client resuming the
+    # feed with an id it got before the upgrade resumes in the right place.
+    db.execute_sql('UPDATE "event" SET "position" = "id" WHERE "position" IS NULL')
+    db.execute_sql(
+        "SELECT setval('event_position_seq', "
+        'COALESCE((SELECT MAX("position") FROM "event"), 0) + 1, false)'
+    )
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "event_position" ON "event" ("position")')
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "event_owner_position" ON "event" ("owner_id", "position")'
+    )
+    db.execute_sql(
+        f"""
+        CREATE OR REPLACE FUNCTION event_position_at_commit() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(hashtext('crewboard event position'));
+            UPDATE "event" SET "position" = nextval('event_position_seq') WHERE "id" = NEW."id";
+            PERFORM pg_notify('{notify.BOARD}', '');
+            RETURN NULL;
+        END
+        $$
+        """
+    )
+    db.execute_sql('DROP TRIGGER IF EXISTS "event_position_at_commit" ON "event"')
+    db.execute_sql(
+        'CREATE CONSTRAINT TRIGGER "event_position_at_commit" AFTER INSERT ON "event" '
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION event_position_at_commit()"
+    )
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -108,6 +167,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v7_run_leases,
     _v8_oauth_spent_states,
     _v9_run_artifacts,
+    _v10_event_positions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

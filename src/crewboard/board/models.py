@@ -291,6 +291,11 @@ class Event(BaseModel):
     message = peewee.TextField(default="")
     data = peewee.JSONField(default=dict)
     created_at = UTCDateTimeField()
+    # Its place in the change feed, which follows commit order. On PostgreSQL,
+    # set as its transaction commits (see migration ``_v7_event_positions``);
+    # NULL on SQLite, whose writes are serialized, so its ids are the order.
+    # Read it through :func:`crewboard.board.events.feed_position`.
+    position = peewee.BigIntegerField(null=True, index=False)
 
     class Meta:
         indexes = ((("job", "id"), False), (("owner", "id"), False), (("schedule", "id"), False))

@@ -73,6 +73,7 @@ async def serve_services(web: WebState, *, task_status: trio.TaskStatus[WebServi
     async with trio.open_nursery() as nursery:
         await nursery.start(web.file_watch.serve)
         log_hub = await nursery.start(partial(serve_log_hub, watch=web.file_watch))
+        await nursery.start(web.board_changes.listen)
         board_feed = await nursery.start(partial(serve_board_feed, changes=web.board_changes))
         chat_turns = await nursery.start(serve_chat_turns, config, home)
         mcp = await nursery.start(serve_mcp_catalog, config, home)

@@ -9,11 +9,13 @@ frame once and publishes it to a bounded
 :class:`~crewboard.web.broadcast.Broadcast`; each stream walks that buffer,
 keeping what its viewer may see (scoped like the job list). A client resuming
 with ``Last-Event-ID`` from before the buffer is served from the board first,
-then joins the buffer: it misses nothing.
+then joins the buffer: it misses nothing. Frames are numbered by the events'
+feed positions (:func:`~crewboard.board.events.feed_position`), which follow
+commit order, so a position once passed never gains an event below it.
 
 The web process runs one feed (:func:`serve_board_feed`) from startup to
 shutdown. It polls in rounds: a round starts with the first follower, takes
-the newest event id as its floor, and ends once no one follows, so an idle
+the newest feed position as its floor, and ends once no one follows, so an idle
 server does not poll its board.
 """
 
@@ -48,17 +50,20 @@ class Change:
     frame: bytes
 
 
-def _changes_after(
-    after_id: int, viewer: Principal | None = None, mine: bool = False
-) -> list[Change]:
-    """Events after ``after_id`` as encoded feed frames: all of them for the
-    shared poller, or the ones ``viewer`` may see for a backfill."""
+def _changes_after(after: int, viewer: Principal | None = None, mine: bool = False) -> list[Change]:
+    """Events after feed position ``after`` as encoded feed frames, each with
+    its position as its id: all of them for the shared poller, or the ones
+    ``viewer`` may see for a backfill."""
     if viewer is None:
-        events = job_views.all_events_after(after_id, BATCH)
+        events = job_views.all_events_after(after, BATCH)
     else:
-        events = job_views.events_after(viewer, after_id, BATCH, mine=mine)
+        events = job_views.events_after(viewer, after, BATCH, mine=mine)
     return [
-        Change(event.id, event.owner_id, sse.encode_frame("event", change, event.id))
+        Change(
+            change["position"],
+            event.owner_id,
+            sse.encode_frame("event", change, change["position"]),
+        )
         for event, change in zip(events, job_views.board_changes(events), strict=True)
     ]
 
@@ -86,10 +91,10 @@ class BoardFeed:
         self._wanted = trio.Event()  # a follower came while no round ran
 
     async def follow(
-        self, viewer: Principal, after_id: int | None, mine: bool
+        self, viewer: Principal, after: int | None, mine: bool
     ) -> AsyncGenerator[list[bytes] | None, None]:
-        """Frames of the events ``viewer`` may see after ``after_id`` (or
-        from now), live; None after :data:`~crewboard.web.sse.PING_S` without any."""
+        """Frames of the events ``viewer`` may see after feed position
+        ``after`` (or from now), live; None after :data:`~crewboard.web.sse.PING_S` without any."""
         self.followers += 1
         try:
             current = self._round
@@ -100,12 +105,12 @@ class BoardFeed:
                 self._wanted.set()
             await current.ready.wait()
             changes = current.changes
-            if after_id is None:
+            if after is None:
                 # "From now" is the board's newest event, not the round's: a
                 # round that has not polled lately would replay older ones.
-                position = max(changes.last_id, await db.call(job_views.last_event_id))
+                position = max(changes.last_id, await db.call(job_views.last_event_position))
             else:
-                position = after_id
+                position = after
             everyone = viewer.is_admin and not mine
             while True:
                 if position < changes.floor:
@@ -154,7 +159,7 @@ class BoardFeed:
 
     async def _poll(self, current: _Round) -> None:
         changes = current.changes
-        changes.floor = await db.call(job_views.last_event_id)
+        changes.floor = await db.call(job_views.last_event_position)
         current.ready.set()
         while True:
             committed = self._changes.arm() if self._changes else None
@@ -174,10 +179,12 @@ class BoardFeed:
 
 async def serve_board_feed(
     *,
-    poll_s: float = POLL_S,
+    poll_s: float | None = None,
     changes: BoardChanges | None = None,
     task_status: trio.TaskStatus[BoardFeed] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the feed, reported through ``task_status``, until cancelled;
-    without ``changes`` it polls."""
-    await BoardFeed(poll_s, changes=changes).serve(task_status=task_status)
+    without ``changes`` (or where they cannot be seen) it polls every
+    ``poll_s`` (:data:`POLL_S`)."""
+    feed = BoardFeed(POLL_S if poll_s is None else poll_s, changes=changes)
+    await feed.serve(task_status=task_status)

@@ -24,11 +24,11 @@ bp = Blueprint("board", __name__, url_prefix="/api/board")
 async def stream_events():
     viewer = require_principal()
     mine = flag("mine")
-    after_id = sse.resume_id()
+    after = sse.resume_id()
     feed = state().services.board_feed
 
     async def body() -> AsyncIterator[bytes]:
-        frames = feed.follow(viewer, after_id, mine)
+        frames = feed.follow(viewer, after, mine)
         async with aclosing(frames):
             async for batch in frames:
                 yield sse.PING if batch is None else b"".join(batch)
