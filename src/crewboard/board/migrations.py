@@ -66,6 +66,11 @@ def _v6_login_throttle(db: peewee.Database) -> None:
     db.create_tables([models.LoginThrottle], safe=True)
 
 
+def _v7_log_records(db: peewee.Database) -> None:
+    """Run and chat records in the board, so any web node streams any run."""
+    db.create_tables([models.LogRecord], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -73,6 +78,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v4_webhooks,
     _v5_job_request_id,
     _v6_login_throttle,
+    _v7_log_records,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

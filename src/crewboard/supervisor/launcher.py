@@ -41,6 +41,7 @@ from crewboard.agents import Preset, run_agents
 from crewboard.board import db
 from crewboard.board.dispatch import Claim, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
+from crewboard.board.records import Shipper
 from crewboard.catalog import Catalog
 from crewboard.clock import utcnow
 from crewboard.config import Config
@@ -153,14 +154,22 @@ def _prepare(spec: RunnerSpec) -> None:
 
 
 def _record_end(
-    claim: Claim, home: Home, returncode: int, stopped_as: RunOutcome | None
+    claim: Claim,
+    home: Home,
+    returncode: int,
+    stopped_as: RunOutcome | None,
+    shipper: Shipper | None = None,
 ) -> tuple[Ending, sessionlog.Record | None]:
     """After the reap, on a worker thread: classify the run's end from its
-    log, close the log, and apply the failure policy on the board. Returns
-    the ending and the runner's own last record."""
+    log, close the log, ship the rest of its records to the board (on
+    PostgreSQL: the terminal record is there before the run is closed), and
+    apply the failure policy on the board. Returns the ending and the
+    runner's own last record."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending)
+    if shipper is not None:
+        shipper.ship_new()
     finish_run(
         claim.run_id,
         ending.outcome,
@@ -208,6 +217,8 @@ class ActiveRun:
     # the run closed before the launcher lets go of it.
     ending: bool = False
     prepared: Prepared | None = None  # the spec, if the dispatcher prepared it
+    # Ships the run's records to a PostgreSQL board as they are written.
+    shipper: Shipper | None = None
 
 
 class Launcher:
@@ -305,6 +316,8 @@ class Launcher:
             with logs.bind(requestId=claim.request_id, runId=claim.run_id, jobId=claim.job_id):
                 await self._supervise(active, task_status)
         finally:
+            if active.shipper is not None:
+                active.shipper.stop()
             del self.active[claim.run_id]
             if not self.active:
                 self._idle.set()
@@ -349,6 +362,9 @@ class Launcher:
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
     ) -> None:
         active.pid = proc.pid
+        active.shipper = Shipper.for_run(active.claim.run_id, active.claim.log_path)
+        if active.shipper is not None:
+            self._nursery.start_soon(active.shipper.serve_shipping)
         task_status.started()
         try:
             await db.call(set_run_pid, active.claim.run_id, proc.pid, now=utcnow())
@@ -372,7 +388,9 @@ class Launcher:
             nonlocal last
             # One trip to a worker thread: read the log's end, close the log
             # and record the run's end on the board.
-            ending, last = await db.call(_record_end, claim, self.home, code, stopped_as)
+            ending, last = await db.call(
+                _record_end, claim, self.home, code, stopped_as, active.shipper
+            )
             return ending
 
         ending = await self._record_retrying(claim, "the end", record)
@@ -398,6 +416,9 @@ class Launcher:
 
         async def record() -> bool:
             await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
+            shipper = Shipper.for_run(claim.run_id, claim.log_path)
+            if shipper is not None:
+                await db.call(shipper.ship_new)
             await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow())
             return True
 
