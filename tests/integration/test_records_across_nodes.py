@@ -136,15 +136,24 @@ async def test_a_chat_turn_on_one_host_streams_and_replays_on_another(pg, tmp_pa
         replay_a = await chat.replay(a, session["sessionName"])
         replay_b = await chat.replay(b, session["sessionName"])
         resumed_b = await chat.replay(b, session["sessionName"], last_event_id=1)
+        # B streamed and replayed A's turn without its log on B's disk.
+        assert home_a.chat_log(session["id"]).is_file()
+        assert not home_b.chat_log(session["id"]).exists()
+        # The next turn, on B, goes on from A's: seqs and context.
+        second = await chat.send(b, session["id"], "And now from B.")
+        both_on_a = await chat.replay(a, session["sessionName"])
 
     assert turn[-1].type == "done"
-    assert home_a.chat_log(session["id"]).is_file()
-    assert not home_b.chat_log(session["id"]).exists()
     assert replay_a[0].type == "user_message"
     assert replay_a[-1].type == "final_result"
     assert shown(replay_b) == shown(replay_a)
     assert shown(followed_on_b) == shown(replay_a)
     assert shown(resumed_b) == shown(replay_a[1:])
+    assert second[-1].type == "done"
+    assert shown(both_on_a[: len(replay_a)]) == shown(replay_a)
+    later = both_on_a[len(replay_a) :]
+    assert later[0].type == "user_message" and later[0].data["text"] == "And now from B."
+    assert [int(f.id or 0) for f in both_on_a] == list(range(1, len(both_on_a) + 1))
 
 
 async def _frames_through(stream: RawStream, *last: str) -> list[Frame]:

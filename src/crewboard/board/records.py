@@ -33,7 +33,7 @@ import trio
 
 from crewboard.board import db, notify
 from crewboard.board.db import write
-from crewboard.sessionlog import LogCursor, Record, is_terminal
+from crewboard.sessionlog import LogCursor, LogWriter, Record, is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,15 @@ def store_missing(key: str, records: list[Record]) -> None:
     missing = [record for record in records if int(record["seq"]) > last_seq(key)]
     if missing:
         store(key, missing)
+
+
+def restore_missing(key: str, path: str | os.PathLike[str]) -> None:
+    """Append to the local log at ``path`` the records the board has beyond
+    its end: a chat session's earlier turns, run by another node, become
+    this node's context and its seqs go on from theirs."""
+    with LogWriter(path) as writer:
+        for record in read_all(key, writer.seq):
+            writer.append_record(record)
 
 
 class Shipper:

@@ -248,11 +248,13 @@ class ChatTurns:
                 {"agent": f"unknown agent {session.agent!r}"},
             )
         model = resolve_model(session.model_spec, self.config)
+        key = records.chat_key(session.id) if records.enabled() else None
+        if key is not None:
+            records.restore_missing(key, turn.log_path)
         close_open_turn(turn.log_path, "the turn was interrupted (the web server stopped)")
         earlier = read_records(turn.log_path)
         turn.after_seq = int(earlier[-1].get("seq", 0)) if earlier else 0
-        if records.enabled():
-            key = records.chat_key(session.id)
+        if key is not None:
             records.store_missing(key, earlier)
             turn.shipper = records.Shipper(key, turn.log_path, turn.after_seq)
         ident = self.home.chat_workspace_id(session.id)
