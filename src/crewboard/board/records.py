@@ -209,6 +209,19 @@ class Shipper:
             self._cursor.report()
             return count
 
+    def ship_rest(self) -> int:
+        """:meth:`ship_new` once the runner is reaped, before its end is
+        recorded. A transient board error propagates (recording the end
+        would fail too, and is retried with it); any other is logged, so
+        that records the board refuses never keep a run from ending."""
+        try:
+            return self.ship_new()
+        except Exception as exc:
+            if db.is_transient_error(exc):
+                raise
+            log.exception("could not ship the last records of %s", self.key)
+            return 0
+
     def _has_news(self) -> bool:
         if self._pending:
             return True

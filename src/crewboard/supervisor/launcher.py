@@ -11,7 +11,10 @@ at a poll). A run is stopped — SIGTERM to its group, the grace period,
 SIGKILL — when its job's timeout passes (``timed_out``), a user cancels it
 (``cancelled``) or the supervisor drains (``interrupted``). After the reap the
 log is closed with a terminal record if the runner left none, and
-:func:`crewboard.board.dispatch.finish_run` applies the failure policy.
+:func:`crewboard.board.dispatch.finish_run` applies the failure policy. On
+PostgreSQL the run's records are shipped into the board as they are written
+(:class:`crewboard.board.records.Shipper`), the rest of them, up to the
+terminal record, before the end is recorded.
 
 Recording a run's end is retried while the board's errors are transient
 (:func:`crewboard.board.db.is_transient_error`: a full disk, an I/O error, a
@@ -169,7 +172,7 @@ def _record_end(
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending)
     if shipper is not None:
-        shipper.ship_new()
+        shipper.ship_rest()
     finish_run(
         claim.run_id,
         ending.outcome,
@@ -418,7 +421,7 @@ class Launcher:
             await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
             shipper = Shipper.for_run(claim.run_id, claim.log_path)
             if shipper is not None:
-                await db.call(shipper.ship_new)
+                await db.call(shipper.ship_rest)
             await db.call(finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow())
             return True
 

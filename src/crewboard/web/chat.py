@@ -17,6 +17,12 @@ one user at once (429 past it), and a turn still running after
 On shutdown every running turn is stopped (SIGTERM, grace, SIGKILL) and
 recorded as stopped, then the template.
 
+On PostgreSQL a turn's records are shipped into the board as they are
+written (:class:`crewboard.board.records.Shipper`, the turn's terminal record
+before the turn is freed), and a turn first takes into its local log the
+session's records that other web nodes wrote, so any node may run a
+session's next turn.
+
 Streams read a turn's records through :mod:`crewboard.web.loghub`;
 a turn's ``after_seq`` and ``finished`` tell them where it starts and when
 it is over.
@@ -322,7 +328,7 @@ class ChatTurns:
                 end_turn, turn.log_path, turn.after_seq, turn.prompt, message
             )
             if turn.shipper is not None:
-                await db.call(turn.shipper.ship_new)
+                await db.call(turn.shipper.ship_rest)
             terminal = await trio.to_thread.run_sync(last_record, turn.log_path)
             metrics.chat_turn_finished(_turn_outcome(terminal, turn.stop_reason))
             if turn.provider is not None:
