@@ -18,7 +18,7 @@ import httpx
 import pytest
 import trio
 
-from crewboard.board import records
+from crewboard.board import db, records
 from crewboard.board.models import LogRecord, RunOutcome
 from crewboard.board.recovery import recover_orphans
 from crewboard.bootstrap import open_home
@@ -26,6 +26,7 @@ from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
+from crewboard.web import loghub
 from tests.conftest import Account, add_user, make_config, signed_in
 from tests.support import chat, crews
 from tests.support.board_jobs import start_run
@@ -205,3 +206,36 @@ async def test_deleting_a_job_deletes_its_records(pg, tmp_path) -> None:
         assert response.status_code in (200, 204), response.text
     assert _stored(run.id) == []
     assert LogRecord.select().where(LogRecord.run == run.id).count() == 0
+
+
+async def test_a_follower_is_woken_by_the_boards_notification(pg, monkeypatch) -> None:
+    _, home = pg
+    # Only a notification can wake the reader within the test's deadline.
+    monkeypatch.setattr(loghub, "BOARD_POLL_S", 3600.0)
+    run_id = start_run(crews.add_job("Say hello."), home)
+    path = home.run_log(run_id)
+    shipper = records.Shipper(records.run_key(run_id), path)
+    got: list[dict] = []
+    first = trio.Event()
+
+    async def follow(hub: loghub.LogHub) -> None:
+        async for record in hub.follow(path):
+            got.append(record)
+            first.set()
+
+    with LogWriter(path) as writer, trio.fail_after(STREAM_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+            hub = await nursery.start(loghub.serve_log_hub)
+            assert hub.from_board
+            async with trio.open_nursery() as following:
+                following.start_soon(follow, hub)
+                writer.append("user_message", text="Say hello.")
+                await db.call(shipper.ship_new)
+                await first.wait()
+                writer.append("text", text="hello")
+                writer.append("final_result", text="hello", agentName="assistant")
+                writer.append("text", text="after the end")
+                await db.call(shipper.ship_new)
+            nursery.cancel_scope.cancel()
+    assert [r["type"] for r in got] == ["user_message", "text", "final_result"]
+    assert [r["seq"] for r in got] == [1, 2, 3]
