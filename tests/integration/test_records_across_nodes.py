@@ -143,6 +143,9 @@ async def test_a_chat_turn_on_one_host_streams_and_replays_on_another(pg, tmp_pa
         # The next turn, on B, goes on from A's: seqs and context.
         second = await chat.send(b, session["id"], "And now from B.")
         both_on_a = await chat.replay(a, session["sessionName"])
+        stored = records.read_all(records.chat_key(session["id"]))
+        deleted = await b.delete(f"/api/session/byName/{session['sessionName']}")
+        assert deleted.status_code == 204, deleted.text
 
     assert turn[-1].type == "done"
     assert replay_a[0].type == "user_message"
@@ -155,6 +158,9 @@ async def test_a_chat_turn_on_one_host_streams_and_replays_on_another(pg, tmp_pa
     later = both_on_a[len(replay_a) :]
     assert later[0].type == "user_message" and later[0].data["text"] == "And now from B."
     assert [int(f.id or 0) for f in both_on_a] == list(range(1, len(both_on_a) + 1))
+    # Deleting the session deleted its records.
+    assert len(stored) == len(both_on_a)
+    assert records.read_all(records.chat_key(session["id"])) == []
 
 
 async def _frames_through(stream: RawStream, *last: str) -> list[Frame]:
