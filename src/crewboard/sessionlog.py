@@ -102,7 +102,14 @@ class LogWriter:
     def append(self, type: str, **fields: Any) -> Record:
         """Write one record; OSError (ENOSPC, EIO…) if it could not be, the
         seq then not used up."""
-        record: Record = {"seq": self.seq + 1, "ts": iso_now(), "type": type, **fields}
+        return self.append_record({"ts": iso_now(), "type": type, **fields})
+
+    def append_record(self, record: Record) -> Record:
+        """Write a whole record as it is (a copy of one written on another
+        host), numbered on like :meth:`append`'s."""
+        # The seq first, as every record has it.
+        record = {"seq": 0, **record}
+        record["seq"] = self.seq + 1
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         if not _ends_in_newline(self._fd):
             line = b"\n" + line

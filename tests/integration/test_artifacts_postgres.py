@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import trio
 
 from crewboard.board import artifacts
 from crewboard.board.models import ChatSession, Event, Job, JobStatus, Run, RunArtifact
@@ -26,6 +23,7 @@ from tests.conftest import TEST_SETTINGS, add_user, make_config, signed_in
 from tests.support import crews, waits
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
+from tests.support.web_nodes import web_node
 
 pytestmark = pytest.mark.postgres
 
@@ -48,21 +46,6 @@ def hosts(pg, tmp_path) -> tuple[Config, Config]:
     config_b = make_config(tmp_path / "home-b", database_url=config_a.database_url)
     open_home(config_b)
     return config_a, config_b
-
-
-@asynccontextmanager
-async def web_node(config: Config) -> AsyncIterator[str]:
-    from crewboard.web.server import serve_web
-
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            lambda task_status: serve_web(config, shutdown=stop, task_status=task_status)
-        )
-        try:
-            yield binds[0]
-        finally:
-            stop.set()
 
 
 async def run_to_done(config: Config, prompt: str = REPORT, artifact: str = "report.md") -> int:

@@ -16,7 +16,7 @@ import trio
 from crewboard import sessionlog
 from crewboard.home import Home
 from crewboard.sessionlog import ensure_terminal
-from tests.support.board_jobs import finish_run, start_run
+from tests.support.board_jobs import finish_run, ship_log, start_run
 from tests.support.chat import create_session, replay
 from tests.support.sse_client import Frame, collect
 
@@ -70,6 +70,7 @@ async def test_a_job_stream_survives_a_damaged_log(as_alice, home: Home, caplog)
     job_id = await ask(as_alice)
     run_id = start_run(job_id, home)
     damaged_run_log(home.run_log(run_id))
+    ship_log(home.run_log(run_id))
     finish_run(run_id, result="Rayleigh scattering.")
     got = await job_stream(as_alice, job_id)
     kinds = ["user_message", "chunk", "chunk", "chunk", "final_result", "done"]
@@ -98,11 +99,15 @@ async def test_a_live_stream_ends_after_a_torn_line_with_the_closing_record(as_a
             f.write(line(1, "user_message", text="q") + b"\n")
             f.write(line("1", "text", text="a step with a string seq") + b"\n")
             f.flush()
+            ship_log(path)
             await trio.sleep(0.2)
             f.write(b'{"seq":3,"ts":"2026-01-01T00:00:00.000Z","type":"text","text":"half a')
+            f.flush()
+            ship_log(path)
         await trio.sleep(0.2)
         # What the launcher does once the killed runner is reaped.
         ensure_terminal(path, "the runner was killed")
+        ship_log(path)
         finish_run(run_id, "crashed")
 
     async with trio.open_nursery() as nursery:
@@ -120,6 +125,7 @@ async def test_a_chat_replay_survives_a_damaged_log(as_alice, home: Home):
         f.write(line(4, "user_message", text="and at sunset?") + b"\n")
         f.write(line(4, "text", text="longer path") + b"\n")  # a duplicate
         f.write(line(1, "final_result", text="More air.") + b'\n{"seq":')  # a torn tail
+    ship_log(path)
     frames = await replay(as_alice, "damaged")
     first_turn = ["user_message", "chunk", "chunk", "chunk", "final_result"]
     assert [f.type for f in frames] == [*first_turn, "user_message", "chunk", "final_result"]

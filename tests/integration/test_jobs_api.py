@@ -27,6 +27,7 @@ from tests.support.board_jobs import (
     log_writer,
     save_artifact,
     set_job,
+    ship_log,
     start_run,
     write_templates,
 )
@@ -829,6 +830,7 @@ async def test_a_client_going_away_leaves_the_job_alone(server, as_alice, home):
     path = f"/api/jobs/{job_id}/stream"
     with log_writer(home, run_id) as writer:
         writer.append("user_message", text="hi")
+        ship_log(home.run_log(run_id))  # as the launcher does on PostgreSQL
         for _ in range(3):
             async with open_raw_stream(server, path, client=as_alice) as stream:
                 assert stream.status == 200
@@ -839,6 +841,7 @@ async def test_a_client_going_away_leaves_the_job_alone(server, as_alice, home):
             assert job_row(job_id).status == JobStatus.RUNNING
             assert Run.get_by_id(run_id).outcome == RunOutcome.RUNNING
             writer.append("final_result", text="bye", agentName="assistant")
+            ship_log(home.run_log(run_id))
             finish_run(run_id)
             got = await stream.take(3)
             assert [f.type for f in got] == ["final_result", "done"]

@@ -11,11 +11,12 @@ from typing import Any
 import jsonschema_rs
 import yaml
 
+from crewboard.board import records
 from crewboard.board.db import write
 from crewboard.board.models import Job, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.sessionlog import LogWriter
+from crewboard.sessionlog import LogWriter, read_records
 from crewboard.web.openapi import spec_text
 from tests.conftest import signed_in
 
@@ -103,8 +104,30 @@ def job_row(job_id: int) -> Job | None:
     return Job.get_or_none(Job.id == job_id)
 
 
+def ship_log(path: Path) -> None:
+    """What the process running a runner does with its log on PostgreSQL:
+    store its records in the board, where every web node reads them
+    (nothing on SQLite, where the file is read)."""
+    if not records.enabled():
+        return
+    key = records.log_key(path)
+    assert key is not None, f"{path} is not a run's or chat's log"
+    if key.startswith("run:"):
+        records.Shipper(key, path).ship_new()
+    else:
+        records.store_missing(key, read_records(path))
+
+
+class _ShippedLogWriter(LogWriter):
+    """A run's log written by a test, shipped to the board once closed."""
+
+    def close(self) -> None:
+        super().close()
+        ship_log(Path(self.path))
+
+
 def log_writer(home: Home, run_id: int) -> LogWriter:
-    return LogWriter(home.run_log(run_id))
+    return _ShippedLogWriter(home.run_log(run_id))
 
 
 def save_artifact(home: Home, run_id: int, name: str, content: str | bytes) -> Path:

@@ -157,6 +157,11 @@ def _v10_event_positions(db: peewee.Database) -> None:
     )
 
 
+def _v11_log_records(db: peewee.Database) -> None:
+    """Run and chat records in the board, so any web node streams any run."""
+    db.create_tables([models.LogRecord], safe=True)
+
+
 MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v1_initial,
     _v2_one_live_run_per_job,
@@ -168,6 +173,7 @@ MIGRATIONS: list[Callable[[peewee.Database], None]] = [
     _v8_oauth_spent_states,
     _v9_run_artifacts,
     _v10_event_positions,
+    _v11_log_records,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

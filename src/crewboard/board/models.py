@@ -423,6 +423,26 @@ class RunArtifact(BaseModel):
         indexes = ((("run", "name"), True),)
 
 
+class LogRecord(BaseModel):
+    """One record of a run's or chat session's log, as its writer's host
+    shipped it to a PostgreSQL board (:mod:`crewboard.board.records`), so
+    any node can stream it. ``log_key`` names the log (``run:<id>``,
+    ``chat:<id>``), ``seq`` is the record's effective seq, ``body`` the
+    record as JSON text. The run or session owning the log holds its rows:
+    deleting either deletes them."""
+
+    log_key = peewee.CharField(max_length=40)
+    seq = peewee.IntegerField()
+    run = peewee.ForeignKeyField(Run, null=True, on_delete="CASCADE")
+    run_id: int | None
+    session = peewee.ForeignKeyField(ChatSession, null=True, on_delete="CASCADE")
+    session_id: int | None
+    body = peewee.TextField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("log_key", "seq")
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     Meta,
     User,
@@ -443,4 +463,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     LoginThrottle,
     OAuthSpentState,
     RunArtifact,
+    LogRecord,
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from crewboard import sessionlog
+from crewboard.board import records
 from crewboard.board.db import write
 from crewboard.board.dispatch import close_run, run_with_job
 from crewboard.board.heartbeats import is_alive
@@ -120,8 +121,13 @@ _END_UNRECORDED = "its runner is gone and its end was never recorded"
 
 
 def _orphan_outcome(log_path: str | None, why: str) -> tuple[RunOutcome, str | None, str | None]:
-    """How an orphaned run ended, from the last record of its log."""
-    last = sessionlog.last_record(log_path) if log_path else None
+    """How an orphaned run ended, from the last record of its log: on
+    PostgreSQL the board's copy (its host may be gone), else the file."""
+    key = records.log_key(log_path) if log_path and records.enabled() else None
+    if key is not None:
+        last = records.last_record(key)
+    else:
+        last = sessionlog.last_record(log_path) if log_path else None
     if last is not None and last.get("type") == "final_result":
         return RunOutcome.SUCCEEDED, None, str(last.get("text") or "")
     if last is not None and last.get("type") == "blocked":

@@ -11,7 +11,10 @@ at a poll). A run is stopped — SIGTERM to its group, the grace period,
 SIGKILL — when its job's timeout passes (``timed_out``), a user cancels it
 (``cancelled``) or the supervisor drains (``interrupted``). After the reap the
 log is closed with a terminal record if the runner left none, and
-:func:`crewboard.board.dispatch.finish_run` applies the failure policy.
+:func:`crewboard.board.dispatch.finish_run` applies the failure policy. On
+PostgreSQL the run's records are shipped into the board as they are written
+(:class:`crewboard.board.records.Shipper`), the rest of them, up to the
+terminal record, before the end is recorded.
 
 Each run is held by a lease (``board/leases.py``) the heartbeat renews
 (``supervisor/heartbeat.py``). After each renewal the launcher touches the
@@ -50,6 +53,7 @@ from crewboard.board import db
 from crewboard.board.artifacts import store_run_artifacts
 from crewboard.board.dispatch import Claim, Finished, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
+from crewboard.board.records import Shipper
 from crewboard.catalog import Catalog
 from crewboard.clock import utcnow
 from crewboard.config import Config
@@ -184,15 +188,19 @@ def _record_end(
     returncode: int,
     stopped_as: RunOutcome | None,
     max_artifact_bytes: int,
+    shipper: Shipper | None = None,
 ) -> tuple[Ending, sessionlog.Record | None, Finished | None]:
     """After the reap, on a worker thread: classify the run's end from its
-    log, close the log, keep its saved files in the board (a PostgreSQL
-    board: every web node serves them) and apply the failure policy on the
-    board. Returns the ending, the runner's own last record and what became
-    of the job (None if the run was no longer live)."""
+    log, close the log, ship the rest of its records to the board (on
+    PostgreSQL: the terminal record is there before the run is closed), keep
+    its saved files in the board (every web node serves them) and apply the
+    failure policy on the board. Returns the ending, the runner's own last
+    record and what became of the job (None if the run was no longer live)."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending, last)
+    if shipper is not None:
+        shipper.ship_rest()
     store_run_artifacts(
         claim.run_id, home.artifact_dir(claim.run_id), max_bytes=max_artifact_bytes, now=utcnow()
     )
@@ -251,6 +259,8 @@ class ActiveRun:
     # the run closed before the launcher lets go of it.
     ending: bool = False
     prepared: Prepared | None = None  # the spec, if the dispatcher prepared it
+    # Ships the run's records to a PostgreSQL board as they are written.
+    shipper: Shipper | None = None
 
 
 class Launcher:
@@ -384,6 +394,8 @@ class Launcher:
             with logs.bind(requestId=claim.request_id, runId=claim.run_id, jobId=claim.job_id):
                 await self._supervise(active, task_status)
         finally:
+            if active.shipper is not None:
+                active.shipper.stop()
             del self.active[claim.run_id]
             if not self.active:
                 self._idle.set()
@@ -428,6 +440,9 @@ class Launcher:
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
     ) -> None:
         active.pid = proc.pid
+        active.shipper = Shipper.for_run(active.claim.run_id, active.claim.log_path)
+        if active.shipper is not None:
+            self._nursery.start_soon(active.shipper.serve_shipping)
         task_status.started()
         try:
             await db.call(set_run_pid, active.claim.run_id, proc.pid, now=utcnow())
@@ -452,7 +467,13 @@ class Launcher:
             # One trip to a worker thread: read the log's end, close the log
             # and record the run's end on the board.
             ending, last, finished = await db.call(
-                _record_end, claim, self.home, code, stopped_as, self.config.artifact_max_bytes
+                _record_end,
+                claim,
+                self.home,
+                code,
+                stopped_as,
+                self.config.artifact_max_bytes,
+                active.shipper,
             )
             self._webhooks_queued(finished)
             return ending
@@ -480,6 +501,9 @@ class Launcher:
 
         async def record() -> bool:
             await trio.to_thread.run_sync(sessionlog.ensure_terminal, claim.log_path, message)
+            shipper = Shipper.for_run(claim.run_id, claim.log_path)
+            if shipper is not None:
+                await db.call(shipper.ship_rest)
             finished = await db.call(
                 finish_run, claim.run_id, RunOutcome.FAILED, error=message, now=utcnow()
             )

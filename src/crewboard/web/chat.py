@@ -17,6 +17,12 @@ one user at once (429 past it), and a turn still running after
 On shutdown every running turn is stopped (SIGTERM, grace, SIGKILL) and
 recorded as stopped, then the template.
 
+On PostgreSQL a turn's records are shipped into the board as they are
+written (:class:`crewboard.board.records.Shipper`, the turn's terminal record
+before the turn is freed), and a turn first takes into its local log the
+session's records that other web nodes wrote, so any node may run a
+session's next turn.
+
 Streams read a turn's records through :mod:`crewboard.web.loghub`;
 a turn's ``after_seq`` and ``finished`` tell them where it starts and when
 it is over.
@@ -36,7 +42,7 @@ import trio
 
 from crewboard import limits, logs, metrics
 from crewboard.agents import Preset, run_agents
-from crewboard.board import chats, db
+from crewboard.board import chats, db, records
 from crewboard.board.models import ChatSession
 from crewboard.clock import utcnow
 from crewboard.config import Config
@@ -126,6 +132,8 @@ class Turn:
     # its model is served by (crewboard.metrics).
     request_id: str | None = None
     provider: str | None = None
+    # Ships the turn's records to a PostgreSQL board as they are written.
+    shipper: records.Shipper | None = None
 
 
 async def serve_chat_turns(
@@ -246,9 +254,15 @@ class ChatTurns:
                 {"agent": f"unknown agent {session.agent!r}"},
             )
         model = resolve_model(session.model_spec, self.config)
+        key = records.chat_key(session.id) if records.enabled() else None
+        if key is not None:
+            records.restore_missing(key, turn.log_path)
         close_open_turn(turn.log_path, "the turn was interrupted (the web server stopped)")
-        records = read_records(turn.log_path)
-        turn.after_seq = int(records[-1].get("seq", 0)) if records else 0
+        earlier = read_records(turn.log_path)
+        turn.after_seq = int(earlier[-1].get("seq", 0)) if earlier else 0
+        if key is not None:
+            records.store_missing(key, earlier)
+            turn.shipper = records.Shipper(key, turn.log_path, turn.after_seq)
         ident = self.home.chat_workspace_id(session.id)
         turn.provider = str(model.get("provider") or "") or None
         agents = run_agents(presets, session.agent)
@@ -263,7 +277,7 @@ class ChatTurns:
             agents=agents_from_json(agents),
             mcp=mcp,
             model=ModelDef.from_json(model),
-            messages=tuple(history_messages(records)),
+            messages=tuple(history_messages(earlier)),
             prompt=turn.prompt,
             log_path=turn.log_path,
             workspace=self.home.workspace(ident),
@@ -281,6 +295,8 @@ class ChatTurns:
 
         async def started(proc: RunnerProcess) -> None:
             turn.proc = proc
+            if turn.shipper is not None:
+                self._nursery.start_soon(turn.shipper.serve_shipping)
             if self.config.chat_turn_timeout_s > 0:
                 turn.scope.deadline = trio.current_time() + self.config.chat_turn_timeout_s
             task_status.started()
@@ -311,6 +327,8 @@ class ChatTurns:
             await trio.to_thread.run_sync(
                 end_turn, turn.log_path, turn.after_seq, turn.prompt, message
             )
+            if turn.shipper is not None:
+                await db.call(turn.shipper.ship_rest)
             terminal = await trio.to_thread.run_sync(last_record, turn.log_path)
             metrics.chat_turn_finished(_turn_outcome(terminal, turn.stop_reason))
             if turn.provider is not None:
@@ -320,6 +338,8 @@ class ChatTurns:
         except Exception:
             log.exception("chat session %s: cannot close the turn", turn.session_id)
         finally:
+            if turn.shipper is not None:
+                turn.shipper.stop()
             self._turns.pop(turn.session_id, None)
             turn.finished.set()
 

@@ -25,7 +25,7 @@ import trio
 from crewboard.board import db, job_views
 from crewboard.board.models import RunOutcome
 from crewboard.home import Home
-from crewboard.sessionlog import Record, is_terminal, last_record
+from crewboard.sessionlog import Record, is_terminal
 from crewboard.web.board_changes import WATCHED_POLL_S, BoardChanges
 from crewboard.web.loghub import LogHub
 from crewboard.web.render import render_markdown
@@ -212,7 +212,7 @@ async def _run_frames(
     """One run's frames after ``after_seq``, then its ``done`` once the
     supervisor has finished it; nothing more if the run is deleted."""
     path = home.run_log(run_id)
-    last = await trio.to_thread.run_sync(last_record, path)
+    last = await hub.last_record(path)
     if not (last is not None and is_terminal(last) and int(last.get("seq", 0)) <= after_seq):
         finished_at: float | None = None
         idle_s = min(IDLE_S, pinger.every_s)

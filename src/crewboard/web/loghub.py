@@ -10,6 +10,15 @@ follower is a position in that buffer, not a queue, so a record costs one
 read, one parse and (per frame encoder) one encoding, whatever the audience.
 The web process runs one hub (:func:`serve_log_hub`) from startup to shutdown.
 
+On PostgreSQL the reader reads the board's copy of a run's or chat's log
+instead (:mod:`crewboard.board.records`, shipped there by whichever host ran
+it), woken by ``LISTEN`` on :data:`crewboard.board.notify.RECORDS` (every
+:data:`BOARD_POLL_S` too, in case a notification was lost), so any web
+node streams any run with the same records, seqs and ends as the host that
+ran it. :meth:`LogHub.read_records` and :meth:`LogHub.last_record` read a
+log whole, or its end, from the same place. On SQLite (one host) every
+log is its file.
+
 Records come with their effective seq (see :mod:`crewboard.sessionlog`): a
 damaged log's malformed lines are skipped and its out-of-order seqs
 renumbered, so every follower still reaches the terminal record; each reader
@@ -27,6 +36,8 @@ from typing import Any
 
 import trio
 
+from crewboard import sessionlog
+from crewboard.board import db, notify, records
 from crewboard.fswatch import FileWatch, wait_changed
 from crewboard.sessionlog import LogCursor, Record, is_terminal
 from crewboard.web.broadcast import Broadcast
@@ -42,6 +53,9 @@ WATCHED_POLL_S = 1.0
 MIN_READ_GAP_S = 0.001
 # Growth beyond this is read on a worker thread rather than on the event loop.
 INLINE_READ_BYTES = 256 * 1024
+# With the board's records followed through LISTEN, a followed log is still
+# read this often, in case a notification was lost.
+BOARD_POLL_S = 1.0
 
 
 def _seq(record: Record) -> int:
@@ -58,6 +72,10 @@ class _Tail:
     cursor: LogCursor
     records: Broadcast[Record] = field(default_factory=Broadcast)
     followers: int = 0
+    # The log's key where its records are read from the board, else None.
+    key: str | None = None
+    # Set when the board says the log gained records.
+    stored: trio.Event = field(default_factory=trio.Event)
 
 
 class Following:
@@ -170,6 +188,10 @@ class LogHub:
         self.watched_poll_s = WATCHED_POLL_S
         self._watch = watch or FileWatch()
         self._tails: dict[Path, _Tail] = {}
+        # Whether logs are read from the board (PostgreSQL), and their tails
+        # there by key.
+        self.from_board = records.enabled()
+        self._board_tails: dict[str, _Tail] = {}
 
     @property
     def files(self) -> int:
@@ -205,17 +227,74 @@ class LogHub:
             until_terminal=until_terminal,
         )
 
+    def _board_key(self, path: str | os.PathLike[str]) -> str | None:
+        return records.log_key(path) if self.from_board else None
+
+    async def read_records(self, path: str | os.PathLike[str], after_seq: int = 0) -> list[Record]:
+        """Every record of the log after ``after_seq``, as it is now."""
+        key = self._board_key(path)
+        if key is None:
+            return await trio.to_thread.run_sync(sessionlog.read_records, path, after_seq)
+        return await db.call(records.read_all, key, after_seq)
+
+    async def last_record(self, path: str | os.PathLike[str]) -> Record | None:
+        """The log's last record as it is now (None: empty or missing)."""
+        key = self._board_key(path)
+        if key is None:
+            return await trio.to_thread.run_sync(sessionlog.last_record, path)
+        return await db.call(records.last_record, key)
+
     def _join(self, path: Path) -> _Tail:
         tail = self._tails.get(path)
         if tail is None or tail.records.closed:
-            tail = _Tail(path, LogCursor(path))
+            key = self._board_key(path)
+            tail = _Tail(path, LogCursor(path), key=key)
             self._tails[path] = tail
+            serve = self._serve_tail
+            if key is not None:
+                self._board_tails[key] = tail
+                serve = self._serve_board_tail
             # start_soon, not start: registering the tail and counting the
             # follower happen in one step, so no follower can see a tail
             # whose reader has already decided to stop.
-            self._nursery.start_soon(self._serve_tail, tail, name=f"log reader {path.name}")
+            self._nursery.start_soon(serve, tail, name=f"log reader {path.name}")
         tail.followers += 1
         return tail
+
+    def wake_stored(self, key: str | None) -> None:
+        """The board says the log ``key`` gained records (None: any log may
+        have, after a lost notification)."""
+        tails = self._board_tails.values() if key is None else [self._board_tails.get(key)]
+        for tail in tails:
+            if tail is not None:
+                tail.stored.set()
+
+    async def _serve_board_tail(self, tail: _Tail) -> None:
+        assert tail.key is not None
+        after_seq = 0
+        try:
+            while True:
+                tail.stored = trio.Event()
+                batch = await db.call(records.read, tail.key, after_seq)
+                if batch:
+                    tail.records.publish((_seq(record), record) for record in batch)
+                    after_seq = _seq(batch[-1])
+                    if len(batch) >= records.BATCH_RECORDS:
+                        continue
+                if tail.followers <= 0:
+                    return
+                with trio.move_on_after(BOARD_POLL_S):
+                    await tail.stored.wait()
+                if tail.followers <= 0:
+                    return
+        except Exception:
+            log.exception("reading the records of %s failed; its followers are ended", tail.key)
+        finally:
+            if self._tails.get(tail.path) is tail:
+                del self._tails[tail.path]
+            if self._board_tails.get(tail.key) is tail:
+                del self._board_tails[tail.key]
+            tail.records.close()
 
     async def _serve_tail(self, tail: _Tail) -> None:
         ended = False  # the newest record read is a terminal one
@@ -270,5 +349,21 @@ async def serve_log_hub(
     """Run a hub, reported through ``task_status``, until cancelled; its
     readers run in a nursery of its own. Without ``watch`` every log is polled."""
     async with trio.open_nursery() as readers:
-        task_status.started(LogHub(readers, poll_s, watch))
+        hub = LogHub(readers, poll_s, watch)
+        if hub.from_board:
+            await readers.start(_serve_board_wakeups, hub)
+        task_status.started(hub)
         await trio.sleep_forever()
+
+
+async def _serve_board_wakeups(hub: LogHub, *, task_status: trio.TaskStatus[None]) -> None:
+    """Wake the hub's board readers as the board's notifications come."""
+    async with notify.listening([notify.RECORDS]) as listener:
+        assert listener is not None
+        task_status.started()
+        while True:
+            for notification in await listener.wait():
+                if notification.channel == notify.RECORDS:
+                    hub.wake_stored(notification.payload)
+                else:
+                    hub.wake_stored(None)

@@ -27,7 +27,7 @@ from crewboard.board.models import ChatSession
 from crewboard.clock import utcnow
 from crewboard.errors import NotFound, ValidationFailed
 from crewboard.providers import DEFAULT_MODEL, resolve_model
-from crewboard.sessionlog import Record, is_terminal, read_records
+from crewboard.sessionlog import Record, is_terminal
 from crewboard.web import params, sse
 from crewboard.web.api.agents import current_presets
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
@@ -212,8 +212,9 @@ async def _off_loop(encode: Callable[[Record], bytes], record: Record) -> bytes:
     return encode(record)
 
 
-def _replay_all(path: Path, after: int) -> list[bytes]:
-    return [_replay_frame(record) for record in read_records(path, after)]
+async def _replay_all(path: Path, after: int) -> list[bytes]:
+    stored = await state().services.log_hub.read_records(path, after)
+    return await trio.to_thread.run_sync(lambda: [_replay_frame(record) for record in stored])
 
 
 async def _turn_frames(turn: Turn, session: ChatSession) -> AsyncIterator[bytes]:
@@ -276,7 +277,7 @@ async def _follow_frames(path: Path, after: int, gone: trio.Event) -> AsyncItera
 async def _replay_frames(path: Path, after: int, turn: Turn | None) -> AsyncIterator[bytes]:
     """The stored log as frames; while ``turn`` runs, its records as they come."""
     if turn is None:
-        for frame in await trio.to_thread.run_sync(_replay_all, path, after):
+        for frame in await _replay_all(path, after):
             yield frame
         return
     await turn.ready.wait()
