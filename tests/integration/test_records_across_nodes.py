@@ -184,6 +184,26 @@ def test_recovery_decides_from_the_boards_terminal_record_when_the_host_is_gone(
     assert crews.job(job_id).result == "hello"
 
 
+def test_a_run_recovered_from_another_host_ends_in_the_board_not_in_a_local_file(pg) -> None:
+    _, home_a = pg
+    job_id = crews.add_job("Say hello.")
+    run_id = start_run(job_id, home_a)
+    path = home_a.run_log(run_id)
+    with LogWriter(path) as writer:
+        writer.append("user_message", text="Say hello.")
+        writer.append("text", text="half way")
+    assert records.Shipper(records.run_key(run_id), path).ship_new() == 2
+
+    shutil.rmtree(home_a.root)  # the host that ran it is gone mid-run
+    (recovered,) = recover_orphans("sup-b", "host-b", lambda pid: False, now=utcnow())
+    assert recovered.outcome == RunOutcome.INTERRUPTED
+    stored = _stored(run_id)
+    assert [r["type"] for r in stored] == ["user_message", "text", "error"]
+    assert stored[-1]["seq"] == 3 and "interrupted" in stored[-1]["message"]
+    # The dead host's path means nothing here: nothing was written at it.
+    assert not Path(path).exists()
+
+
 async def test_deleting_a_job_deletes_its_records(pg, tmp_path) -> None:
     config_a, _ = pg
     admin = add_user(config_a, "admin@example.test", admin=True)

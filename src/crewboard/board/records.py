@@ -33,6 +33,7 @@ import trio
 
 from crewboard.board import db, notify
 from crewboard.board.db import write
+from crewboard.clock import iso_now
 from crewboard.sessionlog import LogCursor, LogWriter, Record, is_terminal
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,24 @@ def last_seq(key: str) -> int:
     )
     row = cursor.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def ensure_terminal(key: str, message: str) -> Record | None:
+    """The board's copy of :func:`crewboard.sessionlog.ensure_terminal`, for a run
+    closed by a peer on another host: if the stored log does not end in a
+    terminal record, store an ``error`` with ``message`` after its last one,
+    so every node's followers end. Returns the record stored, or None."""
+    last = last_record(key)
+    if last is not None and is_terminal(last):
+        return None
+    record: Record = {
+        "seq": int(last["seq"]) + 1 if last else 1,
+        "ts": iso_now(),
+        "type": "error",
+        "message": message,
+    }
+    store(key, [record])
+    return record
 
 
 def store_missing(key: str, records: list[Record]) -> None:

@@ -135,6 +135,17 @@ def _orphan_outcome(log_path: str | None, why: str) -> tuple[RunOutcome, str | N
     return RunOutcome.INTERRUPTED, why, None
 
 
+def _close_orphan_log(log_path: str, message: str) -> None:
+    """End an orphan's log with a terminal record: on PostgreSQL in the
+    board, where every node reads it (the file is on its own host), else in
+    the file."""
+    key = records.log_key(log_path) if records.enabled() else None
+    if key is not None:
+        records.ensure_terminal(key, message)
+    else:
+        sessionlog.ensure_terminal(log_path, message)
+
+
 @write
 def _recover_run(
     run_id: int, owner: str, why: str, *, now: datetime | None, if_lease_lapsed: bool = False
@@ -147,7 +158,7 @@ def _recover_run(
         return None
     outcome, error, result = _orphan_outcome(run.log_path, why)
     if run.log_path and outcome == RunOutcome.INTERRUPTED:
-        sessionlog.ensure_terminal(run.log_path, f"run interrupted: {why}")
+        _close_orphan_log(run.log_path, f"run interrupted: {why}")
     finished = close_run(
         run,
         outcome,
