@@ -31,7 +31,8 @@ are optional)::
                 "shellProcesses": 256, "shellFileBytes": 1073741824,
                 "shellOpenFiles": 1024},
      "requestId": "9f2c…" | null,
-     "lease": {"path": "/abs/file.lease", "seconds": 15} | null}
+     "lease": {"path": "/abs/file.lease", "seconds": 15} | null,
+     "shipAck": "/abs/file.ack" | null}
 
 ``requestId`` is the HTTP request that started the run; the runner writes it
 on the run's first and terminal records, so a run's log points back at the
@@ -42,6 +43,14 @@ the run's lease, and the lease's length: a runner whose file goes untouched
 for most of a lease stops itself (``runner/lease.py``), exiting
 :data:`LEASE_LAPSED_EXIT` after an ``error`` record, so a frozen or cut-off
 supervisor cannot keep it running while a peer reruns its job.
+
+``shipAck`` is given where the supervisor ships the run's records into the
+board (PostgreSQL): the file where it writes the highest seq the board holds
+after each shipment. A job runner with one writes its final result as a
+``result_pending`` record first and its ``final_result`` only once the
+board holds that record (``runner/settle.py``), so a result the board never
+got is never final in the log, and a peer that rescues the run reads the
+result from the board.
 """
 
 from __future__ import annotations
@@ -454,6 +463,7 @@ class RunnerSpec(_Value):
         "prompt",
         "request_id",
         "run_id",
+        "ship_ack",
         "workspace",
     )
     _defaults: ClassVar[dict[str, Any]] = {
@@ -464,6 +474,7 @@ class RunnerSpec(_Value):
         "request_id": None,
         "mcp": {},
         "lease": None,
+        "ship_ack": None,
     }
     run_id: str
     kind: str
@@ -483,6 +494,8 @@ class RunnerSpec(_Value):
     mcp: dict[str, Any]
     # A job run's lease (see the module docstring); a chat turn has none.
     lease: Lease | None
+    # Where the board's shipped seq is acknowledged (see the module docstring).
+    ship_ack: Path | None
 
     def to_json(self) -> dict[str, Any]:
         """The spec as its JSON document (see the module docstring)."""
@@ -505,6 +518,8 @@ class RunnerSpec(_Value):
             out["mcp"] = {name: server.to_json() for name, server in self.mcp.items()}
         if self.lease is not None:
             out["lease"] = self.lease.to_json()
+        if self.ship_ack is not None:
+            out["shipAck"] = str(self.ship_ack)
         return out
 
     def to_line(self) -> bytes:
@@ -566,6 +581,7 @@ class RunnerSpec(_Value):
             request_id=request_id or None,
             mcp=mcp,
             lease=Lease.from_json(raw.get("lease")),
+            ship_ack=None if raw.get("shipAck") is None else _abs_path(raw, "shipAck", None),
         )
 
 

@@ -55,6 +55,10 @@ from crewboard.clock import iso_now
 log = logging.getLogger(__name__)
 
 TERMINAL_TYPES = frozenset({"final_result", "blocked", "error"})
+# A job runner's final result written before the board holds it: a step
+# record, followed by its ``final_result`` once the board has it
+# (``runner/settle.py``). Clients show nothing for it.
+RESULT_PENDING = "result_pending"
 # The record a turn starts with (a job run is one turn).
 TURN_START = "user_message"
 # The longest line read as a record. Well above what a runner writes in one

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from crewboard.clock import parse_iso
-from crewboard.sessionlog import Record, read_records
+from crewboard.sessionlog import TERMINAL_TYPES, Record, read_records
 
 
 @dataclass
@@ -26,6 +26,9 @@ class RunSeen:
     outcome: str
     # The host holding each log of this run (one, unless two hosts ran it).
     logs: dict[str, list[Record]] = field(default_factory=dict)
+    # Its supervisor was killed or frozen and a peer's recovery closed it:
+    # what that host never shipped no node can stream.
+    cut_by_fault: bool = False
 
     def records(self) -> list[Record]:
         """The log as the runner wrote it: where more than one host holds a
@@ -100,14 +103,20 @@ def completed_twice(runs: list[RunSeen]) -> list[str]:
 def frames_differ(run: RunSeen, node: str, frames: list[dict]) -> str | None:
     """What is wrong with the frames ``node`` streamed for ``run`` (each a
     frame's ``type`` and ``data``), compared with the runner's log and the
-    run's outcome; None when they match."""
+    run's outcome; None when they match. A run cut by a fault streams a
+    prefix of its log, then the terminal record its recovery stored; any
+    other run streams exactly its log."""
     records = run.records()
     expected = [(record.get("seq"), record.get("type")) for record in records]
     body = [frame for frame in frames if frame["type"] != "done"]
     got = [(frame["data"].get("seq"), frame["data"].get("type")) for frame in body]
     ends = [frame["data"] for frame in frames if frame["type"] == "done"]
     where = f"job {run.job_id} run {run.run_id} from {node}"
-    if got != expected:
+    if run.cut_by_fault:
+        wrong = _not_prefix_then_terminal(got, expected)
+        if wrong is not None:
+            return f"{where}: {wrong}"
+    elif got != expected:
         return (
             f"{where}: {len(got)} frames, its log has {len(expected)} records "
             f"(first difference at #{_first_difference(got, expected)})"
@@ -115,6 +124,25 @@ def frames_differ(run: RunSeen, node: str, frames: list[dict]) -> str | None:
     if not ends or ends[-1].get("outcome") != run.outcome:
         ended = ends[-1] if ends else "no done frame"
         return f"{where}: ended with {ended}, the board says {run.outcome}"
+    return None
+
+
+def _not_prefix_then_terminal(got: list[tuple], expected: list[tuple]) -> str | None:
+    """What keeps ``got`` from being a prefix of the log ``expected`` with no
+    terminal record in it, followed by one terminal record numbered next;
+    None when it is that."""
+    if not got or got[-1][1] not in TERMINAL_TYPES:
+        return f"{len(got)} frames, not ending in a terminal record"
+    prefix, (last_seq, _) = got[:-1], got[-1]
+    if prefix != expected[: len(prefix)]:
+        return (
+            f"{len(prefix)} frames before the terminal one are not the start of its log "
+            f"(first difference at #{_first_difference(prefix, expected)})"
+        )
+    if any(kind in TERMINAL_TYPES for _, kind in prefix):
+        return "frames go on after a terminal record"
+    if last_seq != len(prefix) + 1:
+        return f"its terminal frame has seq {last_seq} after {len(prefix)} frames"
     return None
 
 

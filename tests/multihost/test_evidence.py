@@ -57,3 +57,38 @@ def test_frames_must_match_the_log_and_end_with_the_boards_outcome() -> None:
     assert "1 frames, its log has 2 records" in str(frames_differ(done, "web-1", frames[1:]))
     wrong_end = [*frames[:2], {"type": "done", "data": {"runId": 3, "outcome": "interrupted"}}]
     assert "the board says succeeded" in str(frames_differ(done, "web-1", wrong_end))
+
+
+def test_a_run_cut_by_a_fault_streams_a_prefix_of_its_log_then_its_recovery() -> None:
+    log = [record(1, "user_message", 1), record(2, "chunk", 2), record(3, "error", 3)]
+    cut = run(4, "interrupted", a=log)
+    cut.cut_by_fault = True
+
+    def frames(*records: tuple[int, str]) -> list[dict]:
+        body = [{"type": t, "data": {"seq": seq, "type": t}} for seq, t in records]
+        return [*body, {"type": "done", "data": {"runId": 4, "outcome": "interrupted"}}]
+
+    # The host shipped the first record only; the peer's recovery ended the run.
+    assert frames_differ(cut, "web-1", frames((1, "user_message"), (2, "error"))) is None
+    assert (
+        frames_differ(cut, "web-1", frames((1, "user_message"), (2, "chunk"), (3, "error"))) is None
+    )
+    assert "not ending in a terminal record" in str(
+        frames_differ(cut, "web-1", frames((1, "user_message"), (2, "chunk")))
+    )
+    assert "not the start of its log" in str(
+        frames_differ(cut, "web-1", frames((1, "chunk"), (2, "error")))
+    )
+    assert "seq 4 after 1 frames" in str(
+        frames_differ(cut, "web-1", frames((1, "user_message"), (4, "error")))
+    )
+    assert "after a terminal record" in str(
+        frames_differ(
+            cut, "web-1", frames((1, "user_message"), (2, "chunk"), (3, "error"), (4, "error"))
+        )
+    )
+    # The same frames for a run no fault cut are a run not streamed as logged.
+    whole = run(5, "interrupted", a=log)
+    assert "2 frames, its log has 3 records" in str(
+        frames_differ(whole, "web-1", frames((1, "user_message"), (2, "error")))
+    )

@@ -133,7 +133,7 @@ async def test_three_supervisors_and_two_web_nodes_survive_a_kill_and_a_freeze(
                 jobs = await create_jobs(list(clients.values()))
                 await kill_and_freeze(sup_a, sup_b, ids, findings)
                 findings["lost jobs"] = await wait_all_settled(jobs)
-                runs = await gather_runs(cluster, jobs)
+                runs = await gather_runs(cluster, jobs, {ids[sup_a.name], ids[sup_b.name]})
                 findings["overlapping executions"] = [
                     line for job_runs in runs.values() for line in overlapping_runs(job_runs)
                 ]
@@ -262,14 +262,19 @@ async def wait_all_settled(jobs: dict[int, int], timeout_s: float = 120) -> list
 # --- the evidence ----------------------------------------------------------------
 
 
-async def gather_runs(cluster: Cluster, jobs: dict[int, int]) -> dict[int, list[RunSeen]]:
-    """Every run of the jobs, from the board, with the logs each host holds."""
+async def gather_runs(
+    cluster: Cluster, jobs: dict[int, int], faulted: set[str]
+) -> dict[int, list[RunSeen]]:
+    """Every run of the jobs, from the board, with the logs each host holds.
+    A run of a ``faulted`` supervisor closed without its runner's exit code
+    was closed by a peer's recovery: it is cut by the fault."""
     from crewboard.board import db
 
     rows = await db.call(lambda: list(Run.select().where(Run.job.in_(list(jobs))).order_by(Run.id)))
     runs: dict[int, list[RunSeen]] = defaultdict(list)
     for row in rows:
-        seen = RunSeen(row.id, row.job_id, row.supervisor_id, row.outcome)
+        cut = row.supervisor_id in faulted and row.exit_code is None
+        seen = RunSeen(row.id, row.job_id, row.supervisor_id, row.outcome, cut_by_fault=cut)
         for host, path in cluster.logs_of_run(row.id):
             seen.logs[host.name] = await trio.to_thread.run_sync(read_log, str(path))
         runs[row.job_id].append(seen)

@@ -158,6 +158,30 @@ def ensure_terminal(key: str, message: str) -> Record | None:
     return record
 
 
+def final_from_pending(pending: Record) -> Record:
+    """The ``final_result`` a runner's ``result_pending`` record stands for
+    (``runner/settle.py``): the same fields, the next seq, written now."""
+    return {
+        **pending,
+        "seq": int(pending["seq"]) + 1,
+        "ts": iso_now(),
+        "type": "final_result",
+    }
+
+
+def ensure_final(key: str, pending: Record) -> Record | None:
+    """For a run closed by a peer whose stored log ends in its pending result:
+    store the ``final_result`` built from it, so every node's followers end
+    with the run's result. Returns the record stored, or None if the log
+    had moved on."""
+    last = last_record(key)
+    if last is None or last.get("seq") != pending.get("seq"):
+        return None
+    record = final_from_pending(pending)
+    store(key, [record])
+    return record
+
+
 def store_missing(key: str, records: list[Record]) -> None:
     """Store whichever of a log's ``records`` (read whole from its file) the
     board lacks beyond its last stored one: earlier chat turns closed
@@ -185,11 +209,23 @@ class Shipper:
     is shipped or :meth:`stop`; the launching process calls
     :meth:`ship_new` once more after the reap (when the log has its terminal
     record) and before recording the end. A shipment that fails is kept and
-    tried again with the next."""
+    tried again with the next.
 
-    def __init__(self, key: str, path: str | os.PathLike[str], after_seq: int = 0) -> None:
+    With an ``ack_path`` (a job runner that settles its result with the
+    board, ``runner/settle.py``), each committed shipment is acknowledged
+    there: the highest seq shipped, written whole (a temporary file renamed
+    over it), so the runner never reads half a number."""
+
+    def __init__(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        after_seq: int = 0,
+        ack_path: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.key = key
         self.path = os.fspath(path)
+        self.ack_path = os.fspath(ack_path) if ack_path is not None else None
         self.shipped_seq = after_seq
         self.ended = False  # the terminal record is in the board
         self._cursor = LogCursor(path)
@@ -199,9 +235,26 @@ class Shipper:
         self._scope = trio.CancelScope()
 
     @classmethod
-    def for_run(cls, run_id: int, path: str | os.PathLike[str]) -> Shipper | None:
+    def for_run(
+        cls,
+        run_id: int,
+        path: str | os.PathLike[str],
+        ack_path: str | os.PathLike[str] | None = None,
+    ) -> Shipper | None:
         """A run's shipper on PostgreSQL; None on SQLite."""
-        return cls(run_key(run_id), path) if enabled() else None
+        return cls(run_key(run_id), path, ack_path=ack_path) if enabled() else None
+
+    def _acknowledge(self) -> None:
+        """Tell the runner the board holds its records through :attr:`shipped_seq`."""
+        if self.ack_path is None:
+            return
+        temporary = f"{self.ack_path}.tmp"
+        try:
+            with open(temporary, "w") as f:
+                f.write(str(self.shipped_seq))
+            os.replace(temporary, self.ack_path)
+        except OSError as exc:
+            log.warning("could not acknowledge the records of %s (%s)", self.key, exc)
 
     def ship_new(self) -> int:
         """On a worker thread: store what the log gained since the last
@@ -226,6 +279,7 @@ class Shipper:
             self.ended = ends is not None
             self._pending = []
             self._cursor.report()
+            self._acknowledge()
             return count
 
     def ship_rest(self) -> int:

@@ -120,15 +120,22 @@ _LEASE_EXPIRED = "its supervisor's lease on it expired"
 _END_UNRECORDED = "its runner is gone and its end was never recorded"
 
 
-def _orphan_outcome(log_path: str | None, why: str) -> tuple[RunOutcome, str | None, str | None]:
-    """How an orphaned run ended, from the last record of its log: on
-    PostgreSQL the board's copy (its host may be gone), else the file."""
+def _last_record(log_path: str | None) -> sessionlog.Record | None:
+    """An orphaned run's last record: on PostgreSQL the board's copy (its
+    host may be gone), else the file."""
     key = records.log_key(log_path) if log_path and records.enabled() else None
     if key is not None:
-        last = records.last_record(key)
-    else:
-        last = sessionlog.last_record(log_path) if log_path else None
-    if last is not None and last.get("type") == "final_result":
+        return records.last_record(key)
+    return sessionlog.last_record(log_path) if log_path else None
+
+
+def _orphan_outcome(
+    last: sessionlog.Record | None, why: str
+) -> tuple[RunOutcome, str | None, str | None]:
+    """How an orphaned run ended, from its log's last record. A result the
+    runner was settling with the board (``result_pending``, see
+    ``runner/settle.py``) is its result: the board holds it."""
+    if last is not None and last.get("type") in ("final_result", sessionlog.RESULT_PENDING):
         return RunOutcome.SUCCEEDED, None, str(last.get("text") or "")
     if last is not None and last.get("type") == "blocked":
         return RunOutcome.BLOCKED, str(last.get("reason") or "") or None, None
@@ -146,6 +153,18 @@ def _close_orphan_log(log_path: str, message: str) -> None:
         sessionlog.ensure_terminal(log_path, message)
 
 
+def _settle_orphan_log(log_path: str, pending: sessionlog.Record) -> None:
+    """End the log of an orphan whose last record is its pending result with
+    the ``final_result`` the runner would have written: in the board on
+    PostgreSQL, else in the file."""
+    key = records.log_key(log_path) if records.enabled() else None
+    if key is not None:
+        records.ensure_final(key, pending)
+    else:
+        with sessionlog.LogWriter(log_path) as writer:
+            writer.append_record(records.final_from_pending(pending))
+
+
 @write
 def _recover_run(
     run_id: int, owner: str, why: str, *, now: datetime | None, if_lease_lapsed: bool = False
@@ -156,9 +175,12 @@ def _recover_run(
     run = run_with_job(run_id)
     if run is None or run.outcome != RunOutcome.RUNNING or run.supervisor_id != owner:
         return None
-    outcome, error, result = _orphan_outcome(run.log_path, why)
+    last = _last_record(run.log_path)
+    outcome, error, result = _orphan_outcome(last, why)
     if run.log_path and outcome == RunOutcome.INTERRUPTED:
         _close_orphan_log(run.log_path, f"run interrupted: {why}")
+    if run.log_path and last is not None and last.get("type") == sessionlog.RESULT_PENDING:
+        _settle_orphan_log(run.log_path, last)
     finished = close_run(
         run,
         outcome,

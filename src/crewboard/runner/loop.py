@@ -40,6 +40,7 @@ from crewboard.runner.session_log import RunLog, scrub
 from crewboard.runner.spec import AgentDef, RunnerSpec
 from crewboard.runner.stream import ModelTurn, ToolCall, assemble
 from crewboard.runner.tools.base import ToolContext, ToolError, clip
+from crewboard.runspec import LEASE_LAPSED_EXIT
 from crewboard.toolnames import granted_tools
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ MAX_PARALLEL_TOOLS = 8
 TOOL_GRACE_S = 5.0
 
 EXIT_OK, EXIT_ERROR, EXIT_BLOCKED = 0, 1, 3
+# How long a result waits for the board's acknowledgement when the run has no
+# lease to bound the wait.
+UNACKED_WAIT_S = 60.0
 # Where a final result over the cap is saved whole, when the job names no
 # deliverable of its own.
 RESULT_ARTIFACT = "result.md"
@@ -446,8 +450,27 @@ class AgentLoop:
             )
         if self.ctx.saved_artifacts:
             fields["artifacts"] = list(self.ctx.saved_artifacts)
+        if self.spec.ship_ack is not None and not self._settled(fields):
+            return LEASE_LAPSED_EXIT
         self.log.finish("final_result", **fields)
         return EXIT_OK
+
+    def _settled(self, fields: dict[str, Any]) -> bool:
+        """Write the result as pending and wait until the board holds it
+        (``runner/settle.py``); False after ending the run interrupted
+        because no acknowledgement came within a lease."""
+        from crewboard.runner.settle import UNACKED, await_shipped
+        from crewboard.sessionlog import RESULT_PENDING
+
+        assert self.spec.ship_ack is not None
+        pending = self.log.append_pending(RESULT_PENDING, **fields)
+        if pending is None:
+            return True  # already ended (stopped meanwhile): finish() is a no-op
+        lease_s = self.spec.lease.seconds if self.spec.lease else UNACKED_WAIT_S
+        if await_shipped(self.spec.ship_ack, int(pending["seq"]), lease_s):
+            return True
+        self.log.finish("error", message=UNACKED, interrupted=True)
+        return False
 
     def _save_whole(self, name: str, text: str, *, first: bool = False) -> str | None:
         """Save a text over the cap whole as an artifact (under a name of its

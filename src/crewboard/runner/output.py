@@ -70,6 +70,11 @@ class CappedLog:
             )
         return written
 
+    def append_pending(self, type: str, **fields: Any) -> dict[str, Any] | None:
+        """A pending result is written whatever the log's size, as the
+        terminal record it stands for is."""
+        return self._log.append_pending(type, **fields)
+
     def finish(self, type: str, **fields: Any) -> bool:
         return self._log.finish(type, **fields)
 

@@ -57,6 +57,15 @@ class RunLog:
             self._writer.append(type, **scrub(fields, self._secrets))
             return True
 
+    def append_pending(self, type: str, **fields: Any) -> dict[str, Any] | None:
+        """Append a step record carrying what a terminal record will (the
+        stamp too), and return it as written; None once the run has ended."""
+        with self._lock:
+            if self.terminal is not None:
+                return None
+            fields = {**fields, **self._stamp}
+            return self._writer.append(type, **scrub(fields, self._secrets))
+
     def finish(self, type: str, **fields: Any) -> bool:
         """Append the terminal record unless one was already written."""
         with self._lock:

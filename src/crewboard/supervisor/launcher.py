@@ -54,6 +54,7 @@ from crewboard.board.artifacts import store_run_artifacts
 from crewboard.board.dispatch import Claim, Finished, finish_run, set_run_pid
 from crewboard.board.models import RunOutcome
 from crewboard.board.records import Shipper
+from crewboard.board.records import enabled as records_shipped
 from crewboard.catalog import Catalog
 from crewboard.clock import utcnow
 from crewboard.config import Config
@@ -139,6 +140,12 @@ def lease_path(log_path: Path) -> Path:
     return log_path.with_suffix(".lease")
 
 
+def ack_path(log_path: Path) -> Path:
+    """The file where the run's shipper acknowledges what the board holds
+    (``runner/settle.py``), by its log."""
+    return log_path.with_suffix(".ack")
+
+
 def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
     """The runner's spec for a claimed run. CrewboardError (the operator's or
     the template's to fix) if the agent or its model cannot be used."""
@@ -166,6 +173,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         limits=config.runner_limits(),
         request_id=claim.request_id,
         lease=Lease(path=lease_path(claim.log_path), seconds=config.run_lease_s),
+        ship_ack=ack_path(claim.log_path) if records_shipped() else None,
     )
 
 
@@ -241,8 +249,9 @@ def _close_log(
     with contextlib.suppress(OSError):
         if stderr.stat().st_size == 0:
             stderr.unlink()
-    with contextlib.suppress(OSError):
-        lease_path(claim.log_path).unlink()
+    for signal_file in (lease_path(claim.log_path), ack_path(claim.log_path)):
+        with contextlib.suppress(OSError):
+            signal_file.unlink()
     return _saved_artifact(claim, home, last)
 
 
@@ -440,7 +449,8 @@ class Launcher:
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
     ) -> None:
         active.pid = proc.pid
-        active.shipper = Shipper.for_run(active.claim.run_id, active.claim.log_path)
+        log_path = active.claim.log_path
+        active.shipper = Shipper.for_run(active.claim.run_id, log_path, ack_path(log_path))
         if active.shipper is not None:
             self._nursery.start_soon(active.shipper.serve_shipping)
         task_status.started()

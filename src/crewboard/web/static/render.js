@@ -239,7 +239,8 @@ class Turn {
         else this.finish(record.type === "error" ? { error: record.message } : { result: record });
         break;
       default:
-        // agent_end and record kinds this client does not know: nothing to show.
+        // agent_end, result_pending (the result, shown by its final_result)
+        // and record kinds this client does not know: nothing to show.
         break;
     }
   }
