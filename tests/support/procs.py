@@ -149,6 +149,8 @@ def serve(home: Path, env: Mapping[str, str] | None = None) -> Proc:
 
 
 def served_url(proc: Proc) -> str:
-    """Wait for `crewboard serve` to say where it runs; returns that URL."""
-    line = proc.wait_for_line(lambda text: "running at" in text)
+    """Wait for `crewboard serve` to say where it runs; returns that URL.
+    Its start imports and probes in three processes: on a busy two-core
+    machine that alone can take twenty seconds."""
+    line = proc.wait_for_line(lambda text: "running at" in text, timeout_s=60)
     return line.split("running at ", 1)[1].split()[0]
