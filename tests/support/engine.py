@@ -92,9 +92,10 @@ class _Session:
         self._lock_conn.cursor().execute(
             "SELECT pg_advisory_lock(%s, %s)", (_LOCK_CLASS, self.number)
         )
-        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._work, name="test-databases", daemon=True)
-        self._worker.start()
+        # Copies and drops on two threads, so a slow drop (PostgreSQL may
+        # checkpoint) never holds up the next test's copy.
+        self._copies = _Worker("test-database-copies")
+        self._drops = _Worker("test-database-drops")
         self._drop_leftovers()
         self.template = self._template()
         self._spare = self._copy_later()
@@ -102,13 +103,6 @@ class _Session:
     def _name(self, what: str) -> str:
         self._made += 1
         return f"crewboard_s{self.number}_{what}{self._made}"
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            try:
-                job()
-            except Exception as exc:  # a drop that failed is a later session's leftover
-                print(f"test databases: {exc}", file=sys.stderr)
 
     def _later(self, fn: Callable[[], str]) -> Future[str]:
         future: Future[str] = Future()
@@ -119,7 +113,7 @@ class _Session:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        self._jobs.put(job)
+        self._copies.put(job)
         return future
 
     def _sql(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -185,19 +179,39 @@ class _Session:
         return url
 
     def drop_later(self, url: str) -> None:
-        self._jobs.put(lambda: drop_database(url))
-
-    def _drop_spare(self) -> None:
-        # Runs on the worker after the spare's copy, which was queued first.
-        if self._spare.exception() is None:
-            drop_database(self._spare.result())
+        self._drops.put(lambda: drop_database(url))
 
     def close(self) -> None:
         """Drop the spare and wait for every drop; release the session's lock."""
-        self._jobs.put(self._drop_spare)
-        self._jobs.put(None)
-        self._worker.join()
+        self._copies.finish()
+        if self._spare.exception() is None:
+            self.drop_later(self._spare.result())
+        self._drops.finish()
         self._lock_conn.close()
+
+
+class _Worker:
+    """A thread running jobs in the order they were put."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+    def finish(self) -> None:
+        """Run the jobs already put, then stop."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception as exc:  # a drop that failed is a later session's leftover
+                print(f"test databases: {exc}", file=sys.stderr)
 
 
 _sessions: dict[str, _Session] = {}
