@@ -56,21 +56,43 @@ def make_config(home: Path, **overrides: object) -> Config:
     """A test's settings for ``home``, on the test's board engine
     (:mod:`tests.support.engine`)."""
     config = Config.load(home, environ=TEST_SETTINGS)
-    board_url = engine.database_url()
+    board_url = None if "database_url" in overrides else engine.database_url()
     if board_url is not None:
         overrides = {"database_url": board_url, **overrides}
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
+# Fixtures that open the test's board on the engine under test; a test that
+# uses one is marked ``board`` at collection. The PostgreSQL pass in CI runs
+# ``-m board``.
+BOARD_FIXTURES = {"config", "site", "restartable"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if BOARD_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.board)
+
+
+def pytest_sessionfinish() -> None:
+    engine.end_session()
+
+
 @pytest.fixture(autouse=True)
 def _board_engine(request: pytest.FixtureRequest) -> Iterator[None]:
     """On PostgreSQL: skip ``sqlite_only`` tests, and drop the test's
-    database when it ends."""
+    database when it ends. On either engine: fail a test that opened a board
+    without being marked ``board``, since the PostgreSQL pass would miss it."""
     marker = request.node.get_closest_marker("sqlite_only")
     if marker is not None and engine.on_postgres():
         pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'board.db itself'}")
     try:
         yield
+        if engine.asked_for_board() and request.node.get_closest_marker("board") is None:
+            pytest.fail(
+                "the test opened a board without a fixture of BOARD_FIXTURES: "
+                "mark it @pytest.mark.board so that it runs on PostgreSQL too"
+            )
     finally:
         db.close()
         engine.end_test()
@@ -87,7 +109,7 @@ def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
     from tests.support import need
 
     try:
-        url = engine.new_database(PG_SERVER)
+        url = engine.fresh_database(PG_SERVER)
     except Exception as exc:  # psycopg2 missing or no server: say which
         need(False, f"needs PostgreSQL on 127.0.0.1:5432 ({exc})")
     config = make_config(tmp_path / "home", database_url=url)
@@ -95,7 +117,7 @@ def pg(tmp_path: Path) -> Iterator[tuple[Config, Home]]:
         yield config, open_home(config)
     finally:
         db.close()
-        engine.drop_database(url)
+        engine.release(url)
 
 
 @pytest.fixture

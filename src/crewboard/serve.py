@@ -123,14 +123,15 @@ async def _supervise_child(
 
 
 async def _announce_url(url_file: Path) -> None:
-    """Print the URL once the web process has written it (it picks the port)."""
-    with trio.move_on_after(30):
-        while (url := await trio.to_thread.run_sync(_read_url, url_file)) is None:
-            await trio.sleep(0.05)
-        if logs.log_format() == "json":
-            log.info("crewboard is running at %s  (Ctrl-C to stop)", url)
-        else:
-            print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
+    """Print the URL once the web process has written it (it picks the port),
+    however long its start takes: on a busy machine that can be more than
+    half a minute, and a start that never says where it runs looks hung."""
+    while (url := await trio.to_thread.run_sync(_read_url, url_file)) is None:
+        await trio.sleep(0.05)
+    if logs.log_format() == "json":
+        log.info("crewboard is running at %s  (Ctrl-C to stop)", url)
+    else:
+        print(f"crewboard is running at {url}  (Ctrl-C to stop)", flush=True)
 
 
 def _read_url(url_file: Path) -> str | None:

@@ -20,6 +20,9 @@ from crewboard.serve import STOP_WITHIN_S
 from tests.support.procs import crewboard_env, run_cli, serve, served_url
 from tests.support.waits import wait_until
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 PASSWORD = "s3cret pass phrase"
 
 

@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.procs import Proc, crewboard_env, served_url
+
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
 
 CREWBOARD = str(Path(sys.executable).parent / "crewboard")
 PASSWORD = "s3cret pass phrase"

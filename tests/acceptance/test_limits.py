@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from tests.conftest import Account, add_user, client_for, make_config, signed_in
+from tests.support import engine
 from tests.support.procs import Proc, run_cli, serve, served_url
 from tests.support.sse_client import collect
 
@@ -45,10 +46,14 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with engine.shared_board():
+        yield from _site(tmp_path_factory.mktemp("limits") / "home")
+
+
+def _site(home: Path) -> Iterator[Site]:
     from crewboard.board import db
     from crewboard.bootstrap import open_home
 
-    home: Path = tmp_path_factory.mktemp("limits") / "home"
     config = make_config(home)
     open_home(config)
     try:

@@ -11,10 +11,14 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from tests.support.local_model import free_port, need_local_model
 from tests.support.procs import run_cli, serve, served_url
 from tests.support.waits import wait_until
+
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
 
 
 def _model_child(serve_pid: int) -> int | None:

@@ -11,10 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.served import Served, serving
 from tests.support.waits import wait_until
+
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
 
 METRICS_ON = {"CREWBOARD_METRICS": "1", "CREWBOARD_CONCURRENCY": "3"}
 PROMPTS = ["Say hello."] * 7 + ["/fail the provider is down"] * 2

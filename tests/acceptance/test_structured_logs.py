@@ -10,8 +10,13 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.support.served import Served, serving
 from tests.support.waits import wait_until
+
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
 
 # The offline model fails with the rest of the line as the provider's error,
 # which the supervisor logs.

@@ -24,6 +24,9 @@ from crewboard.home import Home
 from crewboard.web.app import create_app
 from tests.conftest import PASSWORD, Account, client_for, make_config
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 MAX_BODY_BYTES = 4096
 
 

@@ -15,6 +15,9 @@ from crewboard.web.app import create_app
 from crewboard.web.openapi import spec_text
 from tests.conftest import make_config
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 DOCUMENTED_PREFIXES = ("/auth/", "/api/", "/openapi/")
 # Routes outside those prefixes that are part of the contract too.
 DOCUMENTED_PATHS = ("/auth", "/api", "/openapi", "/healthz", "/readyz", "/metrics")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import PASSWORD, client_for
+
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
 
 
 async def test_login_sets_session_cookie_and_me_returns_profile(anon, alice):

@@ -21,6 +21,9 @@ from tests.conftest import TEST_SETTINGS, make_config
 from tests.support import crews
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 JOBS = 40
 
 

@@ -15,6 +15,9 @@ from tests.support.board_jobs import assert_conforms, write_templates
 from tests.support.crews import JobDef
 from tests.support.sse_client import RawStream, open_raw_stream
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 FEED = "/api/board/events"
 
 

@@ -35,6 +35,9 @@ from tests.support.sse_client import Frame
 from tests.support.supervisor import children_running
 from tests.support.waits import wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 class _Elements(HTMLParser):
     def __init__(self) -> None:

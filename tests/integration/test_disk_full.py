@@ -30,6 +30,9 @@ from tests.conftest import make_config
 from tests.support import crews, need
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 DISK_BYTES = 16 * 1024 * 1024
 
 T = TypeVar("T")

@@ -22,6 +22,9 @@ from tests.conftest import make_config
 from tests.support import crews
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 def board(tmp_path: Path):

@@ -24,6 +24,9 @@ from crewboard.web.auth import google
 from tests.conftest import make_config
 from tests.support.fake_oidc import FakeOidcProvider, new_signing_key, open_fake_oidc
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 CLIENT_ID = "crewboard-test.apps.example"
 CLIENT_SECRET = "fake-client-secret-do-not-log"
 ALLOWED_DOMAINS = ("example.test",)

@@ -44,6 +44,9 @@ from tests.support import need
 from tests.support.procs import child_processes, run_cli, serve, served_url
 from tests.support.waits import wait_until
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 KEY = "sk-hostile-" + uuid.uuid4().hex
 ADMIN_PASSWORD = "admin pass " + uuid.uuid4().hex
 PASSWORD = "tenant pass phrase"

@@ -34,6 +34,9 @@ from tests.support.board_jobs import (
 from tests.support.crews import JobDef
 from tests.support.sse_client import collect, open_raw_stream
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 def config(tmp_path):

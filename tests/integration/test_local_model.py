@@ -41,6 +41,9 @@ from tests.support.local_model import (
 from tests.support.sse_client import Frame
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture(scope="session")
 def smollm2() -> Iterator[ModelServer]:

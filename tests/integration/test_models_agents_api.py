@@ -16,6 +16,9 @@ from crewboard.providers import OPENAI_MODELS
 from tests.conftest import make_config, signed_in
 from tests.support.fake_openai import Reply, fake_openai, silent_endpoint
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 SHIPPED = {"assistant", "coder", "researcher", "triage", "writer"}
 
 

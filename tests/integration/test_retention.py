@@ -23,6 +23,9 @@ from tests.support import crews
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 DAY = timedelta(days=1)
 
 
@@ -204,6 +207,8 @@ def run_cli(*argv: str) -> int:
 def test_prune_dry_run_shows_what_would_go_and_prune_does_it(config, home, capsys, monkeypatch):
     for key, value in TEST_SETTINGS.items():
         monkeypatch.setenv(key, value)
+    if config.database_url:  # the command's board is the test's
+        monkeypatch.setenv("CREWBOARD_DATABASE_URL", config.database_url)
     old = [crews.add_job(extra=aged(JobStatus.DONE, 31)) for _ in range(3)]
     young = crews.add_job(extra=aged(JobStatus.DONE, 1))
     add_run_with_files(home, old[0])

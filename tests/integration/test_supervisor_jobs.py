@@ -24,6 +24,9 @@ from tests.support import crews
 from tests.support.crews import JobDef
 from tests.support.supervisor import children_running, supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 def board(tmp_path: Path):

@@ -12,6 +12,9 @@ from crewboard.clock import utcnow
 from tests.conftest import make_config
 from tests.support.board_jobs import assert_conforms, write_templates
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 def workflows(tmp_path):

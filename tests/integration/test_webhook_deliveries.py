@@ -34,6 +34,9 @@ from tests.support.crews import JobDef
 from tests.support.receiver import HANG, Receiver, receiving
 from tests.support.supervisor import supervising, wait_for
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:

@@ -15,6 +15,9 @@ from crewboard.board.models import Crew, Job, Schedule, WebhookSecret
 from tests.conftest import make_config
 from tests.support.board_jobs import write_templates
 
+# It opens boards outside the board fixtures (make_config, crewboard commands).
+pytestmark = pytest.mark.board
+
 ASK = {"templateId": "ask", "inputs": {"question": "Why?"}}
 ALLOWED = "http://127.0.0.9:9/hooks"
 HOSTILE = [

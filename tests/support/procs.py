@@ -37,10 +37,11 @@ def child_processes(parent_pid: int) -> list[tuple[int, str, bytes]]:
 def crewboard_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
     env.update(TEST_SETTINGS)
-    board_url = engine.database_url()
+    extra = extra or {}
+    board_url = None if "CREWBOARD_DATABASE_URL" in extra else engine.database_url()
     if board_url is not None:
         env["CREWBOARD_DATABASE_URL"] = board_url
-    env.update(extra or {})
+    env.update(extra)
     return env
 
 
@@ -148,6 +149,8 @@ def serve(home: Path, env: Mapping[str, str] | None = None) -> Proc:
 
 
 def served_url(proc: Proc) -> str:
-    """Wait for `crewboard serve` to say where it runs; returns that URL."""
-    line = proc.wait_for_line(lambda text: "running at" in text)
+    """Wait for `crewboard serve` to say where it runs; returns that URL.
+    Its start imports and probes in three processes: on a busy two-core
+    machine that alone can take twenty seconds."""
+    line = proc.wait_for_line(lambda text: "running at" in text, timeout_s=60)
     return line.split("running at ", 1)[1].split()[0]

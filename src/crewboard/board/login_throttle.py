@@ -82,10 +82,14 @@ class Rate:
 def _locked_rows(keys: list[str], now: float) -> dict[str, LoginThrottle]:
     """The rows of ``keys``, made if missing, locked for this transaction
     (SQLite's BEGIN IMMEDIATE holds the whole board; PostgreSQL locks the
-    rows, in key order so two attempts cannot deadlock)."""
+    rows, in key order so two attempts cannot deadlock). An existing row is
+    touched rather than skipped, which locks it at once on PostgreSQL: a
+    concurrent attempt's clean-up could otherwise delete it before the
+    select below."""
     ordered = sorted(set(keys))
-    LoginThrottle.insert_many([{"key": k, "free_at": now} for k in ordered]).on_conflict_ignore(
-        True
+    LoginThrottle.insert_many([{"key": k, "free_at": now} for k in ordered]).on_conflict(
+        conflict_target=[LoginThrottle.key],
+        update={LoginThrottle.free_at: LoginThrottle.free_at},
     ).execute()
     query = LoginThrottle.select().where(LoginThrottle.key.in_(ordered)).order_by(LoginThrottle.key)
     if not is_sqlite():

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import Account, add_user, make_config
-from tests.support import need
+from tests.support import engine, need
 from tests.support.procs import Proc
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,11 +76,11 @@ class Site:
         return self.pool.pop(0)
 
 
-def _make_accounts(home: Path) -> tuple[Account, list[Account]]:
+def _make_accounts(home: Path, board_url: str | None) -> tuple[Account, list[Account]]:
     from crewboard.board import db
     from crewboard.bootstrap import open_home
 
-    config = make_config(home)
+    config = make_config(home, **({"database_url": board_url} if board_url else {}))
     open_home(config)
     try:
         admin = add_user(config, "admin@example.test", admin=True)
@@ -90,22 +90,26 @@ def _make_accounts(home: Path) -> tuple[Account, list[Account]]:
     return admin, pool
 
 
-def _crewboard(*args: str, home: Path) -> Proc:
-    return Proc([sys.executable, "-m", "crewboard", *args, "--home", str(home)])
+def _crewboard(*args: str, home: Path, board_url: str | None) -> Proc:
+    env = {"CREWBOARD_DATABASE_URL": board_url} if board_url else {}
+    return Proc([sys.executable, "-m", "crewboard", *args, "--home", str(home)], env=env)
 
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     home = tmp_path_factory.mktemp("browser") / "home"
-    admin, pool = _make_accounts(home)
-    with _crewboard("web", "--port", "0", home=home) as web:
-        with _crewboard("supervisor", home=home) as supervisor:
-            line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
-            url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
-            supervisor.wait_for_line(lambda text: "supervisor" in text and " ready" in text)
-            yield Site(url, home, admin, pool, web, supervisor)
-            supervisor.stop()
-        web.stop()
+    # The session's board outlives each test's: on PostgreSQL, a database of
+    # the session's own.
+    with engine.shared_database() as board_url:
+        admin, pool = _make_accounts(home, board_url)
+        with _crewboard("web", "--port", "0", home=home, board_url=board_url) as web:
+            with _crewboard("supervisor", home=home, board_url=board_url) as supervisor:
+                line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
+                url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
+                supervisor.wait_for_line(lambda text: "supervisor" in text and " ready" in text)
+                yield Site(url, home, admin, pool, web, supervisor)
+                supervisor.stop()
+            web.stop()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 from tests.acceptance.browser.conftest import TIMEOUT_MS, Site, Watch, sign_in_as
 from tests.acceptance.browser.crews import start_crew
 from tests.conftest import Account, add_user, make_config
+from tests.support import engine
 from tests.support.procs import Proc
 
 pytestmark = pytest.mark.browser
@@ -56,10 +57,14 @@ def _wait_serving(web: Proc) -> str:
 
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Restartable]:
+    with engine.shared_board():
+        yield from _restartable(tmp_path_factory.mktemp("restart") / "home")
+
+
+def _restartable(home: Path) -> Iterator[Restartable]:
     from crewboard.board import db
     from crewboard.bootstrap import open_home
 
-    home = tmp_path_factory.mktemp("restart") / "home"
     config = make_config(home)
     open_home(config)
     try:
