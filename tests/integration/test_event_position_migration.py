@@ -20,7 +20,7 @@ def _comment(message: str) -> int:
 
 def _as_before_positions() -> None:
     """Take the board back to the schema it had before events had positions."""
-    before = migrations.MIGRATIONS.index(migrations._v7_event_positions)
+    before = migrations.MIGRATIONS.index(migrations._v10_event_positions)
     if not db.is_sqlite():
         db.database.execute_sql('DROP TRIGGER "event_position_at_commit" ON "event"')
         db.database.execute_sql("DROP FUNCTION event_position_at_commit()")

@@ -133,13 +133,14 @@ def release() -> None:
 
 
 def close() -> None:
-    """Close this thread's connection; on PostgreSQL, every pooled one too."""
+    """Close this thread's connection; on PostgreSQL, the pool's idle ones
+    too, never one another thread is using."""
     if database.obj is None:
         return
     if not database.is_closed():
         database.close()
     if _is_pooled():
-        database.obj.close_all()
+        database.obj.close_idle()
 
 
 def is_sqlite() -> bool:

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.acceptance.browser.conftest import Site, _crewboard, _make_accounts
+from tests.support import engine
 from tests.support.mcp import need_mcp, server_program, write_mcp_setup
 
 pytestmark = pytest.mark.browser
@@ -28,14 +29,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         {"time": {"command": [server_program("mcp-server-time")]}},
         {"clock": {"description": "Tells the time.", "mcp": ["time"]}},
     )
-    admin, pool = _make_accounts(home)
-    with _crewboard("web", "--port", "0", home=home) as web:
-        with _crewboard("supervisor", home=home) as supervisor:
-            line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
-            url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
-            yield Site(url, home, admin, pool, web, supervisor)
-            supervisor.stop()
-        web.stop()
+    with engine.shared_database() as board_url:
+        admin, pool = _make_accounts(home, board_url)
+        with _crewboard("web", "--port", "0", home=home, board_url=board_url) as web:
+            with _crewboard("supervisor", home=home, board_url=board_url) as supervisor:
+                line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
+                url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
+                yield Site(url, home, admin, pool, web, supervisor)
+                supervisor.stop()
+            web.stop()
 
 
 def wait_until_listed(page) -> None:
