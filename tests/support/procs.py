@@ -84,7 +84,7 @@ class Proc:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout_s: float = 20) -> str:
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout_s: float = 60) -> str:
         deadline = time.monotonic() + timeout_s
         for line in self.lines:
             if predicate(line):

@@ -29,6 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -95,11 +96,10 @@ def _crewboard(*args: str, home: Path, board_url: str | None) -> Proc:
     return Proc([sys.executable, "-m", "crewboard", *args, "--home", str(home)], env=env)
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    home = tmp_path_factory.mktemp("browser") / "home"
-    # The session's board outlives each test's: on PostgreSQL, a database of
-    # the session's own.
+@contextmanager
+def serving(home: Path) -> Iterator[Site]:
+    """A web process and a supervisor on ``home``, with accounts made; on
+    PostgreSQL, on a board of their own that outlives each test's."""
     with engine.shared_database() as board_url:
         admin, pool = _make_accounts(home, board_url)
         with _crewboard("web", "--port", "0", home=home, board_url=board_url) as web:
@@ -110,6 +110,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 yield Site(url, home, admin, pool, web, supervisor)
                 supervisor.stop()
             web.stop()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serving(tmp_path_factory.mktemp("browser") / "home") as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.acceptance.browser.conftest import Site, _crewboard, _make_accounts
-from tests.support import engine
+from tests.acceptance.browser.conftest import Site, serving
 from tests.support.mcp import need_mcp, server_program, write_mcp_setup
 
 pytestmark = pytest.mark.browser
@@ -29,15 +28,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         {"time": {"command": [server_program("mcp-server-time")]}},
         {"clock": {"description": "Tells the time.", "mcp": ["time"]}},
     )
-    with engine.shared_database() as board_url:
-        admin, pool = _make_accounts(home, board_url)
-        with _crewboard("web", "--port", "0", home=home, board_url=board_url) as web:
-            with _crewboard("supervisor", home=home, board_url=board_url) as supervisor:
-                line = web.wait_for_line(lambda text: "crewboard web serving on " in text)
-                url = line.split("serving on ", 1)[1].split(",")[0].strip().rstrip("/") + "/"
-                yield Site(url, home, admin, pool, web, supervisor)
-                supervisor.stop()
-            web.stop()
+    with serving(home) as served:
+        yield served
 
 
 def wait_until_listed(page) -> None:
