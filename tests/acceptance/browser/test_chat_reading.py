@@ -92,7 +92,8 @@ def test_a_reply_still_being_written_elsewhere_is_named(page, context, watch, wi
     other.goto(f"/chat?session=busy%20{width}")
     expect(other.locator(".answer.rendered")).to_contain_text("First")
 
-    send(page, "Slowly\n/sleep 3")
+    # Long enough that the other tab sends while it runs, however busy the machine.
+    send(page, "Slowly\n/sleep 10")
     expect(page.get_by_text("Working…")).to_be_visible()
     send(other, "Me too")
     said = "Not sent: a reply is still being written in another tab — wait or stop it."
