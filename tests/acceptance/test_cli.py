@@ -224,6 +224,7 @@ def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
         assert not any(_alive(pid) for pid in restarted.values())
 
 
+@pytest.mark.sqlite_only("reads the heartbeat from the home's board.db file")
 def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
     home = tmp_path / "home"
     with serve(home) as proc:
@@ -252,6 +253,7 @@ def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
         )
 
 
+@pytest.mark.sqlite_only("plants its runs in the home's board.db file")
 def test_user_remove_purge_deletes_their_files_too(tmp_path):
     from crewboard.board import db
     from crewboard.board.models import ChatSession, Crew, Job, Run, User

@@ -16,7 +16,12 @@ import pytest
 from tests.support.procs import Proc, crewboard_env, served_url
 
 # It opens boards outside the board fixtures (make_config, crewboard commands).
-pytestmark = pytest.mark.board
+# The README's first command on its embedded defaults: the home it makes
+# holds a SQLite board.db.
+pytestmark = [
+    pytest.mark.board,
+    pytest.mark.sqlite_only("the first start's embedded default is a SQLite board.db in the home"),
+]
 
 CREWBOARD = str(Path(sys.executable).parent / "crewboard")
 PASSWORD = "s3cret pass phrase"

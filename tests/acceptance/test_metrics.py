@@ -6,7 +6,6 @@ may scrape it."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -40,9 +39,8 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def board(home: Path, query: str) -> dict[str, int]:
-    with sqlite3.connect(home / "board.db") as conn:
-        return {str(key): int(count) for key, count in conn.execute(query)}
+def board(served, query: str) -> dict[str, int]:
+    return {str(key): int(count) for key, count in served.query(query)}
 
 
 def terminal_usage(logs: list[Path]) -> Counter[str]:
@@ -75,14 +73,14 @@ def test_metrics_agree_with_the_board_after_real_work(tmp_path):
 
         def settled() -> bool:
             open_jobs = board(
-                served.home,
+                served,
                 "SELECT status, COUNT(*) FROM job WHERE status IN "
                 "('waiting', 'ready', 'running') GROUP BY status",
             )
             return not open_jobs
 
         wait_until(settled, 60, "every job to end")
-        runs = board(served.home, "SELECT outcome, COUNT(*) FROM run GROUP BY outcome")
+        runs = board(served, "SELECT outcome, COUNT(*) FROM run GROUP BY outcome")
         assert runs == {"succeeded": 7, "failed": 2}
 
         def counted():
@@ -98,7 +96,7 @@ def test_metrics_agree_with_the_board_after_real_work(tmp_path):
 
         samples = wait_until(counted, 30, "the scrape to count every run and turn, runners idle")
 
-        jobs = board(served.home, "SELECT status, COUNT(*) FROM job GROUP BY status")
+        jobs = board(served, "SELECT status, COUNT(*) FROM job GROUP BY status")
         for status in ("waiting", "ready", "running", "done", "blocked", "archived"):
             assert value(samples, "crewboard_jobs", status=status) == jobs.get(status, 0), status
         for outcome, count in runs.items():

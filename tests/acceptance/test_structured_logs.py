@@ -7,7 +7,6 @@ job's input cannot put a control character on the operator's terminal."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,7 @@ def start_job(served: Served, request_id: str) -> int:
     job_id = created.json()["jobIds"][0]
 
     def ended() -> bool:
-        with sqlite3.connect(served.home / "board.db") as conn:
-            (status,) = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
+        ((status,),) = served.query("SELECT status FROM job WHERE id = ?", (job_id,))
         return status == "blocked"
 
     wait_until(ended, 30, "the job to fail")
@@ -49,6 +47,9 @@ def records(path: Path) -> list[dict]:
 def test_json_lines_carry_the_request_id_into_the_runs_it_started(tmp_path):
     with serving(tmp_path, {"CREWBOARD_LOG_FORMAT": "json"}) as served:
         job_id = start_job(served, "req-job-1")
+        # As the board keeps it (read while the server's board is there).
+        ((stored,),) = served.query("SELECT request_id FROM job WHERE id = ?", (job_id,))
+        ((run_id,),) = served.query("SELECT id FROM run WHERE job_id = ?", (job_id,))
         user = served.client("user")
         session = user.post("/api/session/create", json={"agent": "assistant"}).json()
         with user.stream(
@@ -76,9 +77,6 @@ def test_json_lines_carry_the_request_id_into_the_runs_it_started(tmp_path):
     assert any("\x1b[31mred\x07" in o["message"] for o in ended)  # kept, escaped on the line
 
     # Stored with the job, and written by its runner on its first and last record.
-    with sqlite3.connect(served.home / "board.db") as conn:
-        (stored,) = conn.execute("SELECT request_id FROM job WHERE id = ?", (job_id,)).fetchone()
-        (run_id,) = conn.execute("SELECT id FROM run WHERE job_id = ?", (job_id,)).fetchone()
     assert stored == "req-job-1"
     run_log = records(served.home / "logs" / "runs" / f"{run_id}.jsonl")
     assert run_log[0]["type"] == "user_message" and run_log[0]["requestId"] == "req-job-1"

@@ -5,6 +5,7 @@ per token."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import engine
 from tests.support.procs import Proc, run_cli, serve, served_url
 
 PASSWORD = "correct horse battery staple"
@@ -51,7 +53,24 @@ class Served:
     url: str
     proc: Proc
     tokens: dict[str, str]
+    board_url: str | None = None
     clients: list[httpx.Client] = field(default_factory=list)
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        """Rows of ``sql`` (``?`` placeholders) on the board this server
+        uses: its board.db, or its PostgreSQL database."""
+        if self.board_url is None:
+            with sqlite3.connect(self.home / "board.db") as conn:
+                return conn.execute(sql, params).fetchall()
+        import psycopg2
+
+        conn = psycopg2.connect(self.board_url)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                return cursor.fetchall()
+        finally:
+            conn.close()
 
     def client(self, who: str | None) -> httpx.Client:
         """A client with ``who``'s token (``admin`` or ``user``), or none."""
@@ -69,15 +88,20 @@ def serving(tmp_path: Path, env: Mapping[str, str] | None = None) -> Iterator[Se
     workflows = tmp_path / "workflows"
     workflows.mkdir(parents=True, exist_ok=True)
     (workflows / "echo.job_workflow.yaml").write_text(WORKFLOW)
-    tokens = {
-        "admin": add_account(home, "admin@example.test", admin=True),
-        "user": add_account(home, "user@example.test"),
-    }
-    with serve(home, {"CREWBOARD_WORKFLOWS": str(workflows), **(env or {})}) as proc:
-        served = Served(home, served_url(proc), proc, tokens)
-        try:
-            yield served
-        finally:
-            for client in served.clients:
-                client.close()
-        assert proc.stop() == 0, proc.output()
+    # Its own board: on PostgreSQL a database of its own, as a test may
+    # serve two homes, each with the same accounts.
+    with engine.shared_database() as board_url:
+        board = {"CREWBOARD_DATABASE_URL": board_url} if board_url else {}
+        tokens = {
+            "admin": add_account(home, "admin@example.test", admin=True, env=board),
+            "user": add_account(home, "user@example.test", env=board),
+        }
+        settings = {"CREWBOARD_WORKFLOWS": str(workflows), **board, **(env or {})}
+        with serve(home, settings) as proc:
+            served = Served(home, served_url(proc), proc, tokens, board_url)
+            try:
+                yield served
+            finally:
+                for client in served.clients:
+                    client.close()
+            assert proc.stop() == 0, proc.output()
