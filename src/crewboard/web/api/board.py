@@ -11,6 +11,7 @@ from contextlib import aclosing
 
 from quart import Blueprint
 
+from crewboard.board import db, job_views
 from crewboard.web import sse
 from crewboard.web.auth.guards import login_required, require_principal
 from crewboard.web.params import flag
@@ -25,6 +26,10 @@ async def stream_events():
     viewer = require_principal()
     mine = flag("mine")
     after = sse.resume_id()
+    if after is None:
+        # "From now" is fixed before the response starts: a client that acts
+        # as soon as the stream is open sees its own action's event.
+        after = await db.call(job_views.last_event_position)
     feed = state().services.board_feed
 
     async def body() -> AsyncIterator[bytes]:
