@@ -16,7 +16,7 @@ def test_an_older_board_gains_the_request_id_column(home, config):
     Meta.update(value=str(before)).where(Meta.key == "schema_version").execute()
     db.close()
 
-    db.connect(Home(config.home).board_db)
+    db.connect(Home(config.home).board_db, url=config.database_url)
     assert migrations.current_version(db.database.obj) == migrations.SCHEMA_VERSION
     job = Job.get_by_id(ids["a"])
     assert job.request_id is None and job.key == "a"
