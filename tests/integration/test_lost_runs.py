@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 
 from crewboard import sessionlog
+from crewboard.board import records
 from crewboard.board.db import write
 from crewboard.board.models import Event, Job, JobStatus, Run, RunOutcome
 from crewboard.clock import utcnow
@@ -16,6 +17,7 @@ from crewboard.config import Config
 from crewboard.home import Home
 from crewboard.supervisor import reaper
 from tests.support import crews
+from tests.support.board_jobs import ship_log
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
 
@@ -38,6 +40,7 @@ def lost_run(job_id: int, home: Home, supervisor_id: str, *, age_s: float) -> in
     with sessionlog.LogWriter(run.log_path) as writer:
         writer.append("user_message", text="Say hello.")
         writer.append("text", text="Hel")
+    ship_log(home.run_log(run.id))  # as far as its supervisor shipped it
     return run.id
 
 
@@ -64,7 +67,11 @@ async def test_the_reaper_closes_its_own_runs_whose_runner_is_gone(
         run = Run.get_by_id(run_id)
         assert run.outcome == RunOutcome.INTERRUPTED
         assert run.error == "its runner is gone and its end was never recorded"
-        last = sessionlog.last_record(run.log_path)
+        # Its log ends (on PostgreSQL, the board's copy every node reads).
+        if records.enabled():
+            last = records.last_record(records.run_key(run_id))
+        else:
+            last = sessionlog.last_record(run.log_path)
         assert last is not None and last["type"] == "error" and last["seq"] == 3
         assert "its runner is gone" in last["message"]
         # Closed once, and by the failure policy: requeued, no retry used.
