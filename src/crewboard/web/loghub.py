@@ -290,11 +290,7 @@ class LogHub:
         except Exception:
             log.exception("reading the records of %s failed; its followers are ended", tail.key)
         finally:
-            if self._tails.get(tail.path) is tail:
-                del self._tails[tail.path]
-            if self._board_tails.get(tail.key) is tail:
-                del self._board_tails[tail.key]
-            tail.records.close()
+            self._forget(tail)
 
     async def _serve_tail(self, tail: _Tail) -> None:
         ended = False  # the newest record read is a terminal one
@@ -326,10 +322,16 @@ class LogHub:
         except Exception:
             log.exception("reading %s failed; its followers are ended", tail.path)
         finally:
-            if self._tails.get(tail.path) is tail:
-                del self._tails[tail.path]
-            tail.records.close()
+            self._forget(tail)
             tail.cursor.report()
+
+    def _forget(self, tail: _Tail) -> None:
+        """A tail whose reading ended: no longer found, its followers ended."""
+        if self._tails.get(tail.path) is tail:
+            del self._tails[tail.path]
+        if tail.key is not None and self._board_tails.get(tail.key) is tail:
+            del self._board_tails[tail.key]
+        tail.records.close()
 
 
 def _grown_by(tail: _Tail) -> int:
