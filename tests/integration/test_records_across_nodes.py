@@ -163,13 +163,20 @@ def _stored(run_id: int) -> list[dict]:
     return records.read_all(records.run_key(run_id))
 
 
-def test_recovery_decides_from_the_boards_terminal_record_when_the_host_is_gone(pg) -> None:
-    _, home_a = pg
+def _run_on_host_a(home_a: Home) -> tuple[int, int, Path, LogWriter]:
+    """A job's run on host A, its log begun; the caller writes on and closes it."""
     job_id = crews.add_job("Say hello.")
     run_id = start_run(job_id, home_a)
     path = home_a.run_log(run_id)
-    with LogWriter(path) as writer:
-        writer.append("user_message", text="Say hello.")
+    writer = LogWriter(path)
+    writer.append("user_message", text="Say hello.")
+    return job_id, run_id, path, writer
+
+
+def test_recovery_decides_from_the_boards_terminal_record_when_the_host_is_gone(pg) -> None:
+    _, home_a = pg
+    job_id, run_id, path, log = _run_on_host_a(home_a)
+    with log as writer:
         writer.append("final_result", text="hello", agentName="assistant")
         # Written after the end: never shipped, never shown.
         writer.append("text", text="after the end")
@@ -186,11 +193,8 @@ def test_recovery_decides_from_the_boards_terminal_record_when_the_host_is_gone(
 
 def test_a_run_recovered_from_another_host_ends_in_the_board_not_in_a_local_file(pg) -> None:
     _, home_a = pg
-    job_id = crews.add_job("Say hello.")
-    run_id = start_run(job_id, home_a)
-    path = home_a.run_log(run_id)
-    with LogWriter(path) as writer:
-        writer.append("user_message", text="Say hello.")
+    _, run_id, path, log = _run_on_host_a(home_a)
+    with log as writer:
         writer.append("text", text="half way")
     assert records.Shipper(records.run_key(run_id), path).ship_new() == 2
 
