@@ -28,6 +28,8 @@ from tests.integration.test_google_oidc import (
 from tests.support.fake_oidc import FakeOidcProvider, new_signing_key, open_fake_oidc
 from tests.support.web_nodes import web_node
 
+pytestmark = pytest.mark.board
+
 
 @pytest.fixture
 async def provider() -> AsyncIterator[FakeOidcProvider]:

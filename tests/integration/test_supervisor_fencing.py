@@ -22,8 +22,9 @@ import pytest
 from crewboard import sessionlog
 from crewboard.board.models import Heartbeat, JobStatus, Run, RunOutcome
 from crewboard.clock import parse_iso, utcnow
+from crewboard.config import Config
 from crewboard.home import Home
-from tests.support import crews, engine, need
+from tests.support import crews, need
 from tests.support.procs import Proc, child_processes
 from tests.support.supervisor import gone, started, supervisor_process
 from tests.support.waits import wait_until
@@ -222,13 +223,11 @@ class Cuttable:
 
 
 @contextmanager
-def cuttable_board() -> Iterator[tuple[Cuttable, str]]:
-    """The test's PostgreSQL board reached through a :class:`Cuttable`
+def cuttable_board(url: str) -> Iterator[tuple[Cuttable, str]]:
+    """The PostgreSQL board at ``url`` reached through a :class:`Cuttable`
     relay; yields the relay and the URL through it."""
     from urllib.parse import urlsplit, urlunsplit
 
-    url = engine.database_url()
-    assert url is not None
     parts = urlsplit(url)
     relay = Cuttable((parts.hostname or "127.0.0.1", parts.port or 5432))
     netloc = (
@@ -240,10 +239,11 @@ def cuttable_board() -> Iterator[tuple[Cuttable, str]]:
         relay.cut()
 
 
-def test_a_supervisor_cut_off_from_the_board_stops_its_runners(home: Home) -> None:
-    need(engine.on_postgres(), "a PostgreSQL board, reached through a relay the test can cut")
+@pytest.mark.postgres
+def test_a_supervisor_cut_off_from_the_board_stops_its_runners(pg: tuple[Config, Home]) -> None:
+    config, home = pg
     job_id = crews.add_job(LONG_JOB)
-    with cuttable_board() as (relay, url):
+    with cuttable_board(config.database_url) as (relay, url):
         env = {**LEASED, "CREWBOARD_DATABASE_URL": url}
         with supervisor_process(home.root, env) as cut_off:
             started(cut_off)
@@ -277,13 +277,16 @@ _clock.utcnow = lambda: _real_utcnow() + _timedelta(seconds=_SKEW_S)
 """
 
 
-def test_a_host_whose_clock_runs_fast_takes_no_live_run(home: Home, tmp_path: Path) -> None:
-    need(engine.on_postgres(), "hosts with clocks of their own share a PostgreSQL board")
+@pytest.mark.postgres
+def test_a_host_whose_clock_runs_fast_takes_no_live_run(
+    pg: tuple[Config, Home], tmp_path: Path
+) -> None:
+    config, home = pg
     site = tmp_path / "fast-clock"
     site.mkdir()
     (site / "sitecustomize.py").write_text(FAST_CLOCK)
     job_id = crews.add_job(LONG_JOB)
-    one = {**LEASED, "CREWBOARD_CONCURRENCY": "1"}
+    one = {**LEASED, "CREWBOARD_CONCURRENCY": "1", "CREWBOARD_DATABASE_URL": config.database_url}
     with supervisor_process(home.root, one) as owner:
         started(owner)
         run = live_run(job_id)
