@@ -39,6 +39,8 @@ from typing import NoReturn
 # The runner's modules, imported once here instead of once per run.
 PRELOAD = (
     "crewboard.runner.main",
+    "crewboard.runner.lease",
+    "crewboard.runner.settle",
     "crewboard.runner.loop",
     "crewboard.runner.stream",
     "crewboard.runner.providers",
