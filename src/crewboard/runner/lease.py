@@ -2,21 +2,20 @@
 supervisor stops renewing the run's lease.
 
 The supervisor touches the lease file (``RunnerSpec.lease``) each time it
-renews the run's lease on the board. A thread here notes when the file last
-changed, on the monotonic clock; if it has not changed for
-:data:`LAPSE_AT` of a lease, the supervisor is frozen, cut off from the
-board or gone, and a peer may soon rescue the run: the runner ends it at
-once (an ``error`` record, its tools' processes killed, exit
-:data:`crewboard.runspec.LEASE_LAPSED_EXIT`), well before the lease expires
-on the board's clock.
+renews the run's lease on the board. The runner's control thread
+(``runner/main.py``) asks a :class:`LeaseWatch` at least every
+:attr:`LeaseWatch.every_s`; it notes when the file last changed, on the
+monotonic clock. If the file has not changed for :data:`LAPSE_AT` of a
+lease, the supervisor is frozen, cut off from the board or gone, and a peer
+may soon rescue the run: the runner ends it at once (an ``error`` record,
+its tools' processes killed, exit :data:`crewboard.runspec.LEASE_LAPSED_EXIT`),
+well before the lease expires on the board's clock.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from crewboard.runspec import Lease
@@ -35,25 +34,25 @@ def _touched(path: Path) -> int | None:
         return None
 
 
-def watch_lease(lease: Lease, on_lapse: Callable[[], object]) -> threading.Thread:
-    """Start a daemon thread that calls ``on_lapse`` (which ends the process)
-    once ``lease.path`` has gone untouched for :data:`LAPSE_AT` of a lease,
-    counted from now at the latest."""
-    window_s = lease.seconds * LAPSE_AT
-    every_s = min(CHECK_EVERY_S, window_s / 8)
+class LeaseWatch:
+    """Whether ``lease.path`` has gone untouched for :data:`LAPSE_AT` of a
+    lease, counted from the watch's start at the latest."""
 
-    def serve() -> None:
-        seen = _touched(lease.path)
-        seen_at = time.monotonic()
-        while True:
-            time.sleep(every_s)
-            touched = _touched(lease.path)
-            if touched != seen:
-                seen, seen_at = touched, time.monotonic()
-            elif time.monotonic() - seen_at > window_s:
-                on_lapse()
-                return
+    def __init__(self, lease: Lease) -> None:
+        self.path = lease.path
+        self.window_s = lease.seconds * LAPSE_AT
+        self.every_s = min(CHECK_EVERY_S, self.window_s / 8)
+        self._seen = _touched(self.path)
+        self._seen_at = self._checked_at = time.monotonic()
 
-    thread = threading.Thread(target=serve, name="lease", daemon=True)
-    thread.start()
-    return thread
+    def lapsed(self) -> bool:
+        """Look at the file if :attr:`every_s` has passed since the last look."""
+        now = time.monotonic()
+        if now - self._checked_at < self.every_s:
+            return False
+        self._checked_at = now
+        touched = _touched(self.path)
+        if touched != self._seen:
+            self._seen, self._seen_at = touched, now
+            return False
+        return now - self._seen_at > self.window_s

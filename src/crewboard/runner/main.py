@@ -28,9 +28,9 @@ import select
 import signal
 import sys
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NoReturn
 
+from crewboard.runner.lease import LeaseWatch
 from crewboard.runner.session_log import RunLog
 from crewboard.runner.spec import RunnerSpec, SpecError, find_log_path, parse_spec
 from crewboard.runspec import LEASE_LAPSED_EXIT
@@ -43,14 +43,22 @@ LEASE_LAPSED = "run interrupted: its lease lapsed (its supervisor stopped renewi
 
 def make_non_dumpable() -> bool:
     """prctl(PR_SET_DUMPABLE, 0): no core dumps, and only root with
-    CAP_SYS_PTRACE may read this process's memory or environment."""
-    try:
-        import ctypes
+    CAP_SYS_PTRACE may read this process's memory or environment. The flag is
+    kept across fork, so a runner forked from the template, which set it
+    once, need not set it again."""
+    global _non_dumpable
+    if not _non_dumpable:
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+            libc = ctypes.CDLL(None, use_errno=True)
+            _non_dumpable = libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            pass
+    return _non_dumpable
+
+
+_non_dumpable = False
 
 
 def read_spec_line(fd: int = 0) -> bytes:
@@ -71,11 +79,18 @@ def read_spec_line(fd: int = 0) -> bytes:
 
 class Control:
     """The control thread: ends the run at once when the parent goes away
-    (EOF on stdin) or a SIGTERM/SIGINT arrives, with the right terminal record."""
+    (EOF on stdin) or a SIGTERM/SIGINT arrives, and when the run's lease
+    lapses (``lease``), with the right terminal record."""
 
-    def __init__(self, log: RunLog, on_exit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        log: RunLog,
+        on_exit: Callable[[], None] | None = None,
+        lease: LeaseWatch | None = None,
+    ) -> None:
         self.log = log
         self.on_exit = on_exit
+        self.lease = lease
         self._wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
         # Python's C-level handler writes the signal number to this pipe the
@@ -95,8 +110,11 @@ class Control:
         poller = select.poll()
         poller.register(0, select.POLLIN)
         poller.register(self._wakeup_r, select.POLLIN)
+        timeout_ms = None if self.lease is None else self.lease.every_s * 1000
         while True:
-            for fd, _ in poller.poll():
+            if self.lease is not None and self.lease.lapsed():
+                self.stop(LEASE_LAPSED, LEASE_LAPSED_EXIT, interrupted=True)
+            for fd, _ in poller.poll(timeout_ms):
                 if fd == self._wakeup_r:
                     signums = os.read(self._wakeup_r, 64)
                     if signal.SIGTERM in signums:
@@ -155,14 +173,8 @@ def main() -> NoReturn:
         secrets += tuple(v for v in values if len(v) >= 8)
     stamp = {"requestId": spec.request_id} if spec.request_id else {}
     log = RunLog(spec.log_path, secrets=secrets, stamp=stamp)
-    control = Control(log)
+    control = Control(log, lease=LeaseWatch(spec.lease) if spec.lease is not None else None)
     control.start()
-    if spec.lease is not None:
-        from crewboard.runner.lease import watch_lease
-
-        watch_lease(
-            spec.lease, partial(control.stop, LEASE_LAPSED, LEASE_LAPSED_EXIT, interrupted=True)
-        )
     # The first line goes out before the rest of the runner is imported: it is
     # what tells a follower the run has started.
     log.append("user_message", text=spec.prompt, **stamp)

@@ -39,7 +39,6 @@ from typing import NoReturn
 # The runner's modules, imported once here instead of once per run.
 PRELOAD = (
     "crewboard.runner.main",
-    "crewboard.runner.lease",
     "crewboard.runner.settle",
     "crewboard.runner.loop",
     "crewboard.runner.stream",
@@ -178,6 +177,10 @@ def _freeze_heap() -> None:
 
 def main() -> None:
     _preload()
+    # Its runners inherit the flag (see runner/main.py).
+    from crewboard.runner.main import make_non_dumpable
+
+    make_non_dumpable()
     _freeze_heap()
     sock = socket.socket(fileno=int(sys.argv[1]))
     try:
