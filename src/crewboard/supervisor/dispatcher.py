@@ -27,6 +27,11 @@ from crewboard.supervisor.wake import Wakeup
 
 log = logging.getLogger(__name__)
 
+# The shortest wait between two rounds. Every run's end wakes the dispatcher
+# to fill the slot it freed, so this is what a freed slot may wait beyond the
+# round itself; the wake-ups of a burst still make one round, not many.
+ROUND_FLOOR_S = 0.001
+
 
 @dataclass(frozen=True)
 class RoundPlan:
@@ -142,5 +147,6 @@ async def serve_dispatcher(
         wakeup,
         name="dispatch",
         retry_s=dispatcher.poll_s,
+        floor_s=ROUND_FLOOR_S,
         task_status=task_status,
     )
