@@ -5,8 +5,10 @@ job or chat turn costs. Neutral ground: the supervisor and the web process
 each own a :class:`ForkServer` of their own, and hand it to
 :func:`crewboard.processes.run_runner`.
 
-A forked runner keeps every property of a spawned one: its own process and
-session (so its own process group), the scrubbed environment, its spec as the
+A forked runner keeps every property of a spawned one that matters to its
+owner: its own process and process group (stopped as a group, its tools
+with it; it stays in the template's session, which has no terminal), the
+scrubbed environment, its spec as the
 first line of a stdin pipe that only its owner writes to (EOF when the owner
 dies, and the runner stops at once), and its stderr in a file.
 :class:`ForkedRunner` is a :class:`crewboard.processes.RunnerProcess` like the

@@ -26,6 +26,7 @@ the template, and every runner forked from it, carries only the runner's code.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -71,13 +72,13 @@ def _send(sock: socket.socket, message: dict) -> None:
     sock.send(json.dumps(message).encode())
 
 
-def _run_child(stdin_fd: int, stderr_fd: int, started_fd: int) -> NoReturn:
-    """In the forked child: become a runner in a session of its own."""
+def _run_child(stdin_fd: int, stderr_fd: int) -> NoReturn:
+    """In the forked child: become a runner in a process group of its own."""
     try:
-        os.setsid()
-        # Only now may the owner learn our pid: it signals our process
-        # group, which must be ours by then.
-        os.close(started_fd)
+        # The template does the same from its side, so the group is the
+        # runner's before either goes on (the idiom shells use): the owner,
+        # told the pid at once, may signal the group from then on.
+        os.setpgid(0, 0)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(stdin_fd, 0)
         os.dup2(devnull, 1)
@@ -103,16 +104,11 @@ def _fork(sock: socket.socket, request: dict, fds: list[int]) -> None:
         if len(fds) != 2:
             _send(sock, {"id": request.get("id"), "error": "expected stdin and stderr fds"})
             return
-        started_r, started_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            os.close(started_r)
-            _run_child(fds[0], fds[1], started_w)
-        os.close(started_w)
-        try:
-            os.read(started_r, 1)  # EOF once the child has its own session
-        finally:
-            os.close(started_r)
+            _run_child(fds[0], fds[1])
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.setpgid(pid, pid)  # see _run_child
         _send(sock, {"id": request.get("id"), "pid": pid})
     except OSError as exc:
         _send(sock, {"id": request.get("id"), "error": str(exc)})
