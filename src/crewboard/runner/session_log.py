@@ -45,6 +45,10 @@ class RunLog:
         self._stamp = dict(stamp or {})
         self.terminal: dict[str, Any] | None = None
 
+    def close(self) -> None:
+        """Close the file (a runner never needs to: it exits)."""
+        self._writer.close()
+
     @property
     def closed(self) -> bool:
         return self.terminal is not None
