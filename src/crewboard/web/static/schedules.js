@@ -155,9 +155,19 @@ class ScheduleCard {
       danger: true,
     });
     if (!answer) return;
-    await api(`/api/schedules/${this.schedule.id}`, { method: "DELETE" });
-    if (editing?.id === this.schedule.id) closeEditor({ push: true });
-    dropCard(this.schedule.id);
+    const id = this.schedule.id;
+    // Nothing refreshes it from now on: a refresh would ask for it just as
+    // it is gone, and the browser would report the 404 as an error.
+    deleting.add(id);
+    clearTimeout(pendingRefresh.get(id));
+    pendingRefresh.delete(id);
+    try {
+      await api(`/api/schedules/${id}`, { method: "DELETE" });
+    } finally {
+      deleting.delete(id);
+    }
+    if (editing?.id === id) closeEditor({ push: true });
+    dropCard(id);
     showNotice(`Deleted the schedule “${this.schedule.name}”; its jobs stay on the board.`);
   }
 
@@ -416,13 +426,14 @@ async function save() {
 // --- staying current -----------------------------------------------------------------------
 
 const pendingRefresh = new Map(); // schedule id → timer
+const deleting = new Set(); // schedule ids whose delete is under way
 
 function refreshSoon(id) {
-  if (!cards.has(id) || pendingRefresh.has(id)) return;
+  if (!cards.has(id) || deleting.has(id) || pendingRefresh.has(id)) return;
   pendingRefresh.set(id, setTimeout(async () => {
     pendingRefresh.delete(id);
     const card = cards.get(id);
-    if (!card) return;
+    if (!card || deleting.has(id)) return;
     try {
       card.update(await api(`/api/schedules/${id}`));
       if (card.jobs.open) await card.loadJobs({ fresh: true });
