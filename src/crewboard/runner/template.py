@@ -7,9 +7,10 @@ child of a pre-imported template counts as its own process).
 :class:`~crewboard.forkserver.ForkServer` (the supervisor's, or the web
 process's) with a scrubbed environment, a SOCK_SEQPACKET socket on file
 descriptor FD, and a pipe on stdin whose EOF means the owner died (the
-template then exits). It never sees a spec: each request carries only the
-runner's stdin (the read end of a pipe the owner writes the spec into) and
-stderr, as passed file descriptors.
+template then exits). It never sees a run's spec: each request carries only
+the runner's stdin (the read end of a pipe the owner writes the spec into)
+and stderr, as passed file descriptors. The only specs it reads are its own
+warm-up's (:func:`_warm_up`), offline no-op jobs run once at start.
 
 Protocol, one JSON object per packet:
 
