@@ -5,9 +5,11 @@ another user's job back by at most one run slot, and
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import trio
 
 from crewboard import sessionlog
 from crewboard.board import db, dispatch
@@ -112,6 +114,31 @@ async def test_one_users_backlog_delays_anothers_job_by_at_most_one_run_slot(boa
     # The first slot to free up after B's job arrived went to B's job.
     assert order[0] == b_job
     assert all(job_id in a_jobs for job_id in order[1:])
+
+
+async def test_a_freed_slot_goes_to_the_next_owner_under_the_per_user_cap(board) -> None:
+    # A run's end claims its slot's next job itself: it too takes owners in
+    # turn and keeps each under CREWBOARD_USER_CONCURRENCY.
+    config, _ = board(concurrency=2, user_concurrency=1)
+    a, b = user("a@example.test"), user("b@example.test")
+    a_jobs = crews.backlog(a, 3, prompt="/sleep 0.3\nThen answer.")
+    b_jobs = crews.backlog(b, 3, prompt="/sleep 0.3\nThen answer.")
+    marker = Event.select(Event.id).order_by(Event.id.desc()).first().id
+    most: Counter[int] = Counter()
+    async with supervising(config):
+        with trio.fail_after(30):
+            while not all(crews.job(j).status == JobStatus.DONE for j in a_jobs + b_jobs):
+                live = await trio.to_thread.run_sync(crews.live_runs)
+                running = Counter(crews.job(run.job_id).owner_id for run in live)
+                most |= running  # the most of each owner's seen at once
+                await trio.sleep(0.02)
+    assert most == {a: 1, b: 1}
+    order = dispatched_after(marker)
+    assert sorted(order) == sorted(a_jobs + b_jobs)
+    # Each owner's jobs run oldest first, and neither owner waits for the other's backlog.
+    assert [j for j in order if j in a_jobs] == a_jobs
+    assert [j for j in order if j in b_jobs] == b_jobs
+    assert set(order[:2]) == {a_jobs[0], b_jobs[0]}
 
 
 async def test_a_prompt_larger_than_a_pipe_reaches_a_forked_runner_whole(board) -> None:

@@ -22,3 +22,22 @@ def test_import_contracts_are_kept():
         [sys.executable, "-c", LINT_IMPORTS], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# What the runner template must not carry into every runner it forks.
+TEMPLATE_MODULES = (
+    "import sys; from crewboard.runner import template; template._preload(); "
+    "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+)
+
+
+def test_the_runner_template_preloads_httpx_without_its_command_line_client():
+    # httpx pulls in rich, click and pygments for its CLI whenever they are
+    # installed (they are, beside the mcp extra); runners never use them.
+    done = subprocess.run(
+        [sys.executable, "-c", TEMPLATE_MODULES], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "httpx" in loaded
+    assert not loaded & {"rich", "click", "pygments", "trio", "peewee", "quart"}

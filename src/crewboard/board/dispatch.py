@@ -93,6 +93,10 @@ LIMIT 1
 _UNDER_CAP = """
     AND (SELECT COUNT(*) FROM job r WHERE r.owner_id = u.id AND r.status = 'running') < ?"""
 _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+# On PostgreSQL, claims under a per-user cap take turns (a lock held to the
+# commit): two at once would each count the owner's running jobs without the
+# other's claim and together pass the cap. SQLite's writes take turns anyway.
+_CAPPED_CLAIMS_TAKE_TURNS = "SELECT pg_advisory_xact_lock(hashtext('crewboard capped claims'))"
 
 # ready → running, only if still ready: two supervisors racing for one job
 # give it one run. Returns what the run needs to know.
@@ -324,6 +328,8 @@ def claim_ready_jobs(
     goes ``running`` with a new Run owned by ``supervisor_id``, its log at
     ``log_path(run_id)``, held for ``lease_s`` by the board's clock. Fewer
     claims (or none) when fewer are ready."""
+    if user_concurrency and not is_sqlite():
+        execute(_CAPPED_CLAIMS_TAKE_TURNS)
     claims: list[Claim] = []
     while len(claims) < limit:
         head = _pick_next(after_owner, user_concurrency, now)

@@ -61,7 +61,17 @@ PRELOAD = (
 _MAX_PACKET = 65536
 
 
+# Modules no runner uses that a preloaded one would drag in: httpx imports its
+# command-line client (rich, click, pygments: a fifth of the template's
+# memory) whenever they are installed, and an entry of None in sys.modules
+# makes that import fail, which httpx expects. Every page the template holds
+# is a page each fork copies the mapping of and each runner's exit unmaps.
+NOT_PRELOADED = ("httpx._main",)
+
+
 def _preload() -> None:
+    for name in NOT_PRELOADED:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     for name in PRELOAD:
         try:
             importlib.import_module(name)

@@ -2,8 +2,14 @@
 waiting jobs ready, stops the runs users cancelled, claims ready jobs up to the
 free runner slots and hands them to the launcher; then it sleeps until the
 next poll (``poll_s``), the next job coming due (a retry's backoff, a
-scheduled time), or a wake-up (the web process's datagram, a run ending),
-whichever is first (:func:`~crewboard.supervisor.polling.serve_polling`).
+scheduled time), or a wake-up (the web process's datagram, a run ending
+without a job to take its slot), whichever is first
+(:func:`~crewboard.supervisor.polling.serve_polling`).
+
+While it serves, a run's end claims the next ready job for the slot it frees
+in the same trip to the board (:meth:`Dispatcher.claim_for_slot`, the
+launcher's ``refill``): a busy board runs job after job without a round
+between them.
 """
 
 from __future__ import annotations
@@ -118,6 +124,26 @@ class Dispatcher:
         self.outlook = plan.outlook
         return next_delay_s(utcnow(), self.outlook.next_due_at, self.poll_s)
 
+    def claim_for_slot(self) -> tuple[dispatch.Claim, Prepared] | None:
+        """On a worker thread, in a run's end: claim one ready job for the
+        slot it frees (owners in turn, as a round does) and prepare its
+        runner's spec; None when nothing is ready."""
+        claims = dispatch.claim_ready_jobs(
+            self.supervisor_id,
+            self.home.run_log,
+            limit=1,
+            after_owner=self._last_owner,
+            user_concurrency=self.user_concurrency,
+            now=utcnow(),
+            lease_s=self.launcher.config.run_lease_s,
+        )
+        if not claims:
+            return None
+        claim = claims[0]
+        log.debug("claimed job %s as run %s for a freed slot", claim.job_id, claim.run_id)
+        self._last_owner = claim.owner_id
+        return claim, self.launcher.prepare(claim)
+
     async def _stop_cancelled(self, to_cancel: list[int]) -> None:
         for run_id in to_cancel:
             self.launcher.stop(run_id, RunOutcome.CANCELLED)
@@ -140,13 +166,20 @@ async def serve_dispatcher(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run dispatch rounds until cancelled, woken early by ``wakeup``. Ready
-    once the first round has looked at the board."""
-    await serve_polling(
-        dispatcher.run_round,
-        wakeup,
-        name="dispatch",
-        retry_s=dispatcher.poll_s,
-        floor_s=ROUND_FLOOR_S,
-        task_status=task_status,
-    )
+    """Run dispatch rounds until cancelled, woken early by ``wakeup``, and
+    let runs' ends refill their slots meanwhile. Ready once the first round
+    has looked at the board."""
+    launcher = dispatcher.launcher
+    launcher.refill = dispatcher.claim_for_slot
+    try:
+        await serve_polling(
+            dispatcher.run_round,
+            wakeup,
+            name="dispatch",
+            retry_s=dispatcher.poll_s,
+            floor_s=ROUND_FLOOR_S,
+            task_status=task_status,
+        )
+    finally:
+        # Stopped (the supervisor drains): no run's end takes new work.
+        launcher.refill = None

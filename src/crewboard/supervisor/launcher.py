@@ -87,6 +87,9 @@ RECORD_RETRY_CAP_S = 15.0
 
 # A claimed run ready to start (its spec), or why it cannot start.
 Prepared = RunnerSpec | CrewboardError | SpecError | OSError
+# On a worker thread: claim a job for the slot a run's end frees, with its
+# runner's spec; None when nothing is ready (the dispatcher's, while it serves).
+Refill = Callable[[], tuple[Claim, Prepared] | None]
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,16 @@ def _prepare(spec: RunnerSpec) -> None:
         spec.lease.path.touch()
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a run's end did."""
+
+    ending: Ending
+    last: sessionlog.Record | None  # the runner's own last record
+    finished: Finished | None  # what became of the job (None: the run was no longer live)
+    successor: tuple[Claim, Prepared] | None = None  # the job claimed for the freed slot
+
+
 def _record_end(
     claim: Claim,
     home: Home,
@@ -197,13 +210,14 @@ def _record_end(
     stopped_as: RunOutcome | None,
     max_artifact_bytes: int,
     shipper: Shipper | None = None,
-) -> tuple[Ending, sessionlog.Record | None, Finished | None]:
+    refill: Refill | None = None,
+) -> Recorded:
     """After the reap, on a worker thread: classify the run's end from its
     log, close the log, ship the rest of its records to the board (on
     PostgreSQL: the terminal record is there before the run is closed), keep
     its saved files in the board (every web node serves them) and apply the
-    failure policy on the board. Returns the ending, the runner's own last
-    record and what became of the job (None if the run was no longer live)."""
+    failure policy on the board; then, with ``refill``, claim the next job for
+    the slot it frees."""
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
     artifact = _close_log(claim, home, ending, last)
@@ -221,7 +235,14 @@ def _record_end(
         artifact=artifact,
         now=utcnow(),
     )
-    return ending, last, finished
+    successor = None
+    if refill is not None:
+        try:
+            successor = refill()
+        except Exception:
+            # The run's end is recorded; the dispatcher fills the slot instead.
+            log.exception("could not claim a job for the slot run %s freed", claim.run_id)
+    return Recorded(ending, last, finished, successor)
 
 
 def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) -> str | None:
@@ -290,6 +311,9 @@ class Launcher:
         self.catalog = Catalog(config)
         self._nursery = nursery
         self._on_finished = on_finished
+        # Set while the dispatcher serves: a run's end claims the next job for
+        # its slot in the same trip to the board, and the slot is never free.
+        self.refill: Refill | None = None
         # Told only when a run's end queued webhook deliveries, so the sender
         # does not look at the board after every run.
         self._on_webhooks_queued = on_webhooks_queued
@@ -344,7 +368,15 @@ class Launcher:
         """Start the claimed run's runner (from ``prepared``, :meth:`prepare`'s
         answer, if given); returns once it is spawned (or once the run has
         been closed as failed, if it could not be)."""
-        await self._nursery.start(self._run, claim, prepared)
+        await self._nursery.start(self._run, self._take_slot(claim, prepared))
+
+    def _take_slot(self, claim: Claim, prepared: Prepared | None) -> ActiveRun:
+        """The claimed run, counted in :attr:`active` from now on."""
+        deadline = trio.current_time() + claim.timeout_s if claim.timeout_s > 0 else math.inf
+        active = ActiveRun(claim, trio.CancelScope(deadline=deadline), prepared=prepared)
+        self.active[claim.run_id] = active
+        self._idle = trio.Event()
+        return active
 
     def stop(self, run_id: int, outcome: RunOutcome) -> bool:
         """Stop a run's runner (SIGTERM, grace, SIGKILL); its run ends with
@@ -392,12 +424,12 @@ class Launcher:
         await self.wait_idle()
 
     async def _run(
-        self, claim: Claim, prepared: Prepared | None, *, task_status: trio.TaskStatus[None]
+        self,
+        active: ActiveRun,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        deadline = trio.current_time() + claim.timeout_s if claim.timeout_s > 0 else math.inf
-        active = ActiveRun(claim, trio.CancelScope(deadline=deadline), prepared=prepared)
-        self.active[claim.run_id] = active
-        self._idle = trio.Event()
+        claim = active.claim
         try:
             # Every line about this run says which run, job and request it is.
             with logs.bind(requestId=claim.request_id, runId=claim.run_id, jobId=claim.job_id):
@@ -408,7 +440,8 @@ class Launcher:
             del self.active[claim.run_id]
             if not self.active:
                 self._idle.set()
-            self._on_finished()
+            if self.free_slots:
+                self._on_finished()
 
     async def _supervise(self, active: ActiveRun, task_status: trio.TaskStatus[None]) -> None:
         claim = active.claim
@@ -470,13 +503,10 @@ class Launcher:
             cancelled_caught = active.scope.cancelled_caught
             stopped_as = RunOutcome.TIMED_OUT if cancelled_caught else RunOutcome.INTERRUPTED
 
-        last: sessionlog.Record | None = None
-
-        async def record() -> Ending:
-            nonlocal last
-            # One trip to a worker thread: read the log's end, close the log
-            # and record the run's end on the board.
-            ending, last, finished = await db.call(
+        async def record() -> Recorded:
+            # One trip to a worker thread: read the log's end, close the log,
+            # record the run's end on the board and claim the slot's next job.
+            recorded = await db.call(
                 _record_end,
                 claim,
                 self.home,
@@ -484,13 +514,18 @@ class Launcher:
                 stopped_as,
                 self.config.artifact_max_bytes,
                 active.shipper,
+                None if self.fenced else self.refill,
             )
-            self._webhooks_queued(finished)
-            return ending
+            self._webhooks_queued(recorded.finished)
+            return recorded
 
-        ending = await self._record_retrying(claim, "the end", record)
-        if ending is None:
+        recorded = await self._record_retrying(claim, "the end", record)
+        if recorded is None:
             return
+        if recorded.successor is not None:
+            # Counted before this run lets go of its slot: no round sees it free.
+            self._nursery.start_soon(self._run, self._take_slot(*recorded.successor))
+        ending, last = recorded.ending, recorded.last
         duration_s = trio.current_time() - active.started_at
         metrics.run_finished(ending.outcome.value, duration_s, claim.queued_s)
         if active.provider is not None:
@@ -584,7 +619,8 @@ async def open_launcher(
 ) -> AsyncIterator[Launcher]:
     """A launcher whose runs live in this block. Leaving it waits for them;
     cancelling it stops them and closes their runs ``interrupted``.
-    ``on_finished`` is called after every run, ``on_webhooks_queued`` after
+    ``on_finished`` is called after a run whose end leaves a slot free (one
+    not refilled in the same trip), ``on_webhooks_queued`` after
     a run whose end queued webhook deliveries."""
     async with trio.open_nursery() as nursery:
         launcher = Launcher(config, home, nursery, on_finished, forkserver, on_webhooks_queued)
