@@ -7,7 +7,7 @@ redis-server), so both see the same machine:
 
 - throughput: 500 no-op jobs written at once, crewboard at concurrency 4
   and 2, RQ with 1, 2 and 4 workers (``--burst``). crewboard's jobs/s run
-  from the wake-up to the last job done; RQ's are its *steady* rate (first
+  from the wake-up to the last run's end on the board; RQ's are its *steady* rate (first
   start to last end, its workers' start-up left out), the stricter
   comparison for crewboard.
 - start latency: on an idle board, crewboard's job creation → the runner's
