@@ -37,7 +37,7 @@ class Bench:
 
 
 BENCHES = (
-    Bench("vs_rq", "vs_rq.py", ("--rounds", "3")),
+    Bench("vs_rq", "vs_rq.py", ("--rounds", "5")),
     Bench("board_ops", "board_ops.py", ("--reps", "3")),
     Bench("stream_latency", "stream_latency.py"),
     Bench("multi_supervisor", "multi_supervisor.py"),
