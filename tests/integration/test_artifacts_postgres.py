@@ -13,14 +13,14 @@ import pytest
 
 from crewboard.board import artifacts
 from crewboard.board.models import ChatSession, Event, Job, JobStatus, Run, RunArtifact
+from crewboard.board.sweep import sweep_home
 from crewboard.bootstrap import open_home
 from crewboard.cli import build_parser
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.home import Home
-from crewboard.supervisor.retention import sweep_home
 from tests.conftest import TEST_SETTINGS, add_user, make_config, signed_in
-from tests.support import crews, waits
+from tests.support import chat, crews, waits
 from tests.support.crews import JobDef
 from tests.support.supervisor import supervising, wait_for
 from tests.support.web_nodes import web_node
@@ -232,3 +232,32 @@ async def test_user_purge_on_host_b_reaches_host_a_through_its_sweep(hosts, monk
     report = await sweep_home(home_a)
     assert report.run_ids == [run.id] and report.chat_ids == [chat.id]
     assert not run_files(home_a, run.id) and not home_a.chat_log(chat.id).exists()
+
+
+async def test_a_chat_deleted_through_host_a_leaves_web_only_host_b_through_its_sweep(
+    hosts,
+) -> None:
+    # Host B runs only a web node: its chat turns write their logs in B's
+    # home, which no supervisor of B's ever sweeps.
+    config_a, config_b = hosts
+    alice = add_user(config_a, "alice@example.test")
+    home_b = Home(config_b.home)
+    fast_b = dataclasses.replace(config_b, retention_every_s=0.2)
+    async with (
+        web_node(config_a) as url_a,
+        web_node(fast_b) as url_b,
+        signed_in(url_a, alice) as on_a,
+        signed_in(url_b, alice) as on_b,
+    ):
+        gone = await chat.create_session(on_b, sessionName="gone")
+        kept = await chat.create_session(on_b, sessionName="kept")
+        for session in (gone, kept):
+            frames = await chat.send(on_b, session["id"], "Hello")
+            assert frames[-1].type == "done"
+            assert home_b.chat_log(session["id"]).exists()
+        assert (await on_a.delete("/api/session/byName/gone")).status_code == 204
+        await waits.wait_for(
+            lambda: not home_b.chat_log(gone["id"]).exists(), 15, "B's chat log swept"
+        )
+        assert home_b.chat_log(kept["id"]).exists(), "a session still on the board keeps its log"
+        assert len(await chat.replay(on_b, "kept")) > 0

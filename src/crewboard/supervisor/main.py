@@ -19,6 +19,7 @@ import trio
 
 from crewboard import metrics
 from crewboard.board import db, heartbeats
+from crewboard.board.sweep import serve_sweeps
 from crewboard.bootstrap import open_home, report_shell_sandbox
 from crewboard.config import Config
 from crewboard.forkserver import ForkServer
@@ -123,6 +124,7 @@ async def run_supervisor(
                             schedule_wakeup,
                         )
                         await intake.start(serve_pruner, config, home)
+                        await intake.start(serve_sweeps, home, config.retention_every_s)
                         await intake.start(
                             serve_webhooks, Sender(identity.supervisor_id, config), webhook_wakeup
                         )

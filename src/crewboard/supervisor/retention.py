@@ -1,8 +1,8 @@
 """The pruner: the supervisor's slow loop that keeps the board and the home
 from growing for ever, by the policy of ``CREWBOARD_RETENTION_DAYS`` and its
-per-status overrides (``board/retention.py`` says what may go). On a
-PostgreSQL board it also sweeps its home of the files of runs and chat
-sessions that left the board through another node (:func:`sweep_home`).
+per-status overrides (``board/retention.py`` says what may go). What other
+hosts' nodes delete leaves this home through its sweep
+(``board/sweep.py``), which every supervisor and web node runs.
 
 Every :data:`~crewboard.config.Config.retention_every_s` it runs a pass:
 batch after batch of expired jobs (one short write transaction each, then
@@ -15,7 +15,7 @@ pruner is never on their path. ``crewboard prune`` runs the same pass once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,76 +87,26 @@ async def run_prune_pass(
     return report
 
 
-@dataclass
-class SweepReport:
-    """The runs and chat sessions whose files a sweep removed."""
-
-    run_ids: list[int] = field(default_factory=list)
-    chat_ids: list[int] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.run_ids or self.chat_ids)
-
-    def summary(self) -> str:
-        return f"the files of {len(self.run_ids)} run(s) and {len(self.chat_ids)} chat session(s)"
-
-
-async def sweep_home(home: Home) -> SweepReport:
-    """Remove this home's logs, saved files and workspaces of runs and chat
-    sessions no longer on the board. On a board shared by several hosts a
-    delete, purge or prune is made by one node, which removes only its own
-    home's files; every other host's supervisor sweeps its own home.
-
-    The home is listed before the board is read, and a run's or session's
-    files are only ever made after its row commits: files listed whose row
-    the board lacks are left over, never about to be used."""
-    run_ids, chat_ids = await trio.to_thread.run_sync(home.ids_with_files)
-    if not run_ids and not chat_ids:
-        return SweepReport()
-    gone_runs, gone_chats = await db.call(retention.gone_from_board, run_ids, chat_ids)
-    await trio.to_thread.run_sync(home.remove_run_files, gone_runs)
-    for chat_id in gone_chats:
-        await trio.to_thread.run_sync(home.remove_chat_files, chat_id)
-    return SweepReport(gone_runs, gone_chats)
-
-
-def sweeps_home() -> bool:
-    """Whether the pruner sweeps its home: on a PostgreSQL board, which
-    other hosts' nodes may change. On SQLite the board and the home are on
-    one host, and whoever deletes removes the files there and then."""
-    return not db.is_sqlite()
-
-
 async def serve_pruner(
     config: Config,
     home: Home,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Prune and sweep on a slow cadence until cancelled: a pass now, then
-    one every ``config.retention_every_s``. Returns at once when there is
-    nothing to do: retention is off and the board is SQLite."""
+    """Prune on a slow cadence until cancelled: a pass now, then one every
+    ``config.retention_every_s``. Returns at once when retention is off."""
     policy = RetentionPolicy.from_config(config)
-    sweeping = sweeps_home()
     task_status.started()
-    if not policy.enabled and not sweeping:
+    if not policy.enabled:
         return
-    if policy.enabled:
-        log.info("retention on: %s", policy.describe())
+    log.info("retention on: %s", policy.describe())
     while True:
-        if policy.enabled:
-            await _logged(run_prune_pass(policy, home), "pruning", "pruned")
-        if sweeping:
-            await _logged(sweep_home(home), "sweeping the home", "removed")
+        try:
+            report = await run_prune_pass(policy, home)
+        except Exception:
+            # Nothing waits on pruning; the next pass tries again.
+            log.exception("pruning failed")
+        else:
+            if report:
+                log.info("pruned %s", report.summary())
         await trio.sleep(config.retention_every_s)
-
-
-async def _logged(work: Awaitable[PruneReport | SweepReport], what: str, done: str) -> None:
-    try:
-        report = await work
-    except Exception:
-        # Nothing waits on pruning or sweeping; the next pass tries again.
-        log.exception("%s failed", what)
-    else:
-        if report:
-            log.info("%s %s", done, report.summary())

@@ -16,6 +16,7 @@ from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
 from crewboard import logs
+from crewboard.board.sweep import serve_sweeps
 from crewboard.catalog import Catalog
 from crewboard.config import Config, read_secret_key_file
 from crewboard.fswatch import FileWatch
@@ -77,6 +78,8 @@ async def serve_services(web: WebState, *, task_status: trio.TaskStatus[WebServi
         board_feed = await nursery.start(partial(serve_board_feed, changes=web.board_changes))
         chat_turns = await nursery.start(serve_chat_turns, config, home)
         mcp = await nursery.start(serve_mcp_catalog, config, home)
+        # Chat files of sessions deleted through other hosts' nodes.
+        await nursery.start(serve_sweeps, home, config.retention_every_s)
         task_status.started(WebServices(log_hub, board_feed, chat_turns, mcp, nursery.cancel_scope))
 
 
