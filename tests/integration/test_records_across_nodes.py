@@ -10,14 +10,15 @@ on another home, sharing only the board."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
 
+from crewboard import sessionlog
 from crewboard.board import db, records
 from crewboard.board.models import LogRecord, RunOutcome
 from crewboard.board.recovery import recover_orphans
@@ -146,6 +147,75 @@ async def test_a_chat_turn_on_one_host_streams_and_replays_on_another(pg, tmp_pa
     # Deleting the session deleted its records.
     assert len(stored) == len(both_on_a)
     assert records.read_all(records.chat_key(session["id"])) == []
+
+
+@contextmanager
+def board_refusing_final_results() -> Iterator[Callable[[], None]]:
+    """Until the yielded function is called, the board refuses to store a
+    ``final_result`` record with a serialization failure, an error
+    PostgreSQL asks its clients to retry (a board briefly away, as a
+    failover or a restart would be)."""
+    _commit(
+        "CREATE TABLE refuse_final (on_ boolean);"
+        "INSERT INTO refuse_final VALUES (true);"
+        "CREATE FUNCTION refuse_final() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "  IF (NEW.body::jsonb ->> 'type') = 'final_result' AND EXISTS (SELECT 1 FROM refuse_final)"
+        "  THEN RAISE EXCEPTION 'the board is away' USING ERRCODE = 'serialization_failure';"
+        "  END IF; RETURN NEW; END $$;"
+        "CREATE TRIGGER refuse_final BEFORE INSERT ON log_record"
+        "  FOR EACH ROW EXECUTE FUNCTION refuse_final();"
+    )
+    try:
+        yield lambda: _commit("DELETE FROM refuse_final")
+    finally:
+        _commit(
+            "DROP TRIGGER refuse_final ON log_record; DROP FUNCTION refuse_final();"
+            "DROP TABLE refuse_final;"
+        )
+
+
+def _commit(sql: str) -> None:
+    with db.database.atomic():
+        db.database.execute_sql(sql)
+
+
+async def test_a_turn_ended_while_the_board_was_away_ends_everywhere_once_it_is_back(
+    pg, tmp_path
+) -> None:
+    config_a, home_a = pg
+    config_b, home_b = second_home(config_a, tmp_path)
+    alice: Account = add_user(config_a, "alice@example.test")
+    async with two_nodes(config_a, config_b, alice) as (a, b):
+        session = await chat.create_session(a, sessionName="blip")
+        key = records.chat_key(session["id"])
+        turn: list[Frame] = []
+
+        async def send_on_a() -> None:
+            turn.extend(await chat.send(a, session["id"], "Hello from A."))
+
+        async def ended_on_a() -> bool:
+            local = sessionlog.read_records(home_a.chat_log(session["id"]))
+            got = (await a.get(f"/api/session/get/{session['id']}")).json()
+            return bool(local) and local[-1]["type"] == "final_result" and not got["live"]
+
+        with board_refusing_final_results() as board_back:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_on_a)
+                # The runner answered and A closed the turn, but the board
+                # refused its end: the sender's stream, read from the
+                # board, waits for it.
+                with trio.fail_after(STREAM_TIMEOUT_S):
+                    while not await ended_on_a():
+                        await trio.sleep(0.05)
+                assert "final_result" not in [r["type"] for r in records.read_all(key)]
+                assert not turn
+                board_back()
+        replay_b = await chat.replay(b, "blip")
+        replay_a = await chat.replay(a, "blip")
+    assert turn[-1].type == "done"
+    assert not home_b.chat_log(session["id"]).exists()
+    assert replay_b[-1].type == "final_result"
+    assert shown(replay_b) == shown(replay_a)
 
 
 async def _frames_through(stream: RawStream, *last: str) -> list[Frame]:

@@ -323,12 +323,13 @@ class ChatTurns:
         in the log, report what a failed runner printed, free the session."""
         code = runner_exit.returncode if runner_exit is not None else None
         message = self._end_message(turn, code)
+        shipping_on = False
         try:
             await trio.to_thread.run_sync(
                 end_turn, turn.log_path, turn.after_seq, turn.prompt, message
             )
             if turn.shipper is not None:
-                await db.call(turn.shipper.ship_rest)
+                shipping_on = await self._ship_rest(turn, turn.shipper)
             terminal = await trio.to_thread.run_sync(last_record, turn.log_path)
             metrics.chat_turn_finished(_turn_outcome(terminal, turn.stop_reason))
             if turn.provider is not None:
@@ -338,10 +339,28 @@ class ChatTurns:
         except Exception:
             log.exception("chat session %s: cannot close the turn", turn.session_id)
         finally:
-            if turn.shipper is not None:
+            if turn.shipper is not None and not shipping_on:
                 turn.shipper.stop()
             self._turns.pop(turn.session_id, None)
             turn.finished.set()
+
+    async def _ship_rest(self, turn: Turn, shipper: records.Shipper) -> bool:
+        """The turn's last records into the board. True if the board was
+        briefly away: the shipper then goes on trying by itself until the
+        turn's terminal record is in, since other nodes follow the turn by
+        it (and would otherwise show it running for ever)."""
+        try:
+            await db.call(shipper.ship_rest)
+        except Exception as exc:  # only the board's transient errors get here
+            log.warning(
+                "chat session %s: the turn's last records wait for the board (%s)",
+                turn.session_id,
+                exc,
+            )
+            if turn.proc is None:  # its shipper never started
+                self._nursery.start_soon(shipper.serve_shipping)
+            return True
+        return False
 
     def _stop_grace_s(self, turn: Turn) -> float:
         """The grace of a turn's runner, asked as it is stopped. A turn whose
