@@ -128,6 +128,27 @@ def test_a_second_tab_follows_a_turn_the_first_one_started(page, context, width)
     expect(page.locator(".turn")).to_have_count(2)
 
 
+def test_typing_while_the_page_starts_keeps_the_focus_where_it_is(page):
+    # Hold the page's start-up (it waits for the agents) while a quick
+    # typist names the session.
+    held = []
+    page.route("**/api/agents", lambda route: held.append(route))
+    with page.expect_request("**/api/agents"):
+        page.goto("/chat")
+    name = page.get_by_label("Session name")
+    name.click()
+    name.press_sequentially("quick")
+    assert held, "the start-up was not held"
+    held[0].continue_()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    # Started: the next keys still go where the typist is.
+    page.keyboard.type(" typist")
+    expect(name).to_have_value("quick typist")
+    expect(page.get_by_label("Message")).to_have_value("")
+    send(page, "Hello")
+    expect(page.locator("#session-title")).to_have_text("quick typist")
+
+
 STREAM = """async (chunks) => {
   const { Transcript } = await import("/static/render.js");
   const box = document.createElement("div");

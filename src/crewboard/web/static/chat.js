@@ -197,7 +197,7 @@ function stopReading() {
   watching = null;
 }
 
-function newChat({ push = false } = {}) {
+function newChat({ push = false, focus = true } = {}) {
   stopReading();
   showSession(null);
   showError(errorBox, "");
@@ -206,7 +206,7 @@ function newChat({ push = false } = {}) {
   transcript.clear();
   setBusy(false);
   setUrl(null, { push });
-  message.focus();
+  if (focus) message.focus();
 }
 
 $("new-chat").addEventListener("click", () => {
@@ -473,6 +473,8 @@ usable = agents.length > 0 && models.length > 0;
 
 const opening = new URLSearchParams(location.search).get("session");
 if (opening) await openSession(opening);
-else newChat();
+// Someone already typing (a session name, say) keeps their place: the next
+// keys must not land in the message box.
+else newChat({ focus: !document.activeElement || document.activeElement === document.body });
 if (loaded && !agents.length) showError(errorBox, "No agent presets are available: a chat needs one.");
 else if (loaded && !models.length) showError(errorBox, "No models are available: a chat needs one.");
