@@ -132,9 +132,11 @@ def _signal_group(proc: RunnerProcess, sig: int) -> None:
 
 async def stop_process(proc: RunnerProcess, grace_s: float = DEFAULT_GRACE_S) -> int:
     """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it; always
-    reaps. Safe to call on a process that already exited. Returns the exit code."""
+    reaps. Safe to call on a process that already exited. Returns the exit code.
+    With no grace the group is killed at once: a SIGTERM the runner had no
+    time to act on would only race the kill to write "cancelled" in its log."""
     with trio.CancelScope(shield=True):
-        if proc.returncode is None:
+        if proc.returncode is None and grace_s > 0:
             _signal_group(proc, signal.SIGTERM)
             with trio.move_on_after(grace_s):
                 await proc.wait()
