@@ -130,6 +130,14 @@ def test_edit_pause_and_delete_a_schedule(page, site, context):
     expect(card).to_contain_text("— (paused)")
     enable = card.get_by_role("button", name="Enable “Daily check”")
     expect(enable).to_be_focused()
+    # A crew it starts meanwhile refreshes the card (its actions are drawn
+    # anew): the focus stays on the same action.
+    drawn = enable.element_handle()
+    context.request.post(
+        f"/api/schedules/{schedule['id']}/run-now", headers={"Origin": site.origin}
+    )
+    page.wait_for_function("button => !button.isConnected", arg=drawn)
+    expect(enable).to_be_focused()
     enable.click()
     expect(card.locator(".badge")).to_have_text("Enabled")
 

@@ -94,6 +94,8 @@ class ScheduleCard {
   }
 
   update(schedule) {
+    // A refresh renders the actions anew: keyboard focus on one stays on it.
+    const focused = this.actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
     this.schedule = schedule;
     const s = schedule;
     this.node.dataset.enabled = String(s.enabled);
@@ -117,6 +119,7 @@ class ScheduleCard {
         : this.button("Enable", "secondary", () => this.toggle(true), "toggle"),
       this.button("Run now", "secondary", () => this.runNow()),
       this.button("Delete…", "danger", () => this.remove()));
+    if (focused) this.actions.querySelector(`[data-action="${focused}"]`)?.focus();
   }
 
   /** A button that is disabled while its action is in flight. */
