@@ -19,7 +19,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import trio
 
@@ -50,33 +49,20 @@ class RoundPlan:
 
 def _round_on_board(
     supervisor_id: str,
-    log_path: Callable[[int], Path],
+    claim_ready: Callable[[int, datetime], list[dispatch.Claim]],
     prepare: Callable[[dispatch.Claim], Prepared],
     *,
     watching: bool,
     slots: int,
-    after_owner: int,
-    user_concurrency: int | None,
     now: datetime,
-    lease_s: float,
 ) -> RoundPlan:
     """A round's board work, in one trip to a worker thread: make waiting
     jobs ready, find runs to cancel (while this supervisor runs any), claim
-    jobs for the free slots and prepare their runners' specs, and look at
-    what is left."""
+    jobs for the free slots (``claim_ready(limit, now)``) and prepare their
+    runners' specs, and look at what is left."""
     dispatch.promote_waiting(now=now)
     to_cancel = dispatch.runs_to_cancel(supervisor_id) if watching else []
-    claims: list[dispatch.Claim] = []
-    if slots > 0:
-        claims = dispatch.claim_ready_jobs(
-            supervisor_id,
-            log_path,
-            limit=slots,
-            after_owner=after_owner,
-            user_concurrency=user_concurrency,
-            now=now,
-            lease_s=lease_s,
-        )
+    claims = claim_ready(slots, now) if slots > 0 else []
     outlook = dispatch.outlook(now=now)
     # After the claims' transaction: the board is not held while files are made.
     return RoundPlan(to_cancel, [(claim, prepare(claim)) for claim in claims], outlook)
@@ -107,14 +93,11 @@ class Dispatcher:
         plan = await db.call(
             _round_on_board,
             self.supervisor_id,
-            self.home.run_log,
+            self._claim_ready,
             self.launcher.prepare,
             watching=bool(self.launcher.supervised()),
             slots=self.launcher.free_slots,
-            after_owner=self._last_owner,
-            user_concurrency=self.user_concurrency,
             now=utcnow(),
-            lease_s=self.launcher.config.run_lease_s,
         )
         await self._stop_cancelled(plan.to_cancel)
         for claim, prepared in plan.claims:
@@ -124,19 +107,24 @@ class Dispatcher:
         self.outlook = plan.outlook
         return next_delay_s(utcnow(), self.outlook.next_due_at, self.poll_s)
 
+    def _claim_ready(self, limit: int, now: datetime) -> list[dispatch.Claim]:
+        """On a worker thread: claim up to ``limit`` ready jobs, starting with
+        the owner after the last one served (users take turns)."""
+        return dispatch.claim_ready_jobs(
+            self.supervisor_id,
+            self.home.run_log,
+            limit=limit,
+            after_owner=self._last_owner,
+            user_concurrency=self.user_concurrency,
+            now=now,
+            lease_s=self.launcher.config.run_lease_s,
+        )
+
     def claim_for_slot(self) -> tuple[dispatch.Claim, Prepared] | None:
         """On a worker thread, in a run's end: claim one ready job for the
         slot it frees (owners in turn, as a round does) and prepare its
         runner's spec; None when nothing is ready."""
-        claims = dispatch.claim_ready_jobs(
-            self.supervisor_id,
-            self.home.run_log,
-            limit=1,
-            after_owner=self._last_owner,
-            user_concurrency=self.user_concurrency,
-            now=utcnow(),
-            lease_s=self.launcher.config.run_lease_s,
-        )
+        claims = self._claim_ready(1, utcnow())
         if not claims:
             return None
         claim = claims[0]
