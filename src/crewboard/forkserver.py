@@ -10,7 +10,7 @@ owner: its own process and process group (stopped as a group, its tools
 with it; it stays in the template's session, which has no terminal), the
 scrubbed environment, its spec as the
 first line of a stdin pipe that only its owner writes to (EOF when the owner
-dies, and the runner stops at once), and its stderr in a file.
+dies, and the runner stops at once), and its stderr where its owner says.
 :class:`ForkedRunner` is a :class:`crewboard.processes.RunnerProcess` like the
 ``trio.Process`` of a spawned runner, so
 :func:`crewboard.processes.stop_process` stops it the same way (SIGTERM to the
@@ -36,7 +36,6 @@ import trio
 
 from crewboard.processes import (
     SpecDocument,
-    StrPath,
     TemplateUnavailable,
     encode_spec,
     runner_env,
@@ -173,9 +172,10 @@ class ForkServer:
         self,
         spec: SpecDocument,
         *,
-        stderr_path: StrPath | None = None,
+        stderr: int | None = None,
     ) -> ForkedRunner:
-        """Fork a runner and hand it its spec. TemplateUnavailable if the
+        """Fork a runner and hand it its spec; its stderr goes to the file
+        descriptor ``stderr`` (default: nowhere). TemplateUnavailable if the
         template is not running."""
         sock = self._sock
         if sock is None:
@@ -186,11 +186,10 @@ class ForkServer:
         # come back here (one wake-up less between claim and first log line).
         # What does not fit follows once the runner exists.
         rest = _write_what_fits(stdin_w, encode_spec(spec))
-        stderr_fd = os.open(
-            stderr_path if stderr_path is not None else os.devnull,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-            0o600,
-        )
+        if stderr is not None:
+            stderr_fd = os.dup(stderr)
+        else:
+            stderr_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self._next_id += 1
         request_id = self._next_id
         send, receive = trio.open_memory_channel[dict[str, Any]](1)

@@ -146,7 +146,6 @@ class Home:
         """Delete a chat session's log, workspace and saved files."""
         ident = self.chat_workspace_id(session_id)
         self._unlink(self.chat_log(session_id))
-        self._unlink(self.run_dir / f"{ident}.stderr")
         self._rmtree(self.workspace(ident))
         self._rmtree(self.artifact_dir(ident))
 

@@ -9,16 +9,20 @@ when one runs, else spawned as ``sys.executable -m crewboard.runner``; either
 way it is in a new session (its own process group), with a scrubbed
 environment. Its spec (:class:`crewboard.runspec.RunnerSpec`) is the first
 line of its stdin; stdin then stays open, and its EOF tells the runner its
-parent died.
+parent died. Its stderr is held in memory (:class:`StderrBuffer`) and handed to
+its owner with its exit.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
@@ -34,11 +38,12 @@ log = logging.getLogger(__name__)
 _ENV_PASSTHROUGH = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
 
 DEFAULT_GRACE_S = 5.0
+# What a runner's stderr keeps; what it writes beyond is lost.
+STDERR_MAX_BYTES = 8 << 20
 
 # A spec as the launcher and the chat turns build it, or its JSON document as
 # is (a test may hand a runner a spec the runner must refuse).
 SpecDocument: TypeAlias = RunnerSpec | Mapping[str, Any]
-StrPath: TypeAlias = str | os.PathLike[str]
 
 
 class RunnerProcess(Protocol):
@@ -69,7 +74,7 @@ class RunnerTemplate(Protocol):
     def available(self) -> bool: ...
 
     async def start_runner(
-        self, spec: SpecDocument, *, stderr_path: StrPath | None = None
+        self, spec: SpecDocument, *, stderr: int | None = None
     ) -> RunnerProcess: ...
 
 
@@ -81,6 +86,45 @@ class RunnerExit:
     # It still ran when its wait ended (its scope or its owner was
     # cancelled), so it was stopped: SIGTERM, the grace period, SIGKILL.
     stopped: bool
+    # What it wrote to its stderr (a traceback, a crash), up to
+    # STDERR_MAX_BYTES; most runners write nothing.
+    stderr: bytes = b""
+
+
+class StderrBuffer:
+    """A runner's stderr, held in memory rather than in a file: most runners
+    write nothing, and a file made for each run and deleted after it costs
+    the disk's inode allocator more than a short run costs itself. A sealed
+    ``memfd`` of ``max_bytes`` (sparse: only what is written takes memory);
+    writes beyond it fail, so a runaway runner cannot fill the memory. The
+    runner's writes move the offset this buffer shares with it, which says
+    how much it wrote. An anonymous temporary file where memfd is missing."""
+
+    def __init__(self, max_bytes: int = STDERR_MAX_BYTES) -> None:
+        try:
+            flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+            self.fd = os.memfd_create("crewboard-runner-stderr", flags)
+        except (AttributeError, OSError):
+            with tempfile.TemporaryFile() as unnamed:
+                self.fd = os.dup(unnamed.fileno())
+            return
+        os.ftruncate(self.fd, max_bytes)
+        fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def read(self) -> bytes:
+        """What the runner wrote (call after its reap)."""
+        try:
+            written = os.lseek(self.fd, 0, os.SEEK_CUR)
+            return os.pread(self.fd, written, 0) if written else b""
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 def pid_alive(pid: int) -> bool:
@@ -152,27 +196,21 @@ async def spawn_runner(
     spec: SpecDocument,
     *,
     env: Mapping[str, str] | None = None,
-    stderr_path: StrPath | None = None,
+    stderr: int | None = None,
 ) -> trio.Process:
     """Start one runner as a fresh interpreter in its own process group and
-    hand it its spec. The caller owns the process: stop it with
+    hand it its spec; its stderr goes to the file descriptor ``stderr``
+    (default: nowhere). The caller owns the process: stop it with
     :func:`stop_process` (which reaps)."""
-    stderr: Any = subprocess.DEVNULL
-    if stderr_path is not None:
-        stderr = open(stderr_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-    try:
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "crewboard.runner"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-            env=dict(env) if env is not None else runner_env(),
-            close_fds=True,
-        )
-    finally:
-        if stderr_path is not None:
-            stderr.close()
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "crewboard.runner"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        start_new_session=True,
+        env=dict(env) if env is not None else runner_env(),
+        close_fds=True,
+    )
     await send_spec(proc, spec)
     return proc
 
@@ -191,25 +229,26 @@ async def start_runner(
     spec: SpecDocument,
     *,
     template: RunnerTemplate | None = None,
-    stderr_path: StrPath | None = None,
+    stderr: int | None = None,
 ) -> RunnerProcess:
-    """Start one runner: forked from ``template`` if it runs, else spawned.
+    """Start one runner: forked from ``template`` if it runs, else spawned;
+    its stderr goes to the file descriptor ``stderr`` (default: nowhere).
     Shielded, so a cancellation arriving mid-start cannot lose the process.
     OSError if it cannot be started."""
     with trio.CancelScope(shield=True):
-        proc = await _fork_or_spawn(spec, template, stderr_path)
+        proc = await _fork_or_spawn(spec, template, stderr)
     return proc
 
 
 async def _fork_or_spawn(
-    spec: SpecDocument, template: RunnerTemplate | None, stderr_path: StrPath | None
+    spec: SpecDocument, template: RunnerTemplate | None, stderr: int | None
 ) -> RunnerProcess:
     if template is not None and template.available:
         try:
-            return await template.start_runner(spec, stderr_path=stderr_path)
+            return await template.start_runner(spec, stderr=stderr)
         except TemplateUnavailable as exc:
             log.warning("%s; spawning the runner instead", exc)
-    return await spawn_runner(spec, stderr_path=stderr_path)
+    return await spawn_runner(spec, stderr=stderr)
 
 
 async def run_runner(
@@ -220,7 +259,6 @@ async def run_runner(
     started: Callable[[RunnerProcess], Awaitable[None]],
     ended: Callable[[RunnerExit], Awaitable[None]],
     template: RunnerTemplate | None = None,
-    stderr_path: StrPath | None = None,
 ) -> None:
     """One runner from start to reap, as job runs and chat turns both run it.
 
@@ -228,13 +266,18 @@ async def run_runner(
     to exit inside ``scope``; then, however the wait ended (the runner
     exited, ``scope`` was cancelled, or the caller was), stop it if it still
     runs (``grace_s`` between SIGTERM and SIGKILL, asked at that moment if a
-    callable), reap it, close its stdin, and hand ``ended`` its exit — all
-    shielded, so the owner's terminal record is written even while it is
-    being torn down.
+    callable), reap it, close its stdin, and hand ``ended`` its exit and
+    what it wrote to its stderr — all shielded, so the owner's terminal
+    record is written even while it is being torn down.
 
     OSError if it cannot be started; then nothing runs and neither hook is
     called. The hooks handle their own errors."""
-    proc = await start_runner(spec, template=template, stderr_path=stderr_path)
+    stderr = StderrBuffer()
+    try:
+        proc = await start_runner(spec, template=template, stderr=stderr.fileno())
+    except BaseException:
+        stderr.close()
+        raise
     try:
         await started(proc)
         with scope:
@@ -247,4 +290,6 @@ async def run_runner(
             code = await stop_process(proc, grace)
             if proc.stdin is not None:
                 await proc.stdin.aclose()
-            await ended(RunnerExit(code, stopped))
+            written = stderr.read()
+            stderr.close()
+            await ended(RunnerExit(code, stopped, written))

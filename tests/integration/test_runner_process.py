@@ -13,9 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
-from crewboard.processes import runner_env, spawn_runner, stop_process
+from crewboard.forkserver import ForkServer
+from crewboard.processes import (
+    RunnerExit,
+    RunnerProcess,
+    StderrBuffer,
+    run_runner,
+    runner_env,
+    spawn_runner,
+    stop_process,
+)
 from crewboard.sessionlog import ensure_terminal, is_terminal, read_records
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.runner import offline_spec
@@ -35,7 +45,8 @@ async def run_to_end(
     spec: dict[str, Any], tmp_path: Path, timeout_s: float = 15.0
 ) -> tuple[int, list[dict[str, Any]]]:
     stderr = tmp_path / "stderr.txt"
-    proc = await spawn_runner(spec, stderr_path=stderr)
+    with open(stderr, "ab") as stderr_file:
+        proc = await spawn_runner(spec, stderr=stderr_file.fileno())
     try:
         with trio.fail_after(timeout_s):
             code = await proc.wait()
@@ -259,3 +270,55 @@ def test_the_offline_path_imports_nothing_heavy(tmp_path: Path) -> None:
     assert not imported & {"mcp", "mcp_types", "pydantic", "httpx2"}
     assert not modules & {"crewboard.mcpspec", "crewboard.runner.mcp"}
     assert os.path.exists(spec["logPath"])
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "spawned"])
+async def test_what_a_runner_prints_on_stderr_comes_back_with_its_exit(
+    tmp_path: Path, forked: bool
+) -> None:
+    ended: list[RunnerExit] = []
+
+    async def started(proc: RunnerProcess) -> None:
+        pass
+
+    async def end(runner_exit: RunnerExit) -> None:
+        ended.append(runner_exit)
+
+    async with trio.open_nursery() as nursery:
+        template = ForkServer() if forked else None
+        if template is not None:
+            await nursery.start(template.serve)
+        for spec in (
+            {"logPath": str(tmp_path / "bad.jsonl"), "agents": 5, "runId": "9"},
+            offline_spec(tmp_path, "Say hello."),
+        ):
+            with trio.fail_after(20):
+                await run_runner(
+                    spec,
+                    trio.CancelScope(),
+                    grace_s=1.0,
+                    started=started,
+                    ended=end,
+                    template=template,
+                )
+        nursery.cancel_scope.cancel()
+    refused, answered = ended
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(b"crewboard runner: bad runner spec: agents")
+    assert answered.returncode == 0 and answered.stderr == b""
+
+
+def test_a_runners_stderr_keeps_at_most_its_cap_in_memory() -> None:
+    buffer = StderrBuffer(max_bytes=64 * 1024)
+    try:
+        # A writer far past the cap: what fits is kept, the rest refused.
+        subprocess.run(
+            ["sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x"],
+            stderr=subprocess.DEVNULL,
+            stdout=buffer.fileno(),
+            timeout=20,
+        )
+        kept = buffer.read()
+    finally:
+        buffer.close()
+    assert kept == b"x" * (64 * 1024)

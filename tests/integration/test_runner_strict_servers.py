@@ -32,7 +32,8 @@ def fake_model(server: FakeOpenAI, home: Path, **extra: Any) -> dict[str, Any]:
 
 
 async def run_to_end(spec: dict[str, Any], stderr: Path, timeout_s: float = 20.0) -> int:
-    proc = await start_runner(spec, stderr_path=stderr)
+    with open(stderr, "ab") as stderr_file:
+        proc = await start_runner(spec, stderr=stderr_file.fileno())
     try:
         with trio.fail_after(timeout_s):
             return await proc.wait()

@@ -71,7 +71,7 @@ def events(job_id: int) -> list[Event]:
 
 @pytest.mark.parametrize("forkserver", [True, False], ids=["forked", "spawned"])
 async def test_a_crew_flows_to_done_passing_results_down(board, forkserver: bool) -> None:
-    config, _ = board()
+    config, home = board()
     ids = crews.add_crew(
         {
             "research": JobDef("Research the migration of swallows."),
@@ -97,6 +97,13 @@ async def test_a_crew_flows_to_done_passing_results_down(board, forkserver: bool
     assert review_run.duration_s is not None and review_run.ended_at is not None
     kinds = [e.kind for e in events(draft.id) if e.actor == SUPERVISOR]
     assert kinds == ["ready", "dispatched", "run_started", "run_ended", "done"]
+    # A run that used no file leaves its log and nothing else: no empty
+    # workspace, artifact folder or stderr file.
+    (research_run,) = crews.runs(research.id)
+    assert Path(research_run.log_path).is_file()
+    assert not home.workspace(research_run.id).exists()
+    assert not home.artifact_dir(research_run.id).exists()
+    assert not home.run_stderr(research_run.id).exists()
 
 
 async def test_a_failing_job_is_retried_then_blocked_with_the_reason(board) -> None:
@@ -252,3 +259,24 @@ async def test_if_the_runner_template_dies_runs_go_on_spawned(board) -> None:
         assert children_running(os.getpid(), "crewboard.runner") == [crews.runs(second)[0].pid]
         await wait_for(job_status(second, JobStatus.DONE), what="the spawned run to finish")
     assert forked not in children_running(os.getpid(), "crewboard.runner")
+
+
+async def test_what_a_runner_prints_on_stderr_is_kept_beside_its_log(
+    board, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An interpreter-wide customisation that warns on stderr as it loads, as
+    # a site's Python may: the run succeeds, and its words are kept.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\nprint('site: this interpreter is customised', file=sys.stderr)\n"
+    )
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    config, home = board()
+    job_id = crews.add_job("Say hello.")
+    async with supervising(config, forkserver=False):
+        await wait_for(job_status(job_id, JobStatus.DONE), what="the job done")
+    (run,) = crews.runs(job_id)
+    assert run.outcome == RunOutcome.SUCCEEDED
+    assert home.run_stderr(run.id).read_text() == "site: this interpreter is customised\n"

@@ -184,7 +184,6 @@ def main() -> NoReturn:
     ctx = ToolContext(spec.workspace, spec.artifact_dir, spec.limits, secrets=secrets)
     control.on_exit = ctx.kill_children
     try:
-        spec.workspace.mkdir(parents=True, exist_ok=True)
         from crewboard.runner.loop import AgentLoop
         from crewboard.runner.providers import ProviderError, open_transport
 

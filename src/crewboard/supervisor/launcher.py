@@ -180,14 +180,10 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
     )
 
 
-def _stderr_path(log_path: Path) -> Path:
-    """Where a runner's stderr goes (kept only if it wrote something)."""
-    return log_path.with_suffix(".stderr")
-
-
 def _prepare(spec: RunnerSpec) -> None:
-    for folder in (spec.workspace, spec.artifact_dir):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+    # The run's workspace and artifact folder are made by the runner's tools
+    # when first used: most runs need neither, and a folder made for each
+    # run costs the disk more than a short run costs itself.
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     if spec.lease is not None:
         spec.lease.path.touch()
@@ -206,7 +202,7 @@ class Recorded:
 def _record_end(
     claim: Claim,
     home: Home,
-    returncode: int,
+    runner_exit: RunnerExit,
     stopped_as: RunOutcome | None,
     max_artifact_bytes: int,
     shipper: Shipper | None = None,
@@ -218,9 +214,10 @@ def _record_end(
     its saved files in the board (every web node serves them) and apply the
     failure policy on the board; then, with ``refill``, claim the next job for
     the slot it frees."""
+    returncode = runner_exit.returncode
     last = sessionlog.last_record(claim.log_path)
     ending = classify(last, returncode, stopped_as, claim.timeout_s)
-    artifact = _close_log(claim, home, ending, last)
+    artifact = _close_log(claim, home, ending, last, runner_exit.stderr)
     if shipper is not None:
         shipper.ship_rest()
     store_run_artifacts(
@@ -256,20 +253,22 @@ def _saved_artifact(claim: Claim, home: Home, last: sessionlog.Record | None) ->
 
 
 def _close_log(
-    claim: Claim, home: Home, ending: Ending, last: sessionlog.Record | None
+    claim: Claim, home: Home, ending: Ending, last: sessionlog.Record | None, stderr: bytes
 ) -> str | None:
     """After the reap: end the log with a terminal record if the runner left
-    none, drop an empty stderr file, and name the artifact the run saved.
-    ``last`` is the log's last record as read before (not read again unless
-    a terminal record was added)."""
+    none, keep what the runner wrote to its stderr beside the log (if it
+    wrote anything), and name the artifact the run saved. ``last`` is the
+    log's last record as read before (not read again unless a terminal
+    record was added)."""
     if ending.outcome != RunOutcome.SUCCEEDED:
         written = sessionlog.ensure_terminal(claim.log_path, ending.error or ending.outcome.value)
         if written is not None:
             last = written
-    stderr = _stderr_path(claim.log_path)
-    with contextlib.suppress(OSError):
-        if stderr.stat().st_size == 0:
-            stderr.unlink()
+    if stderr:
+        try:
+            home.run_stderr(claim.run_id).write_bytes(stderr)
+        except OSError as exc:
+            log.warning("could not keep the stderr of run %s: %s", claim.run_id, exc)
     for signal_file in (lease_path(claim.log_path), ack_path(claim.log_path)):
         with contextlib.suppress(OSError):
             signal_file.unlink()
@@ -459,7 +458,6 @@ class Launcher:
                 started=partial(self._started, active, task_status),
                 ended=partial(self._finish, active),
                 template=self.forkserver,
-                stderr_path=_stderr_path(claim.log_path),
             )
         except (CrewboardError, SpecError, OSError) as exc:
             # Only before the runner started: the hooks handle their own errors.
@@ -510,7 +508,7 @@ class Launcher:
                 _record_end,
                 claim,
                 self.home,
-                code,
+                runner_exit,
                 stopped_as,
                 self.config.artifact_max_bytes,
                 active.shipper,

@@ -31,7 +31,6 @@ it is over.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -291,7 +290,6 @@ class ChatTurns:
     ) -> None:
         """The turn's task: run its runner, and always close its turn in the
         log, even when the runner could not be started."""
-        stderr_path = self.home.run_dir / f"{self.home.chat_workspace_id(turn.session_id)}.stderr"
 
         async def started(proc: RunnerProcess) -> None:
             turn.proc = proc
@@ -308,17 +306,16 @@ class ChatTurns:
                     turn.scope,
                     grace_s=partial(self._stop_grace_s, turn),
                     started=started,
-                    ended=partial(self._end, turn, stderr_path),
+                    ended=partial(self._end, turn),
                     template=self._template,
-                    stderr_path=stderr_path,
                 )
         except BaseException:
             if turn.proc is None:  # it never started; the turn still ends in the log
                 with trio.CancelScope(shield=True):
-                    await self._end(turn, stderr_path, None)
+                    await self._end(turn, None)
             raise
 
-    async def _end(self, turn: Turn, stderr_path: Path, runner_exit: RunnerExit | None) -> None:
+    async def _end(self, turn: Turn, runner_exit: RunnerExit | None) -> None:
         """After the reap (``None``: the runner never started): end the turn
         in the log, report what a failed runner printed, free the session."""
         code = runner_exit.returncode if runner_exit is not None else None
@@ -334,7 +331,8 @@ class ChatTurns:
             metrics.chat_turn_finished(_turn_outcome(terminal, turn.stop_reason))
             if turn.provider is not None:
                 metrics.provider_usage(turn.provider, "chat", terminal)
-            await trio.to_thread.run_sync(_report_stderr, stderr_path, turn.session_id, code)
+            if runner_exit is not None:
+                _report_stderr(runner_exit, turn.session_id)
             await db.call(chats.touch, turn.session_id, now=utcnow())
         except Exception:
             log.exception("chat session %s: cannot close the turn", turn.session_id)
@@ -447,21 +445,13 @@ def _turn_outcome(terminal: Record | None, stop_reason: str | None) -> str:
     return "stopped" if stop_reason is not None else "failed"
 
 
-def _report_stderr(path: Path, session_id: int, code: int | None) -> None:
-    """Log what a failed runner printed, then drop the file."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - STDERR_TAIL_BYTES))
-            tail = f.read().decode(errors="replace").strip()
-    except FileNotFoundError:
-        return
-    if tail and code not in (0, None):
+def _report_stderr(runner_exit: RunnerExit, session_id: int) -> None:
+    """Log the end of what a failed runner printed."""
+    tail = runner_exit.stderr[-STDERR_TAIL_BYTES:].decode(errors="replace").strip()
+    if tail and runner_exit.returncode != 0:
         log.warning(
             "chat session %s: the runner %s; its last output:\n%s",
             session_id,
-            describe_exit(code),
+            describe_exit(runner_exit.returncode),
             tail,
         )
-    path.unlink(missing_ok=True)
