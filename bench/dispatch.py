@@ -42,7 +42,7 @@ from crewboard.board import jobs as board_jobs
 from crewboard.board.models import Event, Heartbeat, Job, JobStatus, Run, User
 from crewboard.clock import parse_iso, utcnow
 from crewboard.home import Home
-from crewboard.wakeup import wake_supervisor
+from crewboard.wakeup import JOBS, wake_supervisor
 from crewboard.workflows.templates import CrewPlan, PlannedJob
 from percentiles import pct
 
@@ -186,7 +186,7 @@ def bench_latency(n: int, forkserver: bool) -> dict[str, object]:
         for _ in range(n):
             created = utcnow()
             _, (job,) = board_jobs.create_crew(plan(1), sup.owner, now=utcnow())
-            wake_supervisor(sup.home)
+            wake_supervisor(sup.home, JOBS)
             run = wait(lambda job_id=job.id: Run.get_or_none(Run.job == job_id))
             first = wait(lambda path=run.log_path: first_record_at(path))
             wait(
@@ -225,7 +225,7 @@ def bench_throughput(
         sup_cpu0 = cpu_s(sup.proc.pid)
         runners_cpu0 = cpu_s(template, children=True) if template else 0.0
         woken_at = utcnow()
-        wake_supervisor(sup.home)
+        wake_supervisor(sup.home, JOBS)
         wait(
             lambda: Job.select().where(Job.status == JobStatus.DONE).count() == n_jobs,
             timeout_s=600,

@@ -49,7 +49,7 @@ from crewboard.board import users as board_users
 from crewboard.board.models import Heartbeat, Job, JobStatus, Run
 from crewboard.clock import utcnow
 from crewboard.home import Home
-from crewboard.wakeup import wake_supervisor
+from crewboard.wakeup import JOBS, wake_supervisor
 from dispatch import plan, wait
 from percentiles import pct
 
@@ -151,7 +151,7 @@ def throughput(server: str, supervisors: int, n_jobs: int, concurrency: int) -> 
                 started = time.perf_counter()
                 board_jobs.create_crew(plan(n_jobs), owner, now=utcnow())
                 for sup in sups:
-                    wake_supervisor(sup.home)
+                    wake_supervisor(sup.home, JOBS)
                 wait(
                     lambda: Job.select().where(Job.status == JobStatus.DONE).count() == n_jobs,
                     timeout_s=900,
@@ -223,7 +223,7 @@ def stream_latency(server: str, n: int) -> dict[str, Any]:
                             _, (job,) = board_jobs.create_crew(
                                 plan(1, STEPPED), user.id, now=utcnow()
                             )
-                            wake_supervisor(sup.home)
+                            wake_supervisor(sup.home, JOBS)
                             got, run_id = follow_job(client, job.id)
                             delays += got
                             log = sup.home.run_log(run_id)

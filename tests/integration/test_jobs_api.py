@@ -494,7 +494,8 @@ async def test_each_job_lists_the_actions_it_allows_now(as_alice, home):
 
 
 async def test_intent_wakes_the_supervisor(as_alice, home):
-    """A supervisor listening on the wake socket hears about new work."""
+    """A supervisor listening on the wake socket hears about new work, each
+    wake-up naming the parts it is for."""
     import socket
 
     home.wake_socket.parent.mkdir(parents=True, exist_ok=True)
@@ -513,7 +514,8 @@ async def test_intent_wakes_the_supervisor(as_alice, home):
                     break
         finally:
             os.unlink(home.wake_socket)
-    assert heard == [b"wake"] * 3
+    # Created, cancelled (its webhook may be due), requeued.
+    assert heard == [b"jobs", b"jobs webhooks", b"jobs"]
 
 
 # --- delete and clear ---------------------------------------------------------

@@ -36,6 +36,7 @@ from crewboard.board.models import Comment, Crew, Event, Job, JobEdge, JobStatus
 from crewboard.board.wake import wakes_supervisors
 from crewboard.clock import iso
 from crewboard.errors import Conflict, CrewboardError, NotFound, ValidationFailed
+from crewboard.wakeup import JOBS, WEBHOOKS
 
 if TYPE_CHECKING:
     from crewboard.workflows import CrewPlan
@@ -144,7 +145,7 @@ _INSERT_EDGE = "INSERT INTO job_edge (parent_id, child_id) VALUES (?, ?)"
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS)
 def create_crew(
     plan: CrewPlan,
     owner_id: int,
@@ -295,7 +296,7 @@ def _requeue(job: Job, expected: str, action: str, *, now: datetime, **changes: 
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS)
 def unblock(job_id: int, user_id: int, *, max_queued: int | None = None, now: datetime) -> Job:
     """A blocked job goes back on the queue with its retries reset: ready,
     or waiting while a parent is not done. Conflict unless it is blocked;
@@ -315,7 +316,7 @@ def unblock(job_id: int, user_id: int, *, max_queued: int | None = None, now: da
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS)
 def redo(
     job_id: int, user_id: int, feedback: Any, *, max_queued: int | None = None, now: datetime
 ) -> Job:
@@ -395,7 +396,7 @@ def archive(job_id: int, user_id: int, *, now: datetime) -> Job:
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS)
 def unarchive(job_id: int, user_id: int, *, now: datetime) -> Job:
     """Restore an archived job to the status it had before (done, blocked,
     waiting or ready: a queued job is queued again). Conflict unless it is
@@ -422,7 +423,7 @@ def unarchive(job_id: int, user_id: int, *, now: datetime) -> Job:
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS, WEBHOOKS)
 def request_cancel(job_id: int, user_id: int, *, now: datetime) -> Job:
     """Cancel a job. A waiting or ready job is taken off the queue (blocked,
     "cancelled") at once; a running one is flagged, and the supervisor stops

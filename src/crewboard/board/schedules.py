@@ -37,6 +37,7 @@ from crewboard.board.schedule_views import count_active_jobs
 from crewboard.board.wake import wakes_supervisors
 from crewboard.clock import iso
 from crewboard.errors import NotFound
+from crewboard.wakeup import JOBS, SCHEDULES
 from crewboard.workflows import CrewPlan, RenderedCrew
 
 
@@ -85,7 +86,7 @@ def _locked(schedule_id: int) -> Schedule | None:
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(SCHEDULES)
 def create_schedule(
     owner_id: int, changes: ScheduleChanges, *, max_schedules: int | None = None, now: datetime
 ) -> Schedule:
@@ -122,7 +123,7 @@ def create_schedule(
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(SCHEDULES)
 def update_schedule(
     schedule_id: int, user_id: int, changes: ScheduleChanges, *, now: datetime
 ) -> Schedule:
@@ -163,7 +164,7 @@ def update_schedule(
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(SCHEDULES)
 def enable_schedule(schedule_id: int, user_id: int, *, now: datetime) -> Schedule:
     """Resume: the next fire is the rule's first after ``now`` (fires missed
     while paused are not made up). Enabling an enabled schedule changes nothing."""
@@ -242,7 +243,7 @@ def _spawn(
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(JOBS)
 def run_schedule_now(
     schedule_id: int,
     user_id: int,

@@ -28,6 +28,7 @@ from crewboard.board.models import ApiToken, AuthSession, Job, JobStatus, Schedu
 from crewboard.board.wake import wakes_supervisors
 from crewboard.clock import iso
 from crewboard.errors import Conflict, NotFound
+from crewboard.wakeup import SCHEDULES
 
 SESSION_TTL = timedelta(days=14)
 # Sliding expiry and last-used times are written at most this often, so a busy
@@ -177,7 +178,7 @@ class Disabled:
 
 
 @write
-@wakes_supervisors
+@wakes_supervisors(SCHEDULES)
 def disable_user(user_id: int, *, actor: str, now: datetime) -> Disabled:
     """Disable the account: it signs in no more, its waiting and ready jobs
     are blocked and its enabled schedules paused, each with an event giving

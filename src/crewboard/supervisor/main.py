@@ -37,6 +37,7 @@ from crewboard.supervisor.wake import (
 )
 from crewboard.supervisor.webhooks import Sender, serve_webhooks
 from crewboard.systemd import Notifier
+from crewboard.wakeup import JOBS, SCHEDULES, WEBHOOKS
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ async def run_supervisor(
                     await nursery.start(serve_fence, leases)
                     # Take work.
                     async with trio.open_nursery() as intake:
-                        woken = (wakeup, schedule_wakeup, webhook_wakeup)
+                        woken = {JOBS: wakeup, SCHEDULES: schedule_wakeup, WEBHOOKS: webhook_wakeup}
                         await intake.start(serve_wake_socket, wake_socket, woken)
                         await intake.start(serve_wake_notifications, woken)
                         await intake.start(

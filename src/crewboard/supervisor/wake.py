@@ -16,12 +16,13 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 import trio
 
 from crewboard.board import db, notify
+from crewboard.wakeup import EVERYTHING, woken_parts
 
 log = logging.getLogger(__name__)
 
@@ -109,31 +110,30 @@ def _remove_if_ours(path: Path, identity: tuple[int, int]) -> None:
 
 async def serve_wake_socket(
     sock: trio.socket.SocketType | None,
-    wakeups: Sequence[Wakeup],
+    wakeups: Mapping[str, Wakeup],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Turn every datagram on the wake socket into a :meth:`Wakeup.set` of
-    each of ``wakeups`` (the dispatcher's and the scheduler's)."""
+    the ``wakeups`` (by part, :mod:`crewboard.wakeup`) it names."""
     task_status.started()
     if sock is None:
         await trio.sleep_forever()
     while True:
-        await sock.recv(64)
-        for wakeup in wakeups:
-            wakeup.set()
+        _set(wakeups, woken_parts(await sock.recv(256)))
 
 
 async def serve_wake_notifications(
-    wakeups: Sequence[Wakeup],
+    wakeups: Mapping[str, Wakeup],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """On PostgreSQL, turn every :data:`~crewboard.board.notify.WAKE` (and
-    every reconnection, after which wake-ups may have been missed) into a
-    :meth:`Wakeup.set` of each of ``wakeups``. Ready once listening; on
-    SQLite, or if the board cannot be reached at start, ready at once and
-    the poll does the work until a connection is made."""
+    """On PostgreSQL, turn every :data:`~crewboard.board.notify.WAKE` into a
+    :meth:`Wakeup.set` of the ``wakeups`` (by part) it names, and every
+    reconnection, after which wake-ups may have been missed, into a set of
+    them all. Ready once listening; on SQLite, or if the board cannot be
+    reached at start, ready at once and the poll does the work until a
+    connection is made."""
     if not notify.enabled():
         task_status.started()
         await trio.sleep_forever()
@@ -146,8 +146,11 @@ async def serve_wake_notifications(
                     task_status.started()
                     ready = True
                 while True:
-                    await listener.wait()
-                    _set_all(wakeups)
+                    for notification in await listener.wait():
+                        if notification.channel == notify.RECONNECTED:
+                            _set(wakeups, EVERYTHING)
+                        else:
+                            _set(wakeups, woken_parts(notification.payload))
         except Exception as exc:
             if not db.is_transient_error(exc):
                 raise
@@ -156,10 +159,12 @@ async def serve_wake_notifications(
             task_status.started()
             ready = True
         # Whatever was sent while no one listened is for the poll to find.
-        _set_all(wakeups)
+        _set(wakeups, EVERYTHING)
         await trio.sleep(_RELISTEN_S)
 
 
-def _set_all(wakeups: Sequence[Wakeup]) -> None:
-    for wakeup in wakeups:
-        wakeup.set()
+def _set(wakeups: Mapping[str, Wakeup], parts: Iterable[str]) -> None:
+    for part in parts:
+        wakeup = wakeups.get(part)
+        if wakeup is not None:
+            wakeup.set()

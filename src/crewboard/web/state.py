@@ -4,17 +4,20 @@ starts when the app begins serving."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import current_app
 
+from crewboard.board.wake import woken_by
 from crewboard.catalog import Catalog
 from crewboard.config import Config
 from crewboard.fswatch import FileWatch
 from crewboard.home import Home
 from crewboard.passwords import Passwords
+from crewboard.wakeup import wake_supervisor
 from crewboard.web.board_changes import BoardChanges
 
 if TYPE_CHECKING:
@@ -72,3 +75,9 @@ class WebState:
 
 def state() -> WebState:
     return current_app.extensions["crewboard"]
+
+
+def wake_supervisor_after(write: Callable[..., Any]) -> None:
+    """Once ``write`` (a board function that wakes the supervisors) has
+    committed, nudge the parts of this home's supervisor it concerns."""
+    wake_supervisor(state().home, *woken_by(write))

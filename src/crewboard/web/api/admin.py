@@ -18,9 +18,8 @@ from crewboard.board import users as board_users
 from crewboard.board.events import user_actor
 from crewboard.clock import utcnow
 from crewboard.errors import Conflict, NotFound
-from crewboard.wakeup import wake_supervisor
 from crewboard.web.auth.guards import admin_required, require_principal
-from crewboard.web.state import state
+from crewboard.web.state import state, wake_supervisor_after
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 
@@ -69,7 +68,7 @@ async def disable_user(user_id: int):
         board_users.disable_user, user_id, actor=user_actor(who.user_id), now=utcnow()
     )
     # The schedules' next fires moved: the scheduler looks again at once.
-    wake_supervisor(state().home)
+    wake_supervisor_after(board_users.disable_user)
     return jsonify(
         {
             "user": await _user_row(user_id),

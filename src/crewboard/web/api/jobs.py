@@ -25,7 +25,6 @@ from crewboard.board import jobs as board_jobs
 from crewboard.board.models import Job, JobStatus
 from crewboard.clock import parse_iso, utcnow
 from crewboard.errors import NotFound, ValidationFailed
-from crewboard.wakeup import wake_supervisor
 from crewboard.web import params, sse
 from crewboard.web.api.templates import current_templates
 from crewboard.web.api.webhooks import vet_webhook_url
@@ -46,7 +45,7 @@ from crewboard.web.run_files import (
     read_artifact,
     render_markdown_page,
 )
-from crewboard.web.state import state
+from crewboard.web.state import state, wake_supervisor_after
 from crewboard.web.validate import Fields, json_object
 from crewboard.workflows import plan_crew, validate_inputs
 
@@ -64,10 +63,6 @@ async def _owned_job(job_id: int) -> Job:
     job = await db.call(job_views.get_job, job_id)
     check_owner(job.owner_id, "job")
     return job
-
-
-def _wake() -> None:
-    wake_supervisor(state().home)
 
 
 async def _remove_files(run_ids: list[int]) -> None:
@@ -187,7 +182,7 @@ async def create_crew():
         request_id=g.request_id,
         now=utcnow(),
     )
-    _wake()
+    wake_supervisor_after(board_jobs.create_crew)
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
 
 
@@ -279,7 +274,7 @@ async def unblock_job(job_id: int):
         max_queued=state().config.queued_jobs_per_user,
         now=utcnow(),
     )
-    _wake()
+    wake_supervisor_after(board_jobs.unblock)
     return jsonify(job_views.job_public(job))
 
 
@@ -300,7 +295,7 @@ async def redo_job(job_id: int):
         max_queued=state().config.queued_jobs_per_user,
         now=utcnow(),
     )
-    _wake()
+    wake_supervisor_after(board_jobs.redo)
     return jsonify(job_views.job_public(job))
 
 
@@ -320,7 +315,7 @@ async def unarchive_job(job_id: int):
     job = await _owned_job(job_id)
     job = await db.call(board_jobs.unarchive, job.id, who.user_id, now=utcnow())
     # A queued job restored is queued again.
-    _wake()
+    wake_supervisor_after(board_jobs.unarchive)
     return jsonify(job_views.job_public(job))
 
 
@@ -330,7 +325,7 @@ async def cancel_job(job_id: int):
     who = require_principal()
     job = await _owned_job(job_id)
     job = await db.call(board_jobs.request_cancel, job.id, who.user_id, now=utcnow())
-    _wake()
+    wake_supervisor_after(board_jobs.request_cancel)
     return jsonify(job_views.job_public(job))
 
 

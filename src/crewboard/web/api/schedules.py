@@ -23,22 +23,17 @@ from crewboard.board.schedule_views import schedule_public
 from crewboard.board.schedules import ScheduleChanges
 from crewboard.clock import utcnow
 from crewboard.errors import ValidationFailed
-from crewboard.wakeup import wake_supervisor
 from crewboard.web import params, schedule_checks
 from crewboard.web.api.templates import current_templates
 from crewboard.web.api.webhooks import vet_webhook_url
 from crewboard.web.auth.guards import check_owner, login_required, require_principal
-from crewboard.web.state import state
+from crewboard.web.state import state, wake_supervisor_after
 from crewboard.web.validate import json_object
 from crewboard.workflows import plan_named_crew
 
 bp = Blueprint("schedules", __name__, url_prefix="/api/schedules")
 
 DEFAULT_PREVIEW = 5
-
-
-def _wake() -> None:
-    wake_supervisor(state().home)
 
 
 async def _checked(body: dict[str, Any], current: Schedule | None = None) -> ScheduleChanges:
@@ -78,7 +73,7 @@ async def create_schedule():
         now=utcnow(),
     )
     if schedule.enabled:
-        _wake()
+        wake_supervisor_after(board_schedules.create_schedule)
     schedule = await db.call(schedule_views.get_schedule, schedule.id)
     return jsonify(schedule_public(schedule)), 201
 
@@ -123,7 +118,7 @@ async def update_schedule(schedule_id: int):
         board_schedules.update_schedule, schedule_id, who.user_id, changes, now=utcnow()
     )
     if updated.next_run_at != current.next_run_at:
-        _wake()
+        wake_supervisor_after(board_schedules.update_schedule)
     return jsonify(schedule_public(await _owned(schedule_id)))
 
 
@@ -151,7 +146,7 @@ async def enable_schedule(schedule_id: int):
     who = require_principal()
     await _owned(schedule_id)
     await db.call(board_schedules.enable_schedule, schedule_id, who.user_id, now=utcnow())
-    _wake()
+    wake_supervisor_after(board_schedules.enable_schedule)
     return jsonify(schedule_public(await _owned(schedule_id)))
 
 
@@ -184,5 +179,5 @@ async def run_schedule_now(schedule_id: int):
         max_queued=state().config.queued_jobs_per_user,
         now=utcnow(),
     )
-    _wake()
+    wake_supervisor_after(board_schedules.run_schedule_now)
     return jsonify({"crewId": crew.id, "jobIds": [job.id for job in jobs]}), 201
