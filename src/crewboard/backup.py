@@ -4,7 +4,8 @@ home, taken while the server runs, and its way back.
 A backup is a folder: ``board.db`` first, copied with SQLite's online backup
 API (one read transaction, so it is one instant of the board and writers are
 never blocked under WAL), then the run and chat logs, the artifacts, the
-secret key (mode 0600 kept) and ``crewboard.toml``, and a manifest last. It
+secret key in use (the home's, or the shared file ``CREWBOARD_SECRET_KEY_FILE``
+names; mode 0600) and ``crewboard.toml``, and a manifest last. It
 is built beside its destination and renamed into place, so a folder with a
 manifest is always complete. Workspaces (scratch space of runs) and ``run/``
 (sockets, pids) are left out.
@@ -40,8 +41,9 @@ FORMAT = 1
 BOARD_DB = "board.db"
 # Trees of the home a backup carries, and single files (mode kept).
 TREES = ("logs", "artifacts")
-FILES = ("secret_key", "crewboard.toml")
-PRIVATE_FILES = ("secret_key",)
+SECRET_KEY = "secret_key"
+FILES = (SECRET_KEY, "crewboard.toml")
+PRIVATE_FILES = (SECRET_KEY,)
 PG_DUMP = 'pg_dump --format=custom --file=board.pgdump "$CREWBOARD_DATABASE_URL"'
 PG_RESTORE = 'pg_restore --clean --if-exists --dbname="$CREWBOARD_DATABASE_URL" board.pgdump'
 
@@ -64,9 +66,14 @@ class Copied:
 # --- backup -------------------------------------------------------------------
 
 
-def backup_home(home: Home, dest: Path, *, external_board: bool = False) -> Copied:
+def backup_home(
+    home: Home, dest: Path, *, external_board: bool = False, secret_key_file: Path | None = None
+) -> Copied:
     """Copy ``home`` into the new folder ``dest`` (absent or empty).
-    ``external_board``: the board is in PostgreSQL; copy the files only."""
+    ``external_board``: the board is in PostgreSQL; copy the files only.
+    ``secret_key_file``: the key the web signs with is this shared file, not
+    the home's; the backup holds it as its ``secret_key``, so a home
+    restored from it keeps everyone signed in wherever the key lives."""
     dest = dest.absolute()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest} exists and is not an empty folder")
@@ -79,13 +86,17 @@ def backup_home(home: Home, dest: Path, *, external_board: bool = False) -> Copi
     try:
         if not external_board:
             copy_sqlite(home.board_db, partial / BOARD_DB)
-        files, size = _copy_home_files(home.root, partial)
+        key = secret_key_file.resolve() if secret_key_file is not None else None
+        if key is not None and not key.is_file():
+            raise BackupError(f"the secret key file {secret_key_file} cannot be read")
+        files, size = _copy_home_files(home.root, partial, key)
         manifest = {
             "format": FORMAT,
             "version": __version__,
             "createdAt": iso(utcnow()),
             "source": str(home.root),
             "board": "sqlite" if not external_board else "external",
+            "secretKey": "CREWBOARD_SECRET_KEY_FILE" if key is not None else "home",
             "files": files,
             "bytes": size,
         }
@@ -121,14 +132,16 @@ def copy_sqlite(source: Path, target: Path, *, static: bool = False) -> None:
         src.close()
 
 
-def _copy_home_files(source: Path, target: Path) -> tuple[int, int]:
-    """Copy the trees and files a backup holds; returns (files, bytes)."""
+def _copy_home_files(source: Path, target: Path, secret_key: Path | None = None) -> tuple[int, int]:
+    """Copy the trees and files a backup holds (the key from ``secret_key``
+    if given); returns (files, bytes)."""
     files = size = 0
     for name in TREES:
         n, b = _copy_tree(source / name, target / name)
         files, size = files + n, size + b
     for name in FILES:
-        copied = _copy_file(source / name, target / name)
+        origin = secret_key if name == SECRET_KEY and secret_key is not None else source / name
+        copied = _copy_file(origin, target / name)
         if copied is not None:
             files, size = files + 1, size + copied
             if name in PRIVATE_FILES:

@@ -27,8 +27,9 @@ from functools import partial
 
 from crewboard import __version__, logs
 from crewboard.clock import utcnow
-from crewboard.config import Config, make_non_dumpable
+from crewboard.config import Config
 from crewboard.errors import CrewboardError
+from crewboard.nodump import make_non_dumpable
 
 
 def _load(args: argparse.Namespace, *, home: str = "any") -> Config:
@@ -222,9 +223,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     config = _load(args, home="existing")
     external = bool(config.database_url)
-    done = backup_home(Home(config.home), Path(args.dest), external_board=external)
+    done = backup_home(
+        Home(config.home),
+        Path(args.dest),
+        external_board=external,
+        secret_key_file=config.secret_key_file,
+    )
     what = "board.db and " if done.board else ""
     print(f"Backed up {what}{done.files} file(s), {done.bytes / 2**20:.1f} MiB, to {done.path}")
+    if config.secret_key_file:
+        print(f"The key of {config.secret_key_file} is in it as secret_key.")
     if external:
         print(
             "The board is in PostgreSQL: this backup holds the files only. Dump the "

@@ -7,7 +7,7 @@ the first administrator's password) may also come from a file: ``NAME_FILE``,
 or ``$CREDENTIALS_DIRECTORY/name`` (systemd's ``LoadCredential=``). A server
 process reads them once and then takes them out of its environment
 (:func:`take_secret_env`) and makes itself non-dumpable
-(:func:`make_non_dumpable`), so a tool cannot find them in
+(:func:`crewboard.nodump.make_non_dumpable`), so a tool cannot find them in
 ``/proc/<pid>/environ``.
 
 Also here: how the shell tool runs on this host (:func:`probe_shell_sandbox`),
@@ -327,29 +327,13 @@ def take_secret_env(config: Config) -> dict[str, str]:
     """Remove the secret variables from this process's environment (its
     children inherit ``os.environ``); returns what was removed. The process's
     initial environment in ``/proc/<pid>/environ`` is not changed by this:
-    :func:`make_non_dumpable` closes that."""
+    :func:`crewboard.nodump.make_non_dumpable` closes that."""
     taken = {}
     for name in config.secret_env_names():
         value = os.environ.pop(name, None)
         if value is not None:
             taken[name] = value
     return taken
-
-
-_PR_SET_DUMPABLE = 4
-
-
-def make_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): ``/proc/<pid>/environ`` and ``mem`` of this
-    process (and of children forked from it, until they exec) become
-    unreadable to other processes of the same user; only root with
-    CAP_SYS_PTRACE may still read them. No core dumps either."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from crewboard.serve import STOP_WITHIN_S
+from tests.support import engine
 from tests.support.procs import crewboard_env, run_cli, serve, served_url
 from tests.support.waits import wait_until
 
@@ -174,10 +175,20 @@ def _threads(pid: int) -> int:
         return int(next(line for line in f if line.startswith("Threads:")).split()[1])
 
 
-def _heartbeat(home) -> tuple[int, str] | None:
-    """The supervisor's heartbeat row, (pid, beat_at), read as an operator would."""
-    with closing(sqlite3.connect(f"file:{home / 'board.db'}?mode=ro", uri=True)) as board:
-        return board.execute("SELECT pid, beat_at FROM heartbeat").fetchone()
+def _heartbeat(home) -> tuple[int, object] | None:
+    """The supervisor's heartbeat row, (pid, beat_at), read as an operator
+    would: with sqlite3 from board.db, or from the PostgreSQL board."""
+    url = engine.database_url()
+    if url is None:
+        board = sqlite3.connect(f"file:{home / 'board.db'}?mode=ro", uri=True)
+    else:
+        import psycopg2
+
+        board = psycopg2.connect(url)
+    with closing(board):
+        cursor = board.cursor()
+        cursor.execute("SELECT pid, beat_at FROM heartbeat")
+        return cursor.fetchone()
 
 
 def _alive(pid: int) -> bool:
@@ -224,7 +235,6 @@ def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
         assert not any(_alive(pid) for pid in restarted.values())
 
 
-@pytest.mark.sqlite_only("reads the heartbeat from the home's board.db file")
 def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
     home = tmp_path / "home"
     with serve(home) as proc:
@@ -253,7 +263,6 @@ def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
         )
 
 
-@pytest.mark.sqlite_only("plants its runs in the home's board.db file")
 def test_user_remove_purge_deletes_their_files_too(tmp_path):
     from crewboard.board import db
     from crewboard.board.models import ChatSession, Crew, Job, Run, User
@@ -263,7 +272,7 @@ def test_user_remove_purge_deletes_their_files_too(tmp_path):
     home = tmp_path / "home"
     for email in ("gone@example.test", "kept@example.test"):
         run_cli("user", "add", email, "--password-stdin", home=home, stdin=PASSWORD + "\n")
-    db.connect(home / "board.db")
+    db.connect(home / "board.db", url=engine.database_url())
     paths = Home(home)
     now = utcnow()
     files = {}

@@ -4,6 +4,7 @@ and artifact; the key keeps its mode; a restore refuses a home in use."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -136,3 +137,32 @@ def test_backup_refuses_a_used_destination_and_restore_a_non_backup(
         run_cli("restore", str(used), "--home", str(tmp_path / "fresh"))
     # No half-made backup is left behind.
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+def test_a_backup_holds_the_shared_key_the_web_signs_with(
+    tmp_path: Path, env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(tmp_path / "home")
+    home = open_home(config)
+    db.close()
+    # The key every web node shares, on a secrets mount outside the home
+    # (reached through a link, as mounted secrets often are).
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "key.v2").write_bytes(os.urandom(48).hex().encode())
+    (secrets / "key.v2").chmod(0o600)
+    (secrets / "crewboard.key").symlink_to("key.v2")
+    shared = (secrets / "key.v2").read_bytes()
+    monkeypatch.setenv("CREWBOARD_SECRET_KEY_FILE", str(secrets / "crewboard.key"))
+    if config.database_url:
+        monkeypatch.setenv("CREWBOARD_DATABASE_URL", config.database_url)
+    dest = tmp_path / "backup"
+    assert run_cli("backup", str(dest), "--home", str(home.root)) == 0
+    assert (dest / "secret_key").read_bytes() == shared != home.secret_key()
+    assert stat.S_IMODE((dest / "secret_key").stat().st_mode) == 0o600
+    assert backup.read_manifest(dest)["secretKey"] == "CREWBOARD_SECRET_KEY_FILE"
+    # Restored on a host without the mount, the home signs with that key.
+    restored = Home(tmp_path / "restored")
+    monkeypatch.delenv("CREWBOARD_SECRET_KEY_FILE")
+    assert run_cli("restore", str(dest), "--home", str(restored.root)) == 0
+    assert restored.secret_key() == shared

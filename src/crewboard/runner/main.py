@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from crewboard.nodump import make_non_dumpable
 from crewboard.runner.lease import LeaseWatch
 from crewboard.runner.session_log import RunLog
 from crewboard.runner.spec import RunnerSpec, SpecError, find_log_path, parse_spec
@@ -37,28 +38,7 @@ from crewboard.runspec import LEASE_LAPSED_EXIT
 
 EXIT_ERROR, EXIT_BAD_SPEC, EXIT_BLOCKED, EXIT_SIGTERM, EXIT_SIGINT = 1, 2, 3, 143, 130
 _EXIT_BY_TERMINAL = {"final_result": 0, "blocked": EXIT_BLOCKED, "error": EXIT_ERROR}
-_PR_SET_DUMPABLE = 4
 LEASE_LAPSED = "run interrupted: its lease lapsed (its supervisor stopped renewing it)"
-
-
-def make_non_dumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0): no core dumps, and only root with
-    CAP_SYS_PTRACE may read this process's memory or environment. The flag is
-    kept across fork, so a runner forked from the template, which set it
-    once, need not set it again."""
-    global _non_dumpable
-    if not _non_dumpable:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            _non_dumpable = libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            pass
-    return _non_dumpable
-
-
-_non_dumpable = False
 
 
 def read_spec_line(fd: int = 0) -> bytes:

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from crewboard.mcpspec import McpServer, tool_name
-from crewboard.runner.main import make_non_dumpable, read_spec_line
+from crewboard.nodump import make_non_dumpable
+from crewboard.runner.main import read_spec_line
 from crewboard.runner.mcp import McpHub, ServerFailed
 from crewboard.runner.spec import Limits
 from crewboard.runner.tools.base import ToolContext

@@ -38,6 +38,8 @@ import socket
 import sys
 from typing import NoReturn
 
+from crewboard.nodump import make_non_dumpable
+
 # The runner's modules, imported once here instead of once per run.
 PRELOAD = (
     "crewboard.runner.main",
@@ -236,9 +238,7 @@ def _freeze_heap() -> None:
 def main() -> None:
     _preload()
     _warm_up()
-    # Its runners inherit the flag (see runner/main.py).
-    from crewboard.runner.main import make_non_dumpable
-
+    # Its runners inherit the flag (see nodump.py).
     make_non_dumpable()
     _freeze_heap()
     sock = socket.socket(fileno=int(sys.argv[1]))
