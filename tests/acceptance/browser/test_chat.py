@@ -137,12 +137,28 @@ def test_agent_output_is_text_unless_sanitised_by_the_server(page):
 
 def test_chat_works_on_a_phone_sized_screen(page):
     page.set_viewport_size({"width": 375, "height": 740})
+    # The sidebar's toggle answers the first tap, before the page has heard
+    # who is signed in.
+    held: list = []
+    releasing = False
+
+    def hold(route):
+        if releasing:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/auth/me", hold)
     page.goto("/chat")
     toggle = page.get_by_role("button", name="Saved sessions")
     expect(toggle).to_have_attribute("aria-expanded", "false")
     expect(page.get_by_role("button", name="New chat")).to_be_hidden()
     toggle.click()
     expect(page.get_by_role("button", name="New chat")).to_be_visible()
+    assert held, "the page asked who is signed in"
+    releasing = True
+    for route in held:
+        route.continue_()
     toggle.click()
     send(page, "Small screens too")
     expect(page.locator(".answer.rendered")).to_contain_text("Small screens too")

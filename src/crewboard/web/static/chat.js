@@ -13,8 +13,6 @@ import { Transcript } from "/static/render.js";
 import { stream, StreamLost } from "/static/sse.js";
 import { startShell } from "/static/shell.js";
 
-await startShell({ page: "chat" });
-
 const $ = (id) => document.getElementById(id);
 const agentSelect = $("agent");
 const modelSelect = $("model");
@@ -147,6 +145,9 @@ function collapseSidebar() {
   sessionsPanel.classList.add("collapsed");
   sessionsToggle.setAttribute("aria-expanded", "false");
 }
+
+// The controls above work from the first tap; the rest waits for the sign-in.
+await startShell({ page: "chat" });
 
 // --- state of the page -----------------------------------------------------
 
