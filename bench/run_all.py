@@ -38,6 +38,7 @@ class Bench:
 
 BENCHES = (
     Bench("vs_rq", "vs_rq.py", ("--rounds", "5")),
+    Bench("vs_celery_huey", "vs_celery_huey.py", ("--rounds", "3")),
     Bench("board_ops", "board_ops.py", ("--reps", "3")),
     Bench("stream_latency", "stream_latency.py"),
     Bench("multi_supervisor", "multi_supervisor.py"),

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -157,20 +158,28 @@ def rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def peers_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every interleaved bench against a peer takes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("-n", type=int, default=40, help="jobs for each latency measure")
     parser.add_argument("--peers", help="the bench-peers checkout")
     parser.add_argument("--out", help="also write the results here as JSON")
-    args = parser.parse_args()
+    return parser
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    one_round: Callable[[int, Path], dict[str, Any]],
+    rows: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+) -> None:
+    """Run the rounds, print each, and write and print the summary."""
     peers = find_peers(args.peers)
     if peers is None:
         sys.exit("bench-peers not found: pass --peers or set CREWBOARD_BENCH_PEERS")
     rounds = []
     for index in range(args.rounds):
-        rounds.append(one_round(index, peers, args.jobs, args.n))
+        rounds.append(one_round(index, peers))
         print(json.dumps(rounds[-1]), flush=True)
     result = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -178,11 +187,17 @@ def main() -> None:
         "rounds": rounds,
         "rows": rows(rounds),
     }
-    text = json.dumps(result, indent=2)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for row in result["rows"]:
         print(f"{row['measure']}: {row['crewboard']} vs {row['peer']} → {row['ratio']}×")
+
+
+def main() -> None:
+    parser = peers_parser(__doc__)
+    parser.add_argument("-n", type=int, default=40, help="jobs for each latency measure")
+    args = parser.parse_args()
+    run_rounds(args, lambda index, peers: one_round(index, peers, args.jobs, args.n), rows)
 
 
 if __name__ == "__main__":
