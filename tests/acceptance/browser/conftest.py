@@ -184,6 +184,27 @@ class Watch:
         page.on("pageerror", self.on_page_error)
 
 
+class HeldBack:
+    """Requests of ``page`` to URLs matching ``pattern`` wait until
+    ``release()``: what a slow network does to them."""
+
+    def __init__(self, page, pattern: str) -> None:
+        self.held: list = []
+        self.releasing = False
+        page.route(pattern, self._hold)
+
+    def _hold(self, route) -> None:
+        if self.releasing:
+            route.continue_()
+        else:
+            self.held.append(route)
+
+    def release(self) -> None:
+        self.releasing = True
+        for route in self.held:
+            route.continue_()
+
+
 @pytest.fixture
 def watch(site: Site) -> Watch:
     return Watch(site.origin)

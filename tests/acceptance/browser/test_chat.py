@@ -9,6 +9,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.acceptance.browser.conftest import HeldBack
+
 pytestmark = pytest.mark.browser
 
 INTRO = "[offline model]"
@@ -139,26 +141,15 @@ def test_chat_works_on_a_phone_sized_screen(page):
     page.set_viewport_size({"width": 375, "height": 740})
     # The sidebar's toggle answers the first tap, before the page has heard
     # who is signed in.
-    held: list = []
-    releasing = False
-
-    def hold(route):
-        if releasing:
-            route.continue_()
-        else:
-            held.append(route)
-
-    page.route("**/auth/me", hold)
+    who = HeldBack(page, "**/auth/me")
     page.goto("/chat")
     toggle = page.get_by_role("button", name="Saved sessions")
     expect(toggle).to_have_attribute("aria-expanded", "false")
     expect(page.get_by_role("button", name="New chat")).to_be_hidden()
     toggle.click()
     expect(page.get_by_role("button", name="New chat")).to_be_visible()
-    assert held, "the page asked who is signed in"
-    releasing = True
-    for route in held:
-        route.continue_()
+    assert who.held, "the page asked who is signed in"
+    who.release()
     toggle.click()
     send(page, "Small screens too")
     expect(page.locator(".answer.rendered")).to_contain_text("Small screens too")

@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.acceptance.browser.conftest import HeldBack
+
 pytestmark = pytest.mark.browser
 
 
@@ -39,6 +41,27 @@ def test_sign_in_lands_where_asked_and_sign_out_ends_the_session(anon_page, acco
     # The session is over on the server too: the page sends us back to sign in.
     page.goto("/chat")
     expect(page).to_have_url(re.compile(r"/login\?next=/chat$"))
+
+
+def test_a_sign_in_submitted_at_once_is_sent_by_the_page(anon_page, account):
+    """A password manager fills the form and submits it before the page has
+    heard who is signed in: the page signs in, and the password never goes
+    into a URL."""
+    page = anon_page
+    who = HeldBack(page, "**/auth/me")
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.goto("/login?next=/profile")
+    page.get_by_label("Email").fill(account.email)
+    page.get_by_label("Password").fill(account.password)
+    with page.expect_response("**/auth/login") as signed_in:
+        page.get_by_label("Password").press("Enter")
+    assert signed_in.value.ok
+    assert who.held, "the page asked who is signed in"
+    who.release()
+    expect(page).to_have_url(re.compile(r"/profile$"))
+    expect(page.locator("#profile")).to_contain_text(account.email)
+    assert not [url for url in urls if "password" in url], urls
 
 
 def test_signed_in_user_skips_the_sign_in_page(page):

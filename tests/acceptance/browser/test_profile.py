@@ -9,6 +9,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.acceptance.browser.conftest import HeldBack
+
 pytestmark = pytest.mark.browser
 
 
@@ -53,11 +55,17 @@ def test_create_copy_use_and_revoke_an_api_token(site, context, page, account):
 
 def test_profile_fits_a_phone_screen(page, account):
     page.set_viewport_size({"width": 375, "height": 740})
+    # On a slow network the form works before the page has heard who is
+    # signed in.
+    who = HeldBack(page, "**/auth/me")
     page.goto("/profile")
-    expect(page.locator("#profile")).to_contain_text(account.email)
     page.get_by_label("New token's name").fill("phone")
     page.get_by_role("button", name="Create token").click()
     expect(page.get_by_label("Token", exact=True)).to_have_value(re.compile(r"^cb_"))
+    assert who.held, "the page asked who is signed in"
+    expect(page.locator("#profile")).not_to_contain_text(account.email)
+    who.release()
+    expect(page.locator("#profile")).to_contain_text(account.email)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page scrolls sideways ({width}px wide)"
 

@@ -10,6 +10,7 @@ from under every other browser test."""
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,3 +155,29 @@ def test_the_job_page_and_the_board_recover_after_the_server_restarts(
     ).to_be_visible(timeout=15_000)
     expect(card).to_have_count(1)
     expect(board.locator("#board-error")).to_be_hidden()
+
+
+def test_the_profile_page_recovers_after_the_server_restarts(
+    restartable: Restartable, restart_context
+):
+    page = restart_context.new_page()
+    page.goto("/profile")
+    expect(page.get_by_text("You have no API tokens.")).to_be_visible()
+
+    restartable.stop_web()
+    page.get_by_label("New token's name").fill("while away")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator("#token-error")).to_contain_text("cannot reach the server")
+    # A token is made meanwhile, with the CLI.
+    site = restartable.site
+    argv = ["token", "create", "--home", str(site.home), "--name", "from elsewhere"]
+    subprocess.run(
+        [sys.executable, "-m", "crewboard", *argv, restartable.account.email],
+        check=True,
+        capture_output=True,
+    )
+    restartable.restart_web()
+
+    expect(page.locator("#token-error")).to_be_hidden()
+    expect(page.locator("#tokens tbody tr")).to_have_count(1)
+    expect(page.locator("#tokens")).to_contain_text("from elsewhere")

@@ -26,19 +26,8 @@ function destination() {
   return sameSite ? url.href : "/chat";
 }
 
-const me = await startShell({ page: "login", requireLogin: false });
-if (me) location.replace(destination());
-
-// A failed Google sign-in comes back here with ?error=.
-showError(errorBox, params.get("error") || "");
-api("/auth/google-enabled")
-  .then(({ enabled }) => {
-    document.getElementById("google").hidden = !enabled;
-  })
-  .catch(() => {
-    // Without an answer, offer only local sign-in.
-  });
-
+// Wired before anything is awaited: a password manager that fills the form
+// and submits it at once is answered here, not by a native submit.
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   errors.clear();
@@ -60,3 +49,16 @@ form.addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
+
+const me = await startShell({ page: "login", requireLogin: false });
+if (me) location.replace(destination());
+
+// A failed Google sign-in comes back here with ?error=.
+showError(errorBox, params.get("error") || "");
+api("/auth/google-enabled")
+  .then(({ enabled }) => {
+    document.getElementById("google").hidden = !enabled;
+  })
+  .catch(() => {
+    // Without an answer, offer only local sign-in.
+  });

@@ -7,18 +7,6 @@ import { copyText, el, showError, timeEl } from "/static/dom.js";
 import { FormErrors } from "/static/formerror.js";
 import { startShell } from "/static/shell.js";
 
-const me = await startShell({ page: "profile" });
-
-const facts = document.getElementById("profile");
-for (const [label, value] of [
-  ["Email", me.email],
-  ["Name", me.name || "—"],
-  ["Role", me.isAdmin ? "Administrator" : "User"],
-  ["Signed in with", { local: "password", google: "Google", token: "API token" }[me.authMethod] || me.authMethod],
-]) {
-  facts.append(el("dt", {}, label), el("dd", {}, value));
-}
-
 const form = document.getElementById("token-form");
 const errorBox = document.getElementById("token-error");
 const rows = document.querySelector("#tokens tbody");
@@ -72,13 +60,7 @@ async function revokeToken(token, button) {
     button.disabled = false;
     return;
   }
-  // After the server was away: the list again, without the error that said so.
-onReconnect(() => {
-  showError(errorBox, "");
-  loadTokens();
-});
-
-await loadTokens();
+  await loadTokens();
   form.name.focus();
 }
 
@@ -168,6 +150,26 @@ copyHook.addEventListener("click", async () => {
   hookStatus.textContent = copied
     ? "Copied to the clipboard."
     : "Copying is not allowed here: the secret is selected, press Ctrl+C (⌘C) to copy it.";
+});
+
+// The controls above answer from the first click; who is signed in is shown
+// once the server has said.
+const me = await startShell({ page: "profile" });
+
+const facts = document.getElementById("profile");
+for (const [label, value] of [
+  ["Email", me.email],
+  ["Name", me.name || "—"],
+  ["Role", me.isAdmin ? "Administrator" : "User"],
+  ["Signed in with", { local: "password", google: "Google", token: "API token" }[me.authMethod] || me.authMethod],
+]) {
+  facts.append(el("dt", {}, label), el("dd", {}, value));
+}
+
+// After the server was away: the list again, without the error that said so.
+onReconnect(() => {
+  showError(errorBox, "");
+  loadTokens();
 });
 
 await loadTokens();
