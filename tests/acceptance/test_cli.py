@@ -18,7 +18,7 @@ import pytest
 
 from crewboard.serve import STOP_WITHIN_S
 from tests.support import engine
-from tests.support.procs import crewboard_env, run_cli, serve, served_url
+from tests.support.procs import crewboard_env, gone, run_cli, serve, served_url
 from tests.support.waits import wait_until
 
 # It opens boards outside the board fixtures (make_config, crewboard commands).
@@ -191,16 +191,6 @@ def _heartbeat(home) -> tuple[int, object] | None:
         return cursor.fetchone()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purposes.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ", 1)[1][0] != "Z"
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
     home = tmp_path / "home"
@@ -232,7 +222,7 @@ def test_serve_restarts_a_dead_child_and_stops_both_on_a_signal(tmp_path, sig):
         # STOP_WITHIN_S, and says so. Here both stopped on the signal.
         assert STOP_WITHIN_S <= 5
         assert "did not stop in time" not in proc.output()
-        assert not any(_alive(pid) for pid in restarted.values())
+        assert all(gone(pid) for pid in restarted.values())
 
 
 def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
@@ -257,7 +247,7 @@ def test_serve_children_stay_up_and_go_down_with_serve(tmp_path):
         proc.popen.kill()  # serve dies without a chance to clean up
         proc.popen.wait(5)
         wait_until(
-            lambda: not any(_alive(pid) for pid in children.values()),
+            lambda: all(gone(pid) for pid in children.values()),
             timeout_s=15,
             what="the children to stop after serve died",
         )

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.local_model import free_port, need_local_model
-from tests.support.procs import run_cli, serve, served_url
+from tests.support.procs import gone, run_cli, serve, served_url
 from tests.support.waits import wait_until
 
 # It opens boards outside the board fixtures (make_config, crewboard commands).
@@ -64,12 +64,7 @@ def test_serve_supervises_the_local_model_and_stops_it(tmp_path):
         assert proc.popen.wait(10) == 0
         assert time.monotonic() - started < 5
         wait_until(lambda: not _healthy(port), timeout_s=5, what="the model server to stop")
-        assert not os.path.exists(f"/proc/{second}/status") or _zombie(second)
-
-
-def _zombie(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ", 1)[1][0] == "Z"
+        assert gone(second)
 
 
 def test_serve_refuses_a_local_model_it_cannot_run(tmp_path):

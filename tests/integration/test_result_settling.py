@@ -15,7 +15,8 @@ from crewboard.board import db, records
 from crewboard.board.models import JobStatus, Run, RunOutcome
 from crewboard.supervisor.launcher import ack_path
 from tests.support import crews
-from tests.support.supervisor import gone, started, supervisor_process
+from tests.support.procs import gone
+from tests.support.supervisor import started, supervisor_process
 from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.postgres

@@ -25,8 +25,8 @@ from crewboard.clock import parse_iso, utcnow
 from crewboard.config import Config
 from crewboard.home import Home
 from tests.support import crews, need
-from tests.support.procs import Proc, child_processes
-from tests.support.supervisor import gone, started, supervisor_process
+from tests.support.procs import Proc, child_processes, gone
+from tests.support.supervisor import started, supervisor_process
 from tests.support.waits import wait_until
 
 # Short leases: a heartbeat every 0.2 s, a lease of 3 s (the runner gives up

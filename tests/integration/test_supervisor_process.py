@@ -20,7 +20,8 @@ from crewboard.home import Home
 from crewboard.processes import pid_alive
 from crewboard.supervisor.heartbeat import host_identity
 from tests.support import crews, need
-from tests.support.supervisor import children_running, gone, started, supervisor_process
+from tests.support.procs import gone
+from tests.support.supervisor import children_running, started, supervisor_process
 from tests.support.waits import wait_until
 
 HOST = socket.gethostname()

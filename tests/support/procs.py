@@ -154,3 +154,13 @@ def served_url(proc: Proc) -> str:
     machine that alone can take twenty seconds."""
     line = proc.wait_for_line(lambda text: "running at" in text, timeout_s=60)
     return line.split("running at ", 1)[1].split()[0]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody has reaped yet counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        # Gone before the open, or reaped between the open and the read.
+        return True

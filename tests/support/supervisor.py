@@ -72,15 +72,6 @@ def children_running(parent_pid: int, module: str) -> list[int]:
     ]
 
 
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie nobody has reaped yet counts)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def started(proc: Proc) -> None:
     """Wait for a supervisor process to say it is ready."""
     proc.wait_for_line(lambda line: "ready" in line and "supervisor" in line)
