@@ -230,8 +230,8 @@ def _is_crewboard_process(pid: int) -> bool:
     if Path("/proc/self").exists():
         try:
             return b"crewboard" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            return False
+        except (FileNotFoundError, ProcessLookupError):
+            return False  # gone, or gone while we read
         except OSError:
             return True  # alive, as another user
     try:
