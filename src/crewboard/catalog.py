@@ -88,12 +88,13 @@ class _FolderWatch:
         self._folders = folders
         self._inotify: INotify | None = None
         self._close: weakref.finalize | None = None
+        self._closed = False
 
     def arm(self) -> None:
         """Watch from now on (before a scan, so a change during it is seen at
         the next look)."""
         self.disarm()
-        if INotify is None:
+        if INotify is None or self._closed:
             return
         try:
             inotify = INotify(nonblocking=True)
@@ -112,6 +113,12 @@ class _FolderWatch:
         if self._close is not None:
             self._close()
         self._inotify = self._close = None
+
+    def close(self) -> None:
+        """Give the inotify instance back now (a user has only 128 of them,
+        across all their processes); from here on it says "changed"."""
+        self._closed = True
+        self.disarm()
 
     def changed(self) -> bool:
         if self._inotify is None:
@@ -156,6 +163,12 @@ class Catalog:
                 templates = load_templates(self._template_dirs, set(presets))
                 self._loaded = Loaded(signature, presets, dict(sorted(templates.items())))
             return self._loaded
+
+    def close(self) -> None:
+        """Stop watching the folders: its owner is done with it. Looks after
+        this scan the folders."""
+        with self._lock:
+            self._watch.close()
 
     async def presets(self) -> dict[str, Preset]:
         """Every loadable preset by id (looked at off the event loop)."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import trio
 
 from crewboard.home import Home
 from crewboard.web.app import create_app
@@ -157,3 +158,22 @@ async def test_crewboard_health_asks_the_server_the_home_names(server, config, c
     assert await trio.to_thread.run_sync(run, "--ready") == 1
     assert "not_ready" in capsys.readouterr().err
     assert await trio.to_thread.run_sync(run, "--url", "http://127.0.0.1:9") == 1
+
+
+async def test_a_web_server_cancelled_mid_serve_holds_no_inotify_instance(config, admin):
+    """Cancelled, not stopped (as an embedding process tears it down): its
+    catalog's inotify instance goes back at once, not whenever a collector
+    finds it."""
+    from crewboard.web.server import serve_web
+    from tests.conftest import signed_in
+    from tests.support.procs import inotify_instances
+
+    before = inotify_instances()
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(lambda task_status: serve_web(config, task_status=task_status))
+        async with signed_in(binds[0], admin) as client:
+            agents = await client.get("/api/agents")
+            assert agents.status_code == 200 and agents.json()
+        assert inotify_instances() > before, "the catalog watches its folders"
+        nursery.cancel_scope.cancel()
+    assert inotify_instances() == before

@@ -271,3 +271,16 @@ def steering_proxy(upstream: str, steer: Steer | None = None) -> Iterator[Steeri
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def forced_call_ended_well(starts: list[dict], ends: list[dict], name: str) -> dict[str, Any]:
+    """The first call, the one ``force_tool`` made the model write, is of
+    ``name`` and ended without error, and every call that started ended; the
+    first call's end. Calls after it are the model's own, written with no
+    tools offered: a small model may get their arguments wrong, and the
+    product hands that back to it as a tool error, so they are not judged."""
+    assert starts and starts[0]["toolName"] == name, starts
+    assert len(ends) == len(starts), (starts, ends)
+    first = ends[0]
+    assert first["toolName"] == name and not first.get("isError"), first
+    return first

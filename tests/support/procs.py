@@ -164,3 +164,17 @@ def gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         # Gone before the open, or reaped between the open and the read.
         return True
+
+
+def inotify_instances() -> int:
+    """The inotify instances this process holds (a user may hold only 128,
+    across all their processes)."""
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if _link(f"/proc/self/fd/{fd}") == "anon_inode:inotify")
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""

@@ -12,6 +12,7 @@ import pytest
 
 from crewboard.catalog import Catalog
 from crewboard.config import Config
+from tests.support.procs import inotify_instances
 
 PRESET = "name: {name}\ndescription: Helps.\ninstructions: Help well.\n"
 TEMPLATE = "name: {name}\njobs:\n  only:\n    prompt: Hello.\n"
@@ -111,3 +112,17 @@ def test_a_folder_replaced_whole_is_read_again(tmp_path: Path, folders) -> None:
     assert preset_name(catalog, "helper") == "New"
     (agents / "helper.agent.yaml").write_text(PRESET.format(name="Newer"))
     assert preset_name(catalog, "helper") == "Newer"
+
+
+def test_a_closed_catalog_gives_its_inotify_instance_back_and_still_sees_changes(
+    tmp_path: Path, folders
+) -> None:
+    agents, workflows = folders
+    before = inotify_instances()
+    catalog = catalog_of(tmp_path, agents, workflows)
+    assert preset_name(catalog, "helper") is None
+    catalog.close()
+    assert inotify_instances() == before
+    (agents / "helper.agent.yaml").write_text(PRESET.format(name="After"))
+    assert preset_name(catalog, "helper") == "After"
+    assert inotify_instances() == before

@@ -628,3 +628,4 @@ async def open_launcher(
             # Torn down without a drain (cancelled, or failing): recording a
             # run's end is shielded, so it must be told to stop retrying.
             launcher.give_up_recording()
+            launcher.catalog.close()

@@ -262,8 +262,11 @@ async def serve_scheduler(
     until ``wakeup`` (the scheduler's own) is set, as it is when a schedule is
     created, edited or enabled. ``on_spawned`` tells the dispatcher a crew is
     waiting. ``store`` defaults to the board."""
+    board = None
+    if store is None:
+        store = board = BoardStore(config)
     scheduler = Scheduler(
-        store if store is not None else BoardStore(config),
+        store,
         config.poll_s,
         clock=clock,
         on_spawned=on_spawned,
@@ -271,4 +274,8 @@ async def serve_scheduler(
     # Ready before the first round: firing what is due need not hold up the
     # supervisor's start.
     task_status.started()
-    await serve_polling(scheduler.run_round, wakeup, name="scheduler", retry_s=scheduler.poll_s)
+    try:
+        await serve_polling(scheduler.run_round, wakeup, name="scheduler", retry_s=scheduler.poll_s)
+    finally:
+        if board is not None:
+            board.catalog.close()

@@ -3,11 +3,13 @@ SIGINT/SIGTERM, then a graceful stop (open streams end within a few seconds)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import os
 import signal
+from collections.abc import Iterator
 from functools import partial
 
 import trio
@@ -56,32 +58,44 @@ async def serve_web(
         metrics.enable(home.run_dir)
     await trio.to_thread.run_sync(ensure_first_admin, config)
     app = create_app(config, home)
-    _settle_garbage_collector()
     notifier = Notifier()
     stop = shutdown if shutdown is not None else trio.Event()
-    async with trio.open_nursery() as nursery:
-        if shutdown is None:
-            nursery.start_soon(_stop_on_signal, stop, notifier)
-        binds = await nursery.start(
-            partial(serve, app, hypercorn_config(config), shutdown_trigger=stop.wait)
-        )
-        _write_url_file(home, binds)
-        notifier.notify(READY=1, STATUS=f"serving {binds[0]}")
-        log.info("crewboard web serving on %s", ", ".join(binds))
-        task_status.started(binds)
-        await stop.wait()
-        notifier.notify(STOPPING=1)
-        nursery.cancel_scope.deadline = trio.current_time() + GRACEFUL_S + 1.0
+    try:
+        with _settled_garbage_collector():
+            async with trio.open_nursery() as nursery:
+                if shutdown is None:
+                    nursery.start_soon(_stop_on_signal, stop, notifier)
+                binds = await nursery.start(
+                    partial(serve, app, hypercorn_config(config), shutdown_trigger=stop.wait)
+                )
+                _write_url_file(home, binds)
+                notifier.notify(READY=1, STATUS=f"serving {binds[0]}")
+                log.info("crewboard web serving on %s", ", ".join(binds))
+                task_status.started(binds)
+                await stop.wait()
+                notifier.notify(STOPPING=1)
+                nursery.cancel_scope.deadline = trio.current_time() + GRACEFUL_S + 1.0
+    finally:
+        # Stopped or cancelled: the app's inotify instance goes back now.
+        app.extensions["crewboard"].catalog.close()
 
 
-def _settle_garbage_collector() -> None:
+@contextlib.contextmanager
+def _settled_garbage_collector() -> Iterator[None]:
     """Move everything imported at start out of the collector's way and make
     full collections rarer: with many open streams, the default thresholds
     stall every stream for hundreds of milliseconds a few times a second
-    (bench/sse_fanout.py)."""
+    (bench/sse_fanout.py). Undone on the way out, so a process that served
+    and goes on (an embedding one, or tests) gets its garbage collected."""
+    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _write_url_file(home: Home, binds: list[str]) -> None:
