@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from crewboard.bootstrap import open_home
 from crewboard.clock import utcnow
 from crewboard.config import Config
 from crewboard.passwords import Passwords
+from processes_env import crewboard_env
 
 PASSWORD = "bench pass phrase"
 CHROMIUM = "/usr/bin/chromium"
@@ -131,7 +131,7 @@ def measure_pages(jobs: int, rounds: int) -> dict[str, dict[str, dict[str, float
         config, (user_id,) = make_home(root, ["bench@example.test"], jobs)
         job_id = Job.select(Job.id).where(Job.owner == user_id).order_by(Job.id).first().id
         db.close()
-        env = {**os.environ, **SETTINGS}
+        env = crewboard_env(config.home, **SETTINGS)
         # Its output goes to a file: a pipe nobody reads would fill and stall it.
         log_path = root / "web.log"
         with open(log_path, "w") as log_file:

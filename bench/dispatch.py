@@ -45,6 +45,7 @@ from crewboard.home import Home
 from crewboard.wakeup import JOBS, wake_supervisor
 from crewboard.workflows.templates import CrewPlan, PlannedJob
 from percentiles import pct
+from processes_env import crewboard_env
 
 # ``crewboard supervisor`` with every runner a fresh interpreter (no template).
 SPAWNING_SUPERVISOR = """
@@ -88,8 +89,9 @@ class Supervisor:
     def __init__(self, concurrency: int, forkserver: bool = True) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="crewboard-bench-"))
         self.home = Home(self.root / "home")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
-        env.update(CREWBOARD_CONCURRENCY=str(concurrency), CREWBOARD_LOG_LEVEL="WARNING")
+        env = crewboard_env(
+            self.home.root, CREWBOARD_CONCURRENCY=str(concurrency), CREWBOARD_LOG_LEVEL="WARNING"
+        )
         self.stderr = open(self.root / "supervisor.log", "wb")  # noqa: SIM115
         argv = [sys.executable, "-m", "crewboard", "supervisor", "--home", str(self.home.root)]
         if not forkserver:

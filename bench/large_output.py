@@ -61,6 +61,7 @@ from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
 from crewboard.workflows.templates import CrewPlan, PlannedJob
 from percentiles import pct
+from processes_env import crewboard_env
 from sse_fanout import rss_mib, start_web
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,7 +217,7 @@ class RunMode:
         self.home.secret_key()
         db.connect(self.home.board_db)
         self.user_id, self.token = add_reader(self.home)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
+        env = crewboard_env(self.home.root)
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "crewboard", "supervisor", "--home", str(self.home.root)],
             env=env,

@@ -52,6 +52,7 @@ from crewboard.home import Home
 from crewboard.wakeup import JOBS, wake_supervisor
 from dispatch import plan, wait
 from percentiles import pct
+from processes_env import crewboard_env
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 # A job whose runner writes a record about every 0.2 s: its prompt, five tool
@@ -94,8 +95,9 @@ class Node:
         self.home = Home(work / (home or name))
         self.command = command
         self.home.root.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
-        env.update(CREWBOARD_DATABASE_URL=url, CREWBOARD_LOG_LEVEL="WARNING", **settings)
+        env = crewboard_env(
+            self.home.root, CREWBOARD_DATABASE_URL=url, CREWBOARD_LOG_LEVEL="WARNING", **settings
+        )
         self.log = open(work / f"{name}.log", "wb")  # noqa: SIM115
         argv = [sys.executable, "-m", "crewboard", command, "--home", str(self.home.root)]
         if command == "web":

@@ -43,6 +43,7 @@ from crewboard.home import Home
 from crewboard.sessionlog import LogWriter
 from crewboard.workflows.templates import CrewPlan, PlannedJob
 from percentiles import pct
+from processes_env import crewboard_env
 
 MARK = re.compile(rb'"mark":(\d+)')
 DONE = b'"type":"done"'
@@ -106,7 +107,7 @@ sys.exit(crewboard.cli.main(sys.argv[1:]))
 def start_web(
     home_dir: Path, log_file: Path, *, tune_gc: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
-    env = {**os.environ, "CREWBOARD_HOME": str(home_dir), "CREWBOARD_PORT": "0"}
+    env = crewboard_env(home_dir, CREWBOARD_HOME=str(home_dir), CREWBOARD_PORT="0")
     program = ["-c", TUNED_WEB] if tune_gc else ["-m", "crewboard"]
     process = subprocess.Popen(
         [sys.executable, *program, "web", "--home", str(home_dir), "--port", "0"],

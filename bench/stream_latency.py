@@ -41,6 +41,7 @@ from crewboard.board import db
 from crewboard.home import Home
 from large_output import add_reader, wait_for_file
 from percentiles import pct
+from processes_env import crewboard_env
 from sse_fanout import start_web
 
 
@@ -125,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict:
         home.secret_key()
         db.connect(home.board_db)
         _, token = add_reader(home)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CREWBOARD_")}
+        env = crewboard_env(home.root)
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "crewboard", "supervisor", "--home", str(home.root)],
             env=env,
