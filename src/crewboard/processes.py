@@ -225,6 +225,17 @@ async def send_spec(proc: RunnerProcess, spec: SpecDocument) -> None:
         pass
 
 
+def tell_lease_renewed(proc: RunnerProcess) -> None:
+    """Tell a job runner its run's lease was renewed: a byte on its stdin,
+    after the spec (``runner/lease.py``). Never blocks, and a runner whose
+    stdin is closed or full (it reads no more) is left to its lease."""
+    fileno = getattr(proc.stdin, "fileno", None)
+    fd = fileno() if fileno is not None else -1
+    if fd >= 0:  # -1 once the stream is closed: the number may be reused
+        with contextlib.suppress(OSError):
+            os.write(fd, b"\n")
+
+
 async def start_runner(
     spec: SpecDocument,
     *,

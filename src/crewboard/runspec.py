@@ -31,15 +31,15 @@ are optional)::
                 "shellProcesses": 256, "shellFileBytes": 1073741824,
                 "shellOpenFiles": 1024},
      "requestId": "9f2c…" | null,
-     "lease": {"path": "/abs/file.lease", "seconds": 15} | null,
+     "lease": {"seconds": 15} | null,
      "shipAck": "/abs/file.ack" | null}
 
 ``requestId`` is the HTTP request that started the run; the runner writes it
 on the run's first and terminal records, so a run's log points back at the
 request's log lines.
 
-``lease`` is the file a job runner's supervisor touches each time it renews
-the run's lease, and the lease's length: a runner whose file goes untouched
+``lease`` is the length of a job run's lease. Its supervisor writes a byte
+to the runner's stdin each time it renews the lease; a runner that hears none
 for most of a lease stops itself (``runner/lease.py``), exiting
 :data:`LEASE_LAPSED_EXIT` after an ``error`` record, so a frozen or cut-off
 supervisor cannot keep it running while a peer reruns its job.
@@ -421,15 +421,14 @@ LEASE_LAPSED_EXIT = 75
 
 
 class Lease(_Value):
-    """A run's lease as its runner sees it: the file its supervisor touches
-    at each renewal, and the lease's length in seconds."""
+    """A run's lease as its runner sees it: its length in seconds (each
+    renewal arrives as a byte on the runner's stdin)."""
 
-    __slots__ = ("path", "seconds")
-    path: Path
+    __slots__ = ("seconds",)
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "seconds": self.seconds}
+        return {"seconds": self.seconds}
 
     @classmethod
     def from_json(cls, raw: Any) -> Lease | None:
@@ -440,7 +439,7 @@ class Lease(_Value):
         seconds = raw.get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
             raise SpecError("lease.seconds: must be a positive number")
-        return cls(path=_abs_path(raw, "path", None), seconds=float(seconds))
+        return cls(seconds=float(seconds))
 
 
 class RunnerSpec(_Value):

@@ -25,7 +25,9 @@ from crewboard.processes import (
     runner_env,
     spawn_runner,
     stop_process,
+    tell_lease_renewed,
 )
+from crewboard.runspec import LEASE_LAPSED_EXIT
 from crewboard.sessionlog import ensure_terminal, is_terminal, read_records
 from tests.support.fake_openai import Reply, fake_openai
 from tests.support.runner import offline_spec
@@ -161,6 +163,46 @@ async def test_stdin_eof_means_the_parent_died_and_the_runner_stops_at_once(tmp_
     assert code == 1
     last = read_records(spec["logPath"])[-1]
     assert last["type"] == "error" and "parent went away" in last["message"]
+
+
+async def test_a_runner_told_of_each_lease_renewal_runs_past_its_lease(tmp_path: Path) -> None:
+    # A lease of 2 s: unrenewed, the runner would stop itself after 1.5 s.
+    spec = offline_spec(tmp_path, "/sleep 3\nThen answer.", lease={"seconds": 2})
+    proc = await spawn_runner(spec)
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def renew() -> None:
+                while True:
+                    tell_lease_renewed(proc)
+                    await trio.sleep(0.1)
+
+            nursery.start_soon(renew)
+            with trio.fail_after(30):
+                code = await proc.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        await stop_process(proc, 1.0)
+        await proc.stdin.aclose()  # type: ignore[union-attr]
+        tell_lease_renewed(proc)  # its stdin closed: nothing is written, nothing raised
+    assert code == 0
+    assert read_records(spec["logPath"])[-1]["type"] == "final_result"
+
+
+async def test_a_runner_told_of_no_lease_renewal_stops_itself(tmp_path: Path) -> None:
+    spec = offline_spec(tmp_path, "/sleep 600\nslow please", lease={"seconds": 1})
+    proc = await spawn_runner(spec)
+    try:
+        # Ending at all, long before its sleep is over, is stopping itself.
+        with trio.fail_after(30):
+            code = await proc.wait()
+    finally:
+        await stop_process(proc, 1.0)
+        await proc.stdin.aclose()  # type: ignore[union-attr]
+    assert code == LEASE_LAPSED_EXIT
+    last = read_records(spec["logPath"])[-1]
+    assert last["type"] == "error" and last["interrupted"] is True
+    assert "lease lapsed" in last["message"]
 
 
 async def test_kill_9_leaves_the_reaper_to_close_the_log(tmp_path: Path) -> None:

@@ -118,6 +118,18 @@ def test_a_frozen_supervisors_runner_stops_itself_before_a_peer_reruns_its_job(
         owner.stop()
 
 
+def test_a_runner_whose_supervisor_renews_its_lease_runs_past_the_lease(home: Home) -> None:
+    # A lease of 3 s: a runner told of no renewal stops itself after 2.25 s.
+    job_id = crews.add_job("/sleep 4\nThen answer.")
+    with supervisor_process(home.root, LEASED) as owner:
+        started(owner)
+        wait_until(lambda: crews.job(job_id).status == JobStatus.DONE, 30, "the job to be done")
+        (run,) = crews.runs(job_id)
+        assert run.outcome == RunOutcome.SUCCEEDED
+        assert run.duration_s is not None and run.duration_s > 3
+        owner.stop()
+
+
 def live_run_after(job_id: int, after_run_id: int) -> Run:
     """The job's live run that followed ``after_run_id``, with its pid."""
 

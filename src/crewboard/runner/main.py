@@ -13,8 +13,10 @@ Exit codes, each after its terminal record in the log:
 143   SIGTERM: ``error {"message": "run cancelled (SIGTERM)", "cancelled": true}``
 ====  ==============================================================
 
-A control thread watches stdin (EOF means the parent died) and the signals, so
-the runner stops at once whatever the main thread is blocked in. The process is
+A control thread watches stdin (EOF means the parent died; after the spec, a
+job runner's supervisor writes a byte there at each renewal of the run's
+lease) and the signals, so the runner stops at once whatever the main thread
+is blocked in. The process is
 made non-dumpable before the spec (and its API key) is read, which closes
 ``/proc/<runner>/environ`` and ``/proc/<runner>/mem`` to its tools.
 """
@@ -103,6 +105,8 @@ class Control:
                         self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
                 elif not os.read(0, 1 << 16):  # POLLHUP or EOF alike
                     self.stop("parent went away", EXIT_ERROR)
+                elif self.lease is not None:
+                    self.lease.renewed()
 
     def stop(self, message: str, code: int, **fields: Any) -> NoReturn:
         if not self.log.finish("error", message=message, **fields):

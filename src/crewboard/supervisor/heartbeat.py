@@ -2,8 +2,8 @@
 this supervisor is doing, plus systemd's watchdog and status line. Each beat
 renews the leases of this supervisor's runs (``board/leases.py``): a run the
 renewal no longer holds (a peer rescued it) has its runner stopped, and each
-held run's lease file is touched, which keeps its runner going (a runner
-whose file goes untouched stops itself, ``runner/lease.py``). If renewals
+held run's runner is told of the renewal (a byte on its stdin), which keeps
+it going (a runner told of none stops itself, ``runner/lease.py``). If renewals
 fail for half a lease, :func:`serve_fence` stops every runner and the
 supervisor claims nothing until one succeeds: by the time a peer may rescue
 a run, its runner is gone. On the same cadence, at its first beat and then

@@ -17,10 +17,10 @@ PostgreSQL the run's records are shipped into the board as they are written
 terminal record, before the end is recorded.
 
 Each run is held by a lease (``board/leases.py``) the heartbeat renews
-(``supervisor/heartbeat.py``). After each renewal the launcher touches the
-lease file of every run still held — the runner stops itself when its file
-goes untouched (``runner/lease.py``) — and stops the runners of runs no
-longer held (:meth:`Launcher.hold`). When renewals fail for half a lease the
+(``supervisor/heartbeat.py``). After each renewal the launcher tells the
+runner of every run still held, with a byte on its stdin — the runner stops
+itself when none comes (``runner/lease.py``) — and stops the runners of runs
+no longer held (:meth:`Launcher.hold`). When renewals fail for half a lease the
 launcher is fenced (:meth:`Launcher.fence`): every runner is stopped and no
 slot is free until a renewal succeeds.
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -62,7 +61,13 @@ from crewboard.errors import CrewboardError
 from crewboard.forkserver import ForkServer
 from crewboard.home import Home
 from crewboard.mcpspec import McpError, run_servers
-from crewboard.processes import RunnerExit, RunnerProcess, describe_exit, run_runner
+from crewboard.processes import (
+    RunnerExit,
+    RunnerProcess,
+    describe_exit,
+    run_runner,
+    tell_lease_renewed,
+)
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.runspec import (
     LEASE_LAPSED_EXIT,
@@ -138,11 +143,6 @@ def classify(
     return Ending(RunOutcome.CRASHED, how)
 
 
-def lease_path(log_path: Path) -> Path:
-    """The file a run's lease renewals are signalled through, by its log."""
-    return log_path.with_suffix(".lease")
-
-
 def ack_path(log_path: Path) -> Path:
     """The file where the run's shipper acknowledges what the board holds
     (``runner/settle.py``), by its log."""
@@ -175,7 +175,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         artifact=claim.artifact,
         limits=config.runner_limits(),
         request_id=claim.request_id,
-        lease=Lease(path=lease_path(claim.log_path), seconds=config.run_lease_s),
+        lease=Lease(seconds=config.run_lease_s),
         ship_ack=ack_path(claim.log_path) if records_shipped() else None,
     )
 
@@ -185,8 +185,6 @@ def _prepare(spec: RunnerSpec) -> None:
     # when first used: most runs need neither, and a folder made for each
     # run costs the disk more than a short run costs itself.
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    if spec.lease is not None:
-        spec.lease.path.touch()
 
 
 @dataclass(frozen=True)
@@ -269,9 +267,8 @@ def _close_log(
             home.run_stderr(claim.run_id).write_bytes(stderr)
         except OSError as exc:
             log.warning("could not keep the stderr of run %s: %s", claim.run_id, exc)
-    for signal_file in (lease_path(claim.log_path), ack_path(claim.log_path)):
-        with contextlib.suppress(OSError):
-            signal_file.unlink()
+    with contextlib.suppress(OSError):
+        ack_path(claim.log_path).unlink()
     return _saved_artifact(claim, home, last)
 
 
@@ -281,6 +278,7 @@ class ActiveRun:
     scope: trio.CancelScope
     stopped_as: RunOutcome | None = None
     pid: int | None = None
+    process: RunnerProcess | None = None  # once started
     # The provider its model is served by, once its spec is built (metrics).
     provider: str | None = None
     started_at: float = field(default_factory=trio.current_time)
@@ -338,8 +336,9 @@ class Launcher:
     def hold(self, held: set[int], asked: set[int]) -> None:
         """After a lease renewal that succeeded: ``held`` are the runs it
         renewed, ``asked`` the runs running when it was sent. Lift the
-        fence, keep each held runner going (touch its lease file), and stop
-        those asked about that are no longer held (a peer rescued the run)."""
+        fence, keep each held runner going (tell it of the renewal), and
+        stop those asked about that are no longer held (a peer rescued the
+        run)."""
         if self.fenced:
             log.info("the run leases are renewed again; taking work")
             self.fenced = False
@@ -347,8 +346,9 @@ class Launcher:
             if self.stop(run_id, RunOutcome.INTERRUPTED):
                 log.warning("run %s is no longer held by this supervisor; stopping it", run_id)
         for run_id in held & self.supervised():
-            with contextlib.suppress(OSError):
-                os.utime(lease_path(self.active[run_id].claim.log_path))
+            process = self.active[run_id].process
+            if process is not None:
+                tell_lease_renewed(process)
 
     def fence(self) -> None:
         """The leases could not be renewed in time and may lapse: stop every
@@ -480,6 +480,7 @@ class Launcher:
         self, active: ActiveRun, task_status: trio.TaskStatus[None], proc: RunnerProcess
     ) -> None:
         active.pid = proc.pid
+        active.process = proc
         log_path = active.claim.log_path
         active.shipper = Shipper.for_run(active.claim.run_id, log_path, ack_path(log_path))
         if active.shipper is not None:
