@@ -226,14 +226,26 @@ async def send_spec(proc: RunnerProcess, spec: SpecDocument) -> None:
 
 
 def tell_lease_renewed(proc: RunnerProcess) -> None:
-    """Tell a job runner its run's lease was renewed: a byte on its stdin,
-    after the spec (``runner/lease.py``). Never blocks, and a runner whose
-    stdin is closed or full (it reads no more) is left to its lease."""
+    """Tell a job runner its run's lease was renewed (``runner/lease.py``)."""
+    _tell(proc, b"\n")
+
+
+def tell_shipped(proc: RunnerProcess, seq: int) -> None:
+    """Tell a job runner the board holds its run's records through ``seq``
+    (``runner/settle.py``)."""
+    _tell(proc, b"%d\n" % seq)
+
+
+def _tell(proc: RunnerProcess, line: bytes) -> None:
+    """A line on a runner's stdin, after its spec (``runner/main.py``), from
+    the trio thread. Never blocks (a line is written whole or not at all),
+    and a runner whose stdin is closed or full (it reads no more) is left
+    to its lease."""
     fileno = getattr(proc.stdin, "fileno", None)
     fd = fileno() if fileno is not None else -1
     if fd >= 0:  # -1 once the stream is closed: the number may be reused
         with contextlib.suppress(OSError):
-            os.write(fd, b"\n")
+            os.write(fd, line)
 
 
 async def start_runner(

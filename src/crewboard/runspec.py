@@ -32,7 +32,7 @@ are optional)::
                 "shellOpenFiles": 1024},
      "requestId": "9f2c…" | null,
      "lease": {"seconds": 15} | null,
-     "shipAck": "/abs/file.ack" | null}
+     "shipAck": true | false}
 
 ``requestId`` is the HTTP request that started the run; the runner writes it
 on the run's first and terminal records, so a run's log points back at the
@@ -44,13 +44,13 @@ for most of a lease stops itself (``runner/lease.py``), exiting
 :data:`LEASE_LAPSED_EXIT` after an ``error`` record, so a frozen or cut-off
 supervisor cannot keep it running while a peer reruns its job.
 
-``shipAck`` is given where the supervisor ships the run's records into the
-board (PostgreSQL): the file where it writes the highest seq the board holds
-after each shipment. A job runner with one writes its final result as a
-``result_pending`` record first and its ``final_result`` only once the
-board holds that record (``runner/settle.py``), so a result the board never
-got is never final in the log, and a peer that rescues the run reads the
-result from the board.
+``shipAck`` is true where the supervisor ships the run's records into the
+board (PostgreSQL): after each shipment it writes the highest seq the board
+holds to the runner's stdin, a number on a line. A job runner with
+``shipAck`` writes its final result as a ``result_pending`` record first and
+its ``final_result`` only once the board holds that record
+(``runner/settle.py``), so a result the board never got is never final in
+the log, and a peer that rescues the run reads the result from the board.
 """
 
 from __future__ import annotations
@@ -473,7 +473,7 @@ class RunnerSpec(_Value):
         "request_id": None,
         "mcp": {},
         "lease": None,
-        "ship_ack": None,
+        "ship_ack": False,
     }
     run_id: str
     kind: str
@@ -494,11 +494,11 @@ class RunnerSpec(_Value):
     # A job run's lease (see the module docstring); a chat turn has none.
     lease: Lease | None
     # Where the board's shipped seq is acknowledged (see the module docstring).
-    ship_ack: Path | None
+    ship_ack: bool
 
     def to_json(self) -> dict[str, Any]:
         """The spec as its JSON document (see the module docstring)."""
-        out = {
+        out: dict[str, Any] = {
             "runId": self.run_id,
             "kind": self.kind,
             "agentId": self.agent_id,
@@ -517,8 +517,8 @@ class RunnerSpec(_Value):
             out["mcp"] = {name: server.to_json() for name, server in self.mcp.items()}
         if self.lease is not None:
             out["lease"] = self.lease.to_json()
-        if self.ship_ack is not None:
-            out["shipAck"] = str(self.ship_ack)
+        if self.ship_ack:
+            out["shipAck"] = True
         return out
 
     def to_line(self) -> bytes:
@@ -580,7 +580,7 @@ class RunnerSpec(_Value):
             request_id=request_id or None,
             mcp=mcp,
             lease=Lease.from_json(raw.get("lease")),
-            ship_ack=None if raw.get("shipAck") is None else _abs_path(raw, "shipAck", None),
+            ship_ack=_flag(raw, "shipAck"),
         )
 
 
@@ -618,6 +618,13 @@ def _abs_path(raw: dict[str, Any], key: str, default: Path | None) -> Path:
     if not isinstance(value, str) or not os.path.isabs(value):
         raise SpecError(f"{key}: must be an absolute path")
     return Path(value)
+
+
+def _flag(raw: dict[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"{key}: must be true or false")
+    return value
 
 
 def _str_list(value: Any, where: str) -> tuple[str, ...]:

@@ -7,13 +7,14 @@ that rescues the run closes it as succeeded without running the job again."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from crewboard import sessionlog
 from crewboard.board import db, records
 from crewboard.board.models import JobStatus, Run, RunOutcome
-from crewboard.supervisor.launcher import ack_path
 from tests.support import crews
 from tests.support.procs import gone
 from tests.support.supervisor import started, supervisor_process
@@ -78,24 +79,57 @@ def test_a_result_that_arrives_while_its_supervisor_is_frozen_is_never_final(pg)
     db.close()
 
 
+@contextmanager
+def board_slow_to_commit_a_pending_result() -> Iterator[None]:
+    """The board takes 3 s to commit a shipment that holds a
+    ``result_pending`` record: a deferred trigger sleeps at COMMIT, once the
+    supervisor has sent it."""
+    _commit(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        "  PERFORM pg_sleep(3); RETURN NULL; END $$;"
+        "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON log_record"
+        "  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW"
+        "  WHEN ((NEW.body::jsonb ->> 'type') = 'result_pending')"
+        "  EXECUTE FUNCTION slow_commit();"
+    )
+    try:
+        yield
+    finally:
+        _commit("DROP TRIGGER slow_commit ON log_record; DROP FUNCTION slow_commit();")
+
+
+def committing() -> bool:
+    """Whether a commit of this board is held by the trigger above."""
+    cursor = db.database.execute_sql(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event = 'PgSleep' AND datname = current_database()"
+    )
+    return bool(cursor.fetchone()[0])
+
+
+def _commit(sql: str) -> None:
+    with db.database.atomic():
+        db.database.execute_sql(sql)
+
+
 def test_a_result_the_board_holds_is_the_runs_result_after_its_supervisor_freezes(pg) -> None:
     config, home = pg
     env = {**LEASED, "CREWBOARD_DATABASE_URL": str(config.database_url)}
     job_id = crews.add_job(SLOW_JOB)
-    # The first run of a fresh board is run 1. Its acknowledgements cannot be
-    # written (a directory is where they go): its result reaches the board,
-    # and the runner still waits, as it would had its supervisor frozen
-    # between the shipment and the acknowledgement.
-    ack_path(home.run_log(1)).mkdir(parents=True)
-    with supervisor_process(home.root, env) as owner:
+    with board_slow_to_commit_a_pending_result(), supervisor_process(home.root, env) as owner:
         started(owner)
         first = live_run(job_id)
-        assert first.id == 1
-        wait_until(
-            lambda: board_types(first.id)[-1:] == ["result_pending"], 20, "the result in the board"
-        )
+        # Frozen once it has sent the commit of its result's shipment: the
+        # result reaches the board, and no acknowledgement reaches the runner.
+        wait_until(committing, 20, "the result's shipment to be committing")
         owner.popen.send_signal(signal.SIGSTOP)
         try:
+            wait_until(
+                lambda: board_types(first.id)[-1:] == ["result_pending"],
+                20,
+                "the result in the board",
+            )
+            assert "final_result" not in types(first.log_path)
             with supervisor_process(home.root, env) as peer:
                 started(peer)
                 wait_until(

@@ -89,7 +89,7 @@ def test_the_api_key_never_shows_in_the_spec_repr() -> None:
         ({"lease": {"seconds": 0}}, "lease.seconds"),
         ({"lease": {"seconds": True}}, "lease.seconds"),
         ({"lease": "soon"}, "lease"),
-        ({"shipAck": "run-42.ack"}, "shipAck"),
+        ({"shipAck": "/tmp/run-42.ack"}, "shipAck"),
     ],
 )
 def test_a_bad_spec_names_the_bad_key(overrides: dict[str, Any], key: str) -> None:
@@ -192,9 +192,9 @@ def test_a_job_runs_lease_goes_over_the_wire_and_a_chat_turn_has_none() -> None:
     assert "lease" not in json.loads(parse_spec(minimal()).to_line())
 
 
-def test_a_shipped_runs_acknowledgement_file_goes_over_the_wire_and_is_absent_elsewhere() -> None:
-    spec = parse_spec(minimal(shipAck="/tmp/run-42.ack"))
-    assert spec.ship_ack == Path("/tmp/run-42.ack")
-    assert json.loads(spec.to_line())["shipAck"] == "/tmp/run-42.ack"
-    assert parse_spec(minimal()).ship_ack is None
+def test_a_shipped_runs_acknowledgements_go_over_the_wire_and_are_absent_elsewhere() -> None:
+    spec = parse_spec(minimal(shipAck=True))
+    assert spec.ship_ack is True
+    assert json.loads(spec.to_line())["shipAck"] is True
+    assert parse_spec(minimal()).ship_ack is False
     assert "shipAck" not in json.loads(parse_spec(minimal()).to_line())

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -211,21 +212,21 @@ class Shipper:
     record) and before recording the end. A shipment that fails is kept and
     tried again with the next.
 
-    With an ``ack_path`` (a job runner that settles its result with the
-    board, ``runner/settle.py``), each committed shipment is acknowledged
-    there: the highest seq shipped, written whole (a temporary file renamed
-    over it), so the runner never reads half a number."""
+    With ``acknowledge`` (for a job runner that settles its result with the
+    board, ``runner/settle.py``), each shipment :meth:`serve_shipping`
+    commits is acknowledged: it is called with the highest seq shipped, on
+    the serving task's thread."""
 
     def __init__(
         self,
         key: str,
         path: str | os.PathLike[str],
         after_seq: int = 0,
-        ack_path: str | os.PathLike[str] | None = None,
+        acknowledge: Callable[[int], None] | None = None,
     ) -> None:
         self.key = key
         self.path = os.fspath(path)
-        self.ack_path = os.fspath(ack_path) if ack_path is not None else None
+        self.acknowledge = acknowledge
         self.shipped_seq = after_seq
         self.ended = False  # the terminal record is in the board
         self._cursor = LogCursor(path)
@@ -239,22 +240,10 @@ class Shipper:
         cls,
         run_id: int,
         path: str | os.PathLike[str],
-        ack_path: str | os.PathLike[str] | None = None,
+        acknowledge: Callable[[int], None] | None = None,
     ) -> Shipper | None:
         """A run's shipper on PostgreSQL; None on SQLite."""
-        return cls(run_key(run_id), path, ack_path=ack_path) if enabled() else None
-
-    def _acknowledge(self) -> None:
-        """Tell the runner the board holds its records through :attr:`shipped_seq`."""
-        if self.ack_path is None:
-            return
-        temporary = f"{self.ack_path}.tmp"
-        try:
-            with open(temporary, "w") as f:
-                f.write(str(self.shipped_seq))
-            os.replace(temporary, self.ack_path)
-        except OSError as exc:
-            log.warning("could not acknowledge the records of %s (%s)", self.key, exc)
+        return cls(run_key(run_id), path, acknowledge=acknowledge) if enabled() else None
 
     def ship_new(self) -> int:
         """On a worker thread: store what the log gained since the last
@@ -279,7 +268,6 @@ class Shipper:
             self.ended = ends is not None
             self._pending = []
             self._cursor.report()
-            self._acknowledge()
             return count
 
     def ship_rest(self) -> int:
@@ -313,12 +301,15 @@ class Shipper:
                 if not self._has_news():
                     continue
                 try:
-                    await db.call(self.ship_new)
-                    failures = 0
+                    shipped = await db.call(self.ship_new)
                 except Exception as exc:
                     failures += 1
                     if failures & (failures - 1) == 0:  # 1st, 2nd, 4th… failure
                         log.warning("could not ship the records of %s (%s)", self.key, exc)
+                    continue
+                failures = 0
+                if shipped and self.acknowledge is not None:
+                    self.acknowledge(self.shipped_seq)
 
     def stop(self) -> None:
         """End :meth:`serve_shipping` (its run or turn is over)."""

@@ -45,6 +45,7 @@ from crewboard.toolnames import granted_tools
 
 if TYPE_CHECKING:
     from crewboard.runner.mcp import McpHub
+    from crewboard.runner.settle import Acks
     from crewboard.runner.slots import SlotPool
 
 HANDOFF_PREFIX = "transfer_to_"
@@ -67,9 +68,17 @@ RESULT_ARTIFACT = "result.md"
 
 class AgentLoop:
     def __init__(
-        self, spec: RunnerSpec, log: RunLog, transport: Transport, ctx: ToolContext
+        self,
+        spec: RunnerSpec,
+        log: RunLog,
+        transport: Transport,
+        ctx: ToolContext,
+        acks: Acks | None = None,
     ) -> None:
+        """``acks``: where a run that settles its result with the board
+        (``spec.ship_ack``) hears what the board holds."""
         self.spec = spec
+        self.acks = acks
         self.log = CappedLog(log, spec.log_path, spec.limits.max_log_bytes)
         self._step_text: StepText | None = None
         # The deliverable this loop wrote from the final answer, if any.
@@ -450,24 +459,23 @@ class AgentLoop:
             )
         if self.ctx.saved_artifacts:
             fields["artifacts"] = list(self.ctx.saved_artifacts)
-        if self.spec.ship_ack is not None and not self._settled(fields):
+        if self.acks is not None and not self._settled(self.acks, fields):
             return LEASE_LAPSED_EXIT
         self.log.finish("final_result", **fields)
         return EXIT_OK
 
-    def _settled(self, fields: dict[str, Any]) -> bool:
+    def _settled(self, acks: Acks, fields: dict[str, Any]) -> bool:
         """Write the result as pending and wait until the board holds it
         (``runner/settle.py``); False after ending the run interrupted
         because no acknowledgement came within a lease."""
-        from crewboard.runner.settle import UNACKED, await_shipped
+        from crewboard.runner.settle import UNACKED
         from crewboard.sessionlog import RESULT_PENDING
 
-        assert self.spec.ship_ack is not None
         pending = self.log.append_pending(RESULT_PENDING, **fields)
         if pending is None:
             return True  # already ended (stopped meanwhile): finish() is a no-op
         lease_s = self.spec.lease.seconds if self.spec.lease else UNACKED_WAIT_S
-        if await_shipped(self.spec.ship_ack, int(pending["seq"]), lease_s):
+        if acks.wait_for(int(pending["seq"]), lease_s):
             return True
         self.log.finish("error", message=UNACKED, interrupted=True)
         return False

@@ -13,10 +13,12 @@ Exit codes, each after its terminal record in the log:
 143   SIGTERM: ``error {"message": "run cancelled (SIGTERM)", "cancelled": true}``
 ====  ==============================================================
 
-A control thread watches stdin (EOF means the parent died; after the spec, a
-job runner's supervisor writes a byte there at each renewal of the run's
-lease) and the signals, so the runner stops at once whatever the main thread
-is blocked in. The process is
+A control thread watches stdin and the signals, so the runner stops at once
+whatever the main thread is blocked in. EOF on stdin means the parent died;
+after the spec, a job runner's supervisor writes a line there at each
+renewal of the run's lease (an empty one) and, where it ships the run's
+records into the board, after each shipment (the highest seq the board
+holds). The process is
 made non-dumpable before the spec (and its API key) is read, which closes
 ``/proc/<runner>/environ`` and ``/proc/<runner>/mem`` to its tools.
 """
@@ -35,6 +37,7 @@ from typing import Any, NoReturn
 from crewboard.nodump import make_non_dumpable
 from crewboard.runner.lease import LeaseWatch
 from crewboard.runner.session_log import RunLog
+from crewboard.runner.settle import Acks
 from crewboard.runner.spec import RunnerSpec, SpecError, find_log_path, parse_spec
 from crewboard.runspec import LEASE_LAPSED_EXIT
 
@@ -59,20 +62,43 @@ def read_spec_line(fd: int = 0) -> bytes:
     return b"".join(parts)
 
 
+class Told:
+    """What a job runner's supervisor tells it on stdin after the spec, a
+    line each: an empty line renews the run's lease (``lease``), a number
+    is the highest seq the board holds (``acks``)."""
+
+    def __init__(self, lease: LeaseWatch | None = None, acks: Acks | None = None) -> None:
+        self.lease = lease
+        self.acks = acks
+        self._partial = b""
+
+    def feed(self, data: bytes) -> None:
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        for line in lines:
+            if not line:
+                if self.lease is not None:
+                    self.lease.renewed()
+            elif line.isdigit() and self.acks is not None:
+                self.acks.tell(int(line))
+
+
 class Control:
     """The control thread: ends the run at once when the parent goes away
     (EOF on stdin) or a SIGTERM/SIGINT arrives, and when the run's lease
-    lapses (``lease``), with the right terminal record."""
+    lapses (``lease``), with the right terminal record; passes on what the
+    supervisor tells on stdin (:class:`Told`)."""
 
     def __init__(
         self,
         log: RunLog,
         on_exit: Callable[[], None] | None = None,
         lease: LeaseWatch | None = None,
+        acks: Acks | None = None,
     ) -> None:
         self.log = log
         self.on_exit = on_exit
         self.lease = lease
+        self.told = Told(lease, acks)
         self._wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(wakeup_w, False)
         # Python's C-level handler writes the signal number to this pipe the
@@ -103,10 +129,11 @@ class Control:
                         self.stop("run cancelled (SIGTERM)", EXIT_SIGTERM, cancelled=True)
                     if signal.SIGINT in signums:
                         self.stop("run cancelled (SIGINT)", EXIT_SIGINT, cancelled=True)
-                elif not os.read(0, 1 << 16):  # POLLHUP or EOF alike
-                    self.stop("parent went away", EXIT_ERROR)
-                elif self.lease is not None:
-                    self.lease.renewed()
+                else:
+                    data = os.read(0, 1 << 16)
+                    if not data:  # POLLHUP or EOF alike
+                        self.stop("parent went away", EXIT_ERROR)
+                    self.told.feed(data)
 
     def stop(self, message: str, code: int, **fields: Any) -> NoReturn:
         if not self.log.finish("error", message=message, **fields):
@@ -157,7 +184,9 @@ def main() -> NoReturn:
         secrets += tuple(v for v in values if len(v) >= 8)
     stamp = {"requestId": spec.request_id} if spec.request_id else {}
     log = RunLog(spec.log_path, secrets=secrets, stamp=stamp)
-    control = Control(log, lease=LeaseWatch(spec.lease) if spec.lease is not None else None)
+    acks = Acks() if spec.ship_ack else None
+    lease = LeaseWatch(spec.lease) if spec.lease is not None else None
+    control = Control(log, lease=lease, acks=acks)
     control.start()
     # The first line goes out before the rest of the runner is imported: it is
     # what tells a follower the run has started.
@@ -177,7 +206,7 @@ def main() -> NoReturn:
             log.finish("error", message=str(exc), providerError=True)
             code = EXIT_ERROR
         else:
-            code = AgentLoop(spec, log, transport, ctx).run()
+            code = AgentLoop(spec, log, transport, ctx, acks=acks).run()
     except BaseException as exc:
         import traceback
 

@@ -10,35 +10,37 @@ in its log, and the peer that rescues the run reruns its job. A pending
 result the board did get is the run's result however the runner ends:
 recovery reads it from the board (``board/recovery.py``), so a job is never
 completed twice.
+
+The acknowledgements arrive on the runner's stdin, a seq on a line, read
+by its control thread (``runner/main.py``) and told to :class:`Acks`.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+import threading
 
-# How often the acknowledgement file is read while a result waits on it.
-ACK_POLL_S = 0.005
 # The error a run ends with when its result was never acknowledged.
 UNACKED = (
     "run interrupted: the board never acknowledged its result (its supervisor stopped shipping)"
 )
 
 
-def acked_seq(path: Path) -> int:
-    """The highest seq the supervisor says the board holds; 0 if none yet."""
-    try:
-        return int(path.read_text() or 0)
-    except (OSError, ValueError):
-        return 0
+class Acks:
+    """The highest seq the supervisor says the board holds: told by the
+    control thread as acknowledgements arrive, waited on by the run."""
 
+    def __init__(self) -> None:
+        self._seq = 0
+        self._changed = threading.Condition()
 
-def await_shipped(path: Path, seq: int, timeout_s: float) -> bool:
-    """Wait until the board holds the records through ``seq``, by the
-    acknowledgement file at ``path``. False if ``timeout_s`` passes first."""
-    deadline = time.monotonic() + timeout_s
-    while acked_seq(path) < seq:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(ACK_POLL_S)
-    return True
+    def tell(self, seq: int) -> None:
+        with self._changed:
+            if seq > self._seq:
+                self._seq = seq
+                self._changed.notify_all()
+
+    def wait_for(self, seq: int, timeout_s: float) -> bool:
+        """Wait until the board holds the records through ``seq``; False if
+        ``timeout_s`` passes first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._seq >= seq, timeout_s)

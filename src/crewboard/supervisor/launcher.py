@@ -41,7 +41,6 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import trio
@@ -67,6 +66,7 @@ from crewboard.processes import (
     describe_exit,
     run_runner,
     tell_lease_renewed,
+    tell_shipped,
 )
 from crewboard.providers import DEFAULT_MODEL, resolve_model
 from crewboard.runspec import (
@@ -143,12 +143,6 @@ def classify(
     return Ending(RunOutcome.CRASHED, how)
 
 
-def ack_path(log_path: Path) -> Path:
-    """The file where the run's shipper acknowledges what the board holds
-    (``runner/settle.py``), by its log."""
-    return log_path.with_suffix(".ack")
-
-
 def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Preset]) -> RunnerSpec:
     """The runner's spec for a claimed run. CrewboardError (the operator's or
     the template's to fix) if the agent or its model cannot be used."""
@@ -176,7 +170,7 @@ def build_spec(claim: Claim, config: Config, home: Home, presets: dict[str, Pres
         limits=config.runner_limits(),
         request_id=claim.request_id,
         lease=Lease(seconds=config.run_lease_s),
-        ship_ack=ack_path(claim.log_path) if records_shipped() else None,
+        ship_ack=records_shipped(),
     )
 
 
@@ -267,8 +261,6 @@ def _close_log(
             home.run_stderr(claim.run_id).write_bytes(stderr)
         except OSError as exc:
             log.warning("could not keep the stderr of run %s: %s", claim.run_id, exc)
-    with contextlib.suppress(OSError):
-        ack_path(claim.log_path).unlink()
     return _saved_artifact(claim, home, last)
 
 
@@ -481,8 +473,9 @@ class Launcher:
     ) -> None:
         active.pid = proc.pid
         active.process = proc
-        log_path = active.claim.log_path
-        active.shipper = Shipper.for_run(active.claim.run_id, log_path, ack_path(log_path))
+        active.shipper = Shipper.for_run(
+            active.claim.run_id, active.claim.log_path, acknowledge=partial(tell_shipped, proc)
+        )
         if active.shipper is not None:
             self._nursery.start_soon(active.shipper.serve_shipping)
         task_status.started()
