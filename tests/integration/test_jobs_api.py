@@ -605,6 +605,24 @@ async def test_clear_one_status_column(as_alice, as_admin):
     assert (await as_admin.post("/api/jobs/clear", params={"status": "nope"})).status_code == 422
 
 
+async def test_clear_refuses_a_body_instead_of_wiping_the_whole_board(as_alice, as_admin):
+    ids = (await create(as_alice))["jobIds"]
+    # The status sent in the body, where it does not go: nothing is deleted.
+    response = await as_admin.post("/api/jobs/clear", json={"status": "done"})
+    assert response.status_code == 422
+    assert "?status=" in response.json()["error"]["details"]["fields"]["status"]
+    response = await as_admin.post(
+        "/api/jobs/clear",
+        content="status=done",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert all(job_row(i) is not None for i in ids)
+    # An empty object says nothing more than no body.
+    response = await as_admin.post("/api/jobs/clear", json={})
+    assert response.json() == {"deleted": ids, "skipped": []}
+
+
 # --- artifact -----------------------------------------------------------------
 
 

@@ -191,6 +191,13 @@ async def create_crew():
 async def clear_jobs():
     who = require_principal()
     status = params.choice("status", STATUSES)
+    # Its one setting is a query parameter. A body such as {"status": "done"}
+    # would otherwise be ignored and the whole board wiped: it is refused.
+    body = await json_object(allow_empty=True)
+    fields = Fields(body, allowed=set())
+    if "status" in body:
+        fields.errors["status"] = "goes in the query: POST /api/jobs/clear?status=done"
+    fields.done()
     result = await db.call(board_jobs.clear, who.user_id, status, now=utcnow())
     await _remove_files(result["runIds"])
     return jsonify({"deleted": result["deleted"], "skipped": result["skipped"]})
