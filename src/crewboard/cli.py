@@ -68,10 +68,20 @@ def _read_password(args: argparse.Namespace, prompt: str = "Password: ") -> str:
     from crewboard.passwords import check_new_password
 
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:
+            raise CrewboardError("no password on stdin: --password-stdin reads one line")
+        password = line.rstrip("\r\n")
     else:
-        password = getpass.getpass(prompt)
-        if getpass.getpass("Again: ") != password:
+        try:
+            password = getpass.getpass(prompt)
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            raise CrewboardError(
+                "no password was typed: run this in a terminal, or pipe one line"
+                " with --password-stdin"
+            ) from None
+        if again != password:
             raise CrewboardError("the passwords do not match")
     if problem := check_new_password(password):
         raise CrewboardError(f"the password {problem}")

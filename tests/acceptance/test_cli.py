@@ -44,6 +44,11 @@ def test_user_add_list_passwd_promote_remove(tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr
     short = run_cli("user", "add", "b@example.test", "--password-stdin", home=home, stdin="short\n")
     assert short.returncode == 1 and "at least 8" in short.stderr
+    # No terminal and nothing on stdin (a script, cron): a clear refusal, no traceback.
+    for flags in ((), ("--password-stdin",)):
+        silent = run_cli("user", "add", "c@example.test", *flags, home=home)
+        assert silent.returncode == 1, silent.stderr
+        assert "no password" in silent.stderr and "Traceback" not in silent.stderr
 
     listed = run_cli("user", "list", home=home)
     assert re.search(r"ann@example\.test\s+ann\s+local", listed.stdout)
