@@ -38,8 +38,8 @@ are optional)::
 on the run's first and terminal records, so a run's log points back at the
 request's log lines.
 
-``lease`` is the length of a job run's lease. Its supervisor writes a byte
-to the runner's stdin each time it renews the lease; a runner that hears none
+``lease`` is the length of a job run's lease. Its supervisor writes an empty
+line to the runner's stdin each time it renews the lease; a runner that hears none
 for most of a lease stops itself (``runner/lease.py``), exiting
 :data:`LEASE_LAPSED_EXIT` after an ``error`` record, so a frozen or cut-off
 supervisor cannot keep it running while a peer reruns its job.
@@ -422,7 +422,7 @@ LEASE_LAPSED_EXIT = 75
 
 class Lease(_Value):
     """A run's lease as its runner sees it: its length in seconds (each
-    renewal arrives as a byte on the runner's stdin)."""
+    renewal arrives as an empty line on the runner's stdin)."""
 
     __slots__ = ("seconds",)
     seconds: float

@@ -1,8 +1,8 @@
 """The runner's lease watchdog: a job runner stops itself once its
 supervisor stops renewing the run's lease.
 
-The supervisor writes a byte to the runner's stdin each time it renews the
-run's lease on the board (no file per run: making and removing one for every
+The supervisor writes an empty line to the runner's stdin each time it renews
+the run's lease on the board (no file per run: making and removing one for every
 run cost the disk more than a short run costs itself). The runner's control
 thread (``runner/main.py``) reads stdin and tells its :class:`LeaseWatch` of
 each renewal, and asks it at least every :attr:`LeaseWatch.every_s` whether

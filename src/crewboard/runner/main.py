@@ -18,9 +18,9 @@ whatever the main thread is blocked in. EOF on stdin means the parent died;
 after the spec, a job runner's supervisor writes a line there at each
 renewal of the run's lease (an empty one) and, where it ships the run's
 records into the board, after each shipment (the highest seq the board
-holds). The process is
-made non-dumpable before the spec (and its API key) is read, which closes
-``/proc/<runner>/environ`` and ``/proc/<runner>/mem`` to its tools.
+holds). The process is made non-dumpable before the spec (and its API key)
+is read, which closes ``/proc/<runner>/environ`` and ``/proc/<runner>/mem``
+to its tools.
 """
 
 from __future__ import annotations

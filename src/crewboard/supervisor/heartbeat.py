@@ -2,7 +2,7 @@
 this supervisor is doing, plus systemd's watchdog and status line. Each beat
 renews the leases of this supervisor's runs (``board/leases.py``): a run the
 renewal no longer holds (a peer rescued it) has its runner stopped, and each
-held run's runner is told of the renewal (a byte on its stdin), which keeps
+held run's runner is told of the renewal (an empty line on its stdin), which keeps
 it going (a runner told of none stops itself, ``runner/lease.py``). If renewals
 fail for half a lease, :func:`serve_fence` stops every runner and the
 supervisor claims nothing until one succeeds: by the time a peer may rescue

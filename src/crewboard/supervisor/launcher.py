@@ -18,7 +18,7 @@ terminal record, before the end is recorded.
 
 Each run is held by a lease (``board/leases.py``) the heartbeat renews
 (``supervisor/heartbeat.py``). After each renewal the launcher tells the
-runner of every run still held, with a byte on its stdin — the runner stops
+runner of every run still held, with an empty line on its stdin — the runner stops
 itself when none comes (``runner/lease.py``) — and stops the runners of runs
 no longer held (:meth:`Launcher.hold`). When renewals fail for half a lease the
 launcher is fenced (:meth:`Launcher.fence`): every runner is stopped and no
